@@ -1,0 +1,88 @@
+// Package relay forwards committed events from an eventstore.Store to a
+// watermill message.Publisher, and gives consumers the watermill pieces they
+// need to handle those events safely: de-duplication by event id, a router with
+// retry and a poison queue, and RecordFrom to turn a message back into a record.
+//
+// # The event store is the outbox
+//
+// A command appends its events to the store and nothing else: there is no
+// second write to a broker that could succeed while the first fails. The Relay
+// subscribes to the store from its own checkpoint, publishes what it reads, and
+// moves the checkpoint afterwards. Transports: watermill's GoChannel inside one
+// process (use gochannel.Config{BlockPublishUntilSubscriberAck: true}; without
+// it GoChannel delivers each message from its own goroutine and order is lost),
+// Redis Streams (watermill-redisstream) between processes.
+//
+// # At least once
+//
+// Every committed event is published at least once, in position order, per
+// topic. The relay publishes a batch (one Publish call per run of consecutive
+// records with the same topic) and only then saves the checkpoint. So:
+//
+//   - A crash, kill or Save failure between a publish and its checkpoint save
+//     publishes that batch again on restart (at most Config.BatchSize messages
+//     per relay): duplicates, never loss.
+//   - A Publish error is retried, with exponential back-off and jitter between
+//     Config.RetryInitial and Config.RetryMax, until it succeeds; the relay
+//     never moves on, and never saves a checkpoint past an unpublished event.
+//     A publisher that fails half-way through a call may have sent some of the
+//     messages; the retry sends them again.
+//   - A failing checkpoint save is retried the same way before the next batch
+//     is read, so at most one batch is ever unsaved.
+//   - Records the Config.Filter refuses are skipped and the checkpoint moves
+//     past them.
+//
+// Consumers therefore de-duplicate by event id: the message UUID and the
+// MetaEventID metadata are the event's id, stable across re-publication.
+// Deduplicate does that in a watermill router.
+//
+// # Metadata
+//
+// Each message's UUID is the event id and its payload the event data. Its
+// metadata holds MetaEventID, MetaType, MetaStream, MetaVersion, MetaPosition
+// (the position's opaque token), MetaRecordedAt (RFC 3339, UTC),
+// MetaCorrelationID and MetaCausationID when set, and each event header under
+// MetaHeaderPrefix. watermill's middleware.CorrelationIDMetadataKey carries the
+// correlation id (the event id when the event has none) so watermill's
+// CorrelationID middleware passes it on to the messages a handler produces.
+// RecordFrom reverses the mapping.
+//
+// # Back-pressure
+//
+// The relay reads the store through its subscription into a buffer of
+// Config.BatchSize records. While the publisher is slow or failing, the buffer
+// fills and the subscription stops reading: nothing piles up in memory and
+// the store is not read ahead of the transport. The lag shows as the distance
+// between the store's head and Status().Position (metric
+// eventline_relay_position). With Redis Streams, bound each stream with the
+// publisher's Maxlens if consumers may fall far behind.
+//
+// # Failures and logs
+//
+// Run keeps going through transient failures (publish, checkpoint load and
+// save, subscription errors; a broken subscription is resumed from the last
+// checkpointed position). Each operation logs once when it starts failing and
+// once when it recovers, not once per attempt; Status and the metrics
+// (eventline_relay_*_total, eventline_relay_failing) show the rest. Run returns
+// nil when its context ends, and an error only when the store is closed or Run
+// is already running.
+//
+// # Running several instances
+//
+// Two relays with the same checkpoint and no Lease both publish everything:
+// each event arrives twice, none is lost. Config.Lease (RedisLease: SET NX PX,
+// renewed by token, released by a token-checked script) lets one instance
+// publish at a time while the others wait to take over. The lease is advisory:
+// an instance that stalls past the lease TTL can publish one more batch after
+// another took over, which again means duplicates, not loss.
+//
+// # Consumers
+//
+// NewRouter returns a watermill router with CorrelationID, Deduplicate,
+// PoisonQueue, Retry and Recoverer in that order (outermost first); its
+// documentation says why. Deduplicate marks an event handled only after the
+// handler succeeded, so a failed or interrupted handling is redelivered rather
+// than lost, and it claims the event while handling it so two deliveries never
+// run at once. RedisDedup shares that state between consumer processes;
+// MemoryDedup keeps it in one process.
+package relay
