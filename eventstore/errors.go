@@ -19,7 +19,7 @@ var (
 	// ErrInvalidStreamID means a stream id is empty, too long or malformed.
 	ErrInvalidStreamID = errors.New("eventstore: invalid stream id")
 	// ErrInvalidEvent means an event cannot be appended as given (no type name,
-	// no events at all, a malformed header).
+	// a malformed expected version, one event id twice in one append).
 	ErrInvalidEvent = errors.New("eventstore: invalid event")
 	// ErrTooLarge means an event's data and metadata exceed the backend's limit.
 	ErrTooLarge = errors.New("eventstore: event too large")

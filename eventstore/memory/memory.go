@@ -1,6 +1,3 @@
-// Package memory is an in-process eventstore.Store for tests and examples. It
-// keeps everything in memory, passes the same contract suite as the durable
-// backends, and loses everything on Close.
 package memory
 
 import (
@@ -25,7 +22,7 @@ type Store struct {
 	// subscribers without polling.
 	notify chan struct{}
 	closed bool
-	// MaxEventSize bounds an event's data plus metadata, in bytes.
+	// maxEventSize bounds an event's data plus metadata, in bytes.
 	maxEventSize int
 }
 
@@ -51,6 +48,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	}
 	events = slices.Clone(events)
 	if err := eventstore.PrepareAppend(stream, expected, events, s.maxEventSize); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if err := checkDistinctIDs(stream, events); err != nil {
 		return eventstore.AppendResult{}, err
 	}
 	s.mu.Lock()
@@ -96,6 +96,20 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return res, nil
+}
+
+// checkDistinctIDs refuses an append that names one event id twice: the log
+// could not hold both, and the id index would lose one.
+func checkDistinctIDs(stream string, events []eventstore.Event) error {
+	seen := make(map[uuid.UUID]struct{}, len(events))
+	for i, e := range events {
+		if _, dup := seen[e.ID]; dup {
+			return fmt.Errorf("%w: event %d for stream %q repeats id %s within the append",
+				eventstore.ErrDuplicateEvent, i, stream, e.ID)
+		}
+		seen[e.ID] = struct{}{}
+	}
+	return nil
 }
 
 // repeatedAppend reports done when some of the events' ids are already in the
@@ -161,7 +175,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) iter
 			s.mu.RLock()
 			rec := s.log[idx[v-1]]
 			s.mu.RUnlock()
-			if !yield(rec, nil) {
+			if !yield(cloneRecord(rec), nil) {
 				return
 			}
 		}
@@ -183,7 +197,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 				yield(eventstore.Record{}, err)
 				return
 			}
-			if !yield(log[i], nil) {
+			if !yield(cloneRecord(log[i]), nil) {
 				return
 			}
 		}
@@ -208,7 +222,12 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 			}
 			if next < uint64(len(log)) {
 				for ; next < uint64(len(log)); next++ {
-					if !yield(log[next], nil) {
+					// A long catch-up must still end promptly on cancellation.
+					if err := ctx.Err(); err != nil {
+						yield(eventstore.Record{}, err)
+						return
+					}
+					if !yield(cloneRecord(log[next]), nil) {
 						return
 					}
 				}
@@ -242,6 +261,14 @@ func (s *Store) Close() error {
 		close(s.notify)
 	}
 	return nil
+}
+
+// cloneRecord gives a reader its own copy of the parts of a record it could
+// change, so that no reader can alter the log.
+func cloneRecord(rec eventstore.Record) eventstore.Record {
+	rec.Data = slices.Clone(rec.Data)
+	rec.Metadata.Headers = cloneMap(rec.Metadata.Headers)
+	return rec
 }
 
 func cloneMap(m map[string]string) map[string]string {
