@@ -1,0 +1,306 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/google/uuid"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxAttempts = 10
+	DefaultMinBackoff  = time.Millisecond
+	DefaultMaxBackoff  = 100 * time.Millisecond
+)
+
+// Config configures a Handler. Every field but Name has a usable zero value.
+type Config struct {
+	// Name is the kind of entity the decider handles. It names the streams:
+	// Name "cart" and entity id "42" give stream "cart-42". Required: 1 to
+	// MaxNameLen bytes of [A-Za-z0-9._~-].
+	Name string
+	// MaxAttempts bounds how many times Handle loads, decides and appends when
+	// appends keep meeting concurrent writes to the same stream. After the last
+	// attempt Handle returns an error matching ErrConflict. 0 means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the pause before a retry: before retry n
+	// Handle waits a random time in [0, min(MaxBackoff, MinBackoff·2ⁿ⁻¹)) ("full
+	// jitter"), so that writers that collided do not collide again in lockstep.
+	// 0 means DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives a debug line per retry. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports a Config that NewHandler would refuse.
+func (c Config) Validate() error {
+	if err := validateName("Config.Name", c.Name, MaxNameLen); err != nil {
+		return err
+	}
+	switch {
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("command: Config.MaxAttempts is %d, must be ≥ 0", c.MaxAttempts)
+	case c.MinBackoff < 0 || c.MaxBackoff < 0:
+		return errors.New("command: Config.MinBackoff and MaxBackoff must be ≥ 0")
+	case c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff:
+		return fmt.Errorf("command: Config.MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Result says what handling a command did.
+type Result[E any] struct {
+	// StreamID is the stream of the entity, e.g. "cart-42".
+	StreamID string
+	// Version is the stream's version after the command's events; when the
+	// command decided no events, the stream's version as loaded (0: no stream).
+	Version uint64
+	// Position is the global position of the command's last event; a projection
+	// that has reached it reflects the command. When the command decided no
+	// events, it is the position of the stream's last event (Start: no stream).
+	Position eventstore.Position
+	// Events are the events the command wrote, or nil.
+	Events []E
+}
+
+// Handler handles the commands of one kind of entity: it loads the entity's
+// stream, folds it with the decider, decides, and appends the new events with
+// the loaded version as expectation, retrying on concurrent writes. It is safe
+// for concurrent use and holds nothing that needs closing.
+type Handler[S, C, E any] struct {
+	store    eventstore.Store
+	registry *eventstore.Registry
+	decider  Decider[S, C, E]
+	cfg      Config
+	locks    streamLocks
+}
+
+// NewHandler returns a Handler that keeps the entities of decider in store,
+// encoding and decoding events with registry, in which every concrete event type
+// of E must be registered (as a value type, since Registry.Decode returns
+// values).
+func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Registry, decider Decider[S, C, E], cfg Config) (*Handler[S, C, E], error) {
+	switch {
+	case store == nil:
+		return nil, errors.New("command: NewHandler: nil store")
+	case registry == nil:
+		return nil, errors.New("command: NewHandler: nil registry")
+	case decider.Initial == nil || decider.Decide == nil || decider.Evolve == nil:
+		return nil, errors.New("command: NewHandler: the decider needs Initial, Decide and Evolve")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Handler[S, C, E]{store: store, registry: registry, decider: decider, cfg: cfg.withDefaults()}, nil
+}
+
+// StreamID returns the stream that holds entity id's events, or an error
+// matching ErrInvalidID.
+func (h *Handler[S, C, E]) StreamID(id string) (string, error) {
+	if err := ValidateID(id); err != nil {
+		return "", err
+	}
+	return h.cfg.Name + "-" + id, nil
+}
+
+// Handle applies cmd to entity id: it loads the entity's stream (a stream that
+// does not exist is the decider's initial state), folds it, decides, and appends
+// the decided events expecting the version it loaded. When another writer got
+// there first it reloads and decides again, up to Config.MaxAttempts times.
+// Concurrent calls for the same entity on one Handler take turns, so that they
+// do not conflict with each other; they still may with other processes.
+//
+// A decision of no events writes nothing and succeeds. An error from Decide is
+// returned as a *RejectedError that unwraps to it; other errors come from the
+// store or the registry, or match ErrInvalidID, ErrConflict or
+// ErrIdempotencyConflict.
+//
+// When ctx carries a command id (WithID) the command is idempotent: see the
+// package documentation. Metadata from ctx (WithMetadata, CausedBy) is written
+// onto every event.
+func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result[E], error) {
+	stream, err := h.StreamID(id)
+	if err != nil {
+		return Result[E]{}, err
+	}
+	key := IDFrom(ctx)
+	if err := validateCommandID(key); err != nil {
+		return Result[E]{}, err
+	}
+	var hash string
+	if key != "" {
+		hash = commandHash(cmd)
+	}
+	md := h.metadata(ctx, key, hash)
+	for attempt := 1; ; attempt++ {
+		if err := h.locks.lock(ctx, stream); err != nil {
+			return Result[E]{}, err
+		}
+		res, err := h.attempt(ctx, stream, key, hash, md, cmd)
+		h.locks.unlock(stream)
+		if err == nil || !retryable(err, key) {
+			return res, err
+		}
+		if attempt >= h.cfg.MaxAttempts {
+			return Result[E]{}, fmt.Errorf("%w: stream %q: gave up after %d attempts: %w", ErrConflict, stream, attempt, err)
+		}
+		h.cfg.Logger.DebugContext(ctx, "command: concurrent write, retrying",
+			"stream", stream, "attempt", attempt, "error", err)
+		if err := h.backoff(ctx, attempt); err != nil {
+			return Result[E]{}, err
+		}
+	}
+}
+
+// retryable reports whether reloading may let the command through: another
+// writer appended first, or (for an idempotent command) a concurrent handling of
+// the same command id wrote its events first at another version, which the
+// reload will find.
+func retryable(err error, key string) bool {
+	return errors.Is(err, eventstore.ErrWrongVersion) ||
+		key != "" && errors.Is(err, eventstore.ErrDuplicateEvent)
+}
+
+func (h *Handler[S, C, E]) backoff(ctx context.Context, attempt int) error {
+	ceiling := h.cfg.MinBackoff << min(attempt-1, 30)
+	if ceiling <= 0 || ceiling > h.cfg.MaxBackoff {
+		ceiling = h.cfg.MaxBackoff
+	}
+	t := time.NewTimer(rand.N(ceiling) + 1)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// metadata is what every event of one Handle call carries.
+func (h *Handler[S, C, E]) metadata(ctx context.Context, key, hash string) eventstore.Metadata {
+	md := MetadataFrom(ctx)
+	if md.CorrelationID == "" {
+		md.CorrelationID = key
+		if key == "" {
+			md.CorrelationID = uuid.NewString()
+		}
+	}
+	if md.CausationID == "" {
+		md.CausationID = key
+	}
+	if key != "" {
+		if md.Headers == nil {
+			md.Headers = make(map[string]string, 2)
+		}
+		md.Headers[HeaderCommandID] = key
+		if hash != "" {
+			md.Headers[HeaderCommandHash] = hash
+		} else {
+			delete(md.Headers, HeaderCommandHash)
+		}
+	}
+	return md
+}
+
+// attempt is one load-fold-decide-append.
+func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string, md eventstore.Metadata, cmd C) (Result[E], error) {
+	state := h.decider.Initial()
+	loaded := Result[E]{StreamID: stream} // the stream's head as loaded
+	var prior Result[E]                   // the command's own events, if already written
+	var priorHash string
+	for rec, err := range h.store.ReadStream(ctx, stream, 1) {
+		if errors.Is(err, eventstore.ErrStreamNotFound) {
+			break
+		}
+		if err != nil {
+			return Result[E]{}, fmt.Errorf("command: load stream %q: %w", stream, err)
+		}
+		e, err := h.decode(rec)
+		if err != nil {
+			return Result[E]{}, fmt.Errorf("command: load stream %q: %w", stream, err)
+		}
+		if key != "" && rec.Metadata.Headers[HeaderCommandID] == key {
+			prior.Version, prior.Position = rec.Version, rec.Position
+			prior.Events = append(prior.Events, e)
+			priorHash = rec.Metadata.Headers[HeaderCommandHash]
+		} else if prior.Events != nil {
+			// One append wrote all of the command's events, contiguously: the
+			// rest of the stream cannot change the answer.
+			break
+		}
+		state = h.decider.Evolve(state, e)
+		loaded.Version, loaded.Position = rec.Version, rec.Position
+	}
+	if prior.Events != nil {
+		if hash != "" && priorHash != "" && hash != priorHash {
+			return Result[E]{}, fmt.Errorf("%w: command id %q on stream %q (written at version %d)",
+				ErrIdempotencyConflict, key, stream, prior.Version)
+		}
+		prior.StreamID = stream
+		return prior, nil
+	}
+
+	decided, err := h.decider.Decide(state, cmd)
+	if err != nil {
+		return Result[E]{}, &RejectedError{StreamID: stream, Err: err}
+	}
+	if len(decided) == 0 {
+		return loaded, nil
+	}
+	events := make([]eventstore.Event, len(decided))
+	for i, e := range decided {
+		ev, err := h.registry.Encode(e)
+		if err != nil {
+			return Result[E]{}, fmt.Errorf("command: stream %q: event %d: %w", stream, i, err)
+		}
+		if key != "" {
+			ev.ID = eventID(stream, key, i)
+		}
+		ev.Metadata = md
+		events[i] = ev
+	}
+	res, err := h.store.Append(ctx, stream, eventstore.Exact(loaded.Version), events...)
+	if err != nil {
+		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)
+	}
+	return Result[E]{StreamID: stream, Version: res.LastVersion, Position: res.Position, Events: decided}, nil
+}
+
+func (h *Handler[S, C, E]) decode(rec eventstore.Record) (E, error) {
+	v, err := h.registry.Decode(rec)
+	if err != nil {
+		var zero E
+		return zero, err
+	}
+	e, ok := v.(E)
+	if !ok {
+		var zero E
+		return zero, &eventstore.RecordError{StreamID: rec.StreamID, Version: rec.Version, Position: rec.Position, Type: rec.Type,
+			Err: fmt.Errorf("%w: %T is not a %v", eventstore.ErrDecode, v, reflect.TypeFor[E]())}
+	}
+	return e, nil
+}

@@ -1,0 +1,264 @@
+package projection
+
+import (
+	"context"
+	"iter"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/memory"
+	"github.com/eventline/eventline/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// benchEvents is the size of the catch-up benchmarks: EVENTLINE_BENCH_EVENTS,
+// default 100,000 (the reported figures use 1,000,000).
+func benchEvents() int {
+	if n, err := strconv.Atoi(os.Getenv("EVENTLINE_BENCH_EVENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 100_000
+}
+
+// ceilingHSET measures go-redis pipelined HSET, pipelines of 500, on one
+// connection: the raw ceiling the runner is compared with.
+func ceilingHSET(b *testing.B, addr string, n int) float64 {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 1})
+	defer rdb.Close()
+	ctx := context.Background()
+	start := time.Now()
+	for i := 0; i < n; {
+		pipe := rdb.Pipeline()
+		for j := 0; j < 500 && i < n; j, i = j+1, i+1 {
+			pipe.HSet(ctx, "ceiling:"+strconv.Itoa(i%1000), "n", i)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+func BenchmarkCeilingPipelinedHSET(b *testing.B) {
+	srv := redistest.Start(b)
+	n := benchEvents()
+	var ops float64
+	for range b.N {
+		ops = ceilingHSET(b, srv.Addr, n)
+	}
+	b.ReportMetric(ops, "ops/s")
+}
+
+// genStore is a log of n synthetic records made on the fly, so that the
+// catch-up benchmark measures the runner (and its memory), not a store.
+type genStore struct {
+	n       uint64
+	streams []string
+	t0      time.Time
+}
+
+func newGenStore(n int) *genStore {
+	s := &genStore{n: uint64(n), t0: time.Now()}
+	for i := range 1000 {
+		s.streams = append(s.streams, "s-"+strconv.Itoa(i))
+	}
+	return s
+}
+
+func (s *genStore) rec(i uint64) eventstore.Record {
+	return eventstore.Record{Event: eventstore.Event{Type: "inc"}, StreamID: s.streams[i%1000],
+		Version: i/1000 + 1, Position: eventstore.SeqPosition(i), RecordedAt: s.t0}
+}
+func (s *genStore) Append(context.Context, string, eventstore.ExpectedVersion, ...eventstore.Event) (eventstore.AppendResult, error) {
+	return eventstore.AppendResult{}, eventstore.ErrClosed
+}
+func (s *genStore) ReadStream(context.Context, string, uint64) iter.Seq2[eventstore.Record, error] {
+	return func(func(eventstore.Record, error) bool) {}
+}
+func (s *genStore) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
+	return func(yield func(eventstore.Record, error) bool) {
+		for i := after.Commit + 1; i <= s.n; i++ {
+			if !yield(s.rec(i), nil) {
+				return
+			}
+		}
+	}
+}
+func (s *genStore) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
+	return func(yield func(eventstore.Record, error) bool) {
+		for rec, err := range s.ReadAll(ctx, after) {
+			if !yield(rec, err) {
+				return
+			}
+		}
+		<-ctx.Done()
+		yield(eventstore.Record{}, ctx.Err())
+	}
+}
+func (s *genStore) Head(context.Context) (eventstore.Position, error) {
+	return eventstore.SeqPosition(s.n), nil
+}
+func (s *genStore) Close() error { return nil }
+
+// hsetProjection writes one HSET per record, like the ceiling.
+func hsetProjection(name string) Projection {
+	return Define(name, 1, func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+		tx.Pipe().HSet(ctx, tx.Key("s", rec.StreamID), "n", rec.Version)
+		return nil
+	})
+}
+
+// BenchmarkCatchUp runs 3 projections over the same log of N records from
+// scratch, concurrently, and reports events/s per projection and in total,
+// the ratio of the per-projection rate to the one-connection HSET ceiling
+// measured in the same run, and peak heap and RSS.
+func BenchmarkCatchUp(b *testing.B) {
+	srv := redistest.Start(b)
+	n := benchEvents()
+	projections := 3
+	if p, err := strconv.Atoi(os.Getenv("EVENTLINE_BENCH_PROJECTIONS")); err == nil && p > 0 {
+		projections = p
+	}
+	ceiling := ceilingHSET(b, srv.Addr, n)
+	var perProj, peakHeap, peakRSS float64
+	for iter := range b.N {
+		store := newGenStore(n)
+		var clients []*redis.Client
+		var rs []*running
+		start := time.Now()
+		stopSampling := make(chan struct{})
+		var sampled sync.WaitGroup
+		sampled.Add(1)
+		go func() {
+			defer sampled.Done()
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peakHeap = max(peakHeap, float64(ms.HeapInuse))
+				peakRSS = max(peakRSS, rss())
+				select {
+				case <-stopSampling:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		for p := range projections {
+			c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			clients = append(clients, c)
+			name := "bench" + strconv.Itoa(iter) + "_" + strconv.Itoa(p)
+			r, err := New(Config{Store: store, Redis: c, Projection: hsetProjection(name), Logger: quietLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rs = append(rs, startRunner(b, r))
+		}
+		for p := range projections {
+			name := "bench" + strconv.Itoa(iter) + "_" + strconv.Itoa(p)
+			waitUntil(b, 10*time.Minute, "catch-up", func() bool { return checkpointOf(clients[p], name).Commit == uint64(n) })
+		}
+		elapsed := time.Since(start)
+		close(stopSampling)
+		sampled.Wait()
+		for _, x := range rs {
+			_ = x.stop()
+		}
+		for _, c := range clients {
+			_ = c.Close()
+		}
+		perProj = float64(n) / elapsed.Seconds()
+	}
+	b.ReportMetric(perProj, "events/s/projection")
+	b.ReportMetric(perProj*float64(projections), "events/s")
+	b.ReportMetric(ceiling, "ceiling-ops/s")
+	b.ReportMetric(perProj/ceiling, "ratio/projection")
+	b.ReportMetric(perProj*float64(projections)/ceiling, "ratio-total")
+	b.ReportMetric(peakHeap/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(peakRSS/(1<<20), "peak-RSS-MiB")
+}
+
+// rss returns the process' resident set size in bytes (Linux), 0 elsewhere.
+func rss() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return float64(kb) * 1024
+		}
+	}
+	return 0
+}
+
+func BenchmarkLiveLag1000(b *testing.B) { benchLiveLag(b, 1000) }
+func BenchmarkLiveLag5000(b *testing.B) { benchLiveLag(b, 5000) }
+
+// benchLiveLag appends at a steady rate for EVENTLINE_BENCH_SECONDS (default
+// 3) and measures, for every record, the time from its commit in the store
+// (Record.RecordedAt) to the commit of its batch in Redis.
+func benchLiveLag(b *testing.B, rate int) {
+	srv := redistest.Start(b)
+	secs := 3
+	if s, err := strconv.Atoi(os.Getenv("EVENTLINE_BENCH_SECONDS")); err == nil && s > 0 {
+		secs = s
+	}
+	ctx := context.Background()
+	var p50, p99 float64
+	for iter := range b.N {
+		store := memory.New()
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		name := "lag" + strconv.Itoa(iter)
+		r, err := New(Config{Store: store, Redis: rdb, Projection: counts(name), Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var mu sync.Mutex
+		var lags []time.Duration
+		r.afterCommit = func(batch []eventstore.Record) {
+			now := time.Now()
+			mu.Lock()
+			for _, rec := range batch {
+				lags = append(lags, now.Sub(rec.RecordedAt))
+			}
+			mu.Unlock()
+		}
+		x := startRunner(b, r)
+		waitFor(b, rdb, name, eventstore.Start)
+		// Append in ticks of 1 ms; each tick catches up to the schedule.
+		total := rate * secs
+		start := time.Now()
+		tick := time.NewTicker(time.Millisecond)
+		var last eventstore.Position
+		for i := 0; i < total; {
+			<-tick.C
+			due := min(total, int(time.Since(start).Seconds()*float64(rate)))
+			for ; i < due; i++ {
+				res, err := store.Append(ctx, streamOf(i), eventstore.Any, event(i))
+				if err != nil {
+					b.Fatal(err)
+				}
+				last = res.Position
+			}
+		}
+		tick.Stop()
+		waitFor(b, rdb, name, last)
+		_ = x.stop()
+		_ = rdb.Close()
+		slices.Sort(lags)
+		p50 = lags[len(lags)/2].Seconds() * 1000
+		p99 = lags[len(lags)*99/100].Seconds() * 1000
+	}
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
+}

@@ -1,0 +1,109 @@
+// Package projection keeps read models in Redis up to date with the event
+// log, exactly once in effect, and says how stale they are.
+//
+// A Projection is user code: a name ([a-z0-9_-]), a schema version (≥ 1), the
+// event types it handles, and Apply, which turns one record into Redis writes
+// queued on a *Tx. Define builds one from a function; Router dispatches typed,
+// decoded events (eventstore.Registry, upcasters included) to handlers
+// registered with Handle.
+//
+// A Runner subscribes to the log after the projection's checkpoint, groups
+// records into batches (at most Config.BatchSize records; the first record
+// waits at most Config.FlushInterval for company) and commits each batch.
+//
+// # One batch, one transaction, fenced
+//
+// A batch is committed as
+//
+//	WATCH lease; GET lease (must be our token); MULTI; <the batch's writes>;
+//	HSET checkpoint ...; EXEC
+//
+// The writes and the new checkpoint land together or not at all, so a crash at
+// any moment neither loses nor doubles a record: the next runner resumes from
+// the checkpoint in Redis, the only truth about what was applied. The lease
+// check cannot be done inside MULTI (a failing command inside MULTI does not
+// abort the others); WATCH makes EXEC fail if any other client touched the
+// lease key after our check, which is exactly what a takeover does. A runner
+// that lost its lease therefore cannot write, even if it was paused between
+// its check and its EXEC (TestLeaseTakeoverAndFencing steals the lease at
+// that very moment). Refused batches are counted in the
+// eventline_projection_fenced_batches_total metric.
+//
+// Renewing the lease (PEXPIRE) also touches the key and would abort our own
+// WATCH, so renewals happen on the runner's goroutine between batches, never
+// during one. One Lua script per batch was the alternative; it would make
+// projections write through a command encoding of ours instead of go-redis'
+// Pipeliner, for no gain in safety. Redis has no rollback either way: if
+// Redis refuses a command inside EXEC (WRONGTYPE: a projection bug), the rest
+// of the batch and its checkpoint did land, so the runner stops with
+// ErrCommandFailed instead of carrying on with a possibly wrong model.
+//
+// # Reading the model while writing it
+//
+// Writes go to Tx.Pipe and are sent at EXEC. Reads that a projection needs
+// (to update a JSON document, say) go through Tx.Read at once. Because only the
+// lease holder writes a projection's keys, such a read sees every committed
+// batch; it does not see the writes queued earlier in the same batch, so a
+// read-modify-write keeps its result in Tx.Memo, the batch's overlay of its
+// own pending writes, for the records that follow (the tests' "add" handler
+// does this). Prefer Redis' atomic updates (HINCRBY, ZINCRBY, SADD, ...) where
+// they fit: they need no read at all and keep batches one round trip.
+//
+// Apply may run more than once for a record (a batch is retried after an
+// error); only the attempt that commits counts, so Apply must not act outside
+// its Tx.
+//
+// # Keys, versions, activation
+//
+// Every key of projection <name> carries the hash tag {el:<name>}, so that
+// the model, checkpoint, lease and status of one projection, across its
+// versions, share one Redis Cluster slot and one transaction can cover them.
+// The layout is defined in package query (so that the read side, which must
+// not import this package, agrees by construction):
+//
+//	{el:<name>}:active             live version
+//	{el:<name>}:v<n>:checkpoint    hash: position token, commit, prepare, recorded_at, updated_at
+//	{el:<name>}:v<n>:lease         token of the writing runner, with a TTL
+//	{el:<name>}:v<n>:status        hash written by the lease holder
+//	{el:<name>}:v<n>:deadletter    list of DeadLetterEntry JSON
+//	{el:<name>}:v<n>:<parts...>    the model (Tx.Key)
+//
+// Checkpoint and lease are per version: version n+1 can be built beside
+// version n by its own runners, and Activate switches {el:<name>}:active
+// atomically (one Lua script) only if n+1's checkpoint has reached the given
+// position. With the default Config.Activation (ActivateIfNone) a runner makes
+// its version active once it has caught up with the head of the log seen when
+// it took the lease, and only if no version is active; until then queries get
+// query.ErrNotReady instead of a half-built model.
+//
+// # Leases
+//
+// Any number of runners of one version may run; the one holding the lease
+// (SET NX PX with its Config.ID as token) writes, the others retry every third
+// of Config.LeaseTTL, so a dead holder is replaced within about LeaseTTL.
+// Run releases the lease when it returns. A restarted process that reuses its
+// ID reclaims its own lease at once.
+//
+// # Failures
+//
+// Redis or the store unreachable: the runner logs once per change of state,
+// backs off (Config.MinBackoff doubling to MaxBackoff), and starts over from
+// the checkpoint in Redis; records it had in flight are simply read again. A
+// record the projection cannot apply (decode or handler error) is retried
+// Config.MaxAttempts times, then by Config.OnPoison either the runner stops
+// after committing the records before it (Stop, the default: Run returns
+// ErrStuck, Status shows StuckAt and Error) or the record goes to the
+// dead-letter list, atomically with the checkpoint, and the runner goes on
+// (DeadLetter). Records of types the projection does not handle are skipped
+// and counted.
+//
+// # Status and metrics
+//
+// Runner.Status is this runner's view; ReadStatus reads the same from Redis
+// alone (for the CLI): checkpoint, head (refreshed every Config.StatusEvery),
+// lag in events (head − checkpoint for single-sequence logs; -1 for
+// EventStoreDB, whose positions are byte offsets) and in seconds (age of the
+// last applied record while behind, 0 when caught up), state, lease holder,
+// dead-letter count. Metrics (eventline_projection_*) are registered on
+// Config.Registerer, never globally.
+package projection

@@ -1,0 +1,23 @@
+package projection
+
+import "errors"
+
+var (
+	// ErrInvalidConfig means a Config or Projection cannot be used as given.
+	ErrInvalidConfig = errors.New("projection: invalid config")
+	// ErrFenced means a batch was refused because the runner no longer held the
+	// projection's lease: another runner took over. Nothing of the batch landed.
+	ErrFenced = errors.New("projection: lease lost, batch refused")
+	// ErrStuck means the runner stopped at a record the projection could not
+	// apply (policy Stop). The error names the record's position; Status shows
+	// it too. Records before it are applied and checkpointed.
+	ErrStuck = errors.New("projection: stopped at a record that cannot be applied")
+	// ErrCommandFailed means Redis refused a command of a committed batch
+	// (e.g. WRONGTYPE). Redis has no rollback: the other commands of the batch
+	// and its checkpoint did land, so the model may be wrong and the runner
+	// stops rather than go on. This is a bug in the projection.
+	ErrCommandFailed = errors.New("projection: redis refused a command of a batch")
+	// ErrBehind means Activate refused to switch to a version whose checkpoint
+	// has not reached the position asked for.
+	ErrBehind = errors.New("projection: version has not caught up")
+)

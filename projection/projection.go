@@ -1,0 +1,185 @@
+package projection
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
+)
+
+// Projection turns records of the log into writes to a Redis read model.
+// Implementations are user code; Define and Router build one from functions.
+type Projection interface {
+	// Name identifies the projection: 1 to query.MaxNameLen bytes of [a-z0-9_-].
+	Name() string
+	// Version is the schema version of the read model, from 1. Changing what
+	// Apply writes means a new version, built beside the old one.
+	Version() int
+	// Handles lists the event types Apply wants. Records of other types are
+	// skipped (and counted) without calling Apply. An empty list means all.
+	Handles() []string
+	// Apply queues the writes one record causes on tx. It may be called more
+	// than once for the same record (a retried batch); only the writes of the
+	// attempt that commits take effect, so Apply must have no effect outside tx.
+	Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error
+}
+
+// ApplyFunc is the signature of Projection.Apply.
+type ApplyFunc func(ctx context.Context, tx *Tx, rec eventstore.Record) error
+
+// Define returns a Projection made of its parts. handles lists the event types
+// apply wants; none means all.
+func Define(name string, version int, apply ApplyFunc, handles ...string) Projection {
+	return &defined{name: name, version: version, apply: apply, handles: slices.Clone(handles)}
+}
+
+type defined struct {
+	name    string
+	version int
+	apply   ApplyFunc
+	handles []string
+}
+
+func (d *defined) Name() string      { return d.name }
+func (d *defined) Version() int      { return d.version }
+func (d *defined) Handles() []string { return d.handles }
+func (d *defined) Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+	return d.apply(ctx, tx, rec)
+}
+
+// Validate checks a projection's name and version.
+func Validate(p Projection) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil projection", ErrInvalidConfig)
+	}
+	if err := query.ValidateName(p.Name()); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if p.Version() < 1 {
+		return fmt.Errorf("%w: projection %q: version %d, must be ≥ 1", ErrInvalidConfig, p.Name(), p.Version())
+	}
+	return nil
+}
+
+// Tx is one batch's transaction, handed to Projection.Apply for each record of
+// the batch. Writes queued on Pipe are sent in one MULTI/EXEC with the new
+// checkpoint, and only if the runner still holds the projection's lease.
+//
+// Reads (Read) go to Redis at once, on the connection that watches the lease,
+// and see every committed batch, because only the lease holder writes the
+// model. They do not see the writes queued earlier in the same batch: a
+// projection that reads a value and writes it back (a running total kept as
+// JSON, say) keeps the value it computed in Memo for the records after it in
+// the batch. Redis' own atomic updates (HINCRBY, ZINCRBY, SADD, ...) need
+// neither and are the fastest choice.
+type Tx struct {
+	name    string
+	version int
+	pipe    redis.Pipeliner
+	read    redis.Cmdable
+	memo    map[string]any
+}
+
+// Key returns the key of a read model entry of the projection's version:
+// "{el:<name>}:v<version>:" followed by parts joined with ':'.
+func (tx *Tx) Key(parts ...string) string { return query.Key(tx.name, tx.version, parts...) }
+
+// Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
+// writes only; the replies of queued commands are not known until the batch
+// commits, after Apply returns.
+func (tx *Tx) Pipe() redis.Pipeliner { return tx.pipe }
+
+// Read returns a client for reads that must happen now (GET, HGET, ...). Do
+// not write through it: writes outside Pipe are neither atomic with the
+// checkpoint nor fenced by the lease.
+func (tx *Tx) Read() redis.Cmdable { return tx.read }
+
+// Memo returns the value stored under key by SetMemo earlier in this batch.
+// It is the overlay of the batch's own pending writes; see Tx.
+func (tx *Tx) Memo(key string) (any, bool) {
+	v, ok := tx.memo[key]
+	return v, ok
+}
+
+// SetMemo remembers v under key for the rest of this batch. The memo is empty
+// at the start of every batch and of every retry.
+func (tx *Tx) SetMemo(key string, v any) {
+	if tx.memo == nil {
+		tx.memo = map[string]any{}
+	}
+	tx.memo[key] = v
+}
+
+// Router is a Projection's Apply built from one typed handler per event type:
+// records are decoded with a Registry (upcasters included) and dispatched to
+// the handler registered with Handle. Its Types are the projection's Handles.
+type Router struct {
+	reg      *eventstore.Registry
+	handlers map[string]ApplyFunc
+	types    []string
+}
+
+// NewRouter returns a Router decoding with reg.
+func NewRouter(reg *eventstore.Registry) *Router {
+	return &Router{reg: reg, handlers: map[string]ApplyFunc{}}
+}
+
+// Handle routes records whose event decodes to E to fn. E must be registered
+// in the Router's Registry; Handle panics otherwise, at start-up.
+func Handle[E any](r *Router, fn func(ctx context.Context, tx *Tx, rec eventstore.Record, e E) error) {
+	var zero E
+	name, ok := r.reg.Name(zero)
+	if !ok {
+		panic(fmt.Sprintf("projection: Handle: %T is not registered", zero))
+	}
+	if _, dup := r.handlers[name]; !dup {
+		r.types = append(r.types, name)
+	}
+	r.handlers[name] = func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+		v, err := r.reg.Decode(rec)
+		if err != nil {
+			return err
+		}
+		e, ok := v.(E)
+		if !ok {
+			return &eventstore.RecordError{StreamID: rec.StreamID, Version: rec.Version, Position: rec.Position,
+				Type: rec.Type, Err: fmt.Errorf("%w: decoded as %T, handler wants %T", eventstore.ErrDecode, v, zero)}
+		}
+		return fn(ctx, tx, rec, e)
+	}
+}
+
+// Types returns the event types that have a handler, for Projection.Handles.
+// Upcasted old type names are added with Also.
+func (r *Router) Types() []string { return slices.Clone(r.types) }
+
+// Also adds type names the Router accepts without a handler of their own,
+// such as old names an upcaster turns into a handled type.
+func (r *Router) Also(types ...string) {
+	for _, t := range types {
+		if !slices.Contains(r.types, t) {
+			r.types = append(r.types, t)
+		}
+	}
+}
+
+// Apply decodes rec and calls its handler. A record with no handler (after
+// upcasting) is an error matching eventstore.ErrUnknownEventType.
+func (r *Router) Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+	if h, ok := r.handlers[rec.Type]; ok {
+		return h(ctx, tx, rec)
+	}
+	v, err := r.reg.Decode(rec)
+	if err != nil {
+		return err
+	}
+	name, _ := r.reg.Name(v)
+	if h, ok := r.handlers[name]; ok {
+		return h(ctx, tx, rec)
+	}
+	return &eventstore.RecordError{StreamID: rec.StreamID, Version: rec.Version, Position: rec.Position,
+		Type: rec.Type, Err: eventstore.ErrUnknownEventType}
+}

@@ -1,0 +1,696 @@
+package projection
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/query"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Policy says what a runner does with a record the projection keeps failing
+// to apply.
+type Policy int
+
+const (
+	// Stop applies the records before it, then stops the runner with an error
+	// matching ErrStuck; Status shows the record's position and the error.
+	Stop Policy = iota
+	// DeadLetter records it in the version's dead-letter list (DeadLetterKey),
+	// atomically with the checkpoint, and goes on.
+	DeadLetter
+)
+
+// Activation says when a runner makes its version the active one.
+type Activation int
+
+const (
+	// ActivateIfNone (the default) makes the runner's version active once it
+	// has caught up with the head of the log as seen when the runner took the
+	// lease, and only if no version is active: queries never see a half-built
+	// first model, and a running version is never replaced behind the
+	// operator's back.
+	ActivateIfNone Activation = iota
+	// ActivateNever leaves the active version alone; a rebuild switches with
+	// Activate when it decides to.
+	ActivateNever
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultBatchSize     = 1000
+	DefaultFlushInterval = 2 * time.Millisecond
+	DefaultLeaseTTL      = 5 * time.Second
+	DefaultMaxAttempts   = 3
+	DefaultMinBackoff    = 50 * time.Millisecond
+	DefaultMaxBackoff    = 2 * time.Second
+	DefaultStatusEvery   = time.Second
+)
+
+// Config configures a Runner. Store, Redis and Projection are required; every
+// other field has a usable zero value.
+type Config struct {
+	// Store is the log to read.
+	Store eventstore.Store
+	// Redis holds the read model, the checkpoint and the lease. Every key of
+	// one projection shares a hash tag, so a Redis Cluster client works too.
+	Redis redis.UniversalClient
+	// Projection is the user code.
+	Projection Projection
+	// BatchSize bounds the records of one transaction; FlushInterval bounds how
+	// long the first record of a batch waits for more. Defaults 1000 and 2 ms.
+	BatchSize     int
+	FlushInterval time.Duration
+	// LeaseTTL is how long a lease lives without renewal; the holder renews it
+	// every third of it, and a standby takes over at most about LeaseTTL after
+	// the holder died. Default 5 s.
+	LeaseTTL time.Duration
+	// MaxAttempts is how many times a batch is applied before the record it
+	// fails on is handled by OnPoison. Default 3.
+	MaxAttempts int
+	// OnPoison is the policy for such records. Default Stop.
+	OnPoison Policy
+	// Activation says when this runner's version becomes active. Default
+	// ActivateIfNone.
+	Activation Activation
+	// MinBackoff and MaxBackoff bound the pause after Redis or the store
+	// failed (doubling). Defaults 50 ms and 2 s.
+	MinBackoff, MaxBackoff time.Duration
+	// StatusEvery is how often the lease holder reads the head of the log and
+	// writes its status hash. Default 1 s.
+	StatusEvery time.Duration
+	// ID names this runner in the lease and in Status.Holder; it must be unique
+	// among the runners of a projection. Default: host:pid:random.
+	ID string
+	// Logger gets one line per change of state. nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, gets the runner's Prometheus metrics. Runners of
+	// one projection in the same process share them.
+	Registerer prometheus.Registerer
+}
+
+// Validate reports a Config that New would refuse.
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: Config.Store is nil", ErrInvalidConfig)
+	case c.Redis == nil:
+		return fmt.Errorf("%w: Config.Redis is nil", ErrInvalidConfig)
+	case c.BatchSize < 0 || c.FlushInterval < 0 || c.LeaseTTL < 0 || c.MaxAttempts < 0 ||
+		c.MinBackoff < 0 || c.MaxBackoff < 0 || c.StatusEvery < 0:
+		return fmt.Errorf("%w: negative size or duration", ErrInvalidConfig)
+	case c.LeaseTTL != 0 && c.LeaseTTL < 30*time.Millisecond:
+		return fmt.Errorf("%w: Config.LeaseTTL %v is below 30ms", ErrInvalidConfig, c.LeaseTTL)
+	case c.OnPoison != Stop && c.OnPoison != DeadLetter:
+		return fmt.Errorf("%w: unknown Config.OnPoison %d", ErrInvalidConfig, c.OnPoison)
+	}
+	return Validate(c.Projection)
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	def(&c.FlushInterval, DefaultFlushInterval)
+	def(&c.LeaseTTL, DefaultLeaseTTL)
+	def(&c.MinBackoff, DefaultMinBackoff)
+	def(&c.MaxBackoff, max(DefaultMaxBackoff, c.MinBackoff))
+	def(&c.StatusEvery, DefaultStatusEvery)
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		c.ID = host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(b[:])
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Runner keeps one version of a projection up to date with the log. Run it in
+// as many processes as wanted: one holds the lease and writes, the others
+// stand by.
+type Runner struct {
+	cfg     Config
+	proj    Projection
+	name    string
+	version int
+	handles map[string]bool
+	m       *metrics
+	log     *slog.Logger
+
+	leaseKey, checkpointKey, statusKey, deadKey string
+
+	mu sync.Mutex
+	st Status // this runner's view; guarded by mu
+	// recordedAt is when the last applied record was committed to the log.
+	recordedAt time.Time
+
+	// Hooks for tests, set before Run.
+	beforeExec  func()
+	afterCommit func([]eventstore.Record)
+	noRelease   bool
+}
+
+// New returns a Runner for cfg. It does not connect to anything.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	p := cfg.Projection
+	r := &Runner{cfg: cfg, proj: p, name: p.Name(), version: p.Version(), log: cfg.Logger.With(
+		"projection", p.Name(), "version", p.Version(), "runner", cfg.ID)}
+	if hs := p.Handles(); len(hs) > 0 {
+		r.handles = make(map[string]bool, len(hs))
+		for _, h := range hs {
+			r.handles[h] = true
+		}
+	}
+	var err error
+	if r.m, err = newMetrics(cfg.Registerer, r.name, r.version); err != nil {
+		return nil, fmt.Errorf("projection %s: register metrics: %w", r.name, err)
+	}
+	r.leaseKey = leaseKey(r.name, r.version)
+	r.checkpointKey = query.CheckpointKey(r.name, r.version)
+	r.statusKey = statusKey(r.name, r.version)
+	r.deadKey = DeadLetterKey(r.name, r.version)
+	r.st = Status{Name: r.name, Version: r.version, State: StateStarting, Runner: cfg.ID, LagEvents: -1, LagSeconds: -1}
+	r.m.setState(StateStarting)
+	return r, nil
+}
+
+// ID returns the runner's lease token.
+func (r *Runner) ID() string { return r.cfg.ID }
+
+// Status returns this runner's status: its own state (standby, running, ...)
+// and what it knows of the checkpoint and head, completed from Redis with the
+// active version, the lease holder and the dead-letter count when Redis
+// answers.
+func (r *Runner) Status(ctx context.Context) (Status, error) {
+	r.mu.Lock()
+	s := r.st
+	recordedAt := r.recordedAt
+	r.mu.Unlock()
+	s.fillLag(recordedAt, time.Now())
+	rs, err := ReadStatus(ctx, r.cfg.Redis, r.name, r.version)
+	if err != nil {
+		return s, err
+	}
+	s.ActiveVersion, s.Active, s.Holder, s.DeadLetters = rs.ActiveVersion, rs.Active, rs.Holder, rs.DeadLetters
+	if s.Checkpoint.Before(rs.Checkpoint) { // a standby learns progress from Redis
+		s.Checkpoint = rs.Checkpoint
+		s.fillLag(time.Time{}, time.Now())
+	}
+	return s, nil
+}
+
+func (r *Runner) setState(s State, err error) {
+	r.mu.Lock()
+	old := r.st.State
+	r.st.State = s
+	if err != nil {
+		r.st.Error = err.Error()
+	} else if s != StateStopped {
+		r.st.Error, r.st.StuckAt = "", ""
+	}
+	r.mu.Unlock()
+	if old == s {
+		return
+	}
+	r.m.setState(s)
+	switch {
+	case s == StateRetrying:
+		r.log.Warn("projection runner retrying", "error", err)
+	case s == StateStopped && err != nil:
+		r.log.Error("projection runner stopped", "error", err)
+	default:
+		r.log.Info("projection runner state", "state", string(s), "was", string(old))
+	}
+}
+
+// Run runs the runner until ctx ends (it then returns nil) or the projection
+// stops on an error (ErrStuck, ErrCommandFailed). Redis and store failures are
+// retried for ever, with back-off. On return it releases the lease, so that a
+// standby takes over at once.
+func (r *Runner) Run(ctx context.Context) error {
+	defer func() {
+		if r.noRelease {
+			return
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_, _ = runScript(rctx, r.cfg.Redis, releaseScript, r.leaseKey, r.cfg.ID)
+	}()
+	backoff := r.cfg.MinBackoff
+	retryIn := r.cfg.LeaseTTL / 3
+	for {
+		if ctx.Err() != nil {
+			r.stopped(nil)
+			return nil
+		}
+		ok, err := runScript(ctx, r.cfg.Redis, acquireScript, r.leaseKey, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds())
+		var wait time.Duration
+		switch {
+		case ctx.Err() != nil:
+			continue
+		case err != nil:
+			r.setState(StateRetrying, fmt.Errorf("take lease: %w", err))
+			r.m.retries.Inc()
+			wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+		case !ok:
+			r.setState(StateStandby, nil)
+			wait = retryIn
+		default:
+			err = r.session(ctx)
+			switch {
+			case ctx.Err() != nil:
+				continue
+			case errors.Is(err, ErrFenced):
+				r.setState(StateStandby, nil)
+				backoff = r.cfg.MinBackoff
+				wait = retryIn
+			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed):
+				r.stopped(err)
+				return err
+			case err != nil:
+				r.setState(StateRetrying, err)
+				r.m.retries.Inc()
+				wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// stopped records the final state in memory and, best effort, in Redis.
+func (r *Runner) stopped(err error) {
+	r.setState(StateStopped, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = r.writeStatus(ctx, r.cfg.Redis)
+}
+
+// writeStatus writes this runner's status hash. Only the lease holder calls
+// it, so the hash is the holder's word.
+func (r *Runner) writeStatus(ctx context.Context, c redis.Cmdable) error {
+	r.mu.Lock()
+	s := r.st
+	r.mu.Unlock()
+	pipe := c.Pipeline()
+	pipe.HSet(ctx, r.statusKey, fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(),
+		fHeadAt, timeNano(s.HeadAt), fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano())
+	pipe.SAdd(ctx, ProjectionsKey, r.name)
+	pipe.SAdd(ctx, VersionsKey(r.name), r.version)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+func timeNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// item is what the subscription goroutine hands the runner.
+type item struct {
+	rec eventstore.Record
+	err error
+}
+
+// session is one tenure of the lease: read the checkpoint, subscribe after it,
+// apply batches until the lease is lost, ctx ends or something fails. Whatever
+// ends it, the next session starts again from the checkpoint in Redis, which
+// is the only truth about what was applied.
+func (r *Runner) session(ctx context.Context) error {
+	rdb := r.cfg.Redis
+	cp, err := query.ReadCheckpoint(ctx, rdb, r.name, r.version)
+	if err != nil {
+		return err
+	}
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read head of the log: %w", err)
+	}
+	r.mu.Lock()
+	r.st.Checkpoint, r.st.Head, r.st.HeadAt = cp, head, time.Now()
+	r.mu.Unlock()
+	// target is the head seen when the lease was taken: reaching it ends the
+	// catch-up and, with ActivateIfNone, makes the version active.
+	target := head
+	activating := r.cfg.Activation == ActivateIfNone
+	state := StateCatchingUp
+	if !cp.Before(target) {
+		state = StateRunning
+	}
+	r.setState(state, nil)
+	if err := r.writeStatus(ctx, rdb); err != nil {
+		return err
+	}
+	if activating && !cp.Before(target) {
+		if _, _, err := activate(ctx, rdb, r.name, r.version, target, true); err != nil {
+			return err
+		}
+		activating = false
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	ch := make(chan item, 2*r.cfg.BatchSize)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for rec, err := range r.cfg.Store.Subscribe(sctx, cp) {
+			select {
+			case ch <- item{rec, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	renewEvery := r.cfg.LeaseTTL / 3
+	lastRenew := time.Now()
+	lastStatus := time.Now()
+	tick := time.NewTicker(min(renewEvery, r.cfg.StatusEvery))
+	defer tick.Stop()
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
+	batch := make([]eventstore.Record, 0, r.cfg.BatchSize)
+
+	for {
+		// Renewing touches the lease key, which would abort a batch's WATCH; it
+		// happens here, between batches, on the goroutine that runs them.
+		if time.Since(lastRenew) >= renewEvery {
+			ok, err := runScript(ctx, rdb, renewScript, r.leaseKey, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds())
+			if err != nil {
+				return fmt.Errorf("renew lease: %w", err)
+			}
+			if !ok {
+				return fmt.Errorf("%w: lease %s taken over", ErrFenced, r.leaseKey)
+			}
+			lastRenew = time.Now()
+		}
+		if time.Since(lastStatus) >= r.cfg.StatusEvery {
+			if err := r.refreshStatus(ctx); err != nil {
+				return err
+			}
+			lastStatus = time.Now()
+		}
+
+		var subErr error
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			continue
+		case it := <-ch:
+			if it.err != nil {
+				subErr = it.err
+				break
+			}
+			batch = append(batch, it.rec)
+			flush.Reset(r.cfg.FlushInterval)
+		collect:
+			for len(batch) < cap(batch) {
+				select {
+				case it := <-ch:
+					if it.err != nil {
+						subErr = it.err
+						break collect
+					}
+					batch = append(batch, it.rec)
+				case <-flush.C:
+					break collect
+				}
+			}
+			flush.Stop()
+		}
+		if len(batch) > 0 {
+			if err := r.commit(ctx, batch); err != nil {
+				return err
+			}
+			last := batch[len(batch)-1].Position
+			if state == StateCatchingUp && !last.Before(target) {
+				state = StateRunning
+				r.setState(state, nil)
+				if err := r.writeStatus(ctx, rdb); err != nil {
+					return err
+				}
+			}
+			if activating && !last.Before(target) {
+				if _, _, err := activate(ctx, rdb, r.name, r.version, target, true); err != nil {
+					return err
+				}
+				activating = false
+			}
+		}
+		if subErr != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("subscription: %w", subErr)
+		}
+	}
+}
+
+// refreshStatus reads the head of the log and writes the status hash.
+func (r *Runner) refreshStatus(ctx context.Context) error {
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read head of the log: %w", err)
+	}
+	r.mu.Lock()
+	r.st.Head, r.st.HeadAt = head, time.Now()
+	s := r.st
+	recordedAt := r.recordedAt
+	r.mu.Unlock()
+	s.fillLag(recordedAt, time.Now())
+	r.m.lagEvents.Set(float64(s.LagEvents))
+	r.m.lagSeconds.Set(s.LagSeconds)
+	return r.writeStatus(ctx, r.cfg.Redis)
+}
+
+// applyError is a failure of Projection.Apply on batch[index].
+type applyError struct {
+	index int
+	err   error
+}
+
+func (e *applyError) Error() string { return e.err.Error() }
+func (e *applyError) Unwrap() error { return e.err }
+
+// commit applies a batch and advances the checkpoint. A record that fails
+// MaxAttempts times is handled by the OnPoison policy.
+func (r *Runner) commit(ctx context.Context, batch []eventstore.Record) error {
+	attempts, at := 0, -1
+	for len(batch) > 0 {
+		err := r.exec(ctx, batch, nil)
+		var ae *applyError
+		if !errors.As(err, &ae) {
+			return err
+		}
+		if transient(ae.err) || ctx.Err() != nil {
+			return ae.err
+		}
+		if ae.index != at {
+			attempts, at = 0, ae.index
+		}
+		attempts++
+		if attempts < r.cfg.MaxAttempts {
+			r.log.Debug("projection apply failed, retrying", "position", batch[at].Position.String(), "error", ae.err)
+			t := time.NewTimer(r.cfg.MinBackoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			continue
+		}
+		bad := batch[at]
+		if r.cfg.OnPoison == Stop {
+			if at > 0 {
+				if err := r.exec(ctx, batch[:at], nil); err != nil {
+					return err
+				}
+			}
+			stuck := fmt.Errorf("%w: %s at position %s (stream %q version %d, type %q) after %d attempts: %w",
+				ErrStuck, r.name, bad.Position, bad.StreamID, bad.Version, bad.Type, attempts, ae.err)
+			r.mu.Lock()
+			r.st.StuckAt = bad.Position.String()
+			r.mu.Unlock()
+			return stuck
+		}
+		if err := r.exec(ctx, batch[:at+1], ae.err); err != nil {
+			return err
+		}
+		r.log.Warn("projection record dead-lettered", "position", bad.Position.String(), "type", bad.Type, "error", ae.err)
+		batch, attempts, at = batch[at+1:], 0, -1
+	}
+	return nil
+}
+
+// DeadLetterEntry is an entry of a dead-letter list, stored as JSON.
+type DeadLetterEntry struct {
+	Position string    `json:"position"`
+	StreamID string    `json:"stream_id"`
+	Version  uint64    `json:"version"`
+	Type     string    `json:"type"`
+	EventID  string    `json:"event_id"`
+	Error    string    `json:"error"`
+	At       time.Time `json:"at"`
+}
+
+// exec is one attempt at one batch: WATCH the lease, check it is ours, apply
+// the records into a MULTI pipeline, add the checkpoint, EXEC. If the lease
+// key changes after the check (another runner took over), EXEC aborts and
+// nothing lands. When dead is set, the batch's last record is dead-lettered
+// with that error instead of applied.
+func (r *Runner) exec(ctx context.Context, batch []eventstore.Record, dead error) error {
+	start := time.Now()
+	applied, skipped := 0, 0
+	err := r.cfg.Redis.Watch(ctx, func(rtx *redis.Tx) error {
+		holder, err := rtx.Get(ctx, r.leaseKey).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if holder != r.cfg.ID {
+			return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
+		}
+		pipe := rtx.TxPipeline()
+		tx := &Tx{name: r.name, version: r.version, pipe: pipe, read: rtx}
+		recs := batch
+		if dead != nil {
+			recs = batch[:len(batch)-1]
+		}
+		for i := range recs {
+			rec := &recs[i]
+			if r.handles != nil && !r.handles[rec.Type] {
+				skipped++
+				continue
+			}
+			if err := r.proj.Apply(ctx, tx, *rec); err != nil {
+				return &applyError{index: i, err: err}
+			}
+			applied++
+		}
+		last := batch[len(batch)-1]
+		if dead != nil {
+			b, _ := json.Marshal(DeadLetterEntry{Position: last.Position.String(), StreamID: last.StreamID, Version: last.Version,
+				Type: last.Type, EventID: last.ID.String(), Error: dead.Error(), At: time.Now().UTC()})
+			pipe.RPush(ctx, r.deadKey, b)
+		}
+		pipe.HSet(ctx, r.checkpointKey,
+			query.FieldPosition, last.Position.String(),
+			query.FieldCommit, strconv.FormatUint(last.Position.Commit, 10),
+			query.FieldPrepare, strconv.FormatUint(last.Position.Prepare, 10),
+			query.FieldRecordedAt, timeNano(last.RecordedAt),
+			query.FieldUpdatedAt, time.Now().UnixNano())
+		if r.beforeExec != nil {
+			r.beforeExec()
+		}
+		_, err = pipe.Exec(ctx)
+		return err
+	}, r.leaseKey)
+	switch {
+	case err == nil:
+	case errors.Is(err, redis.TxFailedErr):
+		r.m.fenced.Inc()
+		return fmt.Errorf("%w: lease %s changed during the batch", ErrFenced, r.leaseKey)
+	case errors.Is(err, ErrFenced):
+		r.m.fenced.Inc()
+		return err
+	case transient(err):
+		return err
+	default:
+		var ae *applyError
+		if errors.As(err, &ae) {
+			return err
+		}
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			return fmt.Errorf("%w: %s: batch ending at %s: %w", ErrCommandFailed, r.name, batch[len(batch)-1].Position, err)
+		}
+		return err
+	}
+	last := batch[len(batch)-1]
+	r.m.applied.Add(float64(applied))
+	r.m.skipped.Add(float64(skipped))
+	r.m.batches.Inc()
+	if dead != nil {
+		r.m.deadLetters.Inc()
+	}
+	r.m.batchSeconds.Observe(time.Since(start).Seconds())
+	r.mu.Lock()
+	r.st.Checkpoint = last.Position
+	r.recordedAt = last.RecordedAt
+	if r.st.Head.Before(last.Position) {
+		r.st.Head = last.Position
+	}
+	r.mu.Unlock()
+	if r.afterCommit != nil {
+		r.afterCommit(batch)
+	}
+	return nil
+}
+
+// transient reports errors after which retrying the same work may succeed:
+// the connection failed, or Redis is loading, read-only or busy.
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MOVED", "ASK"} {
+			if redis.HasErrorPrefix(err, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe)
+}

@@ -1,0 +1,112 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
+)
+
+// Lease scripts compare the holder token before touching the key, so that a
+// runner can never extend or delete a lease another runner holds.
+var (
+	acquireScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`)
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`)
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`)
+	// activateScript switches the active version when the candidate's
+	// checkpoint has reached a position. Positions are compared as decimal
+	// strings (length first), because Lua numbers lose precision above 2^53.
+	activateScript = redis.NewScript(`
+local function cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+local cur = redis.call('GET', KEYS[1])
+if ARGV[4] == '1' and cur then return {0, cur} end
+local c = redis.call('HGET', KEYS[2], 'commit') or '0'
+local p = redis.call('HGET', KEYS[2], 'prepare') or '0'
+local d = cmp(c, ARGV[2])
+if d == 0 then d = cmp(p, ARGV[3]) end
+if d < 0 then return {-1, cur or ''} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1, cur or ''}`)
+)
+
+// Activate makes version the active version of projection name, atomically,
+// provided that version's checkpoint has reached atLeast; otherwise it returns
+// an error matching ErrBehind and changes nothing. It returns the version that
+// was active before (0: none). A blue/green rebuild calls it with the head of
+// the log once the new version has caught up; queries resolving the active
+// version see either the old or the new one, never a mix.
+func Activate(ctx context.Context, rdb redis.Scripter, name string, version int, atLeast eventstore.Position) (previous int, err error) {
+	_, previous, err = activate(ctx, rdb, name, version, atLeast, false)
+	return previous, err
+}
+
+// activate runs activateScript; switched is false when onlyIfNone found an
+// active version.
+func activate(ctx context.Context, rdb redis.Scripter, name string, version int, atLeast eventstore.Position, onlyIfNone bool) (switched bool, previous int, err error) {
+	if err := query.ValidateName(name); err != nil {
+		return false, 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	flag := "0"
+	if onlyIfNone {
+		flag = "1"
+	}
+	res, err := activateScript.Run(ctx, rdb,
+		[]string{query.ActiveKey(name), query.CheckpointKey(name, version)},
+		version, strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag).Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("projection: activate %s v%d: %w", name, version, err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("projection: activate %s v%d: unexpected reply %v", name, version, res)
+	}
+	code, _ := res[0].(int64)
+	prevStr, _ := res[1].(string)
+	if prevStr != "" {
+		previous, _ = strconv.Atoi(prevStr)
+	}
+	switch code {
+	case 1:
+		return true, previous, nil
+	case 0:
+		return false, previous, nil
+	default:
+		return false, previous, fmt.Errorf("%w: %s v%d has not reached %s", ErrBehind, name, version, atLeast)
+	}
+}
+
+// runScript runs a lease script and reports whether it returned 1.
+func runScript(ctx context.Context, rdb redis.Scripter, s *redis.Script, key string, args ...any) (bool, error) {
+	n, err := s.Run(ctx, rdb, []string{key}, args...).Int()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return n == 1, err
+}

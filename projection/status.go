@@ -1,0 +1,172 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
+)
+
+// State is what a runner is doing.
+type State string
+
+// States of a runner.
+const (
+	// StateStarting: the runner has not tried to take the lease yet.
+	StateStarting State = "starting"
+	// StateStandby: another runner holds the lease; this one waits to take over.
+	StateStandby State = "standby"
+	// StateCatchingUp: the lease holder is applying records already in the log
+	// when it (re)started.
+	StateCatchingUp State = "catching_up"
+	// StateRunning: the lease holder has caught up and applies new records as
+	// they come.
+	StateRunning State = "running"
+	// StateRetrying: Redis or the store failed; the runner backs off and
+	// resumes from the checkpoint.
+	StateRetrying State = "retrying"
+	// StateStopped: the runner is not running. With a non-empty Status.Error it
+	// stopped on an error (a stuck record, a refused command).
+	StateStopped State = "stopped"
+)
+
+var allStates = []State{StateStarting, StateStandby, StateCatchingUp, StateRunning, StateRetrying, StateStopped}
+
+// Status describes one version of a projection.
+type Status struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+	// ActiveVersion is the projection's live version (0: none yet); Active says
+	// whether it is this one.
+	ActiveVersion int   `json:"active_version"`
+	Active        bool  `json:"active"`
+	State         State `json:"state"`
+	// Checkpoint is the position of the last record applied; Head the position
+	// of the last record in the log, as of HeadAt.
+	Checkpoint eventstore.Position `json:"checkpoint"`
+	Head       eventstore.Position `json:"head"`
+	HeadAt     time.Time           `json:"head_at,omitzero"`
+	// LagEvents is Head.Commit − Checkpoint.Commit when both are positions of
+	// a single-sequence log (SQLite, memory); -1 otherwise (EventStoreDB
+	// positions are byte offsets, not counts).
+	LagEvents int64 `json:"lag_events"`
+	// LagSeconds is how old the last applied record is while the checkpoint is
+	// behind the head, 0 when caught up, -1 when nothing was applied yet.
+	LagSeconds float64 `json:"lag_seconds"`
+	// Holder is the lease token of the runner writing this version ("" none).
+	// Runner is the token of the runner reporting (Runner.Status only).
+	Holder string `json:"holder,omitempty"`
+	Runner string `json:"runner,omitempty"`
+	// Error and StuckAt say why the runner stopped, when it stopped on an error.
+	Error   string `json:"error,omitempty"`
+	StuckAt string `json:"stuck_at,omitempty"`
+	// DeadLetters is the length of the version's dead-letter list.
+	DeadLetters int64 `json:"dead_letters"`
+	// UpdatedAt is when the lease holder last wrote its status.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// Fields of the status hash.
+const (
+	fState     = "state"
+	fHolder    = "holder"
+	fHead      = "head"
+	fHeadAt    = "head_at"
+	fError     = "error"
+	fStuckAt   = "stuck_at"
+	fUpdatedAt = "updated_at"
+)
+
+func statusKey(name string, version int) string { return query.VersionPrefix(name, version) + "status" }
+func leaseKey(name string, version int) string  { return query.VersionPrefix(name, version) + "lease" }
+
+// DeadLetterKey returns the key of the dead-letter list of one version: a
+// list of JSON DeadLetterEntry values, oldest first.
+func DeadLetterKey(name string, version int) string {
+	return query.VersionPrefix(name, version) + "deadletter"
+}
+
+// ProjectionsKey is a set of the names of every projection a runner has run,
+// so that tools can list them without SCAN.
+const ProjectionsKey = "el:projections"
+
+// VersionsKey returns the set of versions of projection name that runners
+// have run.
+func VersionsKey(name string) string { return query.Tag(name) + ":versions" }
+
+// ReadStatus reads the status of one version of a projection from Redis alone,
+// as another process (the CLI) sees it. Version 0 means the active version.
+func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, version int) (Status, error) {
+	if err := query.ValidateName(name); err != nil {
+		return Status{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	active, err := rdb.Get(ctx, query.ActiveKey(name)).Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Status{}, fmt.Errorf("projection: status of %s: %w", name, err)
+	}
+	if version == 0 {
+		if active == 0 {
+			return Status{}, fmt.Errorf("%w: projection %q has no active version", query.ErrNotReady, name)
+		}
+		version = active
+	}
+	pipe := rdb.Pipeline()
+	st := pipe.HGetAll(ctx, statusKey(name, version))
+	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, version))
+	holder := pipe.Get(ctx, leaseKey(name, version))
+	dead := pipe.LLen(ctx, DeadLetterKey(name, version))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Status{}, fmt.Errorf("projection: status of %s v%d: %w", name, version, err)
+	}
+	s := Status{Name: name, Version: version, ActiveVersion: active, Active: active == version,
+		Holder: holder.Val(), DeadLetters: dead.Val()}
+	sv, cv := st.Val(), cp.Val()
+	s.State = State(sv[fState])
+	if s.State == "" {
+		s.State = StateStopped
+	}
+	if s.Holder == "" && (s.State != StateStopped) {
+		// The last holder died without a word; nobody runs this version.
+		s.State = StateStopped
+	}
+	s.Error, s.StuckAt = sv[fError], sv[fStuckAt]
+	s.Head, _ = eventstore.ParsePosition(sv[fHead])
+	s.HeadAt = unixNano(sv[fHeadAt])
+	s.UpdatedAt = unixNano(sv[fUpdatedAt])
+	s.Checkpoint, _ = eventstore.ParsePosition(cv[query.FieldPosition])
+	s.fillLag(unixNano(cv[query.FieldRecordedAt]), time.Now())
+	return s, nil
+}
+
+// fillLag computes the lag fields from the checkpoint, the head and when the
+// last applied record was recorded.
+func (s *Status) fillLag(recordedAt, now time.Time) {
+	if s.Head.Before(s.Checkpoint) {
+		s.Head = s.Checkpoint
+	}
+	s.LagEvents = -1
+	if s.Head.Commit == s.Head.Prepare && s.Checkpoint.Commit == s.Checkpoint.Prepare {
+		s.LagEvents = int64(s.Head.Commit - s.Checkpoint.Commit)
+	}
+	switch {
+	case !s.Checkpoint.Before(s.Head):
+		s.LagSeconds = 0
+	case recordedAt.IsZero():
+		s.LagSeconds = -1
+	default:
+		s.LagSeconds = max(0, now.Sub(recordedAt).Seconds())
+	}
+}
+
+func unixNano(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}

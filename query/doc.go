@@ -1,0 +1,28 @@
+// Package query is the read side of eventline: it reads projections' read
+// models in Redis and never touches the event store, so query services deploy
+// without the write side (it imports only the eventstore core, for Position,
+// and go-redis).
+//
+// # Versions
+//
+// A projection's keys carry its name as a hash tag and its schema version:
+// "{el:carts}:v3:cart:42". The key {el:<name>}:active names the live version.
+// Resolve reads it and returns a View bound to that version, so that every
+// read of one request sees one version even if a rebuild switches versions
+// meanwhile. A projection whose first version has not caught up with the log
+// has no active version: Resolve returns ErrNotReady rather than a half-built
+// model.
+//
+// This package owns the key layout (Key, ActiveKey, CheckpointKey, ...): the
+// projection package writes through it, so writers and readers cannot drift
+// apart.
+//
+// # Read your writes
+//
+// A command returns the position it committed. WaitFor(ctx, rdb, name,
+// position) returns once the active version's checkpoint has reached it,
+// bounded by ctx; with the zero position it never waits. It polls the
+// checkpoint hash with a growing pause (0.5 ms doubling to 20 ms): a GET of a
+// small hash costs Redis little, needs no connection per waiter (pub/sub
+// would), and cannot miss a notification.
+package query

@@ -1,0 +1,158 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	// ErrNotReady means a projection has no active version yet: its first
+	// version has not caught up with the log, so there is no model to read.
+	ErrNotReady = errors.New("query: projection not ready")
+	// ErrNotFound means a read model entry does not exist.
+	ErrNotFound = errors.New("query: not found")
+	// ErrInvalidName means a projection name is empty, too long or uses
+	// characters outside [a-z0-9_-].
+	ErrInvalidName = errors.New("query: invalid projection name")
+)
+
+// View is one version of a projection's read model, as resolved at one moment.
+// Keep a View for the reads of one request: all of them then see the same
+// version even if a rebuild switches the active version meanwhile.
+type View struct {
+	rdb redis.Cmdable
+	// Name is the projection's name.
+	Name string
+	// Version is the version the View reads.
+	Version int
+}
+
+// Resolve returns a View of the active version of projection name. A
+// projection without an active version gives an error matching ErrNotReady.
+// Resolve never waits.
+func Resolve(ctx context.Context, rdb redis.Cmdable, name string) (*View, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	s, err := rdb.Get(ctx, ActiveKey(name)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: projection %q has no active version", ErrNotReady, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("query: resolve projection %q: %w", name, err)
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return nil, fmt.Errorf("query: projection %q: active version %q is not a positive integer", name, s)
+	}
+	return &View{rdb: rdb, Name: name, Version: v}, nil
+}
+
+// Key returns the key of a read model entry of the View's version.
+func (v *View) Key(parts ...string) string { return Key(v.Name, v.Version, parts...) }
+
+// Checkpoint returns the position of the last record applied to the View's
+// version (Start when none).
+func (v *View) Checkpoint(ctx context.Context) (eventstore.Position, error) {
+	return ReadCheckpoint(ctx, v.rdb, v.Name, v.Version)
+}
+
+// GetJSON reads the string key made of parts and decodes it as JSON into dst.
+// A missing key gives an error matching ErrNotFound.
+func (v *View) GetJSON(ctx context.Context, dst any, parts ...string) error {
+	key := v.Key(parts...)
+	b, err := v.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return fmt.Errorf("query: GET %s: %w", key, err)
+	}
+	if err := json.Unmarshal(b, dst); err != nil {
+		return fmt.Errorf("query: decode %s: %w", key, err)
+	}
+	return nil
+}
+
+// HGetAll reads the hash key made of parts into dst, a pointer to a struct
+// whose fields carry `redis:"field"` tags (go-redis' Scan rules). A missing
+// key gives an error matching ErrNotFound.
+func (v *View) HGetAll(ctx context.Context, dst any, parts ...string) error {
+	key := v.Key(parts...)
+	res := v.rdb.HGetAll(ctx, key)
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("query: HGETALL %s: %w", key, err)
+	}
+	if len(res.Val()) == 0 {
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err := res.Scan(dst); err != nil {
+		return fmt.Errorf("query: decode %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReadCheckpoint returns the checkpoint of one version of a projection, Start
+// when the version has applied nothing.
+func ReadCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, version int) (eventstore.Position, error) {
+	key := CheckpointKey(name, version)
+	s, err := rdb.HGet(ctx, key, FieldPosition).Result()
+	if errors.Is(err, redis.Nil) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("query: read checkpoint %s: %w", key, err)
+	}
+	return eventstore.ParsePosition(s)
+}
+
+// Polling bounds of WaitFor. The first re-check comes quickly because a
+// runner usually commits within a few milliseconds; the cap bounds the load
+// many waiters put on Redis.
+const (
+	waitMinBackoff = 500 * time.Microsecond
+	waitMaxBackoff = 20 * time.Millisecond
+)
+
+// WaitFor returns a View of the active version of projection name once that
+// version's checkpoint has reached position, so that a client reading through
+// it sees its own writes: pass the position a command returned. A zero
+// position never waits. It re-checks with a growing pause (0.5 ms up to 20
+// ms), re-resolving the active version each time, and gives up with ctx's
+// error. A projection with no active version gives ErrNotReady at once.
+func WaitFor(ctx context.Context, rdb redis.Cmdable, name string, position eventstore.Position) (*View, error) {
+	pause := waitMinBackoff
+	var timer *time.Timer
+	for {
+		v, err := Resolve(ctx, rdb, name)
+		if err != nil || position.IsZero() {
+			return v, err
+		}
+		cp, err := v.Checkpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !cp.Before(position) {
+			return v, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(pause)
+			defer timer.Stop()
+		} else {
+			timer.Reset(pause)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("query: wait for projection %q to reach %s (at %s): %w", name, position, cp, ctx.Err())
+		case <-timer.C:
+		}
+		pause = min(2*pause, waitMaxBackoff)
+	}
+}
