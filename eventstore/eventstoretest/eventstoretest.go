@@ -16,8 +16,15 @@ import (
 // empty store for each subtest and registers its own cleanup with t.Cleanup.
 //
 // Subtests do not run in parallel: some count goroutines to find leaks.
-func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
+//
+// Options declare documented differences of a backend; without any, a backend
+// must pass every subtest.
+func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts ...Option) {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, newStore func(t *testing.T) eventstore.Store)
@@ -42,7 +49,30 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"CloseDuringAppends", testCloseDuringAppends},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
+		t.Run(tc.name, func(t *testing.T) {
+			if why, skip := o.skip[tc.name]; skip {
+				t.Skipf("backend declares: %s", why)
+			}
+			tc.fn(t, newStore)
+		})
+	}
+}
+
+// Option declares a documented difference of a backend from the full contract.
+type Option func(*options)
+
+type options struct{ skip map[string]string }
+
+// PerStreamEventIDs declares that the backend, like EventStoreDB, checks event
+// ids only within a stream: an id reused on another stream is written again
+// instead of failing with ErrDuplicateEvent. The DuplicateEventID subtest is
+// skipped with that reason; idempotent re-appends are still tested.
+func PerStreamEventIDs() Option {
+	return func(o *options) {
+		if o.skip == nil {
+			o.skip = map[string]string{}
+		}
+		o.skip["DuplicateEventID"] = "event ids are unique per stream only (PerStreamEventIDs)"
 	}
 }
 
