@@ -14,7 +14,7 @@ import (
 type Event struct {
 	// ID identifies the event across the whole log. Appending the same ids again
 	// with the same expectation is idempotent. A zero ID is replaced by a random
-	// one when the event is appended.
+	// time-ordered one (UUIDv7) when the event is appended.
 	ID uuid.UUID
 	// Type is the stable type name, e.g. "cart.item_added". Required.
 	Type string
@@ -115,8 +115,17 @@ func PrepareAppend(stream string, expected ExpectedVersion, events []Event, maxE
 			}
 		}
 		if e.ID == uuid.Nil {
-			e.ID = uuid.New()
+			e.ID = newEventID()
 		}
 	}
 	return nil
+}
+
+// newEventID returns a time-ordered UUIDv7: ids that arrive in time order keep
+// a unique index on them append-mostly, which measurably speeds inserts.
+func newEventID() uuid.UUID {
+	if id, err := uuid.NewV7(); err == nil {
+		return id
+	}
+	return uuid.New()
 }

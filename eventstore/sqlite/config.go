@@ -1,0 +1,108 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// SyncMode says how hard a commit works to reach the disk.
+type SyncMode int
+
+const (
+	// SyncNormal runs the file in WAL mode with synchronous=NORMAL: a commit is
+	// durable once Append returns as far as the process is concerned (a crash or
+	// kill of the process loses nothing), but a power failure or OS crash may
+	// lose the last commits. The file itself never corrupts. This is the default.
+	SyncNormal SyncMode = iota
+	// SyncFull runs WAL mode with synchronous=FULL: every commit is fsynced
+	// before Append returns, so it survives a power failure too. It costs an
+	// fsync per group commit, not per append.
+	SyncFull
+)
+
+// String returns "normal" or "full".
+func (m SyncMode) String() string {
+	switch m {
+	case SyncNormal:
+		return "normal"
+	case SyncFull:
+		return "full"
+	default:
+		return fmt.Sprintf("SyncMode(%d)", int(m))
+	}
+}
+
+// pragma is the value of PRAGMA synchronous for the mode.
+func (m SyncMode) pragma() string {
+	if m == SyncFull {
+		return "FULL"
+	}
+	return "NORMAL"
+}
+
+// Defaults used when a Config field is left zero.
+const (
+	// DefaultMaxEventSize bounds one event's data plus metadata, in bytes.
+	DefaultMaxEventSize = 16 << 20
+	// DefaultPollInterval is the longest a subscription waits before looking
+	// for records appended by another process.
+	DefaultPollInterval = 250 * time.Millisecond
+)
+
+// ErrInvalidConfig means a Config cannot be used; the error says which field.
+var ErrInvalidConfig = errors.New("sqlite: invalid config")
+
+// Config configures a Store. Only Path is required.
+type Config struct {
+	// Path is the database file. It is created if missing, along with its
+	// parent directory. SQLite keeps two companion files beside it while the
+	// store is open (-wal and -shm).
+	Path string
+	// Sync chooses the durability of a commit; the zero value is SyncNormal.
+	Sync SyncMode
+	// MaxEventSize bounds the bytes of data plus metadata of one event; larger
+	// events are refused with eventstore.ErrTooLarge. 0 means
+	// DefaultMaxEventSize.
+	MaxEventSize int
+	// PollInterval is the longest wait between two looks for records appended by
+	// other processes to the same file. Appends made through this Store wake
+	// subscriptions at once; appends made elsewhere are seen within about
+	// PollInterval (subscriptions poll with back-off from 1ms up to it). 0 means
+	// DefaultPollInterval.
+	PollInterval time.Duration
+	// Logger receives the store's rare operational messages. nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first unusable field, as an error matching
+// ErrInvalidConfig.
+func (c Config) Validate() error {
+	switch {
+	case c.Path == "":
+		return fmt.Errorf("%w: Path is required", ErrInvalidConfig)
+	case c.Sync != SyncNormal && c.Sync != SyncFull:
+		return fmt.Errorf("%w: unknown Sync mode %d", ErrInvalidConfig, int(c.Sync))
+	case c.MaxEventSize < 0:
+		return fmt.Errorf("%w: MaxEventSize %d is negative", ErrInvalidConfig, c.MaxEventSize)
+	case c.PollInterval < 0:
+		return fmt.Errorf("%w: PollInterval %s is negative", ErrInvalidConfig, c.PollInterval)
+	}
+	return nil
+}
+
+// withDefaults returns c with zero fields replaced by their defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxEventSize == 0 {
+		c.MaxEventSize = DefaultMaxEventSize
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
