@@ -1,0 +1,51 @@
+// Package saga is the sample's order/credit saga: it turns a checked-out cart
+// into a confirmed order when the customer has the credit, and into a rejected
+// order and a reopened cart (the compensation) when not. Orders, customers and
+// carts are separate aggregates in separate streams; the saga crosses them only
+// through events (delivered by watermill from relay.Relay) and commands (sent
+// through command.Handler), never through a transaction spanning them.
+//
+// # Events and commands
+//
+//	event                      command(s) the saga sends
+//	cart.checked_out           order Place(order, cart, customer, items, total)
+//	                           customer ReserveCredit(order, total)
+//	customer.credit_reserved   order Confirm
+//	customer.credit_refused    order Reject(reason), then cart Reopen(order, reason)
+//
+// The customer answers ReserveCredit with an event either way, so refusal is a
+// decision, not an error. A customer that cannot be asked — never registered,
+// or a ReserveCredit the customer's rules refuse — ends the same way: the
+// saga rejects the order (reason `unknown customer "ann"`, or "credit refused:
+// ...") and reopens the cart while handling cart.checked_out.
+//
+// If credit is reserved for an order that is already rejected (possible only
+// when a customer registers between a checkout and a redelivery of it), the
+// saga releases the credit instead of confirming.
+//
+// # Idempotence and failures
+//
+// Every command carries a command id "<triggering event id>/<step>"
+// (command.WithID, steps StepPlace, StepReserve, ...), so handling an event
+// again — a redelivery, a duplicate publish by the relay, or a retry after a
+// crash between two steps — finds the step's events already written and
+// writes nothing: credit is never reserved twice and an order never placed
+// twice. The events carry the triggering event's id as causation id and its
+// correlation id (command.CausedBy).
+//
+// Messages go through relay.NewRouter: de-duplication by event id
+// (Config.Dedup: relay.RedisDedup across processes), then a poison queue, then
+// retries with exponential back-off, then panic recovery. A message that fails
+// every retry (malformed, or a store that stays down) is published to
+// Config.PoisonTopic and acked. De-duplication only saves work; correctness
+// comes from the idempotent commands, so a crash after a command but before
+// the dedup mark is harmless.
+//
+// # Running
+//
+// New checks the Config; Run subscribes and handles messages until its context
+// ends. With GoChannel, start the relay after Running is closed, since
+// GoChannel drops messages published before anyone subscribed. Several saga
+// processes can share a Redis Streams consumer group; use relay.RedisDedup
+// then.
+package saga
