@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -47,9 +48,12 @@ type RouterConfig struct {
 //     redelivered later, never into a retry that could end in the poison queue.
 //  3. PoisonQueue: outside Retry, so that only a message that failed every
 //     retry is published to the poison topic and acked; if that publish
-//     fails, the message is nacked.
+//     fails, the message is nacked. A message whose attempts ended because
+//     its context ended (the router is closing) is nacked, not poisoned: it
+//     did not fail, it was interrupted, and is redelivered later.
 //  4. Retry: exponential back-off with jitter, with the message context reset
-//     on each attempt.
+//     on each attempt. An error marked with Permanent is not retried: it goes
+//     straight to the poison queue.
 //  5. Recoverer: innermost, so that a panicking handler becomes an error that
 //     Retry retries, PoisonQueue salvages and Deduplicate releases.
 //
@@ -81,16 +85,30 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: new router: %w", err)
 	}
-	poison, err := middleware.PoisonQueue(cfg.PoisonPublisher, cfg.PoisonTopic)
+	mws, err := routerMiddleware(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	r.AddMiddleware(mws...)
+	return r, nil
+}
+
+// routerMiddleware returns NewRouter's middleware, outermost first; cfg has its
+// defaults applied.
+func routerMiddleware(cfg RouterConfig, logger watermill.LoggerAdapter) ([]message.HandlerMiddleware, error) {
+	poison, err := middleware.PoisonQueueWithFilter(cfg.PoisonPublisher, cfg.PoisonTopic, func(err error) bool {
+		return !errors.As(err, new(*interruptedError))
+	})
 	if err != nil {
 		return nil, fmt.Errorf("relay: poison queue: %w", err)
 	}
-	r.AddMiddleware(middleware.CorrelationID)
+	mws := []message.HandlerMiddleware{middleware.CorrelationID}
 	if cfg.Dedup != nil {
-		r.AddMiddleware(Deduplicate(cfg.Dedup))
+		mws = append(mws, Deduplicate(cfg.Dedup))
 	}
-	r.AddMiddleware(
+	return append(mws,
 		poison,
+		interrupted,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
 			InitialInterval:     cfg.RetryInitial,
@@ -98,9 +116,38 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 			Multiplier:          2,
 			RandomizationFactor: 0.5,
 			ResetContextOnRetry: true,
+			ShouldRetry:         func(p middleware.RetryParams) bool { return !errors.Is(p.Err, ErrPermanent) },
 			Logger:              logger,
 		}.Middleware,
 		middleware.Recoverer,
-	)
-	return r, nil
+	), nil
+}
+
+// ErrPermanent marks a handler error that no retry can cure (a malformed
+// message, say); wrap one with Permanent.
+var ErrPermanent = errors.New("relay: permanent failure")
+
+// Permanent marks err as permanent: NewRouter's handlers send the message to
+// the poison queue at once instead of retrying it.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+// interruptedError is a failure that happened because the message's context
+// ended, which the poison queue must not swallow.
+type interruptedError struct{ err error }
+
+func (e *interruptedError) Error() string { return "interrupted: " + e.err.Error() }
+func (e *interruptedError) Unwrap() error { return e.err }
+
+// interrupted sits between the poison queue and Retry: when the attempts ended
+// with the message's context done, it marks the error so the message is
+// nacked for redelivery rather than poisoned.
+func interrupted(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		ctx := msg.Context()
+		out, err := h(msg)
+		if err != nil && ctx.Err() != nil {
+			return out, &interruptedError{err: err}
+		}
+		return out, err
+	}
 }

@@ -132,9 +132,10 @@ type killSwitch struct {
 	eventstore.Store
 	typ     string
 	after   bool
-	once    sync.Once
-	hit     chan struct{}
-	release chan struct{}
+	once     sync.Once
+	hit      chan struct{}
+	release  chan struct{}
+	returned chan struct{}
 }
 
 func (k *killSwitch) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
@@ -152,6 +153,7 @@ func (k *killSwitch) Append(ctx context.Context, stream string, expected eventst
 	}
 	close(k.hit)
 	<-k.release
+	defer close(k.returned)
 	return eventstore.AppendResult{}, errors.New("killed")
 }
 
@@ -181,9 +183,10 @@ func TestKilledBetweenReservingAndConfirming(t *testing.T) {
 			// survivor may handle the event.
 			dedup := relay.NewRedisDedup(client, "el:test:dedup:", 0, time.Second)
 
-			doomed := &killSwitch{Store: w.store, typ: c.typ, after: c.after, hit: make(chan struct{}), release: make(chan struct{})}
-			// The frozen process's poison publisher is its own, so that what the
-			// frozen goroutine does once the test lets it go can be waited for.
+			doomed := &killSwitch{Store: w.store, typ: c.typ, after: c.after,
+				hit: make(chan struct{}), release: make(chan struct{}), returned: make(chan struct{})}
+			// The frozen process's poison publisher is its own: once let go, its
+			// interrupted message must be nacked for redelivery, never poisoned.
 			last := &lastWords{said: make(chan struct{})}
 			cfgA := redisSagaConfig(w, doomed, redisSubscriber(t, srv, "doomed"), last, dedup)
 			cfgA.CloseTimeout = 50 * time.Millisecond
@@ -194,9 +197,14 @@ func TestKilledBetweenReservingAndConfirming(t *testing.T) {
 			t.Cleanup(func() {
 				close(doomed.release)
 				select {
-				case <-last.said:
+				case <-doomed.returned:
 				case <-time.After(30 * time.Second):
 					t.Error("the frozen saga goroutine did not finish")
+				}
+				select {
+				case <-last.said:
+					t.Error("the frozen process poisoned its interrupted message; it must nack it")
+				default:
 				}
 			})
 
@@ -239,9 +247,8 @@ func TestKilledBetweenReservingAndConfirming(t *testing.T) {
 	}
 }
 
-// lastWords is the poison publisher of a frozen saga process: once let go, the
-// process's retry gives up (its context ended) and poisons the message, which
-// is the last thing it does with the test's resources.
+// lastWords is the poison publisher of a frozen saga process; it records
+// whether anything was poisoned.
 type lastWords struct {
 	once sync.Once
 	said chan struct{}

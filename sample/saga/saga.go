@@ -187,6 +187,10 @@ func (s *Saga) handle(msg *message.Message) error {
 		return nil
 	}
 	err := s.handleEvent(msg)
+	if errors.Is(err, ErrMalformedEvent) {
+		// No retry can mend a malformed event: straight to the poison topic.
+		err = relay.Permanent(err)
+	}
 	result := "handled"
 	if err != nil {
 		result = "failed"
@@ -204,9 +208,9 @@ func (s *Saga) handleEvent(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedEvent, err)
 	}
-	// Detached from the message's cancellation: when Run's context ends, the
-	// router's retry would otherwise turn the half-done handling into a poisoned
-	// message (it stops retrying once the message context ends).
+	// Detached from the message's cancellation: when Run's context ends, a
+	// half-done handling finishes its commands instead of being interrupted
+	// between two of them (the router then nacks or acks it as usual).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), s.cfg.HandleTimeout)
 	defer cancel()
 	ctx = command.CausedBy(ctx, rec)
