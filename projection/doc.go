@@ -69,12 +69,42 @@
 //	{el:<name>}:v<n>:<parts...>    the model (Tx.Key)
 //
 // Checkpoint and lease are per version: version n+1 can be built beside
-// version n by its own runners, and Activate switches {el:<name>}:active
-// atomically (one Lua script) only if n+1's checkpoint has reached the given
-// position. With the default Config.Activation (ActivateIfNone) a runner makes
-// its version active once it has caught up with the head of the log seen when
-// it took the lease, and only if no version is active; until then queries get
+// version n by its own runners. Until a version is active, queries get
 // query.ErrNotReady instead of a half-built model.
+//
+// # Blue/green rebuilds
+//
+// Changing what Apply writes means bumping Version. A runner of the new
+// version (Config.Activation ActivateIfNewer, the default) builds it from the
+// start of the log beside the live version, which keeps serving and being
+// updated by its own runners. Once the new version has reached the head seen
+// when it took its lease, it switches {el:<name>}:active in one script that
+// checks, atomically, that the active version is still the one it replaces,
+// that the switcher still holds the new version's lease, and that the new
+// checkpoint has reached both that head and the old version's checkpoint (so a
+// client that read its own write from the old version finds it in the new
+// one). Queries resolve either the complete old version or the complete new
+// one. The same script adds the old version to {el:<name>}:retired.
+//
+// Every batch WATCHes the active-version key besides the lease and checks it
+// with the lease (one MGET): once a newer version is active, no batch of an
+// older one can land, and its runners stop with ErrSuperseded at their next
+// batch or lease renewal (an older runner started later stops at once).
+// After Config.RetireDelay, the lease holder of the new version removes the
+// old version's keys: it waits until nobody holds the old lease, then SCANs
+// the version prefix RemoveBatch keys at a time and UNLINKs them, so Redis
+// never blocks. A removal cut short by a crash is resumed by the next lease
+// holder of the active version (the retired set says what is left).
+//
+// Rebuild does the same from a tool (the replay command of package
+// projection/cli): it runs a runner of the new version, follows its progress
+// and returns once the old version is gone. Cancelled before the switch, it
+// leaves the live version untouched and Discards the partial one; crashed, it
+// resumes from the new version's checkpoint when run again. With
+// ActivateIfNone a runner whose version is newer than the active one refuses
+// to start (ErrNewVersion) and the operator rebuilds explicitly; with
+// ActivateNever the caller switches with Activate. A version older than the
+// active one never writes (ErrSuperseded).
 //
 // # Leases
 //

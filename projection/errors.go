@@ -21,3 +21,21 @@ var (
 	// has not reached the position asked for.
 	ErrBehind = errors.New("projection: version has not caught up")
 )
+
+var (
+	// ErrSuperseded means a newer version of the projection is active: this
+	// version must not write any more. A runner of it stops with this error
+	// (at start, or as soon as it notices a switch), and a rebuild of it is
+	// refused rather than written over the newer model.
+	ErrSuperseded = errors.New("projection: a newer version is active")
+	// ErrNewVersion means a runner with Activation ActivateIfNone refused to
+	// start because its version is newer than the active one: the operator
+	// chose to rebuild explicitly (the replay command, or Rebuild).
+	ErrNewVersion = errors.New("projection: version is newer than the active version")
+	// ErrBusy means Discard left a version in place because another runner
+	// holds its lease (it is being built by someone else).
+	ErrBusy = errors.New("projection: version is being written by another runner")
+)
+
+// ErrActive means Discard refused to remove the active version.
+var ErrActive = errors.New("projection: version is active")

@@ -38,14 +38,22 @@ const (
 type Activation int
 
 const (
-	// ActivateIfNone (the default) makes the runner's version active once it
-	// has caught up with the head of the log as seen when the runner took the
-	// lease, and only if no version is active: queries never see a half-built
-	// first model, and a running version is never replaced behind the
-	// operator's back.
-	ActivateIfNone Activation = iota
-	// ActivateNever leaves the active version alone; a rebuild switches with
-	// Activate when it decides to.
+	// ActivateIfNewer (the default) makes the runner's version active once it
+	// has caught up, if no version is active or the active one is older: a
+	// runner deployed with a bumped Version rebuilds blue/green by itself.
+	// The switch waits until the new version has passed both the head of the
+	// log seen when the runner took the lease and the checkpoint of the
+	// version it replaces, so queries never see a half-built model nor go
+	// back in time; the old version's runners then stop with ErrSuperseded
+	// and its keys are removed in the background.
+	ActivateIfNewer Activation = iota
+	// ActivateIfNone makes the runner's version active once it has caught up,
+	// only if no version is active. A runner whose version is newer than the
+	// active one refuses to start (ErrNewVersion): the operator rebuilds
+	// explicitly, with the replay command or Rebuild.
+	ActivateIfNone
+	// ActivateNever leaves the active version alone; whoever builds the
+	// version switches with Activate when it decides to.
 	ActivateNever
 )
 
@@ -58,6 +66,7 @@ const (
 	DefaultMinBackoff    = 50 * time.Millisecond
 	DefaultMaxBackoff    = 2 * time.Second
 	DefaultStatusEvery   = time.Second
+	DefaultRetireDelay   = 2 * time.Second
 )
 
 // Config configures a Runner. Store, Redis and Projection are required; every
@@ -84,8 +93,12 @@ type Config struct {
 	// OnPoison is the policy for such records. Default Stop.
 	OnPoison Policy
 	// Activation says when this runner's version becomes active. Default
-	// ActivateIfNone.
+	// ActivateIfNewer.
 	Activation Activation
+	// RetireDelay is how long the keys of a version replaced by a switch are
+	// kept before their removal starts, so that queries that resolved the old
+	// version just before the switch can finish their reads. Default 2 s.
+	RetireDelay time.Duration
 	// MinBackoff and MaxBackoff bound the pause after Redis or the store
 	// failed (doubling). Defaults 50 ms and 2 s.
 	MinBackoff, MaxBackoff time.Duration
@@ -110,12 +123,14 @@ func (c Config) Validate() error {
 	case c.Redis == nil:
 		return fmt.Errorf("%w: Config.Redis is nil", ErrInvalidConfig)
 	case c.BatchSize < 0 || c.FlushInterval < 0 || c.LeaseTTL < 0 || c.MaxAttempts < 0 ||
-		c.MinBackoff < 0 || c.MaxBackoff < 0 || c.StatusEvery < 0:
+		c.MinBackoff < 0 || c.MaxBackoff < 0 || c.StatusEvery < 0 || c.RetireDelay < 0:
 		return fmt.Errorf("%w: negative size or duration", ErrInvalidConfig)
 	case c.LeaseTTL != 0 && c.LeaseTTL < 30*time.Millisecond:
 		return fmt.Errorf("%w: Config.LeaseTTL %v is below 30ms", ErrInvalidConfig, c.LeaseTTL)
 	case c.OnPoison != Stop && c.OnPoison != DeadLetter:
 		return fmt.Errorf("%w: unknown Config.OnPoison %d", ErrInvalidConfig, c.OnPoison)
+	case c.Activation < ActivateIfNewer || c.Activation > ActivateNever:
+		return fmt.Errorf("%w: unknown Config.Activation %d", ErrInvalidConfig, c.Activation)
 	}
 	return Validate(c.Projection)
 }
@@ -137,6 +152,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MinBackoff, DefaultMinBackoff)
 	def(&c.MaxBackoff, max(DefaultMaxBackoff, c.MinBackoff))
 	def(&c.StatusEvery, DefaultStatusEvery)
+	def(&c.RetireDelay, DefaultRetireDelay)
 	if c.ID == "" {
 		host, _ := os.Hostname()
 		var b [6]byte
@@ -161,7 +177,7 @@ type Runner struct {
 	m       *metrics
 	log     *slog.Logger
 
-	leaseKey, checkpointKey, statusKey, deadKey string
+	leaseKey, checkpointKey, statusKey, deadKey, activeKey string
 
 	mu sync.Mutex
 	st Status // this runner's view; guarded by mu
@@ -197,6 +213,7 @@ func New(cfg Config) (*Runner, error) {
 	r.checkpointKey = query.CheckpointKey(r.name, r.version)
 	r.statusKey = statusKey(r.name, r.version)
 	r.deadKey = DeadLetterKey(r.name, r.version)
+	r.activeKey = query.ActiveKey(r.name)
 	r.st = Status{Name: r.name, Version: r.version, State: StateStarting, Runner: cfg.ID, LagEvents: -1, LagSeconds: -1}
 	r.m.setState(StateStarting)
 	return r, nil
@@ -212,9 +229,9 @@ func (r *Runner) ID() string { return r.cfg.ID }
 func (r *Runner) Status(ctx context.Context) (Status, error) {
 	r.mu.Lock()
 	s := r.st
-	recordedAt := r.recordedAt
+	s.RecordedAt = r.recordedAt
 	r.mu.Unlock()
-	s.fillLag(recordedAt, time.Now())
+	s.fillLag(s.RecordedAt, time.Now())
 	rs, err := ReadStatus(ctx, r.cfg.Redis, r.name, r.version)
 	if err != nil {
 		return s, err
@@ -252,9 +269,11 @@ func (r *Runner) setState(s State, err error) {
 }
 
 // Run runs the runner until ctx ends (it then returns nil) or the projection
-// stops on an error (ErrStuck, ErrCommandFailed). Redis and store failures are
-// retried for ever, with back-off. On return it releases the lease, so that a
-// standby takes over at once.
+// stops on an error: ErrStuck, ErrCommandFailed, ErrSuperseded (a newer
+// version is active, at start or after a switch) or ErrNewVersion (refused by
+// ActivateIfNone). Redis and store failures are retried for ever, with
+// back-off. On return it releases the lease, so that a standby takes over at
+// once.
 func (r *Runner) Run(ctx context.Context) error {
 	defer func() {
 		if r.noRelease {
@@ -292,7 +311,12 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.setState(StateStandby, nil)
 				backoff = r.cfg.MinBackoff
 				wait = retryIn
-			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed):
+			case errors.Is(err, ErrSuperseded):
+				// The version's keys are being removed: write nothing more,
+				// not even a status.
+				r.setState(StateStopped, err)
+				return err
+			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed) || errors.Is(err, ErrNewVersion):
 				r.stopped(err)
 				return err
 			case err != nil:
@@ -352,6 +376,20 @@ type item struct {
 // is the only truth about what was applied.
 func (r *Runner) session(ctx context.Context) error {
 	rdb := r.cfg.Redis
+	// Nothing is written before this check: a runner of a superseded version
+	// must leave its keys to the removal under way.
+	active, err := activeVersion(ctx, rdb, r.name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case active > r.version:
+		return superseded(r.name, r.version, active)
+	case active != 0 && active < r.version && r.cfg.Activation == ActivateIfNone:
+		return fmt.Errorf("%w: %s v%d is active and this runner has v%d; Config.Activation is ActivateIfNone, "+
+			"so rebuild it explicitly (the replay command or projection.Rebuild) or use ActivateIfNewer",
+			ErrNewVersion, r.name, active, r.version)
+	}
 	cp, err := query.ReadCheckpoint(ctx, rdb, r.name, r.version)
 	if err != nil {
 		return err
@@ -364,9 +402,9 @@ func (r *Runner) session(ctx context.Context) error {
 	r.st.Checkpoint, r.st.Head, r.st.HeadAt = cp, head, time.Now()
 	r.mu.Unlock()
 	// target is the head seen when the lease was taken: reaching it ends the
-	// catch-up and, with ActivateIfNone, makes the version active.
+	// catch-up and, unless ActivateNever, makes the version active.
 	target := head
-	activating := r.cfg.Activation == ActivateIfNone
+	activating := r.cfg.Activation != ActivateNever && active != r.version
 	state := StateCatchingUp
 	if !cp.Before(target) {
 		state = StateRunning
@@ -375,16 +413,58 @@ func (r *Runner) session(ctx context.Context) error {
 	if err := r.writeStatus(ctx, rdb); err != nil {
 		return err
 	}
-	if activating && !cp.Before(target) {
-		if _, _, err := activate(ctx, rdb, r.name, r.version, target, true); err != nil {
+
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	// removing holds the versions whose removal this session runs.
+	removing := map[int]bool{}
+	retire := func(versions ...int) {
+		for _, v := range versions {
+			if v == r.version || removing[v] {
+				continue
+			}
+			removing[v] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.retire(sctx, v)
+			}()
+		}
+	}
+	tryActivate := func() error {
+		if !activating || r.Checkpoint().Before(target) {
+			return nil
+		}
+		done, previous, err := r.activate(ctx, target)
+		if err != nil || !done {
 			return err
 		}
 		activating = false
+		if previous != 0 {
+			retire(previous)
+		}
+		return nil
+	}
+	if err := tryActivate(); err != nil {
+		return err
+	}
+	if active == r.version {
+		// The lease holder of the active version finishes removals that a
+		// crashed predecessor left.
+		vs, err := rdb.SMembers(ctx, RetiredKey(r.name)).Result()
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if n, err := strconv.Atoi(v); err == nil && n < r.version {
+				retire(n)
+			}
+		}
 	}
 
-	sctx, cancel := context.WithCancel(ctx)
 	ch := make(chan item, 2*r.cfg.BatchSize)
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -399,8 +479,6 @@ func (r *Runner) session(ctx context.Context) error {
 			}
 		}
 	}()
-	defer wg.Wait()
-	defer cancel()
 
 	renewEvery := r.cfg.LeaseTTL / 3
 	lastRenew := time.Now()
@@ -423,6 +501,13 @@ func (r *Runner) session(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("%w: lease %s taken over", ErrFenced, r.leaseKey)
 			}
+			// An idle runner of a version that was just replaced learns it
+			// here, not only at its next batch, and lets the removal begin.
+			if a, err := activeVersion(ctx, rdb, r.name); err != nil {
+				return err
+			} else if a > r.version {
+				return superseded(r.name, r.version, a)
+			}
 			lastRenew = time.Now()
 		}
 		if time.Since(lastStatus) >= r.cfg.StatusEvery {
@@ -438,6 +523,9 @@ func (r *Runner) session(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			if err := tryActivate(); err != nil {
+				return err
+			}
 			continue
 		case it := <-ch:
 			if it.err != nil {
@@ -473,11 +561,8 @@ func (r *Runner) session(ctx context.Context) error {
 					return err
 				}
 			}
-			if activating && !last.Before(target) {
-				if _, _, err := activate(ctx, rdb, r.name, r.version, target, true); err != nil {
-					return err
-				}
-				activating = false
+			if err := tryActivate(); err != nil {
+				return err
 			}
 		}
 		if subErr != nil {
@@ -486,6 +571,57 @@ func (r *Runner) session(ctx context.Context) error {
 			}
 			return fmt.Errorf("subscription: %w", subErr)
 		}
+	}
+}
+
+// Checkpoint returns the position of the last record this runner applied (or
+// found in Redis when its session began).
+func (r *Runner) Checkpoint() eventstore.Position {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.Checkpoint
+}
+
+// activate makes the runner's version active per Config.Activation once it
+// has reached target. done is false while a blue/green switch must wait for
+// the new version to pass the old one's checkpoint; previous is the version
+// replaced (0: none).
+func (r *Runner) activate(ctx context.Context, target eventstore.Position) (done bool, previous int, err error) {
+	if r.cfg.Activation == ActivateIfNone {
+		_, _, err := activate(ctx, r.cfg.Redis, r.name, r.version, target, true)
+		return err == nil, 0, err
+	}
+	previous, err = switchTo(ctx, r.cfg.Redis, r.name, r.version, r.cfg.ID, target)
+	switch {
+	case errors.Is(err, ErrBehind):
+		return false, 0, nil
+	case err != nil:
+		return false, 0, err
+	}
+	switch previous {
+	case r.version:
+		return true, 0, nil
+	case 0:
+		r.log.Info("projection version activated", "position", r.Checkpoint().String())
+	default:
+		r.log.Info("projection version switched", "previous", previous, "position", r.Checkpoint().String())
+	}
+	return true, previous, nil
+}
+
+// retire removes a version replaced by a switch, after Config.RetireDelay. On
+// failure the version stays in the retired set for the next session.
+func (r *Runner) retire(ctx context.Context, version int) {
+	if sleep(ctx, r.cfg.RetireDelay) != nil {
+		return
+	}
+	start := time.Now()
+	n, err := removeVersion(ctx, r.cfg.Redis, r.name, version, "", 0)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.log.Warn("removal of an old projection version failed; the next session resumes it", "old_version", version, "error", err)
+	case err == nil:
+		r.log.Info("old projection version removed", "old_version", version, "keys", n, "duration", time.Since(start))
 	}
 }
 
@@ -577,21 +713,46 @@ type DeadLetterEntry struct {
 	At       time.Time `json:"at"`
 }
 
-// exec is one attempt at one batch: WATCH the lease, check it is ours, apply
-// the records into a MULTI pipeline, add the checkpoint, EXEC. If the lease
-// key changes after the check (another runner took over), EXEC aborts and
-// nothing lands. When dead is set, the batch's last record is dead-lettered
-// with that error instead of applied.
+// errWatchFailed means EXEC aborted because the lease or the active version
+// changed after exec checked them.
+var errWatchFailed = errors.New("projection: watched key changed")
+
+// exec runs one batch, checking again after an aborted EXEC: the lease key
+// changes when another runner takes over (the batch is then refused), the
+// active-version key when any version is switched, which concerns this
+// runner only if a newer version became active.
 func (r *Runner) exec(ctx context.Context, batch []eventstore.Record, dead error) error {
+	for range 5 {
+		if err := r.execOnce(ctx, batch, dead); !errors.Is(err, errWatchFailed) {
+			return err
+		}
+	}
+	r.m.fenced.Inc()
+	return fmt.Errorf("%w: lease %s or active version changed during the batch", ErrFenced, r.leaseKey)
+}
+
+// execOnce is one attempt at one batch: WATCH the lease and the active
+// version, check the lease is ours and no newer version is active, apply the
+// records into a MULTI pipeline, add the checkpoint, EXEC. If a watched key
+// changes after the check (another runner took over, a version was
+// switched), EXEC aborts and nothing lands. When dead is set, the batch's
+// last record is dead-lettered with that error instead of applied.
+func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead error) error {
 	start := time.Now()
 	applied, skipped := 0, 0
 	err := r.cfg.Redis.Watch(ctx, func(rtx *redis.Tx) error {
-		holder, err := rtx.Get(ctx, r.leaseKey).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
+		vals, err := rtx.MGet(ctx, r.leaseKey, r.activeKey).Result()
+		if err != nil {
 			return err
 		}
+		holder, _ := vals[0].(string)
 		if holder != r.cfg.ID {
 			return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
+		}
+		if s, _ := vals[1].(string); s != "" {
+			if a, _ := strconv.Atoi(s); a > r.version {
+				return superseded(r.name, r.version, a)
+			}
 		}
 		pipe := rtx.TxPipeline()
 		tx := &Tx{name: r.name, version: r.version, pipe: pipe, read: rtx}
@@ -627,12 +788,14 @@ func (r *Runner) exec(ctx context.Context, batch []eventstore.Record, dead error
 		}
 		_, err = pipe.Exec(ctx)
 		return err
-	}, r.leaseKey)
+	}, r.leaseKey, r.activeKey)
 	switch {
 	case err == nil:
 	case errors.Is(err, redis.TxFailedErr):
+		return errWatchFailed
+	case errors.Is(err, ErrSuperseded):
 		r.m.fenced.Inc()
-		return fmt.Errorf("%w: lease %s changed during the batch", ErrFenced, r.leaseKey)
+		return err
 	case errors.Is(err, ErrFenced):
 		r.m.fenced.Inc()
 		return err

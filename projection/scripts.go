@@ -110,3 +110,39 @@ func runScript(ctx context.Context, rdb redis.Scripter, s *redis.Script, key str
 	}
 	return n == 1, err
 }
+
+// switchScript is the blue/green switch. It makes ARGV[1] the active version
+// only if the active version is still ARGV[2] (the caller's view; empty for
+// none), and the candidate's checkpoint (KEYS[2]) has reached both the given
+// position and the checkpoint of the version it replaces (KEYS[3]): a client
+// that read its own write from the old version still finds it in the new
+// one. The replaced version is added to the retired set (KEYS[4]) in the same
+// step, so that its removal survives a crash of whoever switched. The caller
+// must still hold the candidate's lease (KEYS[5] = ARGV[5]): a runner that
+// lost it must not switch to a version someone may be discarding.
+//
+// Replies {1, previous} switched (or already active), {-1, previous} behind,
+// {-2, current} the active version changed under the caller, {-3, current}
+// the caller does not hold the lease.
+var switchScript = redis.NewScript(`
+local function behind(c, p, c2, p2)
+  if #c ~= #c2 then return #c < #c2 end
+  if c ~= c2 then return c < c2 end
+  if #p ~= #p2 then return #p < #p2 end
+  return p < p2
+end
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[2] then return {-2, cur} end
+if cur == ARGV[1] then return {1, cur} end
+if redis.call('GET', KEYS[5]) ~= ARGV[5] then return {-3, cur} end
+local c = redis.call('HGET', KEYS[2], 'commit') or '0'
+local p = redis.call('HGET', KEYS[2], 'prepare') or '0'
+if behind(c, p, ARGV[3], ARGV[4]) then return {-1, cur} end
+if cur ~= '' then
+  local oc = redis.call('HGET', KEYS[3], 'commit') or '0'
+  local op = redis.call('HGET', KEYS[3], 'prepare') or '0'
+  if behind(c, p, oc, op) then return {-1, cur} end
+  redis.call('SADD', KEYS[4], cur)
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1, cur}`)

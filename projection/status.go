@@ -58,6 +58,8 @@ type Status struct {
 	// LagSeconds is how old the last applied record is while the checkpoint is
 	// behind the head, 0 when caught up, -1 when nothing was applied yet.
 	LagSeconds float64 `json:"lag_seconds"`
+	// RecordedAt is when the store committed the last applied record.
+	RecordedAt time.Time `json:"recorded_at,omitzero"`
 	// Holder is the lease token of the runner writing this version ("" none).
 	// Runner is the token of the runner reporting (Runner.Status only).
 	Holder string `json:"holder,omitempty"`
@@ -139,8 +141,16 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, version int
 	s.HeadAt = unixNano(sv[fHeadAt])
 	s.UpdatedAt = unixNano(sv[fUpdatedAt])
 	s.Checkpoint, _ = eventstore.ParsePosition(cv[query.FieldPosition])
-	s.fillLag(unixNano(cv[query.FieldRecordedAt]), time.Now())
+	s.RecordedAt = unixNano(cv[query.FieldRecordedAt])
+	s.fillLag(s.RecordedAt, time.Now())
 	return s, nil
+}
+
+// SetHead replaces the head the lease holder last wrote with a fresher one
+// (read from the store by the caller) and computes the lag again as of now.
+func (s *Status) SetHead(head eventstore.Position, now time.Time) {
+	s.Head, s.HeadAt = head, now
+	s.fillLag(s.RecordedAt, now)
 }
 
 // fillLag computes the lag fields from the checkpoint, the head and when the

@@ -1,0 +1,262 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/memory"
+	"github.com/eventline/eventline/internal/redistest"
+	"github.com/eventline/eventline/projection"
+	"github.com/eventline/eventline/projection/cli"
+	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+)
+
+// counter counts records per stream, times its version.
+func counter(name string, version int) projection.Projection {
+	return projection.Define(name, version, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record) error {
+		tx.Pipe().HIncrBy(ctx, tx.Key("counts"), rec.StreamID, int64(version))
+		return nil
+	})
+}
+
+// shared keeps a test's store open when a command closes it.
+type shared struct{ eventstore.Store }
+
+func (shared) Close() error { return nil }
+
+type env struct {
+	store *memory.Store
+	srv   *redistest.Server
+	rdb   *redis.Client
+}
+
+func newEnv(t *testing.T, events int) *env {
+	t.Helper()
+	e := &env{store: memory.New(), srv: redistest.Start(t)}
+	e.rdb = e.srv.Client(t)
+	ctx := context.Background()
+	for i := 0; i < events; i += 100 {
+		evs := make([]eventstore.Event, 100)
+		for j := range evs {
+			evs[j] = eventstore.Event{Type: "t"}
+		}
+		if _, err := e.store.Append(ctx, "s-"+string(rune('a'+i%7)), eventstore.Any, evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func (e *env) config(ps ...projection.Projection) cli.Config {
+	return cli.Config{
+		Projections: ps,
+		OpenStore:   func(context.Context) (eventstore.Store, error) { return shared{e.store}, nil },
+		OpenRedis: func(context.Context) (redis.UniversalClient, error) {
+			return redis.NewClient(&redis.Options{Addr: e.srv.Addr}), nil
+		},
+		Runner: projection.Config{RetireDelay: time.Millisecond, LeaseTTL: time.Second},
+	}
+}
+
+// run executes the commands in-process like an application's main would.
+func run(ctx context.Context, cfg cli.Config, args ...string) (stdout, stderr string, err error) {
+	root := &cobra.Command{Use: "app", SilenceErrors: true}
+	root.AddCommand(cli.Commands(cfg)...)
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	err = root.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+// buildV1 runs a v1 runner until the projection is active at the head, as a
+// projector deployed earlier would have.
+func (e *env) buildV1(t *testing.T, name string) {
+	t.Helper()
+	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter(name, 1),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	head, _ := e.store.Head(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	for {
+		v, err := query.WaitFor(wctx, e.rdb, name, head)
+		if err == nil && v.Version == 1 {
+			break
+		}
+		if wctx.Err() != nil {
+			t.Fatalf("v1 of %s not built: %v", name, err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReplaySwitchesAndPrintsPlainLines(t *testing.T) {
+	e := newEnv(t, 20_000)
+	ctx := context.Background()
+	e.buildV1(t, "carts")
+	e.buildV1(t, "orders")
+	cfg := e.config(counter("carts", 2), counter("orders", 1))
+
+	out, _, err := run(ctx, cfg, "replay", "--all", "--interval", "1ms")
+	if err != nil {
+		t.Fatalf("replay --all: %v\n%s", err, out)
+	}
+	t.Logf("output:\n%s", out)
+	for _, want := range []string{"carts v2: catching_up ", "events/s", "ETA", "carts: v2 active at 20000, replaced v1 (removed)", "carts v2: 20000 events in ",
+		"orders: v1 is already active; nothing to rebuild"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "\r") || strings.Contains(out, "\x1b[") {
+		t.Error("terminal control characters in non-terminal output")
+	}
+	v, err := query.Resolve(ctx, e.rdb, "carts")
+	if err != nil || v.Version != 2 {
+		t.Fatalf("carts active: %v, %v", v, err)
+	}
+	if n := len(e.rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Val()); n != 0 {
+		t.Fatalf("%d keys of carts v1 left", n)
+	}
+	var total int64
+	for _, c := range e.rdb.HGetAll(ctx, v.Key("counts")).Val() {
+		var n int64
+		if err := json.Unmarshal([]byte(c), &n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	if total != 2*20_000 {
+		t.Fatalf("carts v2 counts sum to %d, want %d", total, 2*20_000)
+	}
+
+	// status --json parses and agrees.
+	js, _, err := run(ctx, cfg, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []projection.Status
+	if err := json.Unmarshal([]byte(js), &rows); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, js)
+	}
+	got := map[string]projection.Status{}
+	for _, s := range rows {
+		got[s.Name+"/"+string(rune('0'+s.Version))] = s
+	}
+	c2, ok := got["carts/2"]
+	if !ok || !c2.Active || c2.ActiveVersion != 2 || c2.Checkpoint != eventstore.SeqPosition(20_000) ||
+		c2.Head != eventstore.SeqPosition(20_000) || c2.LagEvents != 0 {
+		t.Errorf("carts v2 status %+v (rows %v)", c2, rows)
+	}
+	if _, ok := got["carts/1"]; ok {
+		t.Errorf("removed carts v1 still listed: %+v", got["carts/1"])
+	}
+	if o := got["orders/1"]; !o.Active || o.Checkpoint != eventstore.SeqPosition(20_000) {
+		t.Errorf("orders v1 status %+v", o)
+	}
+
+	table, _, err := run(ctx, cfg, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(table, "PROJECTION") || !strings.Contains(table, "carts") || !strings.Contains(table, "orders") {
+		t.Errorf("status table:\n%s", table)
+	}
+}
+
+func TestReplayErrors(t *testing.T) {
+	e := newEnv(t, 100)
+	ctx := context.Background()
+	cfg := e.config(counter("carts", 1))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "nope"}, `unknown projection ["nope"] (known: [carts])`},
+		{[]string{"replay"}, "name the projections to replay, or use --all"},
+		{[]string{"replay", "--all", "carts"}, "not both"},
+		{[]string{"replay", "--progress", "fancy", "carts"}, "--progress"},
+		{[]string{"status", "extra"}, "unknown command"},
+	} {
+		_, _, err := run(ctx, cfg, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want it to contain %q", tc.args, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error is not one line: %q", tc.args, err)
+		}
+	}
+
+	down := cfg
+	down.ConnectTimeout = 500 * time.Millisecond
+	down.OpenRedis = func(context.Context) (redis.UniversalClient, error) {
+		return redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), nil
+	}
+	for _, args := range [][]string{{"replay", "--all"}, {"status"}} {
+		if _, _, err := run(ctx, down, args...); err == nil || !strings.HasPrefix(err.Error(), "redis unreachable") {
+			t.Errorf("%v with Redis down: %v", args, err)
+		}
+	}
+	noStore := cfg
+	noStore.OpenStore = func(context.Context) (eventstore.Store, error) { return nil, errors.New("no such file") }
+	if _, _, err := run(ctx, noStore, "replay", "carts"); err == nil || !strings.HasPrefix(err.Error(), "event store unreachable: no such file") {
+		t.Errorf("replay with the store down: %v", err)
+	}
+	_, warn, err := run(ctx, noStore, "status")
+	if err != nil || !strings.Contains(warn, "warning: event store unreachable") {
+		t.Errorf("status with the store down: %v, stderr %q", err, warn)
+	}
+}
+
+// TestReplayCancel cancels the command's context (what Ctrl-C does through
+// signal.NotifyContext) during a replay: the command fails with a clear
+// message, the live version is untouched and the partial one removed.
+func TestReplayCancel(t *testing.T) {
+	e := newEnv(t, 50_000)
+	e.buildV1(t, "carts")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := e.config(counter("carts", 2))
+	cfg.Runner.BatchSize = 50
+	// Cancel as soon as the new version has written something.
+	go func() {
+		for ctx.Err() == nil {
+			if cp, _ := query.ReadCheckpoint(context.Background(), e.rdb, "carts", 2); cp.Commit > 0 {
+				cancel()
+				return
+			}
+			time.Sleep(time.Millisecond) // polling Redis, not synchronising
+		}
+	}()
+	_, _, err := run(ctx, cfg, "replay", "carts")
+	if err == nil || !strings.HasPrefix(err.Error(), "replay cancelled: ") || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled replay: %v", err)
+	}
+	t.Log(err)
+	bg := context.Background()
+	if v, err := query.Resolve(bg, e.rdb, "carts"); err != nil || v.Version != 1 {
+		t.Fatalf("active after cancel: %v, %v", v, err)
+	}
+	if n := len(e.rdb.Keys(bg, query.VersionPrefix("carts", 2)+"*").Val()); n != 0 {
+		t.Fatalf("%d keys of the cancelled v2 left", n)
+	}
+}
