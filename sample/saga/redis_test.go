@@ -130,8 +130,8 @@ func TestRedisStreamsEndToEnd(t *testing.T) {
 // after the append when after is set, before it otherwise.
 type killSwitch struct {
 	eventstore.Store
-	typ     string
-	after   bool
+	typ      string
+	after    bool
 	once     sync.Once
 	hit      chan struct{}
 	release  chan struct{}

@@ -1,0 +1,200 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Role is what one process of the sample does.
+type Role string
+
+// The roles.
+const (
+	RoleServe      Role = "serve"
+	RoleCommandAPI Role = "command-api"
+	RoleProjector  Role = "projector"
+	RoleQueryAPI   Role = "query-api"
+	RoleSaga       Role = "saga"
+)
+
+// Roles lists every role Run accepts.
+func Roles() []Role { return []Role{RoleServe, RoleCommandAPI, RoleProjector, RoleQueryAPI, RoleSaga} }
+
+// Environment variables, each the equivalent of a flag.
+const (
+	EnvStoreURL = "EVENTLINE_STORE_URL"
+	EnvRedisURL = "EVENTLINE_REDIS_URL"
+	EnvAddr     = "EVENTLINE_ADDR"
+	EnvLogLevel = "EVENTLINE_LOG_LEVEL"
+)
+
+// DefaultStorePath is the event store of RoleServe when none is configured.
+const DefaultStorePath = "./data/events.db"
+
+// DefaultAddr returns the address a role listens on when none is configured:
+// serve 127.0.0.1:8080, command-api :8081, query-api :8082, projector :8083
+// (metrics and health only), saga :8084 (likewise). The split roles listen on every interface
+// because they are meant to run in containers.
+func DefaultAddr(role Role) string {
+	switch role {
+	case RoleCommandAPI:
+		return ":8081"
+	case RoleQueryAPI:
+		return ":8082"
+	case RoleProjector:
+		return ":8083"
+	case RoleSaga:
+		return ":8084"
+	}
+	return "127.0.0.1:8080"
+}
+
+// Config is the configuration of one process.
+type Config struct {
+	// StoreURL is the event store: a SQLite file path, or an EventStoreDB
+	// URL (esdb://... or esdb+discover://...). Required except for serve
+	// (DefaultStorePath) and query-api (which ignores it).
+	StoreURL string
+	// RedisURL is the Redis of the read models, as redis.ParseURL reads it.
+	// Empty means an embedded in-process Redis, which only serve allows.
+	RedisURL string
+	// Addr is the host:port the process listens on. Default DefaultAddr.
+	Addr string
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+
+	// Stdout receives the one line saying where the process listens. nil
+	// means os.Stdout.
+	Stdout io.Writer
+	// Logger, when set, is used as it is and LogLevel is ignored. nil means
+	// a text logger on os.Stderr at LogLevel.
+	Logger *slog.Logger
+}
+
+// BindFlags registers the flags of role on fs, writing into c. Each flag
+// defaults to its environment variable, else to the role's default; query-api
+// has no --store flag, since it never opens the event store.
+func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv(name); ok {
+			return v
+		}
+		return def
+	}
+	if role != RoleQueryAPI {
+		def := ""
+		if role == RoleServe {
+			def = DefaultStorePath
+		}
+		fs.StringVar(&c.StoreURL, "store", env(EnvStoreURL, def),
+			"event store: a SQLite file path or an esdb:// URL (env "+EnvStoreURL+")")
+	}
+	redisHelp := "Redis URL of the read models, e.g. redis://localhost:6379/0 (env " + EnvRedisURL + ")"
+	if role == RoleServe {
+		redisHelp = "Redis URL of the read models; empty runs an embedded Redis (env " + EnvRedisURL + ")"
+	}
+	if role != RoleCommandAPI {
+		fs.StringVar(&c.RedisURL, "redis", env(EnvRedisURL, ""), redisHelp)
+	}
+	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
+	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
+}
+
+// SettingError is a missing or unusable setting. Its message is one line that
+// names the setting the way a user sets it.
+type SettingError struct {
+	// Env is the environment variable, Flag the flag without dashes.
+	Env, Flag string
+	// Reason says what is wrong.
+	Reason string
+	// Err is the cause, if any.
+	Err error
+}
+
+func (e *SettingError) Error() string {
+	msg := fmt.Sprintf("%s (--%s): %s", e.Env, e.Flag, e.Reason)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	// One line, whatever the cause says.
+	return strings.Join(strings.Fields(msg), " ")
+}
+
+// Unwrap returns the cause.
+func (e *SettingError) Unwrap() error { return e.Err }
+
+func storeError(reason string, err error) error {
+	return &SettingError{Env: EnvStoreURL, Flag: "store", Reason: reason, Err: err}
+}
+
+func redisError(reason string, err error) error {
+	return &SettingError{Env: EnvRedisURL, Flag: "redis", Reason: reason, Err: err}
+}
+
+func addrError(reason string, err error) error {
+	return &SettingError{Env: EnvAddr, Flag: "addr", Reason: reason, Err: err}
+}
+
+// needsStore and needsRedis say which backing services a role uses.
+func needsStore(r Role) bool { return r != RoleQueryAPI }
+func needsRedis(r Role) bool { return r != RoleCommandAPI }
+
+// Validate checks the settings role uses, without connecting to anything.
+// Errors are *SettingError values.
+func (c Config) Validate(role Role) error {
+	if !validRole(role) {
+		return fmt.Errorf("app: unknown role %q", role)
+	}
+	if needsStore(role) {
+		if _, err := parseStoreURL(c.StoreURL); err != nil {
+			return err
+		}
+	}
+	if needsRedis(role) {
+		if c.RedisURL == "" && role != RoleServe {
+			return redisError("required (an embedded Redis is only for serve), e.g. redis://localhost:6379", nil)
+		}
+		if c.RedisURL != "" {
+			if _, err := parseRedisURL(c.RedisURL); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Addr == "" {
+		return addrError("required, e.g. 127.0.0.1:8080", nil)
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return addrError(fmt.Sprintf("%q is not host:port", c.Addr), nil)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func validRole(r Role) bool {
+	for _, k := range Roles() {
+		if k == r {
+			return true
+		}
+	}
+	return false
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, &SettingError{Env: EnvLogLevel, Flag: "log-level",
+			Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", s)}
+	}
+	return l, nil
+}

@@ -1,0 +1,18 @@
+package app
+
+import (
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/sample/cart"
+	"github.com/eventline/eventline/sample/customer"
+	"github.com/eventline/eventline/sample/order"
+)
+
+// NewRegistry returns a Registry with every event type of the sample: carts,
+// orders and customers.
+func NewRegistry() *eventstore.Registry {
+	reg := eventstore.NewRegistry()
+	cart.RegisterEvents(reg)
+	order.RegisterEvents(reg)
+	customer.RegisterEvents(reg)
+	return reg
+}

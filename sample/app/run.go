@@ -1,0 +1,271 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/projection"
+	"github.com/eventline/eventline/sample/commandapi"
+)
+
+// Timeouts of the process's life.
+const (
+	// ShutdownTimeout bounds how long in-flight requests may finish after a
+	// signal.
+	ShutdownTimeout = 10 * time.Second
+	// readyTimeout bounds one /readyz probe.
+	readyTimeout = 2 * time.Second
+)
+
+// Run runs role with cfg until ctx ends (a signal, in the binary), then shuts
+// down gracefully: it stops accepting requests, lets in-flight ones finish
+// (at most ShutdownTimeout), stops the projection runners, and closes Redis
+// and the event store. It returns nil after a clean shutdown. A bad setting
+// is a *SettingError, returned before anything starts.
+func Run(ctx context.Context, role Role, cfg Config) error {
+	return run(ctx, role, cfg, defaultParts())
+}
+
+func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
+	if err := cfg.Validate(role); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if log == nil {
+		level, _ := parseLevel(cfg.LogLevel)
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	log = log.With("role", string(role))
+	stdout := cfg.Stdout
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+
+	// Everything opened below is closed in reverse order on the way out.
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	reg := NewRegistry()
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var store eventstore.Store
+	if needsStore(role) {
+		spec, _ := parseStoreURL(cfg.StoreURL) // validated above
+		if store, err = openStore(ctx, spec, log); err != nil {
+			return err
+		}
+		closers = append(closers, func() {
+			if err := store.Close(); err != nil {
+				log.Warn("closing the event store", "error", err)
+			}
+		})
+	}
+	var rdb redis.UniversalClient
+	if needsRedis(role) {
+		c, stop, err := redisClient(cfg.RedisURL, log)
+		if err != nil {
+			return err
+		}
+		rdb = c
+		closers = append(closers, stop, func() { _ = c.Close() })
+	}
+
+	mux := http.NewServeMux()
+	var checks []check
+	if role == RoleServe || role == RoleCommandAPI {
+		cmds, err := commandapi.New(store, reg, commandapi.Config{Logger: log, Registerer: metrics})
+		if err != nil {
+			return err
+		}
+		cmds.Mount(mux)
+	}
+	if role == RoleServe || role == RoleQueryAPI {
+		if p.mountQueries != nil {
+			p.mountQueries(rdb, mux, log)
+		} else {
+			log.Warn("this build has no query API (sample/queryapi)")
+		}
+	}
+	if needsStore(role) {
+		checks = append(checks, check{"store", func(ctx context.Context) error { return pingStore(ctx, store) }})
+	}
+	if needsRedis(role) {
+		checks = append(checks, check{"redis", func(ctx context.Context) error { return pingRedis(ctx, rdb) }})
+	}
+
+	runCtx, cancelRunners := context.WithCancel(ctx)
+	defer cancelRunners()
+	var runners sync.WaitGroup
+	if role == RoleServe || role == RoleProjector {
+		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, check{"projections", pool.check})
+	}
+	closeTransport := func() {}
+	if role == RoleServe || role == RoleSaga {
+		if closeTransport, err = startSaga(runCtx, &runners, role, store, rdb, reg, metrics, log); err != nil {
+			return err
+		}
+	}
+	// Runners stop before Redis and the store close.
+	closers = append(closers, func() { cancelRunners(); runners.Wait(); closeTransport() })
+
+	mountOps(mux, metrics, checks)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return addrError("cannot listen", err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "cart %s listening on %s\n", role, url)
+	log.Info("listening", "url", url)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-served:
+		return fmt.Errorf("app: http server: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown: in-flight requests cut off", "error", err)
+		_ = srv.Close()
+	}
+	<-served
+	return nil
+}
+
+// check is one dependency /readyz probes.
+type check struct {
+	name string
+	run  func(context.Context) error
+}
+
+// ReadyBody is the JSON body of /readyz.
+type ReadyBody struct {
+	// Status is "ready" (HTTP 200) or "unavailable" (HTTP 503).
+	Status string `json:"status"`
+	// Checks maps each dependency to "ok" or what went wrong.
+	Checks map[string]string `json:"checks"`
+}
+
+func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(checks))}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, c := range checks {
+			wg.Go(func() {
+				res := "ok"
+				if err := c.run(ctx); err != nil {
+					res = err.Error()
+				}
+				mu.Lock()
+				body.Checks[c.name] = res
+				if res != "ok" {
+					body.Status = "unavailable"
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		status := http.StatusOK
+		if body.Status != "ready" {
+			status = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(body)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+}
+
+// projections are the runners of one process.
+type projections struct {
+	mu     sync.Mutex
+	failed map[string]error // runners that stopped with an error, by projection
+}
+
+// startProjections starts one runner per projection, owned by wg; they stop
+// when ctx ends.
+func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.Store, rdb redis.UniversalClient,
+	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts) (*projections, error) {
+	pool := &projections{failed: map[string]error{}}
+	if p.projections == nil {
+		log.Warn("this build has no read models (sample/readmodel)")
+		return pool, nil
+	}
+	type named struct {
+		name string
+		r    *projection.Runner
+	}
+	var runners []named
+	for _, proj := range p.projections(reg) {
+		r, err := projection.New(projection.Config{
+			Store: store, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("app: projection %s: %w", proj.Name(), err)
+		}
+		runners = append(runners, named{proj.Name(), r})
+	}
+	for _, n := range runners {
+		wg.Go(func() {
+			if err := n.r.Run(ctx); err != nil {
+				// A stopped projection needs an operator (status, replay);
+				// the process stays up and /readyz says what stopped.
+				log.Error("projection stopped", "projection", n.name, "error", err)
+				pool.mu.Lock()
+				pool.failed[n.name] = err
+				pool.mu.Unlock()
+			}
+		})
+	}
+	return pool, nil
+}
+
+func (p *projections) check(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for name, err := range p.failed {
+		errs = append(errs, fmt.Errorf("projection %s stopped: %w", name, err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,136 @@
+package app
+
+import (
+	"context"
+
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/esdb"
+	"github.com/eventline/eventline/eventstore/sqlite"
+)
+
+// storeSpec is a parsed EVENTLINE_STORE_URL.
+type storeSpec struct {
+	esdbURL    string // set for EventStoreDB
+	sqlitePath string // set for SQLite
+}
+
+func parseStoreURL(s string) (storeSpec, error) {
+	switch {
+	case s == "":
+		return storeSpec{}, storeError("required: a SQLite file path (e.g. ./data/events.db) or an esdb:// URL", nil)
+	case strings.HasPrefix(s, "esdb://") || strings.HasPrefix(s, "esdb+discover://"):
+		if err := (esdb.Config{URL: s}).Validate(); err != nil {
+			return storeSpec{}, storeError("not a usable EventStoreDB URL", err)
+		}
+		return storeSpec{esdbURL: s}, nil
+	case strings.Contains(s, "://"):
+		scheme, _, _ := strings.Cut(s, "://")
+		return storeSpec{}, storeError(fmt.Sprintf("unsupported scheme %q; want a SQLite file path or esdb://host:2113?tls=false", scheme), nil)
+	}
+	return storeSpec{sqlitePath: s}, nil
+}
+
+// openStore opens the event store. EventStoreDB is not contacted here (a
+// process may start before its server); SQLite opens its file at once.
+func openStore(ctx context.Context, s storeSpec, log *slog.Logger) (eventstore.Store, error) {
+	if s.esdbURL != "" {
+		st, err := esdb.Open(ctx, esdb.Config{URL: s.esdbURL, Logger: log})
+		if err != nil {
+			return nil, storeError("cannot open EventStoreDB", err)
+		}
+		return st, nil
+	}
+	if fi, err := os.Stat(s.sqlitePath); err == nil && fi.IsDir() {
+		return nil, storeError(fmt.Sprintf("%q is a directory; want a file path such as %s", s.sqlitePath,
+			filepath.Join(s.sqlitePath, "events.db")), nil)
+	}
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: s.sqlitePath, Logger: log})
+	if err != nil {
+		return nil, storeError("cannot open the SQLite event store", err)
+	}
+	return st, nil
+}
+
+func parseRedisURL(s string) (*redis.Options, error) {
+	o, err := redis.ParseURL(s)
+	if err != nil {
+		return nil, redisError(fmt.Sprintf("%q is not a Redis URL (want redis://host:port/db)", s), nil)
+	}
+	return o, nil
+}
+
+// redisClient returns a client for url, or for a new embedded server when url
+// is empty; stop stops the embedded server (after the client is closed).
+func redisClient(url string, log *slog.Logger) (rdb *redis.Client, stop func(), err error) {
+	var opts *redis.Options
+	stop = func() {}
+	if url == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, nil, redisError("cannot start the embedded Redis", err)
+		}
+		log.Info("embedded Redis started", "addr", m.Addr())
+		opts = &redis.Options{Addr: m.Addr()}
+		stop = m.Close
+	} else if opts, err = parseRedisURL(url); err != nil {
+		return nil, nil, err
+	}
+	// Fail fast while Redis is down, so that a query answers 503 at once
+	// rather than after the client's default retries.
+	opts.DialTimeout = time.Second
+	opts.ReadTimeout = 2 * time.Second
+	opts.WriteTimeout = 2 * time.Second
+	opts.MaxRetries = 1
+	return redis.NewClient(opts), stop, nil
+}
+
+// pingStore checks that the event store answers.
+func pingStore(ctx context.Context, st eventstore.Store) error {
+	_, err := st.Head(ctx)
+	return err
+}
+
+// pingRedis checks that Redis answers.
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// OpenStore opens the event store named by url (a SQLite path or an
+// EventStoreDB URL), for tools that run beside the roles, such as replay.
+// Errors are *SettingError values naming EVENTLINE_STORE_URL.
+func OpenStore(ctx context.Context, url string, log *slog.Logger) (eventstore.Store, error) {
+	spec, err := parseStoreURL(url)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return openStore(ctx, spec, log)
+}
+
+// OpenRedis returns a client of the Redis named by url, which is required
+// here. Errors are *SettingError values naming EVENTLINE_REDIS_URL.
+func OpenRedis(url string) (redis.UniversalClient, error) {
+	if url == "" {
+		return nil, redisError("required, e.g. redis://localhost:6379 (the embedded Redis of serve is not reachable from another process)", nil)
+	}
+	opts, err := parseRedisURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opts), nil
+}

@@ -1,0 +1,39 @@
+// Package commandapi is the sample's command HTTP API: the write side of the
+// shopping cart. It decodes requests with package api, hands commands to a
+// command.Handler per kind of entity (carts and customers) over any
+// eventstore.Store, and answers with the global position the command
+// committed, so that a client can read its own write on the query side
+// (?after=<position>).
+//
+// Endpoints (JSON in, JSON out):
+//
+//	POST   /carts                              {"customer_id","cart_id"?}      → 201 {"cart_id","position"}
+//	POST   /carts/{id}/items                   {"product_id","quantity","unit_price_cents"} → 200 {"position"}
+//	PUT    /carts/{id}/items/{product_id}      {"quantity"}                    → 200 {"position"}
+//	DELETE /carts/{id}/items/{product_id}                                      → 200 {"position"}
+//	POST   /carts/{id}/checkout                                                → 200 {"order_id","position"}
+//	POST   /customers                          {"customer_id"?,"credit_limit_cents"} → 201 {"customer_id","position"}
+//
+// # Retrying safely
+//
+// An Idempotency-Key header (1 to MaxIdempotencyKeyLen printable characters)
+// becomes the command id (command.WithID): the command's events are written
+// once, and every retry gets the first answer, byte for byte. Ids the server
+// chooses are derived from the key rather than drawn at random, so that a
+// retry lands on the same entity: POST /carts and POST /customers without an
+// id, and the order id of a checkout, are UUIDv5s of the key. Without the
+// header, the server draws fresh ids and a retry is a new request.
+//
+// An X-Correlation-ID header, when given, is the correlation id of every
+// event the command writes (command.WithMetadata) and is echoed in the
+// response.
+//
+// # Statuses
+//
+// 400 malformed request or id, 404 a cart or item that does not exist, 409 a
+// cart or customer that exists already, an Idempotency-Key reused for another
+// request, or too many concurrent writes; 413 body too large, 415 not JSON,
+// 422 a domain rule refused the command, 503 the event store is unreachable
+// or closed (with Retry-After). Errors are {"error","code"} bodies written by
+// api.WriteError.
+package commandapi

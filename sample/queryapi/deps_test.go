@@ -1,0 +1,36 @@
+package queryapi_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportsNoWriteSide checks that the query API deploys without the write
+// side: no command package, no store backend, no projection engine, no domain
+// package (they depend on the command side).
+func TestImportsNoWriteSide(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/eventline/eventline/sample/queryapi").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	const mod = "github.com/eventline/eventline/"
+	allowed := map[string]bool{
+		mod + "sample/queryapi":         true,
+		mod + "sample/readmodel/schema": true,
+		mod + "query":                   true,
+		mod + "eventstore":              true,
+	}
+	seen := false
+	for _, p := range strings.Fields(string(out)) {
+		if p == mod+"query" {
+			seen = true
+		}
+		if strings.HasPrefix(p, mod) && !allowed[p] {
+			t.Errorf("sample/queryapi depends on %s", p)
+		}
+	}
+	if !seen {
+		t.Fatalf("go list printed no dependency on package query; is the output right?\n%s", out)
+	}
+}
