@@ -143,15 +143,23 @@ func reportLatency(b *testing.B, elapsed time.Duration, lat []time.Duration, uni
 }
 
 // BenchmarkLoad measures what a command costs on a long stream: load and fold
-// a stream of 100, 1,000 or 10,000 events and decide nothing (no write). Beside
-// it, raw-read iterates the same stream without decoding: the store's ceiling.
+// a stream of 100, 1,000 or 10,000 events and decide nothing (no write), with
+// the state cache off (handle: a stream's first command) and on
+// (handle-cached: every later one, which reads only what is new). Beside it,
+// raw-read iterates the same stream without decoding: the store's ceiling.
 func BenchmarkLoad(b *testing.B) {
 	for _, be := range backends {
 		for _, n := range []int{100, 1000, 10000} {
 			b.Run(fmt.Sprintf("%s/events=%d", be.name, n), func(b *testing.B) {
 				ctx := context.Background()
 				store := be.open(b)
-				h, err := command.NewHandler(store, tallyRegistry(), tally, command.Config{Name: "tally"})
+				// Without the state cache: the cost of a stream's first command,
+				// or of any command after the stream's entry was evicted.
+				h, err := command.NewHandler(store, tallyRegistry(), tally, command.Config{Name: "tally", NoCache: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				cached, err := command.NewHandler(store, tallyRegistry(), tally, command.Config{Name: "tally"})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -174,6 +182,14 @@ func BenchmarkLoad(b *testing.B) {
 						}
 					}
 					b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+				})
+				b.Run("handle-cached", func(b *testing.B) {
+					for b.Loop() {
+						res, err := cached.Handle(ctx, "long", tallyCommand{Peek: true})
+						if err != nil || res.Version != uint64(n) {
+							b.Fatalf("%+v, %v", res, err)
+						}
+					}
 				})
 				b.Run("raw-read", func(b *testing.B) {
 					for b.Loop() {

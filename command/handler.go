@@ -38,6 +38,14 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives a debug line per retry. nil means slog.Default().
 	Logger *slog.Logger
+	// CacheSize bounds the state cache, in streams: the Handler keeps the
+	// folded state of the CacheSize most recently used streams, so that a
+	// command reads only the events appended since the stream's previous
+	// command instead of the whole stream. 0 means DefaultCacheSize.
+	CacheSize int
+	// NoCache turns the state cache off: every command reads and folds its
+	// whole stream.
+	NoCache bool
 }
 
 // Validate reports a Config that NewHandler would refuse.
@@ -50,6 +58,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("command: Config.MaxAttempts is %d, must be ≥ 0", c.MaxAttempts)
 	case c.MinBackoff < 0 || c.MaxBackoff < 0:
 		return errors.New("command: Config.MinBackoff and MaxBackoff must be ≥ 0")
+	case c.CacheSize < 0:
+		return fmt.Errorf("command: Config.CacheSize is %d, must be ≥ 0", c.CacheSize)
 	case c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff:
 		return fmt.Errorf("command: Config.MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
 	}
@@ -68,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
 	}
 	return c
 }
@@ -89,14 +102,16 @@ type Result[E any] struct {
 
 // Handler handles the commands of one kind of entity: it loads the entity's
 // stream, folds it with the decider, decides, and appends the new events with
-// the loaded version as expectation, retrying on concurrent writes. It is safe
-// for concurrent use and holds nothing that needs closing.
+// the loaded version as expectation, retrying on concurrent writes. It keeps
+// the folded states of recently used streams in memory (Config.CacheSize). It
+// is safe for concurrent use and holds nothing that needs closing.
 type Handler[S, C, E any] struct {
 	store    eventstore.Store
 	registry *eventstore.Registry
 	decider  Decider[S, C, E]
 	cfg      Config
 	locks    streamLocks
+	cache    *stateCache[S] // nil: Config.NoCache
 }
 
 // NewHandler returns a Handler that keeps the entities of decider in store,
@@ -115,7 +130,11 @@ func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Regist
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Handler[S, C, E]{store: store, registry: registry, decider: decider, cfg: cfg.withDefaults()}, nil
+	h := &Handler[S, C, E]{store: store, registry: registry, decider: decider, cfg: cfg.withDefaults()}
+	if !cfg.NoCache {
+		h.cache = newStateCache[S](h.cfg.CacheSize)
+	}
+	return h, nil
 }
 
 // StreamID returns the stream that holds entity id's events, or an error
@@ -132,7 +151,9 @@ func (h *Handler[S, C, E]) StreamID(id string) (string, error) {
 // the decided events expecting the version it loaded. When another writer got
 // there first it reloads and decides again, up to Config.MaxAttempts times.
 // Concurrent calls for the same entity on one Handler take turns, so that they
-// do not conflict with each other; they still may with other processes.
+// do not conflict with each other; they still may with other processes. With
+// the state cache on (the default), "loads" means reading only the events
+// after the cached state's version: see the package documentation.
 //
 // A decision of no events writes nothing and succeeds. An error from Decide is
 // returned as a *RejectedError that unwraps to it; other errors come from the
@@ -226,54 +247,43 @@ func (h *Handler[S, C, E]) metadata(ctx context.Context, key, hash string) event
 	return md
 }
 
-// attempt is one load-fold-decide-append.
+// attempt is one load-fold-decide-append, made while holding the stream's
+// turn. It takes the stream's cache entry (or starts from the initial state),
+// reads only the events after the entry's version and folds them on, decides
+// and appends. The entry goes back into the cache only when all of that
+// succeeded: after any error, the state may be half-applied (Evolve may
+// mutate it in place) or stale, and the next attempt reloads the stream.
 func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string, md eventstore.Metadata, cmd C) (Result[E], error) {
-	state := h.decider.Initial()
-	loaded := Result[E]{StreamID: stream} // the stream's head as loaded
-	var prior Result[E]                   // the command's own events, if already written
-	var priorHash string
-	for rec, err := range h.store.ReadStream(ctx, stream, 1) {
-		if errors.Is(err, eventstore.ErrStreamNotFound) {
-			break
-		}
-		if err != nil {
-			return Result[E]{}, fmt.Errorf("command: load stream %q: %w", stream, err)
-		}
-		e, err := h.decode(rec)
-		if err != nil {
-			return Result[E]{}, fmt.Errorf("command: load stream %q: %w", stream, err)
-		}
-		if key != "" && rec.Metadata.Headers[HeaderCommandID] == key {
-			prior.Version, prior.Position = rec.Version, rec.Position
-			prior.Events = append(prior.Events, e)
-			priorHash = rec.Metadata.Headers[HeaderCommandHash]
-		} else if prior.Events != nil {
-			// One append wrote all of the command's events, contiguously: the
-			// rest of the stream cannot change the answer.
-			break
-		}
-		state = h.decider.Evolve(state, e)
-		loaded.Version, loaded.Position = rec.Version, rec.Position
+	e := h.takeEntry(stream, key)
+	found, foundEvents, err := h.catchUp(ctx, e, key)
+	if errors.Is(err, errStaleEntry) {
+		e = h.newEntry(stream)
+		found, foundEvents, err = h.catchUp(ctx, e, key)
 	}
-	if prior.Events != nil {
-		if hash != "" && priorHash != "" && hash != priorHash {
-			return Result[E]{}, fmt.Errorf("%w: command id %q on stream %q (written at version %d)",
-				ErrIdempotencyConflict, key, stream, prior.Version)
+	if err != nil {
+		return Result[E]{}, fmt.Errorf("command: load stream %q: %w", stream, err)
+	}
+	if key != "" {
+		prior, ok := e.commands[key]
+		if !ok && foundEvents != nil {
+			prior, ok = found, true
 		}
-		prior.StreamID = stream
-		return prior, nil
+		if ok {
+			return h.repeated(ctx, e, key, hash, prior, foundEvents)
+		}
 	}
 
-	decided, err := h.decider.Decide(state, cmd)
+	decided, err := h.decider.Decide(e.state, cmd)
 	if err != nil {
 		return Result[E]{}, &RejectedError{StreamID: stream, Err: err}
 	}
 	if len(decided) == 0 {
-		return loaded, nil
+		h.putEntry(e)
+		return Result[E]{StreamID: stream, Version: e.version, Position: e.position}, nil
 	}
 	events := make([]eventstore.Event, len(decided))
-	for i, e := range decided {
-		ev, err := h.registry.Encode(e)
+	for i, d := range decided {
+		ev, err := h.registry.Encode(d)
 		if err != nil {
 			return Result[E]{}, fmt.Errorf("command: stream %q: event %d: %w", stream, i, err)
 		}
@@ -283,11 +293,143 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 		ev.Metadata = md
 		events[i] = ev
 	}
-	res, err := h.store.Append(ctx, stream, eventstore.Exact(loaded.Version), events...)
+	res, err := h.store.Append(ctx, stream, eventstore.Exact(e.version), events...)
 	if err != nil {
 		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)
 	}
+	h.advance(e, events, key, res)
 	return Result[E]{StreamID: stream, Version: res.LastVersion, Position: res.Position, Events: decided}, nil
+}
+
+// advance folds the events just appended onto e and puts e back into the
+// cache, so that the stream's next command finds nothing new to read. It folds
+// the events as the registry decodes them from their encoded form, exactly as
+// a reload would see them, not the decided values, which may differ from what
+// the codec gives back. When the append's versions are not the ones e expects
+// (the store recognised a repeat written by someone else) or an event does not
+// decode, e is dropped instead, and the next command reloads the stream.
+func (h *Handler[S, C, E]) advance(e *entry[S], events []eventstore.Event, key string, res eventstore.AppendResult) {
+	if h.cache == nil {
+		return
+	}
+	n := uint64(len(events))
+	if res.FirstVersion != e.version+1 || res.LastVersion != e.version+n {
+		return
+	}
+	decoded := make([]E, len(events))
+	for i, ev := range events {
+		var err error
+		if decoded[i], err = h.decode(eventstore.Record{Event: ev, StreamID: e.stream,
+			Version: res.FirstVersion + uint64(i), Position: res.Position}); err != nil {
+			return
+		}
+	}
+	for i, d := range decoded {
+		if key != "" {
+			e.remember(key, events[i].Metadata.Headers[HeaderCommandHash], res.FirstVersion+uint64(i), res.Position)
+		}
+		e.state = h.decider.Evolve(e.state, d)
+	}
+	e.version, e.position = res.LastVersion, res.Position
+	h.cache.put(e)
+}
+
+// errStaleEntry means a cached entry does not fit the stream as read; the
+// stream is reloaded from its start.
+var errStaleEntry = errors.New("command: cached state does not fit the stream")
+
+// takeEntry returns stream's cache entry, or a new entry at the initial state
+// when there is none, the cache is off, or the command has an id and the
+// entry no longer knows every command id of its stream.
+func (h *Handler[S, C, E]) takeEntry(stream, key string) *entry[S] {
+	if h.cache != nil {
+		if e := h.cache.take(stream); e != nil && (key == "" || !e.commandsOverflow) {
+			return e
+		}
+	}
+	return h.newEntry(stream)
+}
+
+func (h *Handler[S, C, E]) newEntry(stream string) *entry[S] {
+	return &entry[S]{stream: stream, state: h.decider.Initial()}
+}
+
+func (h *Handler[S, C, E]) putEntry(e *entry[S]) {
+	if h.cache != nil {
+		h.cache.put(e)
+	}
+}
+
+// catchUp reads e's stream after e.version and folds it onto e, recording the
+// command ids it meets. found and foundEvents are the events of command id
+// key among those read (foundEvents is nil if there were none).
+func (h *Handler[S, C, E]) catchUp(ctx context.Context, e *entry[S], key string) (found commandRecord, foundEvents []E, err error) {
+	cached := e.version > 0
+	for rec, err := range h.store.ReadStream(ctx, e.stream, e.version+1) {
+		switch {
+		case errors.Is(err, eventstore.ErrStreamNotFound) && cached:
+			return found, nil, errStaleEntry
+		case errors.Is(err, eventstore.ErrStreamNotFound):
+			return found, nil, nil
+		case err != nil:
+			return found, nil, err
+		case rec.Version != e.version+1 && cached:
+			return found, nil, errStaleEntry
+		case rec.Version != e.version+1:
+			return found, nil, fmt.Errorf("event at version %d follows version %d", rec.Version, e.version)
+		}
+		ev, err := h.decode(rec)
+		if err != nil {
+			return found, nil, err
+		}
+		if k := rec.Metadata.Headers[HeaderCommandID]; k != "" {
+			hash := rec.Metadata.Headers[HeaderCommandHash]
+			e.remember(k, hash, rec.Version, rec.Position)
+			if k == key {
+				if foundEvents == nil {
+					found.first = rec.Version
+				}
+				found.last, found.position, found.hash = rec.Version, rec.Position, hash
+				foundEvents = append(foundEvents, ev)
+			}
+		}
+		e.state = h.decider.Evolve(e.state, ev)
+		e.version, e.position = rec.Version, rec.Position
+	}
+	return found, foundEvents, nil
+}
+
+// repeated answers a command whose id the stream already holds: with the
+// original Result, or ErrIdempotencyConflict when the id came with another
+// command. events are the command's events if the last read met them all.
+func (h *Handler[S, C, E]) repeated(ctx context.Context, e *entry[S], key, hash string, prior commandRecord, events []E) (Result[E], error) {
+	if hash != "" && prior.hash != "" && hash != prior.hash {
+		h.putEntry(e)
+		return Result[E]{}, fmt.Errorf("%w: command id %q on stream %q (written at version %d)",
+			ErrIdempotencyConflict, key, e.stream, prior.last)
+	}
+	if uint64(len(events)) != prior.last-prior.first+1 {
+		// The events were folded into the cached state earlier: read them again.
+		events = nil
+		for rec, err := range h.store.ReadStream(ctx, e.stream, prior.first) {
+			if err != nil {
+				return Result[E]{}, fmt.Errorf("command: read command %q of stream %q: %w", key, e.stream, err)
+			}
+			if rec.Version > prior.last {
+				break
+			}
+			if rec.Metadata.Headers[HeaderCommandID] != key {
+				continue
+			}
+			ev, err := h.decode(rec)
+			if err != nil {
+				return Result[E]{}, fmt.Errorf("command: read command %q of stream %q: %w", key, e.stream, err)
+			}
+			events = append(events, ev)
+		}
+	}
+	h.putEntry(e)
+	return Result[E]{StreamID: e.stream, Version: prior.last, Position: prior.position, Events: events}, nil
 }
 
 func (h *Handler[S, C, E]) decode(rec eventstore.Record) (E, error) {

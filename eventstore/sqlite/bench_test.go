@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/google/uuid"
@@ -46,8 +47,13 @@ func benchEvents(n int) []eventstore.Event {
 	return events
 }
 
-func reportEvents(b *testing.B, events int) {
+// reportEvents reports events/s and the process's CPU time per event since
+// cpuBefore.
+func reportEvents(b *testing.B, events int, cpuBefore time.Duration) {
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	if cpu := processCPU(); events > 0 && cpu > 0 {
+		b.ReportMetric(float64(cpu-cpuBefore)/float64(time.Microsecond)/float64(events), "cpu-µs/event")
+	}
 	b.ReportMetric(0, "ns/op") // per-op time is misleading where an op is a batch
 }
 
@@ -84,15 +90,17 @@ func streamNames(n int) []string {
 func BenchmarkAppendSingle(b *testing.B) {
 	s := benchStore(b)
 	b.ResetTimer()
+	cpu := processCPU()
 	appendLoop(b, s, b.N, 1, streamNames(benchStreams), rand.New(rand.NewPCG(1, 2)))
-	reportEvents(b, b.N)
+	reportEvents(b, b.N, cpu)
 }
 
 func BenchmarkAppendBatch(b *testing.B) {
 	s := benchStore(b)
 	b.ResetTimer()
+	cpu := processCPU()
 	appendLoop(b, s, b.N, 100, streamNames(benchStreams), rand.New(rand.NewPCG(1, 2)))
-	reportEvents(b, 100*b.N)
+	reportEvents(b, 100*b.N, cpu)
 }
 
 // BenchmarkAppendConcurrent64 has 64 callers appending one event each; caller
@@ -104,6 +112,7 @@ func BenchmarkAppendConcurrent64(b *testing.B) {
 	names := streamNames(benchStreams)
 	commits := s.w.commits.Load()
 	b.ResetTimer()
+	cpu := processCPU()
 	var wg sync.WaitGroup
 	for g := range callers {
 		var own []string
@@ -117,7 +126,7 @@ func BenchmarkAppendConcurrent64(b *testing.B) {
 		wg.Go(func() { appendLoop(b, s, n, 1, own, rand.New(rand.NewPCG(uint64(g), 2))) })
 	}
 	wg.Wait()
-	reportEvents(b, b.N)
+	reportEvents(b, b.N, cpu)
 	reportGroups(b, s, commits, b.N)
 }
 
@@ -136,6 +145,7 @@ func BenchmarkReadAll(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
+	cpu := processCPU()
 	for range b.N {
 		n := 0
 		for _, err := range s.ReadAll(ctx, eventstore.Start) {
@@ -148,7 +158,7 @@ func BenchmarkReadAll(b *testing.B) {
 			b.Fatalf("read %d events, want %d", n, logSize)
 		}
 	}
-	reportEvents(b, b.N*logSize)
+	reportEvents(b, b.N*logSize, cpu)
 }
 
 // BenchmarkRawSQLiteTx100 is the ceiling: plain modernc.org/sqlite inserts,
@@ -193,6 +203,7 @@ func rawInserts(b *testing.B, txRows int, newID func() uuid.UUID) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var position int64
 	b.ResetTimer()
+	cpu := processCPU()
 	for done := 0; done < b.N; {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
@@ -213,5 +224,5 @@ func rawInserts(b *testing.B, txRows int, newID func() uuid.UUID) {
 			b.Fatal(err)
 		}
 	}
-	reportEvents(b, b.N)
+	reportEvents(b, b.N, cpu)
 }

@@ -38,8 +38,14 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 	}{
 		{&r.head, "SELECT coalesce(max(position), 0) FROM events"},
 		{&r.streamByName, "SELECT id FROM streams WHERE name = ?"},
-		{&r.streamPage, `SELECT position, version, id, type, recorded_at, correlation_id, causation_id, headers, data FROM events
-			WHERE stream = ? AND version >= ? ORDER BY version LIMIT ?`},
+		// The stream's row joined to its events from a version: no row means
+		// no stream, one row of NULL events (position 0) means no events from
+		// that version, so one query answers both.
+		{&r.streamPage, `SELECT coalesce(e.position, 0), coalesce(e.version, 0), coalesce(e.id, x''),
+				coalesce(e.type, ''), coalesce(e.recorded_at, 0), e.correlation_id, e.causation_id, e.headers,
+				coalesce(e.data, x'')
+			FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version >= ?
+			WHERE s.name = ? ORDER BY e.version LIMIT ?`},
 		// CROSS JOIN keeps events as the outer loop: a range scan of the rowid.
 		{&r.logPage, `SELECT e.position, e.version, e.id, e.type, e.recorded_at,
 				e.correlation_id, e.causation_id, e.headers, e.data, s.name
@@ -65,39 +71,37 @@ func (r *readStmts) close() error {
 	return errors.Join(errs...)
 }
 
-// ReadStream implements eventstore.Store.
+// ReadStream implements eventstore.Store. Each page is one query, which also
+// tells a missing stream from one with nothing after from, so reading the few
+// events a caller has not seen yet costs one query.
 func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		if s.closed.Load() {
 			yield(eventstore.Record{}, eventstore.ErrClosed)
 			return
 		}
-		var streamID int64
-		err := s.reads.streamByName.QueryRowContext(ctx, stream).Scan(&streamID)
-		if errors.Is(err, sql.ErrNoRows) {
-			yield(eventstore.Record{}, fmt.Errorf("%w: %q", eventstore.ErrStreamNotFound, stream))
-			return
-		}
-		if err != nil {
-			yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("read stream %q", stream)))
-			return
-		}
 		next := max(from, 1)
 		var page []eventstore.Record
 		sc := newScanner()
-		for {
-			page, err = s.streamPage(ctx, sc, stream, streamID, next, page[:0])
+		for first := true; ; first = false {
+			var more, exists bool
+			var err error
+			page, more, exists, err = s.streamPage(ctx, sc, stream, next, page[:0])
 			if err != nil {
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("read stream %q from version %d", stream, next)))
 				return
 			}
-			if len(page) == 0 {
+			if first && !exists {
+				yield(eventstore.Record{}, fmt.Errorf("%w: %q", eventstore.ErrStreamNotFound, stream))
 				return
 			}
 			for _, rec := range page {
 				if !yield(rec, nil) {
 					return
 				}
+			}
+			if !more {
+				return
 			}
 			next = page[len(page)-1].Version + 1
 			if err := ctx.Err(); err != nil {
@@ -108,25 +112,36 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) iter
 	}
 }
 
-func (s *Store) streamPage(ctx context.Context, sc *scanner, stream string, streamID int64, from uint64, page []eventstore.Record) ([]eventstore.Record, error) {
+// streamPage reads a page of stream from version from. more reports that the
+// page was cut short by its bounds, so that more events may follow; exists
+// that the stream exists.
+func (s *Store) streamPage(ctx context.Context, sc *scanner, stream string, from uint64, page []eventstore.Record) (_ []eventstore.Record, more, exists bool, err error) {
 	if from > math.MaxInt64 {
-		return page, nil
+		return page, false, true, nil
 	}
-	rows, err := s.reads.streamPage.QueryContext(ctx, streamID, int64(from), pageRecords)
+	rows, err := s.reads.streamPage.QueryContext(ctx, int64(from), stream, pageRecords)
 	if err != nil {
-		return page, err
+		return page, false, false, err
 	}
 	defer rows.Close()
-	size := 0
-	for size < pageBytes && rows.Next() {
+	size, n := 0, 0
+	for rows.Next() {
+		exists = true
 		rec := eventstore.Record{StreamID: stream}
-		if err := sc.scan(rows, &rec, false); err != nil {
-			return page, err
+		err := sc.scan(rows, &rec, false)
+		if errors.Is(err, errNoRecord) {
+			break
+		}
+		if err != nil {
+			return page, false, exists, err
 		}
 		size += len(rec.Data)
 		page = append(page, rec)
+		if n++; size >= pageBytes {
+			return page, true, exists, rows.Err()
+		}
 	}
-	return page, rows.Err()
+	return page, n == pageRecords, exists, rows.Err()
 }
 
 // ReadAll implements eventstore.Store.
@@ -199,6 +214,10 @@ type scanner struct {
 	dest                                             []any
 }
 
+// errNoRecord is what scan returns for the row of a stream with no events
+// from the version asked: positions start at 1.
+var errNoRecord = errors.New("no record")
+
 // maxInterned bounds a scanner's shared strings; past it they start over.
 const maxInterned = 4096
 
@@ -220,6 +239,9 @@ func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record, withStream bool)
 	}
 	if err := rows.Scan(dest...); err != nil {
 		return err
+	}
+	if sc.position == 0 {
+		return errNoRecord
 	}
 	rec.Position = eventstore.SeqPosition(uint64(sc.position))
 	rec.Version = uint64(sc.version)

@@ -65,8 +65,12 @@ type Store struct {
 	w      *writer
 	reads  readStmts
 	closed atomic.Bool
-	// done is closed by Close; stopped is closed when the writer has exited.
-	done, stopped chan struct{}
+	// done is closed by Close; stopped is closed when the writer has exited,
+	// checkpointStopped when the checkpointer has.
+	done, stopped, checkpointStopped chan struct{}
+	checkpointer                     *sql.Conn
+	// checkpointWanted wakes the checkpointer after a commit.
+	checkpointWanted chan struct{}
 	// notify is closed and replaced after every commit that wrote events, waking
 	// subscriptions without polling.
 	notify    atomic.Pointer[chan struct{}]
@@ -88,7 +92,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// openStore does Open's work except starting the writer.
+// openStore does Open's work except starting the writer; the checkpointer
+// runs already.
 func openStore(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -105,10 +110,12 @@ func openStore(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
 	s := &Store{
-		cfg:     cfg,
-		path:    path,
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:               cfg,
+		path:              path,
+		done:              make(chan struct{}),
+		stopped:           make(chan struct{}),
+		checkpointStopped: make(chan struct{}),
+		checkpointWanted:  make(chan struct{}, 1),
 	}
 	ch := make(chan struct{})
 	s.notify.Store(&ch)
@@ -116,6 +123,7 @@ func openStore(ctx context.Context, cfg Config) (*Store, error) {
 		s.release()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
+	go s.checkpoints(s.checkpointer)
 	cfg.Logger.Debug("sqlite event store open", "path", path, "sync", cfg.Sync, "schema_version", SchemaVersion)
 	return s, nil
 }
@@ -124,13 +132,15 @@ func openStore(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) open(ctx context.Context) error {
 	var err error
 	s.wdb, err = sql.Open("sqlite", dsn(s.path, "busy_timeout(10000)", "journal_mode(WAL)",
-		"synchronous("+s.cfg.Sync.pragma()+")", "cache_size(-32768)"))
+		"synchronous("+s.cfg.Sync.pragma()+")", "cache_size(-32768)",
+		fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages)))
 	if err != nil {
 		return err
 	}
-	// The writer holds its one connection for the store's life.
-	s.wdb.SetMaxOpenConns(1)
-	s.wdb.SetMaxIdleConns(1)
+	// The writer and the checkpointer each hold a connection for the store's
+	// life.
+	s.wdb.SetMaxOpenConns(2)
+	s.wdb.SetMaxIdleConns(2)
 	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return err
@@ -144,6 +154,12 @@ func (s *Store) open(ctx context.Context) error {
 		conn.Close()
 		return err
 	}
+	if s.checkpointer, err = s.wdb.Conn(ctx); err != nil {
+		return err
+	}
+	// No mmap_size: the file grows with every commit, and a mapped reader
+	// then remaps it on most read transactions, which costs more (measured)
+	// than the page reads it saves.
 	s.rdb, err = sql.Open("sqlite", dsn(s.path, "busy_timeout(10000)", "query_only(1)"))
 	if err != nil {
 		return err
@@ -242,6 +258,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.done)
 		<-s.stopped
+		<-s.checkpointStopped
 		s.closeErr = s.release()
 	})
 	return s.closeErr
@@ -252,6 +269,9 @@ func (s *Store) release() error {
 	var errs []error
 	if s.rdb != nil {
 		errs = append(errs, s.reads.close(), s.rdb.Close())
+	}
+	if s.checkpointer != nil {
+		errs = append(errs, s.checkpointer.Close())
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.close())

@@ -384,6 +384,7 @@ func (w *writer) commit() {
 	}
 	if wrote {
 		w.s.notifyCommit()
+		w.s.wantCheckpoint()
 	}
 }
 
