@@ -1,0 +1,731 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventline/eventline/command"
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/sqlite"
+	"github.com/eventline/eventline/projection"
+	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/sample/app"
+	"github.com/eventline/eventline/sample/cart"
+	"github.com/eventline/eventline/sample/commandapi"
+	"github.com/eventline/eventline/sample/queryapi"
+	"github.com/eventline/eventline/sample/readmodel"
+	"github.com/eventline/eventline/sample/readmodel/schema"
+)
+
+// config sizes one run. presets gives the modes' sizes.
+type config struct {
+	Mode string
+	// RedisURL names a Redis whose database must be empty; "" starts a private
+	// redis-server.
+	RedisURL string
+	// TempDir is where the run's temporary directory goes ("" the system's).
+	TempDir string
+
+	RawRows, HSETOps, RTTOps int
+	Appends1, Appends64      int
+	Carts                    int
+	SyntheticEvents          int
+	RebuildEvents            int
+	// HTTPDuration is the length of each timed HTTP loop (ceiling and query).
+	HTTPDuration time.Duration
+	LagDuration  time.Duration
+	LagRates     []int
+
+	// CPUProfile, when set, receives a CPU profile of the phase ProfilePhase.
+	CPUProfile, ProfilePhase string
+	// Progress receives one line per phase; Logger the framework's logs.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// presets are the sizes of each mode. full is what docs/benchmarks.md
+// reports; quick is for CI smoke runs; tiny is for the package's test.
+var presets = map[string]config{
+	"full": {RawRows: 300_000, HSETOps: 1_000_000, RTTOps: 20_000, Appends1: 20_000, Appends64: 150_000,
+		Carts: 10_000, SyntheticEvents: 1_000_000, RebuildEvents: 1_000_000,
+		HTTPDuration: 5 * time.Second, LagDuration: 10 * time.Second, LagRates: []int{1000, 5000}},
+	"quick": {RawRows: 50_000, HSETOps: 200_000, RTTOps: 5_000, Appends1: 3_000, Appends64: 20_000,
+		Carts: 500, SyntheticEvents: 100_000, RebuildEvents: 50_000,
+		HTTPDuration: time.Second, LagDuration: 2 * time.Second, LagRates: []int{1000, 5000}},
+	"tiny": {RawRows: 2_000, HSETOps: 5_000, RTTOps: 200, Appends1: 200, Appends64: 1_000,
+		Carts: 40, SyntheticEvents: 5_000, RebuildEvents: 5_000,
+		HTTPDuration: 200 * time.Millisecond, LagDuration: 300 * time.Millisecond, LagRates: []int{1000, 5000}},
+}
+
+// Phases, for --profile-phase.
+const (
+	phaseCeilings  = "ceilings"
+	phaseAppends   = "appends"
+	phaseHTTP1     = "commands-http-1"
+	phaseHTTP64    = "commands-http-64"
+	phaseLib1      = "commands-lib-1"
+	phaseLib64     = "commands-lib-64"
+	phaseCatchUp   = "catchup-sample"
+	phaseQuery     = "query"
+	phaseSynthetic = "catchup-synthetic"
+	phaseLag       = "lag"
+	phaseRebuild   = "rebuild"
+	// phaseRebuildSample rebuilds each sample model alone over the SQLite log.
+	phaseRebuildSample = "rebuild-sample"
+	defaultProfiled    = phaseHTTP64
+)
+
+var phases = []string{phaseCeilings, phaseAppends, phaseHTTP1, phaseHTTP64, phaseLib1, phaseLib64,
+	phaseCatchUp, phaseQuery, phaseRebuildSample, phaseSynthetic, phaseLag, phaseRebuild}
+
+// bench is one run in progress.
+type bench struct {
+	cfg   config
+	rep   *Report
+	dir   string
+	ropts *redis.Options
+	rdb   *redis.Client
+	reg   *eventstore.Registry
+	log   *slog.Logger
+	// redisPID is the private redis-server's process id, 0 for a given one.
+	redisPID int
+}
+
+// redisCPU returns the CPU time the private redis-server used so far, -1
+// when it is not known (a given server, or no /proc).
+func (b *bench) redisCPU() time.Duration {
+	if b.redisPID == 0 {
+		return -1
+	}
+	return procCPU(b.redisPID)
+}
+
+// run measures everything cfg asks for and returns the report. Errors that
+// stop a phase end the run; a wrong result is reported as "NO", not an error.
+func run(ctx context.Context, cfg config) (*Report, error) {
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	b := &bench{cfg: cfg, log: cfg.Logger, reg: app.NewRegistry(),
+		rep: &Report{Mode: cfg.Mode, Generator: generatorName, Started: time.Now(), LoadStart: loadAvg()}}
+	var err error
+	if b.dir, err = os.MkdirTemp(cfg.TempDir, "eventline-bench-*"); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(b.dir)
+
+	if cfg.RedisURL != "" {
+		if b.ropts, err = redis.ParseURL(cfg.RedisURL); err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		b.rep.Redis = "given: " + b.ropts.Addr
+	} else {
+		rdir := filepath.Join(b.dir, "redis")
+		if err := os.Mkdir(rdir, 0o755); err != nil {
+			return nil, err
+		}
+		srv, err := startRedis(ctx, rdir)
+		if err != nil {
+			return nil, err
+		}
+		defer srv.stop()
+		b.redisPID = srv.cmd.Process.Pid
+		b.ropts = &redis.Options{Addr: srv.Addr}
+		b.rep.Redis = "private redis-server at " + srv.Addr
+	}
+	if v, err := redisVersion(ctx, b.ropts); err == nil {
+		b.rep.Redis += " (" + v + ")"
+	}
+	o := *b.ropts
+	o.PoolSize = 256
+	b.rdb = redis.NewClient(&o)
+	defer b.rdb.Close()
+	if n, err := b.rdb.DBSize(ctx).Result(); err != nil {
+		return nil, fmt.Errorf("redis at %s: %w", b.ropts.Addr, err)
+	} else if n != 0 {
+		return nil, fmt.Errorf("redis at %s holds %d keys: the benchmark needs an empty database", b.ropts.Addr, n)
+	}
+
+	steps := []struct {
+		phase string
+		fn    func(context.Context) error
+	}{
+		{phaseCeilings, b.ceilings},
+		{phaseAppends, b.appends},
+	}
+	for _, s := range steps {
+		if err := b.phase(ctx, s.phase, s.fn); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.sample(ctx); err != nil {
+		return nil, err
+	}
+	for _, s := range []struct {
+		phase string
+		fn    func(context.Context) error
+	}{
+		{phaseSynthetic, b.syntheticCatchUp},
+		{phaseLag, b.lag},
+		{phaseRebuild, b.rebuild},
+	} {
+		if err := b.phase(ctx, s.phase, s.fn); err != nil {
+			return nil, err
+		}
+	}
+	rank := map[string]int{"ceiling": 0, "write": 1, "read": 2, "rebuild": 3}
+	slices.SortStableFunc(b.rep.Rows, func(x, y Row) int { return rank[x.Group] - rank[y.Group] })
+	b.rep.Duration = time.Since(b.rep.Started)
+	b.rep.LoadAvg = loadAvg()
+	return b.rep, nil
+}
+
+// phase runs fn, under the CPU profiler when it is the profiled phase, and
+// records the CPU time the phase took in this process and in redis-server.
+func (b *bench) phase(ctx context.Context, name string, fn func(context.Context) error) error {
+	fmt.Fprintf(b.cfg.Progress, "eventline-bench: %s (load %s)\n", name, loadAvg())
+	start, self, redisCPU := time.Now(), processCPU(), b.redisCPU()
+	defer func() {
+		st := PhaseStat{Name: name, Wall: time.Since(start), SelfCPU: processCPU() - self, RedisCPU: -1, LoadAvg: loadAvg()}
+		if r := b.redisCPU(); r >= 0 && redisCPU >= 0 {
+			st.RedisCPU = r - redisCPU
+		}
+		b.rep.Phases = append(b.rep.Phases, st)
+	}()
+	if b.cfg.CPUProfile != "" && b.cfg.ProfilePhase == name {
+		f, err := os.Create(b.cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := fn(ctx); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func (b *bench) ceilings(ctx context.Context) error {
+	raw, err := sqliteTx100(ctx, b.dir, b.cfg.RawRows)
+	if err != nil {
+		return fmt.Errorf("raw sqlite: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "sqlite-tx100", What: "raw modernc.org/sqlite inserts, tx of 100, WAL NORMAL", Value: raw, Unit: "rows/s",
+		Note: fmt.Sprintf("%s rows, store-like table and indexes", thousands(int64(b.cfg.RawRows)))})
+	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
+	if err != nil {
+		return fmt.Errorf("redis HSET: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "redis-hset", What: "go-redis pipelined HSET, pipelines of 500, 1 conn", Value: hset, Unit: "ops/s"})
+	rtt, err := redisRoundTrip(ctx, b.ropts, b.cfg.RTTOps)
+	if err != nil {
+		return fmt.Errorf("redis GET: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "redis-rtt", What: "Redis sequential GET round trip, 1 conn", Value: rtt.rate(), Unit: "ops/s", P50: rtt.p(0.5), P99: rtt.p(0.99)})
+	for _, clients := range []int{1, 64} {
+		res := httpCeiling(ctx, clients, b.cfg.HTTPDuration)
+		b.rep.add(Row{Group: "ceiling", ID: "http-" + strconv.Itoa(clients), What: fmt.Sprintf("trivial net/http JSON handler, %d %s", clients, plural(clients, "client")),
+			Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: res.errNote()})
+	}
+	return nil
+}
+
+func (b *bench) openStore(ctx context.Context, name string) (*sqlite.Store, error) {
+	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.dir, name), Logger: b.log})
+}
+
+func (b *bench) appends(ctx context.Context) error {
+	store, err := b.openStore(ctx, "appends.db")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	total := 0
+	for _, w := range []struct{ writers, n int }{{1, b.cfg.Appends1}, {64, b.cfg.Appends64}} {
+		res := storeAppends(ctx, store, "w"+strconv.Itoa(w.writers), w.writers, w.n)
+		total += res.ops - res.errors
+		head, err := store.Head(ctx)
+		if err != nil {
+			return err
+		}
+		b.rep.add(Row{Group: "write", ID: "append-" + strconv.Itoa(w.writers),
+			What:  fmt.Sprintf("store appends, %d %s, 1 event each, exact version", w.writers, plural(w.writers, "writer")),
+			Value: float64(res.ops) / res.elapsed.Seconds(), Unit: "events/s", P50: res.p(0.5), P99: res.p(0.99),
+			Ceiling: "sqlite-tx100", Correct: yesNo(res.errors == 0 && res.ops == w.n && head == eventstore.SeqPosition(uint64(total))),
+			Note: res.errNote()})
+	}
+	return nil
+}
+
+// sample runs everything that uses the sample application: the cart
+// workload through HTTP and through the library, the catch-up of the sample's
+// read models over the events it wrote, their correctness, and the query API.
+func (b *bench) sample(ctx context.Context) error {
+	store, err := b.openStore(ctx, "carts.db")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	api, err := commandapi.New(store, b.reg, commandapi.Config{Logger: b.log})
+	if err != nil {
+		return err
+	}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	h, err := command.NewHandler(store, b.reg, cart.Decider, command.Config{Name: "cart", Logger: b.log})
+	if err != nil {
+		return err
+	}
+
+	var runs []*cartRun
+	var events uint64
+	for _, w := range []struct {
+		phase, id, ceiling, what string
+		callers                  int
+		http                     bool
+	}{
+		{phaseHTTP1, "cmd-http-1", "http-1", "cart workload via command HTTP API, 1 client", 1, true},
+		{phaseHTTP64, "cmd-http-64", "http-64", "cart workload via command HTTP API, 64 clients", 64, true},
+		{phaseLib1, "cmd-lib-1", "sqlite-tx100", "cart workload via command.Handler, 1 caller", 1, false},
+		{phaseLib64, "cmd-lib-64", "sqlite-tx100", "cart workload via command.Handler, 64 callers", 64, false},
+	} {
+		r := newCartRun(strings.TrimPrefix(w.id, "cmd-"), b.cfg.Carts)
+		runs = append(runs, r)
+		err := b.phase(ctx, w.phase, func(ctx context.Context) error {
+			var res loopResult
+			if w.http {
+				c := newHTTPClient(w.callers)
+				res = r.drive(ctx, w.callers, r.viaHTTP(c, srv.URL))
+				c.CloseIdleConnections()
+			} else {
+				res = r.drive(ctx, w.callers, r.viaHandler(h))
+			}
+			events += uint64(r.accepted() * cartCommands)
+			head, err := store.Head(ctx)
+			if err != nil {
+				return err
+			}
+			b.rep.add(Row{Group: "write", ID: w.id, What: w.what, Value: res.rate(), Unit: "cmds/s",
+				P50: res.p(0.5), P99: res.p(0.99), Ceiling: w.ceiling,
+				Correct: yesNo(res.errors == 0 && r.accepted() == r.carts && head == eventstore.SeqPosition(events)),
+				Note:    joinNotes(fmt.Sprintf("%s carts × 7 commands", thousands(int64(r.carts))), res.errNote())})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	head, err := store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	var cfgs []projection.Config
+	var names []string
+	for _, p := range readmodel.Projections(b.reg) {
+		cfgs = append(cfgs, projection.Config{Store: store, Redis: b.rdb, Projection: p, Logger: b.log})
+		names = append(names, p.Name())
+	}
+	var rs *runners
+	defer func() {
+		if rs != nil {
+			_ = rs.stop()
+		}
+	}()
+	err = b.phase(ctx, phaseCatchUp, func(ctx context.Context) error {
+		start := time.Now()
+		if rs, err = startRunners(ctx, cfgs); err != nil {
+			return err
+		}
+		end, err := waitCheckpoints(ctx, b.rdb, rs, names, head, 30*time.Minute)
+		if err != nil {
+			return err
+		}
+		rate := float64(head.Commit) / end.Sub(start).Seconds()
+		ok, bad, err := checkCarts(ctx, b.rdb, runs)
+		if err != nil {
+			return err
+		}
+		note := fmt.Sprintf("%s events, %d models at once (%s events/s applied in all); every cart's total and items checked",
+			thousands(int64(head.Commit)), len(cfgs), num(rate*float64(len(cfgs))))
+		if !ok {
+			note = joinNotes(note, bad)
+		}
+		b.rep.add(Row{Group: "read", ID: "catchup-sample", What: "catch-up of the sample's read models (carts, customers, products, orders)",
+			Value: rate, Unit: "events/s", Ceiling: "redis-hset", Correct: yesNo(ok), Note: note})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.phase(ctx, phaseQuery, func(ctx context.Context) error { return b.queries(ctx, runs) }); err != nil {
+		return err
+	}
+	// The runners of v1 stop here: a rebuild to v2 would supersede them.
+	err, rs = rs.stop(), nil
+	if err != nil {
+		return err
+	}
+	return b.phase(ctx, phaseRebuildSample, func(ctx context.Context) error { return b.rebuildSample(ctx, store, head, runs) })
+}
+
+// nextVersion is a projection with its version bumped: the same model built
+// again beside the live one, as a deployment with a changed Apply would.
+type nextVersion struct{ projection.Projection }
+
+func (p nextVersion) Version() int { return p.Projection.Version() + 1 }
+
+// rebuildSample rebuilds each of the sample's read models alone, blue/green
+// from v1 to v2, over the SQLite log the cart workload wrote: the catch-up
+// rate of each model on its own, from a real store.
+func (b *bench) rebuildSample(ctx context.Context, store eventstore.Store, head eventstore.Position, runs []*cartRun) error {
+	for _, p := range readmodel.Projections(b.reg) {
+		start := time.Now()
+		var switched time.Time
+		res, err := projection.Rebuild(ctx, projection.Config{Store: store, Redis: b.rdb, Projection: nextVersion{p},
+			Logger: b.log, RetireDelay: time.Millisecond},
+			projection.RebuildOptions{ProgressEvery: 5 * time.Millisecond, Progress: func(pr projection.Progress) {
+				if switched.IsZero() && (pr.Phase == projection.PhaseRemovingOld || pr.Phase == projection.PhaseDone) {
+					switched = time.Now()
+				}
+			}})
+		if err != nil {
+			return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+		}
+		if switched.IsZero() {
+			switched = time.Now()
+		}
+		ok := res.Previous == p.Version() && res.Version == p.Version()+1 && !res.Checkpoint.Before(head)
+		note := thousands(int64(head.Commit)) + " events"
+		if p.Name() == schema.Carts && ok {
+			good, bad, err := checkCarts(ctx, b.rdb, runs)
+			if err != nil {
+				return err
+			}
+			ok = good
+			note = joinNotes(note, "every cart checked again in v2", bad)
+		}
+		b.rep.add(Row{Group: "rebuild", ID: "rebuild-" + p.Name(),
+			What:  fmt.Sprintf("blue/green rebuild of the sample's %s model alone, SQLite log", p.Name()),
+			Value: float64(head.Commit) / switched.Sub(start).Seconds(), Unit: "events/s", Ceiling: "redis-hset",
+			Correct: yesNo(ok), Note: note})
+	}
+	return nil
+}
+
+// checkCarts reads every cart of runs from the carts read model and compares
+// it with what its accepted commands imply: checked out, five lines, the
+// total. It returns false and the first difference when one differs.
+func checkCarts(ctx context.Context, rdb redis.Cmdable, runs []*cartRun) (bool, string, error) {
+	v, err := query.Resolve(ctx, rdb, schema.Carts)
+	if err != nil {
+		return false, "", err
+	}
+	type job struct {
+		r *cartRun
+		i int
+	}
+	jobs := make(chan job)
+	var mu sync.Mutex
+	var bad []string
+	var firstErr error
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for j := range jobs {
+				c, err := schema.ReadCart(ctx, v, j.r.id(j.i))
+				mu.Lock()
+				switch {
+				case err != nil && !errors.Is(err, query.ErrNotFound):
+					firstErr = cmpOr(firstErr, err)
+				case err != nil:
+					bad = append(bad, j.r.id(j.i)+" missing")
+				case c.Status != schema.CartCheckedOut || len(c.Items) != 5 || c.TotalCents != cartTotal(j.i) || c.CustomerID != customerOf(j.i):
+					bad = append(bad, fmt.Sprintf("%s: %s, %d lines, total %d (want checked_out, 5, %d)",
+						j.r.id(j.i), c.Status, len(c.Items), c.TotalCents, cartTotal(j.i)))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, r := range runs {
+		for i := range r.carts {
+			if r.done[i].Load() {
+				jobs <- job{r, i}
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return false, "", firstErr
+	}
+	if len(bad) > 0 {
+		return false, fmt.Sprintf("%d carts differ, e.g. %s", len(bad), bad[0]), nil
+	}
+	return true, "", nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func (b *bench) queries(ctx context.Context, runs []*cartRun) error {
+	mux := http.NewServeMux()
+	queryapi.New(b.rdb, queryapi.Config{Logger: b.log}).Mount(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	type target struct {
+		id    string
+		after string
+	}
+	var targets []target
+	for _, r := range runs {
+		for i := range r.carts {
+			if r.done[i].Load() {
+				targets = append(targets, target{r.id(i), r.position[i].String()})
+			}
+		}
+	}
+	if len(targets) == 0 {
+		return errors.New("no cart to query")
+	}
+	const clients = 64
+	for _, q := range []struct {
+		id, what string
+		after    bool
+	}{
+		{"query", "query API GET /carts/{id}, 64 clients", false},
+		{"query-after", "query API GET /carts/{id}?after=<its position>, 64 clients", true},
+	} {
+		c := newHTTPClient(clients)
+		rngs := make([]*rand.Rand, clients)
+		for i := range rngs {
+			rngs[i] = rand.New(rand.NewPCG(uint64(i), 11))
+		}
+		res := closedLoop(ctx, clients, b.cfg.HTTPDuration, func(ctx context.Context, client, _ int) error {
+			t := targets[rngs[client].IntN(len(targets))]
+			url := srv.URL + "/carts/" + t.id
+			if q.after {
+				url += "?after=" + t.after
+			}
+			_, err := do(ctx, c, http.MethodGet, url, "", http.StatusOK)
+			return err
+		})
+		c.CloseIdleConnections()
+		b.rep.add(Row{Group: "read", ID: q.id, What: q.what, Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99),
+			Ceiling: "http-64", Correct: yesNo(res.errors == 0 && res.ops > 0), Note: res.errNote()})
+	}
+	return nil
+}
+
+func (b *bench) syntheticCatchUp(ctx context.Context) error {
+	store := &genStore{n: uint64(b.cfg.SyntheticEvents), t0: time.Now()}
+	const name = "synthetic"
+	start := time.Now()
+	rs, err := startRunners(ctx, []projection.Config{{Store: store, Redis: b.rdb, Projection: versionProjection(name, 1), Logger: b.log}})
+	if err != nil {
+		return err
+	}
+	defer rs.stop()
+	end, err := waitCheckpoints(ctx, b.rdb, rs, []string{name}, eventstore.SeqPosition(store.n), 30*time.Minute)
+	if err != nil {
+		return err
+	}
+	ok, err := checkVersions(ctx, b.rdb, name, 1, store.lastVersions())
+	if err != nil {
+		return err
+	}
+	b.rep.add(Row{Group: "read", ID: "catchup-synthetic", What: "catch-up, synthetic log, 1 projection (HSET per event)",
+		Value: float64(store.n) / end.Sub(start).Seconds(), Unit: "events/s", Ceiling: "redis-hset", Correct: yesNo(ok),
+		Note: fmt.Sprintf("%s events generated in process: measures the runner, not a store", thousands(int64(store.n)))})
+	return nil
+}
+
+func (b *bench) lag(ctx context.Context) error {
+	store, err := b.openStore(ctx, "lag.db")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	for _, rate := range b.cfg.LagRates {
+		res := liveLag(ctx, store, b.rdb, "lag"+strconv.Itoa(rate), rate, b.cfg.LagDuration, b.log)
+		if res.err != nil {
+			return fmt.Errorf("at %d events/s: %w", rate, res.err)
+		}
+		b.rep.add(Row{Group: "read", ID: "lag-" + strconv.Itoa(rate),
+			What:  fmt.Sprintf("live lag, append issued → visible in Redis, steady %s events/s", num(float64(rate))),
+			Value: res.achieve, Unit: "events/s", P50: percentile(res.lat, 0.5), P99: percentile(res.lat, 0.99),
+			Correct: "yes", Note: fmt.Sprintf("%s events on SQLite; p50/p99 are the lag", thousands(int64(res.events)))})
+	}
+	return nil
+}
+
+func (b *bench) rebuild(ctx context.Context) error {
+	if b.cfg.RebuildEvents == 0 {
+		return nil
+	}
+	store := &genStore{n: uint64(b.cfg.RebuildEvents), t0: time.Now()}
+	const name = "rebuild"
+	// A live v1 at the head, as its runner left it: the model, the
+	// checkpoint, active = 1.
+	head := eventstore.SeqPosition(store.n)
+	pipe := b.rdb.Pipeline()
+	for i := range genStreams {
+		pipe.HSet(ctx, query.Key(name, 1, "s", "s-"+strconv.Itoa(i)), "v", 0)
+	}
+	pipe.HSet(ctx, query.CheckpointKey(name, 1), query.FieldPosition, head.String(),
+		query.FieldCommit, head.Commit, query.FieldPrepare, head.Prepare)
+	pipe.Set(ctx, query.ActiveKey(name), 1, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	before := float64(procStatusKB("VmRSS:")) / 1024
+	peak := startPeakRSS()
+	start := time.Now()
+	var switched time.Time
+	res, err := projection.Rebuild(ctx, projection.Config{Store: store, Redis: b.rdb, Projection: versionProjection(name, 2),
+		Logger: b.log, RetireDelay: time.Millisecond},
+		projection.RebuildOptions{ProgressEvery: 5 * time.Millisecond, Progress: func(p projection.Progress) {
+			if switched.IsZero() && (p.Phase == projection.PhaseRemovingOld || p.Phase == projection.PhaseDone) {
+				switched = time.Now()
+			}
+		}})
+	end := time.Now()
+	rss, how := peak.end()
+	if err != nil {
+		return err
+	}
+	if switched.IsZero() {
+		switched = end
+	}
+	ok, err := checkVersions(ctx, b.rdb, name, 2, store.lastVersions())
+	if err != nil {
+		return err
+	}
+	active, err := b.rdb.Get(ctx, query.ActiveKey(name)).Int()
+	if err != nil {
+		return err
+	}
+	old, err := b.rdb.Exists(ctx, query.Key(name, 1, "s", "s-0"), query.CheckpointKey(name, 1)).Result()
+	if err != nil {
+		return err
+	}
+	ok = ok && res.Previous == 1 && res.Checkpoint == head && active == 2 && old == 0
+	b.rep.add(Row{Group: "rebuild", ID: "rebuild", What: "blue/green projection.Rebuild v1 → v2, synthetic log",
+		Value: float64(store.n) / switched.Sub(start).Seconds(), Unit: "events/s", Ceiling: "redis-hset", Correct: yesNo(ok),
+		Note: fmt.Sprintf("%s events; peak RSS %.0f MiB (%s; %.0f MiB before); switch → old keys gone %s",
+			thousands(int64(store.n)), rss, how, before, end.Sub(switched).Round(time.Millisecond))})
+	return nil
+}
+
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func redisVersion(ctx context.Context, opts *redis.Options) (string, error) {
+	c := oneConn(opts)
+	defer c.Close()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return "redis " + v, nil
+		}
+	}
+	return "", errors.New("no redis_version")
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
+
+// processCPU returns the user and system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU returns the user and system CPU time of process pid from
+// /proc/<pid>/stat, -1 when it cannot be read. The kernel counts in clock
+// ticks, 100 per second on Linux.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; fields after it are plain.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(utime+stime) * (time.Second / 100)
+}
