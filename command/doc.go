@@ -18,8 +18,8 @@
 //     ids are 1 to MaxIDLen bytes of [A-Za-z0-9._~-], safe in stream names,
 //     Redis keys and URLs; anything else is refused with ErrInvalidID;
 //  2. reads the stream and folds it with Evolve (no stream: the initial state),
-//     or, when the state cache holds the stream, reads only the events after
-//     the cached version and folds them onto the cached state;
+//     or, when the state cache holds the stream, starts from the cached state
+//     without reading (see State cache);
 //  3. calls Decide;
 //  4. appends the decided events expecting exactly the version it read
 //     (eventstore.Exact), so that a concurrent write can never be overwritten.
@@ -42,11 +42,17 @@
 // streams (default DefaultCacheSize, least recently used evicted first;
 // Config.NoCache turns it off). After a successful command the entry holds the
 // state after the command's own events — folded as the registry decodes them
-// from their encoded form, as a reload would see them — so the stream's next
-// command reads only what others appended since: usually a single query that
-// finds nothing. Events are immutable and versions only grow, so an entry is
-// never wrong, only behind, and reading from its version catches it up with
-// writes made by other Handlers and processes.
+// from their encoded form, as a reload would see them. Events are immutable
+// and versions only grow, so an entry is never wrong, only behind.
+//
+// The stream's next command decides on the cached state without reading the
+// stream: when it decides events, the append expects the cached version, so
+// if another Handler or process appended meanwhile the store refuses it
+// (eventstore.ErrWrongVersion) and the retry reloads the stream. A refusal or
+// a decision of no events cannot be checked by an append, so those are decided
+// again after reading the events the stream gained since the cached version
+// (usually none). A command on a hot stream therefore costs one append and no
+// read.
 //
 // Evolve may update a state in place (a map, a slice), so an entry is never
 // shared: a command takes it out of the cache while it holds the stream's turn

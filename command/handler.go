@@ -253,27 +253,30 @@ func (h *Handler[S, C, E]) metadata(ctx context.Context, key, hash string) event
 // and appends. The entry goes back into the cache only when all of that
 // succeeded: after any error, the state may be half-applied (Evolve may
 // mutate it in place) or stale, and the next attempt reloads the stream.
+//
+// A cached entry is trusted without reading the stream when the decision
+// yields events: the append expects the entry's version, so if another writer
+// moved the stream on, the store refuses the append and the next attempt
+// reloads. A refusal or a decision of no events cannot be checked that way, so
+// those are made again after reading what the stream gained.
 func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string, md eventstore.Metadata, cmd C) (Result[E], error) {
 	e := h.takeEntry(stream, key)
-	found, foundEvents, err := h.catchUp(ctx, e, key)
-	if errors.Is(err, errStaleEntry) {
-		e = h.newEntry(stream)
-		found, foundEvents, err = h.catchUp(ctx, e, key)
-	}
-	if err != nil {
-		return Result[E]{}, fmt.Errorf("command: load stream %q: %w", stream, err)
-	}
-	if key != "" {
-		prior, ok := e.commands[key]
-		if !ok && foundEvents != nil {
-			prior, ok = found, true
+	cached := e.version > 0
+	if !cached {
+		if res, done, err := h.catchUpOrRepeat(ctx, &e, key, hash); done {
+			return res, err
 		}
-		if ok {
-			return h.repeated(ctx, e, key, hash, prior, foundEvents)
-		}
+	} else if prior, ok := e.commands[key]; key != "" && ok {
+		return h.repeated(ctx, e, key, hash, prior, nil)
 	}
 
 	decided, err := h.decider.Decide(e.state, cmd)
+	if cached && (err != nil || len(decided) == 0) {
+		if res, done, err := h.catchUpOrRepeat(ctx, &e, key, hash); done {
+			return res, err
+		}
+		decided, err = h.decider.Decide(e.state, cmd)
+	}
 	if err != nil {
 		return Result[E]{}, &RejectedError{StreamID: stream, Err: err}
 	}
@@ -332,6 +335,32 @@ func (h *Handler[S, C, E]) advance(e *entry[S], events []eventstore.Event, key s
 	}
 	e.version, e.position = res.LastVersion, res.Position
 	h.cache.put(e)
+}
+
+// catchUpOrRepeat brings *e up to date with its stream, reloading from the
+// start when the entry no longer fits. done is true when handling ends here:
+// on an error, or when the stream already holds command key's events.
+func (h *Handler[S, C, E]) catchUpOrRepeat(ctx context.Context, e **entry[S], key, hash string) (Result[E], bool, error) {
+	stream := (*e).stream
+	found, foundEvents, err := h.catchUp(ctx, *e, key)
+	if errors.Is(err, errStaleEntry) {
+		*e = h.newEntry(stream)
+		found, foundEvents, err = h.catchUp(ctx, *e, key)
+	}
+	if err != nil {
+		return Result[E]{}, true, fmt.Errorf("command: load stream %q: %w", stream, err)
+	}
+	if key != "" {
+		prior, ok := (*e).commands[key]
+		if !ok && foundEvents != nil {
+			prior, ok = found, true
+		}
+		if ok {
+			res, err := h.repeated(ctx, *e, key, hash, prior, foundEvents)
+			return res, true, err
+		}
+	}
+	return Result[E]{}, false, nil
 }
 
 // errStaleEntry means a cached entry does not fit the stream as read; the
