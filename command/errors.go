@@ -33,6 +33,7 @@ type RejectedError struct {
 	Err error
 }
 
+// Error names the stream and the domain error.
 func (e *RejectedError) Error() string {
 	return fmt.Sprintf("command rejected by stream %q: %v", e.StreamID, e.Err)
 }

@@ -45,6 +45,7 @@ type WrongVersionError struct {
 	Actual uint64
 }
 
+// Error names the stream and both versions.
 func (e *WrongVersionError) Error() string {
 	return fmt.Sprintf("eventstore: wrong expected version for stream %q: expected %s, actual %d",
 		e.StreamID, e.Expected, e.Actual)
@@ -63,9 +64,12 @@ type RecordError struct {
 	Err      error
 }
 
+// Error names the record and the cause.
 func (e *RecordError) Error() string {
 	return fmt.Sprintf("event %q at position %s (stream %q version %d): %v",
 		e.Type, e.Position, e.StreamID, e.Version, e.Err)
 }
 
+// Unwrap returns the cause, so that errors.Is finds ErrUnknownEventType or
+// ErrDecode.
 func (e *RecordError) Unwrap() error { return e.Err }

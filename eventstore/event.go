@@ -50,6 +50,7 @@ type Record struct {
 
 // AppendResult says what an append wrote.
 type AppendResult struct {
+	// StreamID is the stream appended to.
 	StreamID string
 	// FirstVersion and LastVersion are the versions of the first and last event
 	// written; after an append of no events both are the stream's version.

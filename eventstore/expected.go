@@ -79,6 +79,7 @@ func (e ExpectedVersion) Check(stream string, actual uint64) error {
 	return &WrongVersionError{StreamID: stream, Expected: e, Actual: actual}
 }
 
+// String returns "any", "no stream", "stream exists" or the exact version.
 func (e ExpectedVersion) String() string {
 	switch e.kind {
 	case expectNoStream:

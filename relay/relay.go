@@ -131,8 +131,12 @@ func (r *Relay) runHeld(ctx context.Context) error {
 	}
 	r.setStatus(func(s *Status) { s.Position = pos })
 	r.metrics.position.Set(float64(pos.Commit))
-	for attempt := 0; ; attempt++ {
-		err := r.forward(ctx, &pos)
+	// failures counts the subscriptions in a row that failed before
+	// delivering anything; a subscription that delivers resets it, so that a
+	// rare failure is retried after RetryInitial, not after RetryMax.
+	failures := 0
+	for {
+		err := r.forward(ctx, &pos, &failures)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -140,15 +144,18 @@ func (r *Relay) runHeld(ctx context.Context) error {
 			return fmt.Errorf("relay %q: %w", r.cfg.Name, err)
 		}
 		r.fail("subscribe", fmt.Errorf("relay %q: subscription after %s: %w", r.cfg.Name, pos, err))
-		if !r.wait(ctx, attempt) {
+		if !r.wait(ctx, failures) {
 			return nil
 		}
+		failures++
 	}
 }
 
 // forward subscribes after *pos and publishes until the subscription fails or
-// ctx ends, advancing *pos as batches are published and checkpointed.
-func (r *Relay) forward(ctx context.Context, pos *eventstore.Position) error {
+// ctx ends, advancing *pos as batches are published and checkpointed. Once the
+// subscription has delivered a batch it marks "subscribe" recovered and
+// resets *failures.
+func (r *Relay) forward(ctx context.Context, pos *eventstore.Position, failures *int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	// The channel is the read-ahead buffer: when the publisher is slow or
 	// failing it fills, the reader blocks in send, and the subscription stops
@@ -189,6 +196,10 @@ func (r *Relay) forward(ctx context.Context, pos *eventstore.Position) error {
 		}
 		if !ok {
 			return subscriptionError(subErr)
+		}
+		if r.isFailing("subscribe") {
+			r.recovered("subscribe", *failures)
+			*failures = 0
 		}
 		batch = append(batch[:0], rec)
 	fill:
@@ -338,6 +349,13 @@ func (r *Relay) fail(what string, err error) {
 	if !was {
 		r.cfg.Logger.Warn("relay: "+what+" failing; retrying with back-off", "relay", r.cfg.Name, "err", err)
 	}
+}
+
+// isFailing reports whether what is failing.
+func (r *Relay) isFailing(what string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failing[what]
 }
 
 // recovered logs once that what works again after failing.

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"iter"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -408,5 +409,52 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := relay.New(relay.Config{}); !errors.Is(err, relay.ErrInvalidConfig) {
 		t.Fatalf("New: %v", err)
+	}
+}
+
+// failingSubscribeStore fails its first fails subscriptions, each after
+// delivering nothing, then subscribes normally.
+type failingSubscribeStore struct {
+	eventstore.Store
+	fails atomic.Int32
+}
+
+func (s *failingSubscribeStore) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
+	if s.fails.Add(-1) >= 0 {
+		return func(yield func(eventstore.Record, error) bool) {
+			yield(eventstore.Record{}, errors.New("store connection reset"))
+		}
+	}
+	return s.Store.Subscribe(ctx, after)
+}
+
+func TestSubscriptionFailuresRecover(t *testing.T) {
+	mem := newStore(t)
+	appendEvents(t, mem, 20, 2, "a")
+	want := allRecords(t, mem)
+	store := &failingSubscribeStore{Store: mem}
+	store.fails.Store(3)
+	ps := orderedChannel(t)
+	got := collect(t, ps, topic)
+	reg := prometheus.NewRegistry()
+	r, err := relay.New(fastRetry(relay.Config{Store: store, Publisher: ps, Checkpoint: &relay.MemoryCheckpoint{},
+		Topic: topic, Registerer: reg}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runRelay(t, r)
+	waitFor(t, "relay at head", func() bool { return r.Status().Position == want[len(want)-1].Position })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := got.len(); n != len(want) {
+		t.Fatalf("got %d messages, want %d", n, len(want))
+	}
+	// The failing state ends once a subscription delivers again.
+	if st := r.Status(); st.LastError != "" {
+		t.Fatalf("status %+v, want no error left after the subscription recovered", st)
+	}
+	if v := metricValue(t, reg, "eventline_relay_failing"); v != 0 {
+		t.Fatalf("failing gauge %v after recovery, want 0", v)
 	}
 }

@@ -152,11 +152,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	// The writer reads the events after Append may have returned to a
 	// cancelled caller, so it gets its own slice.
 	events = slices.Clone(events)
-	for i := range events {
-		if events[i].ID == uuid.Nil {
-			events[i].ID = newEventID()
-		}
-	}
+	// PrepareAppend also gives events without an id a time-ordered one.
 	if err := eventstore.PrepareAppend(stream, expected, events, s.cfg.MaxEventSize); err != nil {
 		return eventstore.AppendResult{}, err
 	}
@@ -203,16 +199,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		r := <-req.reply
 		return r.res, r.err
 	}
-}
-
-// newEventID returns a time-ordered UUIDv7 for an event the caller gave no id.
-// Ordered ids land at the end of the event-id index instead of on a random
-// page of it, which doubles insert speed once the index outgrows the cache.
-func newEventID() uuid.UUID {
-	if id, err := uuid.NewV7(); err == nil {
-		return id
-	}
-	return uuid.New()
 }
 
 // checkDistinctIDs refuses an append that names one event id twice: the log

@@ -113,8 +113,11 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	}
 
 	runCtx, cancelRunners := context.WithCancel(ctx)
-	defer cancelRunners()
 	var runners sync.WaitGroup
+	closeTransport := func() {}
+	// Runners stop before Redis and the store close, also when a step below
+	// fails after some of them started.
+	closers = append(closers, func() { cancelRunners(); runners.Wait(); closeTransport() })
 	if role == RoleServe || role == RoleProjector {
 		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p)
 		if err != nil {
@@ -122,14 +125,13 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		}
 		checks = append(checks, check{"projections", pool.check})
 	}
-	closeTransport := func() {}
 	if role == RoleServe || role == RoleSaga {
-		if closeTransport, err = startSaga(runCtx, &runners, role, store, rdb, reg, metrics, log); err != nil {
+		closeSaga, err := startSaga(runCtx, &runners, role, store, rdb, reg, metrics, log)
+		if err != nil {
 			return err
 		}
+		closeTransport = closeSaga
 	}
-	// Runners stop before Redis and the store close.
-	closers = append(closers, func() { cancelRunners(); runners.Wait(); closeTransport() })
 
 	mountOps(mux, metrics, checks)
 

@@ -72,6 +72,7 @@ func Example() {
 	// Poll the order's state until the saga has decided (a read model would
 	// show "pending" meanwhile). Handling the same Confirm/Reject again would
 	// change nothing, so reading the stream is enough here.
+	deadline := time.Now().Add(30 * time.Second)
 	for _, id := range []string{"o1", "o2"} {
 		for {
 			s := order.Decider.Initial()
@@ -86,7 +87,11 @@ func Example() {
 				fmt.Println(strings.TrimSpace(fmt.Sprintln(id, s.Status, s.Reason)))
 				break
 			}
-			time.Sleep(time.Millisecond)
+			if time.Now().After(deadline) {
+				fmt.Println(id, "still", s.Status, "after 30s")
+				break
+			}
+			time.Sleep(time.Millisecond) // polling interval, bounded by deadline
 		}
 	}
 	cancel()
