@@ -128,3 +128,19 @@ func TestServeRunsAndShutsDown(t *testing.T) {
 		t.Fatal("serve did not shut down")
 	}
 }
+
+// A malformed Redis URL is named in the error without its password.
+func TestRedisURLErrorHidesPassword(t *testing.T) {
+	for _, u := range []string{"redis://:s3cret@host:notaport", "redis://user:s3cret@host:6379/notadb", "http://user:s3cret@host"} {
+		_, err := parseRedisURL(u)
+		if err == nil {
+			t.Fatalf("%s: accepted", u)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("error prints the password: %v", err)
+		}
+		if !strings.Contains(err.Error(), EnvRedisURL) {
+			t.Fatalf("error does not name %s: %v", EnvRedisURL, err)
+		}
+	}
+}

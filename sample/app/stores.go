@@ -5,8 +5,10 @@ import (
 
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,9 +66,21 @@ func openStore(ctx context.Context, s storeSpec, log *slog.Logger) (eventstore.S
 func parseRedisURL(s string) (*redis.Options, error) {
 	o, err := redis.ParseURL(s)
 	if err != nil {
-		return nil, redisError(fmt.Sprintf("%q is not a Redis URL (want redis://host:port/db)", s), nil)
+		return nil, redisError(fmt.Sprintf("%s is not a Redis URL (want redis://host:port/db)", redactURL(s)), nil)
 	}
 	return o, nil
+}
+
+// redactURL quotes s for an error message with any password in it replaced,
+// so that a malformed setting never prints a secret into logs.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return strconv.Quote(u.Redacted())
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		return strconv.Quote("…" + s[at:])
+	}
+	return strconv.Quote(s)
 }
 
 // redisClient returns a client for url, or for a new embedded server when url

@@ -161,7 +161,8 @@ func (a *API) endpoint(route string, h func(http.ResponseWriter, *http.Request) 
 		sw := &statusWriter{ResponseWriter: w}
 		if err := h(sw, r); err != nil {
 			e := api.Classify(err, a.errors)
-			if e.Status >= 500 {
+			// A client that went away is not a server failure worth an error log.
+			if e.Status >= 500 && r.Context().Err() == nil {
 				a.log.ErrorContext(r.Context(), "command failed", "method", r.Method, "path", r.URL.Path,
 					"status", e.Status, "error", err)
 			}
