@@ -90,8 +90,9 @@ func ValidateStreamID(id string) error {
 	return nil
 }
 
-// PrepareAppend validates an append's arguments the way every backend must, and
-// gives events without an ID a random one. It changes the events in place.
+// PrepareAppend validates an append's arguments the way every backend must
+// (an id named twice in one append is ErrDuplicateEvent), and gives events
+// without an ID a time-ordered one. It changes the events in place.
 func PrepareAppend(stream string, expected ExpectedVersion, events []Event, maxEventSize int) error {
 	if err := ValidateStreamID(stream); err != nil {
 		return err
@@ -117,6 +118,16 @@ func PrepareAppend(stream string, expected ExpectedVersion, events []Event, maxE
 		}
 		if e.ID == uuid.Nil {
 			e.ID = newEventID()
+		}
+	}
+	if len(events) > 1 {
+		seen := make(map[uuid.UUID]struct{}, len(events))
+		for i, e := range events {
+			if _, dup := seen[e.ID]; dup {
+				return fmt.Errorf("%w: event %d for stream %q repeats id %s within the append",
+					ErrDuplicateEvent, i, stream, e.ID)
+			}
+			seen[e.ID] = struct{}{}
 		}
 	}
 	return nil

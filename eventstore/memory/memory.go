@@ -50,9 +50,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if err := eventstore.PrepareAppend(stream, expected, events, s.maxEventSize); err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	if err := checkDistinctIDs(stream, events); err != nil {
-		return eventstore.AppendResult{}, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -96,20 +93,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	close(s.notify)
 	s.notify = make(chan struct{})
 	return res, nil
-}
-
-// checkDistinctIDs refuses an append that names one event id twice: the log
-// could not hold both, and the id index would lose one.
-func checkDistinctIDs(stream string, events []eventstore.Event) error {
-	seen := make(map[uuid.UUID]struct{}, len(events))
-	for i, e := range events {
-		if _, dup := seen[e.ID]; dup {
-			return fmt.Errorf("%w: event %d for stream %q repeats id %s within the append",
-				eventstore.ErrDuplicateEvent, i, stream, e.ID)
-		}
-		seen[e.ID] = struct{}{}
-	}
-	return nil
 }
 
 // repeatedAppend reports done when some of the events' ids are already in the

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
-	"github.com/google/uuid"
 	sqlite3 "modernc.org/sqlite"
 	sqlitelib "modernc.org/sqlite/lib"
 )
@@ -156,9 +155,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if err := eventstore.PrepareAppend(stream, expected, events, s.cfg.MaxEventSize); err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	if err := checkDistinctIDs(stream, events); err != nil {
-		return eventstore.AppendResult{}, err
-	}
 	req := &appendRequest{
 		stream:   stream,
 		expected: expected,
@@ -199,23 +195,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		r := <-req.reply
 		return r.res, r.err
 	}
-}
-
-// checkDistinctIDs refuses an append that names one event id twice: the log
-// could not hold both.
-func checkDistinctIDs(stream string, events []eventstore.Event) error {
-	if len(events) < 2 {
-		return nil
-	}
-	seen := make(map[uuid.UUID]struct{}, len(events))
-	for i, e := range events {
-		if _, dup := seen[e.ID]; dup {
-			return fmt.Errorf("%w: event %d for stream %q repeats id %s within the append",
-				eventstore.ErrDuplicateEvent, i, stream, e.ID)
-		}
-		seen[e.ID] = struct{}{}
-	}
-	return nil
 }
 
 const insertEventSQL = `INSERT INTO events
