@@ -91,7 +91,7 @@ type TopProducts struct {
 
 func (a *API) getCart(w http.ResponseWriter, r *http.Request) {
 	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
-		return schema.ReadCart(ctx, v, id)
+		return schema.ReadCart(ctx, a.rdb, v, id)
 	})
 }
 

@@ -4,22 +4,37 @@
 // layout and the readers are in package schema.
 //
 //   - carts: cart detail (customer, status, items in the order of their first
-//     addition, total, stream version), one JSON document per cart.
+//     addition, total, stream version), one hash per cart.
 //   - customers: a customer's carts and orders, oldest first, and their credit
 //     limit and reserved credit once registered.
 //   - products: the leaderboard of units sold.
 //   - orders: order detail with its status, pending from the checkout, then
 //     confirmed or rejected (with the reason) by the order saga's events.
 //
-// # Correctness under batching
+// # Write-only, and correct under batching
 //
-// A runner applies a whole batch of records in one MULTI/EXEC, so a handler's
-// read of Redis (projection.Tx.Read) does not see the writes of earlier
-// records of the same batch. The JSON documents (carts, orders) are therefore
-// read-modify-written through the batch memo (projection.Tx.Memo): the first
-// record of a batch that touches a document reads it from Redis, later ones
-// take the batch's own copy. The other models use Redis' atomic updates
-// (ZADD NX, ZINCRBY, HINCRBY), which need no read at all.
+// A runner applies a whole batch of records in one MULTI/EXEC, where a read
+// of Redis (projection.Tx.Read) would not see the writes of earlier records
+// of the same batch, and would cost a round trip per record. No projection
+// here reads: each event becomes blind writes that compose in any batch.
+//
+//   - carts: a hash per cart. cart.item_added is HINCRBY of the product's
+//     quantity, HSETNX of its price and of the version of its first addition
+//     (a product already in the cart keeps both, as cart.Evolve keeps them);
+//     a quantity change is HSET, a removal HDEL of the product's fields (so a
+//     product added again goes last); checkout and reopening HSET the status.
+//     Every event HSETs the stream version. schema.ReadCart orders the items
+//     and computes the total.
+//   - orders: a hash per order; the first of cart.checked_out and
+//     order.placed HSETNXes the order as placed and its pending status, the
+//     order's outcome HSETs status and reason.
+//   - products: ZINCRBY of the checked-out units, and the lines kept in a
+//     hash under the cart id; cart.reopened runs a short Lua script queued in
+//     the batch's pipeline, so that it runs inside EXEC, after the batch's
+//     earlier writes, and subtracts those lines without a read by the runner.
+//     A script error inside EXEC would not roll the batch back, so the script
+//     does nothing that can fail on data a well-formed log leaves.
+//   - customers: ZADD NX and HINCRBY.
 //
 // # What counts as sold
 //

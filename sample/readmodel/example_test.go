@@ -21,8 +21,8 @@ func ExampleProjections() {
 		fmt.Println(p.Name(), p.Version(), p.Handles())
 	}
 	// Output:
-	// carts 1 [cart.opened cart.item_added cart.quantity_changed cart.item_removed cart.checked_out cart.reopened]
+	// carts 2 [cart.opened cart.item_added cart.quantity_changed cart.item_removed cart.checked_out cart.reopened]
 	// customers 1 [cart.opened cart.checked_out customer.registered customer.credit_reserved customer.credit_released]
-	// products 1 [cart.checked_out cart.reopened]
-	// orders 1 [cart.checked_out order.placed order.confirmed order.rejected]
+	// products 2 [cart.checked_out cart.reopened]
+	// orders 2 [cart.checked_out order.placed order.confirmed order.rejected]
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -54,119 +53,56 @@ func entityID(rec eventstore.Record, prefix string) (string, error) {
 	return id, nil
 }
 
-// loadJSON returns the document under key as this batch left it: from the
-// batch's memo when an earlier record of the batch wrote it, else from Redis.
-// found is false when neither has it.
-func loadJSON[T any](ctx context.Context, tx *projection.Tx, key string) (doc *T, found bool, err error) {
-	if v, ok := tx.Memo(key); ok {
-		d, _ := v.(*T)
-		return d, d != nil, nil
-	}
-	b, err := tx.Read().Get(ctx, key).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	d := new(T)
-	if err := json.Unmarshal(b, d); err != nil {
-		return nil, false, fmt.Errorf("readmodel: decode %s: %w", key, err)
-	}
-	return d, true, nil
-}
-
-// storeJSON queues the document's new value and remembers it for the rest of
-// the batch. The pointer is the batch's own: later records change it in
-// place, and each queues its own SET, so the last one wins at EXEC.
-func storeJSON[T any](ctx context.Context, tx *projection.Tx, key string, doc *T) error {
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return fmt.Errorf("readmodel: encode %s: %w", key, err)
-	}
-	tx.Pipe().Set(ctx, key, b, 0)
-	tx.SetMemo(key, doc)
-	return nil
-}
-
-// deleteKey queues the removal of key and remembers that it is gone.
-func deleteKey[T any](ctx context.Context, tx *projection.Tx, key string) {
-	tx.Pipe().Del(ctx, key)
-	tx.SetMemo(key, (*T)(nil))
-}
-
-// CartsProjection is the cart detail model: one JSON schema.Cart per cart,
-// rewritten by every event of the cart.
+// CartsProjection is the cart detail model: one hash per cart (fields in
+// package schema), changed field by field, so that no event needs to read the
+// cart first. The reader assembles the items and the total.
 func CartsProjection(reg *eventstore.Registry) projection.Projection {
 	r := projection.NewRouter(reg)
-	// update reads the cart as the batch left it, changes it and queues it.
-	update := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, change func(c *schema.Cart)) error {
+	// update queues the record's changes to the cart's hash: HSET of fields
+	// and of the stream version the hash then reflects (one command), then
+	// the others that change adds.
+	update := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, fields []any, change func(p redis.Pipeliner, key string)) error {
 		id, err := entityID(rec, CartStreamPrefix)
 		if err != nil {
 			return err
 		}
 		key := tx.Key(schema.PartCart, id)
-		c, found, err := loadJSON[schema.Cart](ctx, tx, key)
-		if err != nil {
-			return err
+		tx.Pipe().HSet(ctx, key, append([]any{schema.FieldVersion, rec.Version}, fields...)...)
+		if change != nil {
+			change(tx.Pipe(), key)
 		}
-		if !found {
-			c = &schema.Cart{CartID: id, Status: schema.CartOpen, Items: []schema.Line{}}
-		}
-		change(c)
-		c.Version = rec.Version
-		c.TotalCents = 0
-		for _, l := range c.Items {
-			c.TotalCents += int64(l.Quantity) * l.UnitPriceCents
-		}
-		return storeJSON(ctx, tx, key, c)
+		return nil
 	}
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Opened) error {
-		return update(ctx, tx, rec, func(c *schema.Cart) {
-			c.CustomerID = e.CustomerID
-			c.Status = schema.CartOpen
-		})
+		return update(ctx, tx, rec, []any{schema.FieldCustomerID, e.CustomerID, schema.FieldStatus, schema.CartOpen}, nil)
 	})
+	// An addition of a product already in the cart adds to its quantity and
+	// keeps its price and place, as cart.Evolve does; HSETNX keeps them.
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.ItemAdded) error {
-		return update(ctx, tx, rec, func(c *schema.Cart) {
-			if i := lineOf(c.Items, e.ProductID); i >= 0 {
-				c.Items[i].Quantity += e.Quantity
-				return
-			}
-			c.Items = append(c.Items, schema.Line{ProductID: e.ProductID, Quantity: e.Quantity, UnitPriceCents: e.UnitPriceCents})
+		return update(ctx, tx, rec, nil, func(p redis.Pipeliner, key string) {
+			p.HIncrBy(ctx, key, schema.PrefixQuantity+e.ProductID, int64(e.Quantity))
+			p.HSetNX(ctx, key, schema.PrefixUnitPrice+e.ProductID, e.UnitPriceCents)
+			p.HSetNX(ctx, key, schema.PrefixFirstAdded+e.ProductID, rec.Version)
 		})
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.QuantityChanged) error {
-		return update(ctx, tx, rec, func(c *schema.Cart) {
-			if i := lineOf(c.Items, e.ProductID); i >= 0 {
-				c.Items[i].Quantity = e.Quantity
-			}
-		})
+		return update(ctx, tx, rec, []any{schema.PrefixQuantity + e.ProductID, e.Quantity}, nil)
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.ItemRemoved) error {
-		return update(ctx, tx, rec, func(c *schema.Cart) {
-			if i := lineOf(c.Items, e.ProductID); i >= 0 {
-				c.Items = slices.Delete(c.Items, i, i+1)
-			}
+		return update(ctx, tx, rec, nil, func(p redis.Pipeliner, key string) {
+			p.HDel(ctx, key, schema.PrefixQuantity+e.ProductID, schema.PrefixUnitPrice+e.ProductID,
+				schema.PrefixFirstAdded+e.ProductID)
 		})
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
-		return update(ctx, tx, rec, func(c *schema.Cart) {
-			c.Status = schema.CartCheckedOut
-			c.OrderID = e.OrderID
-		})
+		return update(ctx, tx, rec, []any{schema.FieldStatus, schema.CartCheckedOut, schema.FieldOrderID, e.OrderID}, nil)
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Reopened) error {
-		return update(ctx, tx, rec, func(c *schema.Cart) {
-			c.Status = schema.CartOpen
-			c.OrderID = ""
+		return update(ctx, tx, rec, []any{schema.FieldStatus, schema.CartOpen}, func(p redis.Pipeliner, key string) {
+			p.HDel(ctx, key, schema.FieldOrderID)
 		})
 	})
-	return projection.Define(schema.Carts, schema.Version, r.Apply, r.Types()...)
-}
-
-func lineOf(lines []schema.Line, productID string) int {
-	return slices.IndexFunc(lines, func(l schema.Line) bool { return l.ProductID == productID })
+	return projection.Define(schema.Carts, schema.CartsVersion, r.Apply, r.Types()...)
 }
 
 // CustomersProjection is a customer's carts and orders (sorted sets scored
@@ -218,63 +154,97 @@ func CustomersProjection(reg *eventstore.Registry) projection.Projection {
 		tx.Pipe().HIncrBy(ctx, key, schema.FieldReserved, -e.AmountCents)
 		return nil
 	})
-	return projection.Define(schema.Customers, schema.Version, r.Apply, r.Types()...)
+	return projection.Define(schema.Customers, schema.CustomersVersion, r.Apply, r.Types()...)
 }
 
+// returnUnits takes a reopened cart's checkout back off the leaderboard,
+// inside the batch's MULTI/EXEC, so that it sees the batch's earlier writes
+// (the checkout may be in the same batch) without a read from the runner.
+// KEYS[1] is the leaderboard, KEYS[2] the checkout's hash product id → units.
+// A product whose every unit came back leaves the board. Redis does not roll
+// back EXEC when a script fails, so the script must not fail on any data a
+// well-formed log leaves: a missing hash is an empty one, a value that is not
+// a number is skipped, and it calls only commands that accept these types.
+const returnUnits = `
+local lines = redis.call('HGETALL', KEYS[2])
+for i = 1, #lines, 2 do
+	local n = tonumber(lines[i + 1])
+	if n then
+		redis.call('ZINCRBY', KEYS[1], -n, lines[i])
+	end
+end
+if #lines > 0 then
+	redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '0')
+	redis.call('DEL', KEYS[2])
+end
+return #lines / 2
+`
+
 // ProductsProjection is the leaderboard: units of each product in carts that
-// are checked out. A checkout adds its lines' units (ZINCRBY) and keeps the
-// lines under the order id; the reopening of the cart after its order was
-// rejected subtracts them again, so rejected orders do not count.
+// are checked out. A checkout adds its lines' units (ZINCRBY) and keeps them
+// under the cart id; the reopening of the cart after its order was rejected
+// subtracts them again (returnUnits), so rejected orders do not count.
 func ProductsProjection(reg *eventstore.Registry) projection.Projection {
 	r := projection.NewRouter(reg)
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
-		lines := make([]schema.Line, len(e.Items))
-		for i, l := range e.Items {
-			lines[i] = schema.Line(l)
-			tx.Pipe().ZIncrBy(ctx, tx.Key(schema.PartUnits), float64(l.Quantity), l.ProductID)
-		}
-		return storeJSON(ctx, tx, tx.Key(schema.PartOrder, e.OrderID), &lines)
-	})
-	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Reopened) error {
-		key := tx.Key(schema.PartOrder, e.OrderID)
-		lines, found, err := loadJSON[[]schema.Line](ctx, tx, key)
-		if err != nil || !found {
+		id, err := entityID(rec, CartStreamPrefix)
+		if err != nil {
 			return err
 		}
-		units := tx.Key(schema.PartUnits)
-		for _, l := range *lines {
-			tx.Pipe().ZIncrBy(ctx, units, -float64(l.Quantity), l.ProductID)
+		if len(e.Items) == 0 {
+			// The decider refuses an empty checkout; HSET without fields
+			// would fail inside EXEC.
+			return nil
 		}
-		// A product whose every unit came back leaves the board.
-		tx.Pipe().ZRemRangeByScore(ctx, units, "-inf", "0")
-		deleteKey[[]schema.Line](ctx, tx, key)
+		units, checkout := tx.Key(schema.PartUnits), tx.Key(schema.PartCheckout, id)
+		lines := make([]any, 0, 2*len(e.Items))
+		for _, l := range e.Items {
+			tx.Pipe().ZIncrBy(ctx, units, float64(l.Quantity), l.ProductID)
+			lines = append(lines, l.ProductID, l.Quantity)
+		}
+		// A cart has one checkout at a time: whatever a previous one left
+		// (none after a reopen) is replaced.
+		tx.Pipe().Del(ctx, checkout)
+		tx.Pipe().HSet(ctx, checkout, lines...)
 		return nil
 	})
-	return projection.Define(schema.Products, schema.Version, r.Apply, r.Types()...)
+	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Reopened) error {
+		id, err := entityID(rec, CartStreamPrefix)
+		if err != nil {
+			return err
+		}
+		// EVAL rather than EVALSHA: inside MULTI a NOSCRIPT (script cache
+		// flushed, Redis restarted) would surface only at EXEC, after the
+		// rest of the batch landed. Redis caches the compiled script anyway.
+		tx.Pipe().Eval(ctx, returnUnits, []string{tx.Key(schema.PartUnits), tx.Key(schema.PartCheckout, id)})
+		return nil
+	})
+	return projection.Define(schema.Products, schema.ProductsVersion, r.Apply, r.Types()...)
 }
 
-// OrdersProjection is the order detail model: one JSON schema.Order per
-// order, pending from the cart's checkout (before the saga places it), then
-// confirmed or rejected by the order's own events.
+// OrdersProjection is the order detail model: one hash per order, created
+// pending by the cart's checkout (before the saga places it) or by
+// order.placed, whichever comes first, then settled by the order's own
+// events. Every write is blind: HSETNX where a later event must not
+// overwrite an earlier one, HSET otherwise.
 func OrdersProjection(reg *eventstore.Registry) projection.Projection {
 	r := projection.NewRouter(reg)
 	// place creates the order unless an earlier event already did: the
 	// checkout and order.placed describe the same order.
 	place := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, o schema.Order) error {
-		key := tx.Key(schema.PartOrder, o.OrderID)
-		_, found, err := loadJSON[schema.Order](ctx, tx, key)
-		if err != nil || found {
-			return err
-		}
 		o.Status = schema.OrderPending
 		o.PlacedAt = rec.RecordedAt.UTC()
-		return storeJSON(ctx, tx, key, &o)
-	}
-	lines := func(items []schema.Line) []schema.Line {
-		if items == nil {
-			return []schema.Line{}
+		if o.Items == nil {
+			o.Items = []schema.Line{}
 		}
-		return items
+		doc, err := json.Marshal(o)
+		if err != nil {
+			return fmt.Errorf("readmodel: encode order %q: %w", o.OrderID, err)
+		}
+		key := tx.Key(schema.PartOrder, o.OrderID)
+		tx.Pipe().HSetNX(ctx, key, schema.FieldOrderDoc, doc)
+		tx.Pipe().HSetNX(ctx, key, schema.FieldStatus, schema.OrderPending)
+		return nil
 	}
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
 		cartID, err := entityID(rec, CartStreamPrefix)
@@ -286,7 +256,7 @@ func OrdersProjection(reg *eventstore.Registry) projection.Projection {
 			items[i] = schema.Line(l)
 		}
 		return place(ctx, tx, rec, schema.Order{OrderID: e.OrderID, CartID: cartID, CustomerID: e.CustomerID,
-			Items: lines(items), TotalCents: e.TotalCents})
+			Items: items, TotalCents: e.TotalCents})
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e order.Placed) error {
 		items := make([]schema.Line, len(e.Items))
@@ -294,25 +264,24 @@ func OrdersProjection(reg *eventstore.Registry) projection.Projection {
 			items[i] = schema.Line(l)
 		}
 		return place(ctx, tx, rec, schema.Order{OrderID: e.OrderID, CartID: e.CartID, CustomerID: e.CustomerID,
-			Items: lines(items), TotalCents: e.TotalCents})
+			Items: items, TotalCents: e.TotalCents})
 	})
+	// order.placed always comes first in the order's stream, so a settlement
+	// finds the order placed; the reader shows a settled order without a
+	// document as not found.
 	settle := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, status, reason string) error {
 		id, err := entityID(rec, OrderStreamPrefix)
 		if err != nil {
 			return err
 		}
 		key := tx.Key(schema.PartOrder, id)
-		o, found, err := loadJSON[schema.Order](ctx, tx, key)
-		if err != nil {
-			return err
+		tx.Pipe().HSet(ctx, key, schema.FieldStatus, status)
+		if reason == "" {
+			tx.Pipe().HDel(ctx, key, schema.FieldReason)
+		} else {
+			tx.Pipe().HSet(ctx, key, schema.FieldReason, reason)
 		}
-		if !found {
-			// order.placed always comes first in the order's stream; a
-			// settlement without it is a log this model cannot explain.
-			return fmt.Errorf("readmodel: %s at position %s for order %q that was never placed", rec.Type, rec.Position, id)
-		}
-		o.Status, o.Reason = status, reason
-		return storeJSON(ctx, tx, key, o)
+		return nil
 	}
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e order.Confirmed) error {
 		return settle(ctx, tx, rec, schema.OrderConfirmed, "")
@@ -320,5 +289,5 @@ func OrdersProjection(reg *eventstore.Registry) projection.Projection {
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e order.Rejected) error {
 		return settle(ctx, tx, rec, schema.OrderRejected, e.Reason)
 	})
-	return projection.Define(schema.Orders, schema.Version, r.Apply, r.Types()...)
+	return projection.Define(schema.Orders, schema.OrdersVersion, r.Apply, r.Types()...)
 }

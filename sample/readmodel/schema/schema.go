@@ -1,10 +1,14 @@
 package schema
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,10 +25,16 @@ const (
 	Orders    = "orders"
 )
 
-// Version is the schema version of every read model this package describes.
-// Changing a layout or a document means a new version, built beside the old
-// one by the projection runners.
-const Version = 1
+// Schema versions of the read models. Changing a layout or a document means
+// a new version, which the projection runners build beside the old one and
+// switch to once it has caught up (blue/green). Version 2 of carts, products
+// and orders made them write-only (no read of Redis while applying).
+const (
+	CartsVersion     = 2
+	CustomersVersion = 1
+	ProductsVersion  = 2
+	OrdersVersion    = 2
+)
 
 // Statuses of a cart and of an order, as the documents spell them.
 const (
@@ -39,12 +49,15 @@ const (
 // Key parts of the read models, after the version prefix
 // "{el:<projection>}:v<n>:" (query.Key).
 const (
-	// PartCart + cart id: a Cart as JSON (projection carts).
+	// PartCart + cart id: a cart's hash (projection carts; fields below).
 	PartCart = "cart"
-	// PartOrder + order id: an Order as JSON (projection orders); in
-	// projection products, the lines of a checked-out cart's order as JSON,
-	// kept until the cart is reopened.
+	// PartOrder + order id: an order's hash (projection orders; fields
+	// below).
 	PartOrder = "order"
+	// PartCheckout + cart id: the hash product id → units of the cart's
+	// current checkout (projection products), kept until the cart is
+	// reopened.
+	PartCheckout = "checkout"
 	// PartCustomer + customer id + PartCarts / PartOrders / PartCredit: a
 	// customer's carts and orders (sorted sets scored by the position of the
 	// event that created them) and credit (hash) (projection customers).
@@ -61,6 +74,28 @@ const (
 const (
 	FieldCreditLimit = "credit_limit_cents"
 	FieldReserved    = "reserved_cents"
+)
+
+// Fields of a cart's hash. Each product in the cart has three fields, its id
+// after a prefix: quantity, unit price, and the stream version of the
+// product's first addition (which orders the items: a product removed and
+// added again goes last).
+const (
+	FieldCustomerID  = "customer_id"
+	FieldStatus      = "status"
+	FieldVersion     = "version"
+	FieldOrderID     = "order_id"
+	PrefixQuantity   = "q:"
+	PrefixUnitPrice  = "p:"
+	PrefixFirstAdded = "o:"
+)
+
+// Fields of an order's hash besides FieldStatus: the order as its first
+// event placed it (an Order as JSON, status pending), and the reason of a
+// rejection. The hash's status and reason override the document's.
+const (
+	FieldOrderDoc = "doc"
+	FieldReason   = "reason"
 )
 
 // Line is one product of a cart or an order.
@@ -120,26 +155,98 @@ type ProductUnits struct {
 	Units     int64  `json:"units"`
 }
 
-// ReadCart returns cart id from v, a view of projection Carts. An unknown
-// cart gives an error matching query.ErrNotFound.
-func ReadCart(ctx context.Context, v *query.View, id string) (Cart, error) {
-	var c Cart
-	if err := v.GetJSON(ctx, &c, PartCart, id); err != nil {
-		return Cart{}, err
+// ReadCart returns cart id from v, a view of projection Carts, read from rdb
+// with one HGETALL: the items in the order of their first addition, and the
+// total computed from them as the cart's decider does. An unknown cart gives
+// an error matching query.ErrNotFound.
+func ReadCart(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Cart, error) {
+	key := v.Key(PartCart, id)
+	h, err := rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return Cart{}, fmt.Errorf("read cart %q: %w", id, err)
 	}
-	if c.Items == nil {
-		c.Items = []Line{}
+	if len(h) == 0 {
+		return Cart{}, fmt.Errorf("%w: %s", query.ErrNotFound, key)
+	}
+	return cartOf(id, h)
+}
+
+// cartOf assembles a Cart from the fields of its hash.
+func cartOf(id string, h map[string]string) (Cart, error) {
+	c := Cart{CartID: id, CustomerID: h[FieldCustomerID], Status: cmp.Or(h[FieldStatus], CartOpen),
+		OrderID: h[FieldOrderID], Items: []Line{}}
+	bad := func(field, value string, err error) (Cart, error) {
+		return Cart{}, fmt.Errorf("read cart %q: field %s = %q: %w", id, field, value, err)
+	}
+	var err error
+	if s, ok := h[FieldVersion]; ok {
+		if c.Version, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return bad(FieldVersion, s, err)
+		}
+	}
+	type item struct {
+		Line
+		firstAdded uint64
+	}
+	var items []item
+	for f, q := range h {
+		pid, ok := strings.CutPrefix(f, PrefixQuantity)
+		if !ok {
+			continue
+		}
+		p, o := h[PrefixUnitPrice+pid], h[PrefixFirstAdded+pid]
+		if p == "" || o == "" {
+			// Only a quantity change of a product not in the cart, which
+			// the decider never emits, leaves a quantity alone; the
+			// decider's state has no such line either.
+			continue
+		}
+		it := item{Line: Line{ProductID: pid}}
+		if it.Quantity, err = strconv.Atoi(q); err != nil {
+			return bad(f, q, err)
+		}
+		if it.UnitPriceCents, err = strconv.ParseInt(p, 10, 64); err != nil {
+			return bad(PrefixUnitPrice+pid, p, err)
+		}
+		if it.firstAdded, err = strconv.ParseUint(o, 10, 64); err != nil {
+			return bad(PrefixFirstAdded+pid, o, err)
+		}
+		items = append(items, it)
+	}
+	// Versions are unique within a stream; the product id only makes the
+	// order total on a hand-edited hash.
+	slices.SortFunc(items, func(a, b item) int {
+		return cmp.Or(cmp.Compare(a.firstAdded, b.firstAdded), strings.Compare(a.ProductID, b.ProductID))
+	})
+	for _, it := range items {
+		c.Items = append(c.Items, it.Line)
+		c.TotalCents += int64(it.Quantity) * it.UnitPriceCents
 	}
 	return c, nil
 }
 
-// ReadOrder returns order id from v, a view of projection Orders. An unknown
-// order gives an error matching query.ErrNotFound.
+// ReadOrder returns order id from v, a view of projection Orders: the order
+// as placed, with its current status and reason. An unknown order gives an
+// error matching query.ErrNotFound.
 func ReadOrder(ctx context.Context, v *query.View, id string) (Order, error) {
-	var o Order
-	if err := v.GetJSON(ctx, &o, PartOrder, id); err != nil {
+	var h struct {
+		Doc    string `redis:"doc"`
+		Status string `redis:"status"`
+		Reason string `redis:"reason"`
+	}
+	if err := v.HGetAll(ctx, &h, PartOrder, id); err != nil {
 		return Order{}, err
 	}
+	if h.Doc == "" {
+		// Settled but never placed: a log the model cannot explain, shown
+		// as no order rather than half of one.
+		return Order{}, fmt.Errorf("%w: order %q has a status but was never placed", query.ErrNotFound, id)
+	}
+	var o Order
+	if err := json.Unmarshal([]byte(h.Doc), &o); err != nil {
+		return Order{}, fmt.Errorf("read order %q: %w", id, err)
+	}
+	o.Status, o.Reason = cmp.Or(h.Status, o.Status), h.Reason
 	if o.Items == nil {
 		o.Items = []Line{}
 	}
