@@ -10,6 +10,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
+	"github.com/eventline/eventline/sample/domain"
 	"github.com/eventline/eventline/sample/order"
 )
 
@@ -66,9 +67,7 @@ func DefaultErrorMappings() []ErrorMapping {
 		{cart.ErrAlreadyOpen, http.StatusConflict, CodeConflict},
 		{order.ErrAlreadyPlaced, http.StatusConflict, CodeConflict},
 		{customer.ErrAlreadyRegistered, http.StatusConflict, CodeConflict},
-		{cart.ErrRuleViolated, http.StatusUnprocessableEntity, CodeRuleViolated},
-		{order.ErrRuleViolated, http.StatusUnprocessableEntity, CodeRuleViolated},
-		{customer.ErrRuleViolated, http.StatusUnprocessableEntity, CodeRuleViolated},
+		{domain.ErrRuleViolated, http.StatusUnprocessableEntity, CodeRuleViolated},
 		{command.ErrRejected, http.StatusUnprocessableEntity, CodeRuleViolated},
 		{command.ErrInvalidID, http.StatusBadRequest, CodeMalformed},
 		{command.ErrIdempotencyConflict, http.StatusConflict, CodeConflict},

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/eventline/eventline/command"
+	"github.com/eventline/eventline/sample/domain"
 )
 
 // Limits of a cart.
@@ -70,14 +71,7 @@ var (
 
 // ruleError is a sentinel that matches ErrRuleViolated without repeating its
 // text in every message.
-func ruleError(text string) error { return &violation{"cart: " + text} }
-
-type violation struct{ text string }
-
-func (v *violation) Error() string { return v.text }
-
-// Is makes errors.Is(err, ErrRuleViolated) true.
-func (v *violation) Is(target error) bool { return target == ErrRuleViolated }
+func ruleError(text string) error { return domain.Rule(ErrRuleViolated, "cart: "+text) }
 
 // Status is where a cart is in its life.
 type Status string

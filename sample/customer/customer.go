@@ -6,6 +6,7 @@ import (
 	"maps"
 
 	"github.com/eventline/eventline/command"
+	"github.com/eventline/eventline/sample/domain"
 )
 
 // Limits of a customer.
@@ -44,14 +45,7 @@ var (
 	ErrUnknownCommand = ruleError("unknown command")
 )
 
-func ruleError(text string) error { return &violation{"customer: " + text} }
-
-type violation struct{ text string }
-
-func (v *violation) Error() string { return v.text }
-
-// Is makes errors.Is(err, ErrRuleViolated) true.
-func (v *violation) Is(target error) bool { return target == ErrRuleViolated }
+func ruleError(text string) error { return domain.Rule(ErrRuleViolated, "customer: "+text) }
 
 // ReservationStatus is what became of a request to reserve credit for an
 // order.

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/eventline/eventline/command"
+	"github.com/eventline/eventline/sample/domain"
 )
 
 // Limits of an order. They are the cart's limits: an order holds what one
@@ -51,14 +52,7 @@ var (
 	ErrUnknownCommand = ruleError("unknown command")
 )
 
-func ruleError(text string) error { return &violation{"order: " + text} }
-
-type violation struct{ text string }
-
-func (v *violation) Error() string { return v.text }
-
-// Is makes errors.Is(err, ErrRuleViolated) true.
-func (v *violation) Is(target error) bool { return target == ErrRuleViolated }
+func ruleError(text string) error { return domain.Rule(ErrRuleViolated, "order: "+text) }
 
 // Status is where an order is in its life.
 type Status string
