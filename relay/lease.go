@@ -57,7 +57,9 @@ return 0`)
 func (l *RedisLease) Acquire(ctx context.Context) (context.Context, func(), error) {
 	token := uuid.NewString()
 	every := l.ttl / 3
+	var sent time.Time
 	for {
+		sent = time.Now()
 		ok, err := l.client.SetNX(ctx, l.key, token, l.ttl).Result()
 		if err == nil && ok {
 			break
@@ -81,21 +83,27 @@ func (l *RedisLease) Acquire(ctx context.Context) (context.Context, func(), erro
 		defer cancel()
 		t := time.NewTicker(every)
 		defer t.Stop()
-		deadline := time.Now().Add(l.ttl)
+		// expires is the earliest moment the key can expire: the TTL counted
+		// from before the command that set it was sent, never from its reply.
+		expires := sent.Add(l.ttl)
 		for {
 			select {
 			case <-held.Done():
 				return
 			case <-t.C:
 			}
+			sent := time.Now()
 			n, err := renewScript.Run(held, l.client, []string{l.key}, token, l.ttl.Milliseconds()).Int()
 			switch {
 			case err == nil && n == 1:
-				deadline = time.Now().Add(l.ttl)
+				expires = sent.Add(l.ttl)
 			case err == nil:
 				return // someone else holds it now
-			case time.Now().After(deadline):
-				return // cannot tell for longer than the TTL: assume lost
+			case !time.Now().Add(every).Before(expires):
+				// Redis cannot be reached and the key may expire before the
+				// next try: give the lease up now rather than publish on after
+				// another instance may have taken it.
+				return
 			}
 		}
 	}()
