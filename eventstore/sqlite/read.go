@@ -116,9 +116,9 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) iter
 // page was cut short by its bounds, so that more events may follow; exists
 // that the stream exists.
 func (s *Store) streamPage(ctx context.Context, sc *scanner, stream string, from uint64, page []eventstore.Record) (_ []eventstore.Record, more, exists bool, err error) {
-	if from > math.MaxInt64 {
-		return page, false, true, nil
-	}
+	// No version reaches past MaxInt64; clamping still asks whether the
+	// stream exists, so a missing one is ErrStreamNotFound from any version.
+	from = min(from, math.MaxInt64)
 	rows, err := s.reads.streamPage.QueryContext(ctx, int64(from), stream, pageRecords)
 	if err != nil {
 		return page, false, false, err

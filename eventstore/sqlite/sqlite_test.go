@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -440,5 +441,38 @@ func TestAppendCancelledContext(t *testing.T) {
 	}
 	if recs := readAll(t, s); len(recs) != 0 {
 		t.Errorf("a cancelled append wrote %d records", len(recs))
+	}
+}
+
+// Reading a missing stream is ErrStreamNotFound from any version, even one no
+// SQLite integer can hold; an existing stream read past its end yields nothing.
+func TestReadStreamFromHugeVersion(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "e.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := s.Append(ctx, "a", eventstore.NoStream, eventstore.Event{Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []uint64{math.MaxInt64, math.MaxInt64 + 1, math.MaxUint64} {
+		var errs []error
+		n := 0
+		for _, err := range s.ReadStream(ctx, "missing", from) {
+			errs = append(errs, err)
+		}
+		if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrStreamNotFound) {
+			t.Fatalf("missing stream from %d: %v, want one ErrStreamNotFound", from, errs)
+		}
+		for _, err := range s.ReadStream(ctx, "a", from) {
+			if err != nil {
+				t.Fatalf("stream a from %d: %v", from, err)
+			}
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("stream a from %d: %d records, want none", from, n)
+		}
 	}
 }
