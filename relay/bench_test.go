@@ -121,6 +121,13 @@ func BenchmarkRelayRedisStreams(b *testing.B) {
 	}
 	b.Run("relay", func(b *testing.B) { relayAll(b, store, pub, topic, relay.DefaultBatchSize) })
 	b.Run("raw-publish", func(b *testing.B) { rawPublish(b, recs, pub, topic, relay.DefaultBatchSize) })
+	// The relay's own publisher: one pipeline per Publish call.
+	pipelined, err := relay.NewRedisStreamsPublisher(client, relay.RedisStreamsConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("relay-pipelined", func(b *testing.B) { relayAll(b, store, pipelined, topic, relay.DefaultBatchSize) })
+	b.Run("raw-publish-pipelined", func(b *testing.B) { rawPublish(b, recs, pipelined, topic, relay.DefaultBatchSize) })
 	// The ceiling below watermill: pipelined XADDs of the same fields, one
 	// round trip per batch (watermill's publisher does one per message).
 	b.Run("raw-xadd-pipelined", func(b *testing.B) {

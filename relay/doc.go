@@ -11,7 +11,20 @@
 // moves the checkpoint afterwards. Transports: watermill's GoChannel inside one
 // process (use gochannel.Config{BlockPublishUntilSubscriberAck: true}; without
 // it GoChannel delivers each message from its own goroutine and order is lost),
-// Redis Streams (watermill-redisstream) between processes.
+// Redis Streams between processes.
+//
+// # Redis Streams
+//
+// NewRedisStreamsPublisher returns the publisher to use for Redis Streams. It
+// writes entries in watermill-redisstream's format (through its Marshaller),
+// so watermill-redisstream's Subscriber reads them, but it sends all the XADDs
+// of a Publish call in one pipeline: one round trip per batch, where
+// redisstream.Publisher waits for one per message: the relay runs at the
+// pipelined-XADD ceiling, seven times faster (docs/benchmarks.md). A failed
+// pipeline fails the whole call, though Redis may have added part of it, and
+// the relay retries the batch: duplicates, never loss, as below. Its Close
+// leaves the Redis client open, unlike redisstream.Publisher's, which closes
+// the client it was given.
 //
 // # At least once
 //
@@ -26,7 +39,8 @@
 //     Config.RetryInitial and Config.RetryMax, until it succeeds; the relay
 //     never moves on, and never saves a checkpoint past an unpublished event.
 //     A publisher that fails half-way through a call may have sent some of the
-//     messages; the retry sends them again.
+//     messages (RedisStreamsPublisher's pipeline included); the retry sends
+//     them again.
 //   - A failing checkpoint save is retried the same way before the next batch
 //     is read, so at most one batch is ever unsaved.
 //   - Records the Config.Filter refuses are skipped and the checkpoint moves
@@ -54,8 +68,10 @@
 // fills and the subscription stops reading: nothing piles up in memory and
 // the store is not read ahead of the transport. The lag shows as the distance
 // between the store's head and Status().Position (metric
-// eventline_relay_position). With Redis Streams, bound each stream with the
-// publisher's Maxlens if consumers may fall far behind.
+// eventline_relay_position). With Redis Streams, bound each stream with
+// RedisStreamsConfig.Maxlens or DefaultMaxlen (approximate trimming, as
+// watermill's) if consumers may fall far behind: entries trimmed before a
+// consumer group read them are lost to it.
 //
 // # Failures and logs
 //

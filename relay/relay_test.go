@@ -288,17 +288,36 @@ func TestFilterAndTopicByType(t *testing.T) {
 }
 
 func TestRedisStreamsEndToEnd(t *testing.T) {
-	srv := redistest.Start(t)
+	t.Run("watermill publisher", func(t *testing.T) {
+		srv := redistest.Start(t)
+		// The redisstream publisher closes its client on Close.
+		pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{
+			Client: redis.NewClient(&redis.Options{Addr: srv.Addr})}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pub.Close() })
+		relayThroughRedisStreams(t, srv, pub)
+	})
+	t.Run("pipelined publisher", func(t *testing.T) {
+		srv := redistest.Start(t)
+		pub, err := relay.NewRedisStreamsPublisher(srv.Client(t), relay.RedisStreamsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = pub.Close() })
+		relayThroughRedisStreams(t, srv, pub)
+	})
+}
+
+// relayThroughRedisStreams relays events through pub to watermill's Redis
+// Streams subscriber in a consumer group, and checks that each arrives once,
+// intact and in order.
+func relayThroughRedisStreams(t *testing.T, srv *redistest.Server, pub message.Publisher) {
 	store := newStore(t)
 	appendEvents(t, store, 400, 4, "a")
-	// The redisstream publisher and subscriber close their clients on Close.
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{
-		Client: redis.NewClient(&redis.Options{Addr: srv.Addr})}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pub.Close() })
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		// The subscriber closes its client on Close.
 		Client: redis.NewClient(&redis.Options{Addr: srv.Addr}), ConsumerGroup: "saga", OldestId: "0",
 		DisableIndefiniteInitialBlock: true}, nil)
 	if err != nil {

@@ -51,7 +51,7 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 		pub, sub = ch, ch
 		closeTransport = func() { _ = ch.Close() }
 	} else {
-		p, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rdb}, wlog)
+		p, err := relay.NewRedisStreamsPublisher(rdb, relay.RedisStreamsConfig{})
 		if err != nil {
 			return nil, fmt.Errorf("app: saga publisher: %w", err)
 		}
