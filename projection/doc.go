@@ -61,15 +61,18 @@
 // The layout is defined in package query (so that the read side, which must
 // not import this package, agrees by construction):
 //
-//	{el:<name>}:active             live version
-//	{el:<name>}:v<n>:checkpoint    hash: position token, commit, prepare, recorded_at, updated_at
-//	{el:<name>}:v<n>:lease         token of the writing runner, with a TTL
-//	{el:<name>}:v<n>:status        hash written by the lease holder
-//	{el:<name>}:v<n>:deadletter    list of DeadLetterEntry JSON
-//	{el:<name>}:v<n>:<parts...>    the model (Tx.Key)
+//	{el:<name>}:active             live build: "<n>" or "<n>g<g>"
+//	{el:<name>}:v<b>:checkpoint    hash: position token, commit, prepare, recorded_at, updated_at
+//	{el:<name>}:v<b>:lease         token of the writing runner, with a TTL
+//	{el:<name>}:v<b>:status        hash written by the lease holder
+//	{el:<name>}:v<b>:deadletter    list of DeadLetterEntry JSON
+//	{el:<name>}:v<b>:<parts...>    the model (Tx.Key)
 //
-// Checkpoint and lease are per version: version n+1 can be built beside
-// version n by its own runners. Until a version is active, queries get
+// <b> is a build (query.Build): the schema version n for its generation 0
+// ("v3:", the layout from before generations), "<n>g<g>" for generation g ≥ 1
+// of it ("v3g1:"), made by a forced rebuild (below). Checkpoint and lease are
+// per build: version n+1, or generation g+1 of version n, can be built beside
+// the live build by its own runners. Until a version is active, queries get
 // query.ErrNotReady instead of a half-built model.
 //
 // # Blue/green rebuilds
@@ -104,7 +107,38 @@
 // ActivateIfNone a runner whose version is newer than the active one refuses
 // to start (ErrNewVersion) and the operator rebuilds explicitly; with
 // ActivateNever the caller switches with Activate. A version older than the
-// active one never writes (ErrSuperseded).
+// active one never writes (ErrSuperseded). Rebuild of the version that is
+// already active does nothing, unless RebuildOptions.Force asks for a new
+// generation of it (next section).
+//
+// # Rebuilding the active version: generations
+//
+// A version cannot be rebuilt blue/green into its own keys, yet a model can
+// be wrong while its code's Version is right: keys deleted or damaged by
+// hand, a bug fixed without a version bump. Rebuild with RebuildOptions.Force
+// (replay --force) then builds generation g+1 of the active version n beside
+// the live generation g, exactly as a new version is built: same runner, same
+// switch script (the active key goes from "<n>" or "<n>g<g>" to "<n>g<g+1>" only once
+// the new generation has passed the head and the live checkpoint), same
+// removal of the replaced build. Nothing else changes for readers:
+// query.Resolve returns a View carrying the generation and View.Key and
+// View.Checkpoint follow it.
+//
+// A runner is built from code, which knows the version but not the
+// generation, so a runner of version n writes whatever generation of n is
+// active (generation 0 while n is not active yet). When a forced rebuild
+// switches, the runner of generation g is superseded like the runner of an
+// old version (its next batch or lease renewal sees the newer build and
+// stops writing g), but since its version is the active version, Run does not
+// return: it releases g's lease, so g's removal can start, and takes g+1's
+// lease as soon as the rebuild's own runner lets it go (Rebuild returns once
+// g is removed). Runners of an older version still stop with ErrSuperseded.
+// Only Rebuild's runner is pinned to one build.
+//
+// A forced rebuild that crashed before its switch is resumed from its
+// checkpoint by the next forced Rebuild (the versions set still
+// lists its generation); DiscardBuild removes it instead, for a rebuild that
+// must start over.
 //
 // # Leases
 //

@@ -10,6 +10,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/internal/redistest"
+	"github.com/eventline/eventline/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -25,7 +26,7 @@ func TestLeaseTakeoverAndFencing(t *testing.T) {
 	intruder := srv.Client(t)
 	store := memory.New()
 	ctx := context.Background()
-	lk := leaseKey("c", 1)
+	lk := leaseKey("c", query.Build{Version: 1})
 
 	var steal atomic.Bool
 	var stolen sync.Once

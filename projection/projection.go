@@ -76,16 +76,19 @@ func Validate(p Projection) error {
 // the batch. Redis' own atomic updates (HINCRBY, ZINCRBY, SADD, ...) need
 // neither and are the fastest choice.
 type Tx struct {
-	name    string
-	version int
-	pipe    redis.Pipeliner
-	read    redis.Cmdable
-	memo    map[string]any
+	name  string
+	build query.Build
+	pipe  redis.Pipeliner
+	read  redis.Cmdable
+	memo  map[string]any
 }
 
-// Key returns the key of a read model entry of the projection's version:
-// "{el:<name>}:v<version>:" followed by parts joined with ':'.
-func (tx *Tx) Key(parts ...string) string { return query.Key(tx.name, tx.version, parts...) }
+// Key returns the key of a read model entry of the build being written:
+// "{el:<name>}:v<version>:" (or "{el:<name>}:v<version>g<generation>:" for a
+// later generation, see query.Build) followed by parts joined with ':'.
+// Build every key of the model with it, never with query.Key, so that a
+// forced rebuild writes its own generation.
+func (tx *Tx) Key(parts ...string) string { return query.BuildKey(tx.name, tx.build, parts...) }
 
 // Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
 // writes only; the replies of queued commands are not known until the batch

@@ -20,99 +20,99 @@ import (
 // queries while a large model is removed.
 const RemoveBatch = 500
 
-// RetiredKey returns the set of versions of projection name that a switch
-// replaced and whose keys are still to be removed. The switch adds to it in
-// the same script, and whoever finishes a removal takes the version out, so a
-// removal interrupted by a crash is resumed by the next lease holder of the
-// active version.
+// RetiredKey returns the set of builds (query.Build strings) of projection
+// name that a switch replaced and whose keys are still to be removed. The
+// switch adds to it in the same script, and whoever finishes a removal takes
+// the build out, so a removal interrupted by a crash is resumed by the next
+// lease holder of the active build.
 func RetiredKey(name string) string { return query.Tag(name) + ":retired" }
 
-// activeVersion reads the live version of name (0: none).
-func activeVersion(ctx context.Context, rdb redis.Cmdable, name string) (int, error) {
-	v, err := rdb.Get(ctx, query.ActiveKey(name)).Int()
+// activeBuild reads the live build of name (zero: none).
+func activeBuild(ctx context.Context, rdb redis.Cmdable, name string) (query.Build, error) {
+	s, err := rdb.Get(ctx, query.ActiveKey(name)).Result()
 	if errors.Is(err, redis.Nil) {
-		return 0, nil
+		return query.Build{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("projection: read active version of %s: %w", name, err)
+		return query.Build{}, fmt.Errorf("projection: read active build of %s: %w", name, err)
 	}
-	return v, nil
+	b, err := query.ParseBuild(s)
+	if err != nil {
+		return query.Build{}, fmt.Errorf("projection: %s: %w", name, err)
+	}
+	return b, nil
 }
 
-// superseded returns an error matching ErrSuperseded for a runner of version
+// superseded returns an error matching ErrSuperseded for a runner of build b
 // when active is newer.
-func superseded(name string, version, active int) error {
-	return fmt.Errorf("%w: %s v%d is active, this is v%d; stopping so as not to write over it",
-		ErrSuperseded, name, active, version)
+func superseded(name string, b, active query.Build) error {
+	return fmt.Errorf("%w: %s v%s is active, this is v%s; stopping so as not to write over it",
+		ErrSuperseded, name, active, b)
 }
 
-// switchTo makes version the active version of name once its checkpoint has
-// reached target and the checkpoint of the version it replaces, provided
-// token still holds version's lease. It returns ErrBehind (wrapped) when the
-// version is not there yet, ErrSuperseded when a newer version is active, and
-// ErrFenced when the lease was lost.
-func switchTo(ctx context.Context, rdb redis.Cmdable, name string, version int, token string, target eventstore.Position) (previous int, err error) {
-	cur, err := activeVersion(ctx, rdb, name)
+// switchTo makes build b the active build of name once its checkpoint has
+// reached target and the checkpoint of the build it replaces, provided token
+// still holds b's lease. It returns ErrBehind (wrapped) when b is not there
+// yet, ErrSuperseded when a newer build is active, and ErrFenced when the
+// lease was lost.
+func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, token string, target eventstore.Position) (previous query.Build, err error) {
+	cur, err := activeBuild(ctx, rdb, name)
 	if err != nil {
-		return 0, err
+		return previous, err
 	}
 	for range 10 {
-		if cur > version {
-			return cur, superseded(name, version, cur)
-		}
-		curArg := ""
-		if cur != 0 {
-			curArg = strconv.Itoa(cur)
+		if b.Before(cur) {
+			return cur, superseded(name, b, cur)
 		}
 		res, err := switchScript.Run(ctx, rdb,
-			[]string{query.ActiveKey(name), query.CheckpointKey(name, version), query.CheckpointKey(name, cur),
-				RetiredKey(name), leaseKey(name, version)},
-			version, curArg, strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token).Slice()
+			[]string{query.ActiveKey(name), query.BuildCheckpointKey(name, b), query.BuildCheckpointKey(name, cur),
+				RetiredKey(name), leaseKey(name, b)},
+			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token).Slice()
 		if err != nil {
-			return 0, fmt.Errorf("projection: switch %s to v%d: %w", name, version, err)
+			return previous, fmt.Errorf("projection: switch %s to v%s: %w", name, b, err)
 		}
 		if len(res) != 2 {
-			return 0, fmt.Errorf("projection: switch %s to v%d: unexpected reply %v", name, version, res)
+			return previous, fmt.Errorf("projection: switch %s to v%s: unexpected reply %v", name, b, res)
 		}
 		code, _ := res[0].(int64)
 		s, _ := res[1].(string)
-		got := 0
+		var got query.Build
 		if s != "" {
-			if got, err = strconv.Atoi(s); err != nil {
-				return 0, fmt.Errorf("projection: %s: active version %q is not a number", name, s)
+			if got, err = query.ParseBuild(s); err != nil {
+				return previous, fmt.Errorf("projection: %s: active build: %w", name, err)
 			}
 		}
 		switch code {
 		case 1:
 			return got, nil
 		case -1:
-			return got, fmt.Errorf("%w: %s v%d has not reached %s and the checkpoint of v%d", ErrBehind, name, version, target, got)
+			return got, fmt.Errorf("%w: %s v%s has not reached %s and the checkpoint of v%s", ErrBehind, name, b, target, got)
 		case -3:
-			return got, fmt.Errorf("%w: %s v%d: cannot switch without the lease", ErrFenced, name, version)
+			return got, fmt.Errorf("%w: %s v%s: cannot switch without the lease", ErrFenced, name, b)
 		}
-		cur = got // the active version moved under us: look again
+		cur = got // the active build moved under us: look again
 	}
-	return 0, fmt.Errorf("projection: switch %s to v%d: active version keeps changing", name, version)
+	return previous, fmt.Errorf("projection: switch %s to v%s: active build keeps changing", name, b)
 }
 
-// removeVersion deletes every key of one version of name in steps of
-// RemoveBatch keys (SCAN MATCH on the version prefix, then UNLINK, which
-// frees memory off Redis' main thread), then forgets the version in the
-// retired and versions sets. The active version is never removed.
+// removeBuild deletes every key of one build of name in steps of RemoveBatch
+// keys (SCAN MATCH on the build prefix, then UNLINK, which frees memory off
+// Redis' main thread), then forgets the build in the retired and versions
+// sets. The active build is never removed.
 //
-// With token empty it first waits until nobody holds the version's lease: a
+// With token empty it first waits until nobody holds the build's lease: a
 // superseded runner steps down at its next batch or lease renewal, a dead one
-// loses the lease within its TTL, and no runner of the version takes it again
-// once a newer version is active. With a token, the caller holds the lease
+// loses the lease within its TTL, and no runner of the build takes it again
+// once a newer build is active. With a token, the caller holds the lease
 // under that token; its lease key is kept and renewed at every step.
-func removeVersion(ctx context.Context, rdb redis.UniversalClient, name string, version int, token string, ttl time.Duration) (removed int, err error) {
-	lk := leaseKey(name, version)
+func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, token string, ttl time.Duration) (removed int, err error) {
+	lk := leaseKey(name, b)
 	if token == "" {
 		pause := 5 * time.Millisecond
 		for {
 			n, err := rdb.Exists(ctx, lk).Result()
 			if err != nil {
-				return 0, fmt.Errorf("projection: remove %s v%d: %w", name, version, err)
+				return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 			}
 			if n == 0 {
 				break
@@ -123,33 +123,33 @@ func removeVersion(ctx context.Context, rdb redis.UniversalClient, name string, 
 			pause = min(2*pause, 200*time.Millisecond)
 		}
 	}
-	active, err := activeVersion(ctx, rdb, name)
+	active, err := activeBuild(ctx, rdb, name)
 	if err != nil {
 		return 0, err
 	}
-	if active == version {
-		return 0, fmt.Errorf("%w: %s v%d will not be removed", ErrActive, name, version)
+	if active == b {
+		return 0, fmt.Errorf("%w: %s v%s will not be removed", ErrActive, name, b)
 	}
-	prefix := query.VersionPrefix(name, version)
+	prefix := query.BuildPrefix(name, b)
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", RemoveBatch).Result()
 		if err != nil {
-			return removed, fmt.Errorf("projection: remove %s v%d: scan: %w", name, version, err)
+			return removed, fmt.Errorf("projection: remove %s v%s: scan: %w", name, b, err)
 		}
 		if token != "" {
 			keys = slices.DeleteFunc(keys, func(k string) bool { return k == lk })
 			ok, err := runScript(ctx, rdb, renewScript, lk, token, ttl.Milliseconds())
 			if err != nil {
-				return removed, fmt.Errorf("projection: remove %s v%d: renew lease: %w", name, version, err)
+				return removed, fmt.Errorf("projection: remove %s v%s: renew lease: %w", name, b, err)
 			}
 			if !ok {
-				return removed, fmt.Errorf("%w: %s v%d: lease lost during removal", ErrFenced, name, version)
+				return removed, fmt.Errorf("%w: %s v%s: lease lost during removal", ErrFenced, name, b)
 			}
 		}
 		if len(keys) > 0 {
 			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
-				return removed, fmt.Errorf("projection: remove %s v%d: unlink: %w", name, version, err)
+				return removed, fmt.Errorf("projection: remove %s v%s: unlink: %w", name, b, err)
 			}
 			removed += len(keys)
 		}
@@ -158,10 +158,10 @@ func removeVersion(ctx context.Context, rdb redis.UniversalClient, name string, 
 		}
 	}
 	pipe := rdb.TxPipeline()
-	pipe.SRem(ctx, RetiredKey(name), version)
-	pipe.SRem(ctx, VersionsKey(name), version)
+	pipe.SRem(ctx, RetiredKey(name), b.String())
+	pipe.SRem(ctx, VersionsKey(name), b.String())
 	if _, err := pipe.Exec(ctx); err != nil {
-		return removed, fmt.Errorf("projection: remove %s v%d: %w", name, version, err)
+		return removed, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 	}
 	return removed, nil
 }
@@ -177,35 +177,45 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Discard removes every key of a version that is not active: the partial
-// model of a cancelled rebuild, its checkpoint, status and dead letters. It
-// takes the version's lease for the time of the removal, so that no runner of
-// the version writes meanwhile; if a runner holds it (someone else is
-// building this version) it changes nothing and returns an error matching
-// ErrBusy. The active version is never discarded (ErrActive).
+// Discard removes every key of generation 0 of a version that is not active:
+// the partial model of a cancelled rebuild, its checkpoint, status and dead
+// letters. It takes the version's lease for the time of the removal, so that
+// no runner of the version writes meanwhile; if a runner holds it (someone
+// else is building this version) it changes nothing and returns an error
+// matching ErrBusy. The active build is never discarded (ErrActive).
+// DiscardBuild does the same for any generation.
 func Discard(ctx context.Context, rdb redis.UniversalClient, name string, version int) (removed int, err error) {
+	return DiscardBuild(ctx, rdb, name, query.Build{Version: version})
+}
+
+// DiscardBuild is Discard for build b, e.g. a generation left by a forced
+// rebuild that crashed and that should not be resumed.
+func DiscardBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build) (removed int, err error) {
+	if b.Version < 1 || b.Generation < 0 {
+		return 0, fmt.Errorf("%w: build %+v", ErrInvalidConfig, b)
+	}
 	if err := query.ValidateName(name); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	token := "discard:" + hex.EncodeToString(b[:])
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	token := "discard:" + hex.EncodeToString(rnd[:])
 	ttl := 10 * time.Second
-	lk := leaseKey(name, version)
+	lk := leaseKey(name, b)
 	ok, err := runScript(ctx, rdb, acquireScript, lk, token, ttl.Milliseconds())
 	if err != nil {
-		return 0, fmt.Errorf("projection: discard %s v%d: %w", name, version, err)
+		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
 	}
 	if !ok {
 		holder, _ := rdb.Get(ctx, lk).Result()
-		return 0, fmt.Errorf("%w: %s v%d is held by %q; left in place", ErrBusy, name, version, holder)
+		return 0, fmt.Errorf("%w: %s v%s is held by %q; left in place", ErrBusy, name, b, holder)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
 		_, _ = runScript(rctx, rdb, releaseScript, lk, token)
 	}()
-	return removeVersion(ctx, rdb, name, version, token, ttl)
+	return removeBuild(ctx, rdb, name, b, token, ttl)
 }
 
 // Phase is the stage of a rebuild.
@@ -229,58 +239,80 @@ const (
 // Progress is a snapshot of a rebuild, given to RebuildOptions.Progress.
 type Progress struct {
 	Name string
-	// Version is the version being built; Previous the one it replaces (0:
-	// none).
-	Version, Previous int
-	Phase             Phase
-	// Checkpoint is the new version's position, Head the head of the log.
+	// Version and Generation are the build being made; Previous and
+	// PreviousGeneration the build it replaces (Previous 0: none).
+	Version, Generation          int
+	Previous, PreviousGeneration int
+	Phase                        Phase
+	// Checkpoint is the new build's position, Head the head of the log.
 	Checkpoint, Head eventstore.Position
-	// Holder is the runner writing the new version: this rebuild's own, or a
+	// Holder is the runner writing the new build: this rebuild's own, or a
 	// projector's that was already building it.
 	Holder string
 }
 
 // RebuildOptions tune Rebuild.
 type RebuildOptions struct {
-	// Progress, when set, is called from Rebuild's goroutine about every
-	// ProgressEvery (default 250 ms) and once at the end.
+	// Progress, when set, is called from Rebuild's goroutine once before the
+	// rebuild starts (with the checkpoint it resumes from), about every
+	// ProgressEvery (default 250 ms), and once at the end.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	// Force rebuilds a projection whose code version is already active: a
+	// new generation of that version is built from the start of the log
+	// beside the live generation and switched to as a new version would be
+	// (see Build in package query). Use it when the model is wrong but the
+	// code's Version was not bumped: keys damaged or deleted by hand, a bug
+	// fixed without a version bump. Without Force such a Rebuild does nothing
+	// (RebuildResult.AlreadyActive). A forced rebuild that crashed or was cut
+	// short resumes its generation from its checkpoint.
+	Force bool
 }
 
 // RebuildResult says what a Rebuild did.
 type RebuildResult struct {
-	Name    string
-	Version int
-	// Previous is the version replaced (0: none).
-	Previous int
-	// AlreadyActive: the version was active before Rebuild began; nothing was
-	// done.
+	Name string
+	// Version and Generation are the build made (or found active).
+	Version, Generation int
+	// Previous and PreviousGeneration are the build replaced (Previous 0:
+	// none).
+	Previous, PreviousGeneration int
+	// AlreadyActive: the version was active before Rebuild began and Force
+	// was not set; nothing was done.
 	AlreadyActive bool
-	// Checkpoint is the new version's position when Rebuild returned.
+	// Checkpoint is the new build's position when Rebuild returned.
 	Checkpoint eventstore.Position
 }
 
-// Rebuild builds cfg.Projection at its version beside the live version and
-// switches to it with no gap (blue/green): it runs a Runner of the new version
+func (r *RebuildResult) build() query.Build {
+	return query.Build{Version: r.Version, Generation: r.Generation}
+}
+
+func (r *RebuildResult) previous() query.Build {
+	return query.Build{Version: r.Previous, Generation: r.PreviousGeneration}
+}
+
+// Rebuild builds cfg.Projection at its version beside the live build and
+// switches to it with no gap (blue/green): it runs a Runner of the new build
 // with Activation ActivateIfNewer, which catches up from the start of the log
-// while the live version keeps serving and being updated, switches the active
-// version atomically once the new one has passed both the head it started
-// from and the live version's checkpoint, then removes the old version's keys
-// in steps of RemoveBatch. Rebuild returns when the old version is gone, and
-// its runner stops: long-running projectors with the new code keep the
-// version up to date from there, and runners of the old version stop with
-// ErrSuperseded.
+// while the live build keeps serving and being updated, switches the active
+// build atomically once the new one has passed both the head it started from
+// and the live build's checkpoint, then removes the old build's keys in
+// steps of RemoveBatch. Rebuild returns when the old build is gone, and its
+// runner stops: long-running projectors with the new code keep the build up
+// to date from there, and runners of an older version stop with
+// ErrSuperseded, while runners of the same version (after a forced rebuild)
+// move to the new generation by themselves.
 //
-// If a projector is already building the same version, Rebuild's runner
-// stands by and Rebuild just follows its progress.
+// If a projector is already building the same build, Rebuild's runner stands
+// by and Rebuild just follows its progress.
 //
-// A Rebuild that crashes resumes from the new version's checkpoint when run
-// again. A Rebuild whose ctx ends before the switch leaves the live version
-// untouched, removes the new version's partial keys (with Discard, unless a
+// A Rebuild that crashes resumes from the new build's checkpoint when run
+// again. A Rebuild whose ctx ends before the switch leaves the live build
+// untouched, removes the new build's partial keys (with DiscardBuild, unless a
 // projector is building it) and returns ctx's error. A version older than the
 // active one gives ErrSuperseded; the active version itself gives
-// AlreadyActive at once.
+// AlreadyActive at once, unless opts.Force asks for a new generation of it.
 func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return RebuildResult{}, err
@@ -290,26 +322,41 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	name, version := cfg.Projection.Name(), cfg.Projection.Version()
 	rdb := cfg.Redis
 	res := RebuildResult{Name: name, Version: version}
-	prev, err := activeVersion(ctx, rdb, name)
+	prev, err := activeBuild(ctx, rdb, name)
 	if err != nil {
 		return res, err
 	}
-	res.Previous = prev
+	res.Previous, res.PreviousGeneration = prev.Version, prev.Generation
 	switch {
-	case prev > version:
-		return res, fmt.Errorf("projection: rebuild: %w", superseded(name, version, prev))
-	case prev == version:
-		res.AlreadyActive = true
-		res.Checkpoint, err = query.ReadCheckpoint(ctx, rdb, name, version)
+	case prev.Version > version:
+		return res, fmt.Errorf("projection: rebuild: %w", superseded(name, query.Build{Version: version}, prev))
+	case prev.Version == version && !opts.Force:
+		res.AlreadyActive, res.Generation = true, prev.Generation
+		res.Checkpoint, err = query.ReadBuildCheckpoint(ctx, rdb, name, prev)
 		return res, err
+	case prev.Version == version:
+		if res.Generation, err = nextGeneration(ctx, rdb, name, prev); err != nil {
+			return res, err
+		}
 	}
 	r, err := New(cfg)
 	if err != nil {
 		return res, err
 	}
+	target := res.build()
+	r.pinned = &target
 	every := opts.ProgressEvery
 	if every <= 0 {
 		every = 250 * time.Millisecond
+	}
+	report := func(p Progress) {
+		if opts.Progress != nil {
+			opts.Progress(p)
+		}
+	}
+	if p, err := observe(ctx, cfg, target, prev); err == nil {
+		res.Checkpoint = p.Checkpoint
+		report(p)
 	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -327,11 +374,6 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	report := func(p Progress) {
-		if opts.Progress != nil {
-			opts.Progress(p)
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -345,11 +387,11 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 			if err == nil {
 				err = errors.New("runner stopped")
 			}
-			return res, fmt.Errorf("projection: rebuild of %s v%d stopped; v%d is still active and the new version is left for inspection: %w",
-				name, version, prev, err)
+			return res, fmt.Errorf("projection: rebuild of %s v%s stopped; v%s is still active and the new build is left for inspection: %w",
+				name, target, prev, err)
 		case <-tick.C:
 		}
-		p, err := observe(ctx, cfg, version, prev)
+		p, err := observe(ctx, cfg, target, prev)
 		if err != nil {
 			// Redis or the store is down: the runner retries; keep reporting
 			// the last known state rather than failing the rebuild.
@@ -364,15 +406,34 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	}
 }
 
+// nextGeneration picks the generation a forced rebuild of the active build
+// makes: a newer generation of the same version left by a forced rebuild
+// that crashed or was cut short (resumed from its checkpoint, as any
+// rebuild), or else the active generation plus one.
+func nextGeneration(ctx context.Context, rdb redis.Cmdable, name string, active query.Build) (int, error) {
+	ss, err := rdb.SMembers(ctx, VersionsKey(name)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("projection: rebuild %s: read builds: %w", name, err)
+	}
+	next := active.Generation + 1
+	for _, s := range ss {
+		if b, err := query.ParseBuild(s); err == nil && b.Version == active.Version && b.Generation > next {
+			next = b.Generation
+		}
+	}
+	return next, nil
+}
+
 // observe reads the progress of a rebuild from Redis and the store.
-func observe(ctx context.Context, cfg Config, version, prev int) (Progress, error) {
+func observe(ctx context.Context, cfg Config, b, prev query.Build) (Progress, error) {
 	name := cfg.Projection.Name()
-	p := Progress{Name: name, Version: version, Previous: prev, Phase: PhaseCatchingUp}
+	p := Progress{Name: name, Version: b.Version, Generation: b.Generation,
+		Previous: prev.Version, PreviousGeneration: prev.Generation, Phase: PhaseCatchingUp}
 	pipe := cfg.Redis.Pipeline()
 	active := pipe.Get(ctx, query.ActiveKey(name))
-	cp := pipe.HGet(ctx, query.CheckpointKey(name, version), query.FieldPosition)
-	retired := pipe.SIsMember(ctx, RetiredKey(name), prev)
-	holder := pipe.Get(ctx, leaseKey(name, version))
+	cp := pipe.HGet(ctx, query.BuildCheckpointKey(name, b), query.FieldPosition)
+	retired := pipe.SIsMember(ctx, RetiredKey(name), prev.String())
+	holder := pipe.Get(ctx, leaseKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return p, err
 	}
@@ -385,11 +446,11 @@ func observe(ctx context.Context, cfg Config, version, prev int) (Progress, erro
 	if p.Head.Before(p.Checkpoint) {
 		p.Head = p.Checkpoint
 	}
-	a, _ := strconv.Atoi(active.Val())
+	a := active.Val()
 	switch {
-	case a == version && prev != 0 && retired.Val():
+	case a == b.String() && !prev.IsZero() && retired.Val():
 		p.Phase = PhaseRemovingOld
-	case a == version:
+	case a == b.String():
 		p.Phase = PhaseDone
 	case !p.Checkpoint.Before(p.Head):
 		p.Phase = PhaseSwitching
@@ -398,29 +459,29 @@ func observe(ctx context.Context, cfg Config, version, prev int) (Progress, erro
 }
 
 // cancelRebuild ends a Rebuild whose ctx ended: the runner has stopped. Before
-// the switch the partial version is discarded; after it, only the removal of
-// the old version was interrupted, and the next lease holder of the new
-// version resumes it.
+// the switch the partial build is discarded; after it, only the removal of
+// the old build was interrupted, and the next lease holder of the new build
+// resumes it.
 func cancelRebuild(ctx context.Context, cfg Config, res RebuildResult) error {
-	name, version := res.Name, res.Version
+	name, b, prev := res.Name, res.build(), res.previous()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	active, err := activeVersion(cctx, cfg.Redis, name)
+	active, err := activeBuild(cctx, cfg.Redis, name)
 	if err != nil {
-		return fmt.Errorf("projection: rebuild of %s v%d cancelled (%w); its partial keys could not be checked: %w", name, version, ctx.Err(), err)
+		return fmt.Errorf("projection: rebuild of %s v%s cancelled (%w); its partial keys could not be checked: %w", name, b, ctx.Err(), err)
 	}
-	if active == version {
-		return fmt.Errorf("projection: rebuild of %s v%d cancelled after the switch (v%d is active); removal of v%d resumes with the next runner: %w",
-			name, version, version, res.Previous, ctx.Err())
+	if active == b {
+		return fmt.Errorf("projection: rebuild of %s v%s cancelled after the switch (v%s is active); removal of v%s resumes with the next runner: %w",
+			name, b, b, prev, ctx.Err())
 	}
-	n, err := Discard(cctx, cfg.Redis, name, version)
+	n, err := DiscardBuild(cctx, cfg.Redis, name, b)
 	switch {
 	case errors.Is(err, ErrBusy):
-		return fmt.Errorf("projection: rebuild of %s v%d cancelled; v%d untouched; %w: %w", name, version, active, err, ctx.Err())
+		return fmt.Errorf("projection: rebuild of %s v%s cancelled; v%s untouched; %w: %w", name, b, active, err, ctx.Err())
 	case err != nil:
-		return fmt.Errorf("projection: rebuild of %s v%d cancelled; v%d untouched; removing the partial keys failed: %w (%w)", name, version, active, err, ctx.Err())
+		return fmt.Errorf("projection: rebuild of %s v%s cancelled; v%s untouched; removing the partial keys failed: %w (%w)", name, b, active, err, ctx.Err())
 	}
-	cfg.Logger.Info("rebuild cancelled; partial version removed", "projection", name, "version", version, "keys", n, "active", active)
-	return fmt.Errorf("projection: rebuild of %s v%d cancelled; v%d untouched, %d partial keys of v%d removed: %w",
-		name, version, active, n, version, ctx.Err())
+	cfg.Logger.Info("rebuild cancelled; partial build removed", "projection", name, "build", b.String(), "keys", n, "active", active.String())
+	return fmt.Errorf("projection: rebuild of %s v%s cancelled; v%s untouched, %d partial keys of v%s removed: %w",
+		name, b, active, n, b, ctx.Err())
 }

@@ -99,7 +99,7 @@ func TestCrashDuringRebuild(t *testing.T) {
 		p, _ := query.ReadCheckpoint(ctx, rdb, "p", 2)
 		return p
 	}
-	active := func() int { a, _ := activeVersion(ctx, rdb, "p"); return a }
+	active := func() int { a, _ := activeBuild(ctx, rdb, "p"); return a.Version }
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	kills := 0
 	for range 6 {

@@ -66,3 +66,50 @@ func ExampleRebuild() {
 	// v2 active at 5, replaced v1
 	// {el:carts}:v2:cart:cart-7 5 5 0
 }
+
+// With Force, Rebuild rebuilds the version that is already active, as a new
+// generation beside the live one: here after a key of the model was deleted
+// by hand. Readers follow the switch through query.Resolve and View.Key.
+func ExampleRebuild_force() {
+	mr := miniredis.NewMiniRedis() // any Redis; the tests use a real redis-server
+	if err := mr.Start(); err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	store := memory.New()
+	ctx := context.Background()
+	for range 5 {
+		if _, err := store.Append(ctx, "cart-7", eventstore.Any, eventstore.Event{Type: "cart.item_added"}); err != nil {
+			panic(err)
+		}
+	}
+	carts := projection.Define("carts", 1, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record) error {
+		tx.Pipe().HIncrBy(ctx, tx.Key("cart", rec.StreamID), "items", 1)
+		return nil
+	})
+	cfg := projection.Config{Store: store, Redis: rdb, Projection: carts, RetireDelay: time.Millisecond}
+	if _, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{}); err != nil {
+		panic(err)
+	}
+	rdb.Del(ctx, query.Key("carts", 1, "cart", "cart-7")) // damage by hand
+
+	res, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{})
+	fmt.Println("without Force, already active:", res.AlreadyActive, err)
+	res, err = projection.Rebuild(ctx, cfg, projection.RebuildOptions{Force: true})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("v%d generation %d active, replaced generation %d\n", res.Version, res.Generation, res.PreviousGeneration)
+	view, err := query.Resolve(ctx, rdb, "carts")
+	if err != nil {
+		panic(err)
+	}
+	items, _ := rdb.HGet(ctx, view.Key("cart", "cart-7"), "items").Int()
+	fmt.Println(view.Key("cart", "cart-7"), items)
+	// Output:
+	// without Force, already active: true <nil>
+	// v1 generation 1 active, replaced generation 0
+	// {el:carts}:v1g1:cart:cart-7 5
+}

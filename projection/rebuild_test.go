@@ -36,7 +36,7 @@ func tally(name string, version int) Projection {
 // snapshot is one query: resolve the active version, then read its model and
 // checkpoint in one MULTI, as a query service would read a document.
 type snapshot struct {
-	version    int
+	build      query.Build
 	applied    int64
 	sum        int64
 	checkpoint eventstore.Position
@@ -50,11 +50,11 @@ func readSnapshot(ctx context.Context, rdb redis.Cmdable, name string) (snapshot
 	pipe := rdb.TxPipeline()
 	applied := pipe.Get(ctx, v.Key("applied"))
 	counts := pipe.HGetAll(ctx, v.Key("counts"))
-	cp := pipe.HGet(ctx, query.CheckpointKey(name, v.Version), query.FieldPosition)
+	cp := pipe.HGet(ctx, query.BuildCheckpointKey(name, v.Build()), query.FieldPosition)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return snapshot{}, fmt.Errorf("read v%d: %w", v.Version, err)
+		return snapshot{}, fmt.Errorf("read v%s: %w", v.Build(), err)
 	}
-	s := snapshot{version: v.Version}
+	s := snapshot{build: v.Build()}
 	s.applied, _ = applied.Int64()
 	for _, c := range counts.Val() {
 		n, _ := strconv.ParseInt(c, 10, 64)
@@ -67,25 +67,99 @@ func readSnapshot(ctx context.Context, rdb redis.Cmdable, name string) (snapshot
 func (s snapshot) check(prev snapshot) error {
 	switch {
 	case s.applied == 0:
-		return fmt.Errorf("v%d: empty model", s.version)
+		return fmt.Errorf("v%s: empty model", s.build)
 	case uint64(s.applied) != s.checkpoint.Commit:
-		return fmt.Errorf("v%d: applied %d but checkpoint %s", s.version, s.applied, s.checkpoint)
-	case s.sum != int64(s.version)*s.applied:
-		return fmt.Errorf("v%d: counts sum to %d for %d applied", s.version, s.sum, s.applied)
+		return fmt.Errorf("v%s: applied %d but checkpoint %s", s.build, s.applied, s.checkpoint)
+	case s.sum != int64(s.build.Version)*s.applied:
+		return fmt.Errorf("v%s: counts sum to %d for %d applied", s.build, s.sum, s.applied)
 	case s.applied < prev.applied:
-		return fmt.Errorf("went back in time: v%d applied %d after v%d applied %d", s.version, s.applied, prev.version, prev.applied)
-	case s.version < prev.version:
-		return fmt.Errorf("version went back from v%d to v%d", prev.version, s.version)
+		return fmt.Errorf("went back in time: v%s applied %d after v%s applied %d", s.build, s.applied, prev.build, prev.applied)
+	case s.build.Before(prev.build):
+		return fmt.Errorf("build went back from v%s to v%s", prev.build, s.build)
 	}
 	return nil
 }
 
-// dumpVersion reads every model key of one version (bookkeeping left out).
+// liveReaders query a projection in a loop, each checking every response
+// against the previous one, and count the responses per build.
+type liveReaders struct {
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+	queries atomic.Int64
+	failed  atomic.Int64
+	mu      sync.Mutex
+	byBuild map[query.Build]int64
+}
+
+func startReaders(t testing.TB, rdb redis.Cmdable, name string, n int) *liveReaders {
+	ctx, cancel := context.WithCancel(context.Background())
+	lr := &liveReaders{cancel: cancel, errs: make(chan error, n), byBuild: map[query.Build]int64{}}
+	for range n {
+		lr.wg.Add(1)
+		go func() {
+			defer lr.wg.Done()
+			var prev snapshot
+			for ctx.Err() == nil {
+				s, err := readSnapshot(ctx, rdb, name)
+				if ctx.Err() != nil {
+					return
+				}
+				if err == nil {
+					err = s.check(prev)
+				}
+				if err != nil {
+					lr.failed.Add(1)
+					lr.errs <- err
+					return
+				}
+				prev = s
+				lr.queries.Add(1)
+				lr.mu.Lock()
+				lr.byBuild[s.build]++
+				lr.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(func() { lr.stop() })
+	return lr
+}
+
+// on returns how many responses came from build b.
+func (lr *liveReaders) on(b query.Build) int64 {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return lr.byBuild[b]
+}
+
+// stop stops the readers and returns the errors they met.
+func (lr *liveReaders) stop() []error {
+	lr.cancel()
+	lr.wg.Wait()
+	var errs []error
+	for {
+		select {
+		case err := <-lr.errs:
+			errs = append(errs, err)
+		default:
+			return errs
+		}
+	}
+}
+
+// dumpVersion reads every model key of generation 0 of one version
+// (bookkeeping left out).
 func dumpVersion(t testing.TB, rdb *redis.Client, name string, version int) map[string]string {
+	return dumpBuild(t, rdb, name, query.Build{Version: version})
+}
+
+// dumpBuild reads every model key of one build, named relative to the
+// build's prefix so that builds compare.
+func dumpBuild(t testing.TB, rdb *redis.Client, name string, b query.Build) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	m := map[string]string{}
-	p := query.VersionPrefix(name, version)
+	p := query.BuildPrefix(name, b)
 	for _, k := range []string{"applied"} {
 		if v, err := rdb.Get(ctx, p+k).Result(); err == nil {
 			m[k] = v
@@ -97,10 +171,17 @@ func dumpVersion(t testing.TB, rdb *redis.Client, name string, version int) map[
 	return m
 }
 
-// versionKeys counts the keys of one version, bookkeeping included.
+// versionKeys counts the keys of generation 0 of one version, bookkeeping
+// included.
 func versionKeys(t testing.TB, rdb *redis.Client, name string, version int) int {
 	t.Helper()
-	keys, err := rdb.Keys(context.Background(), query.VersionPrefix(name, version)+"*").Result()
+	return buildKeys(t, rdb, name, query.Build{Version: version})
+}
+
+// buildKeys counts the keys of one build, bookkeeping included.
+func buildKeys(t testing.TB, rdb *redis.Client, name string, b query.Build) int {
+	t.Helper()
+	keys, err := rdb.Keys(context.Background(), query.BuildPrefix(name, b)+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,38 +278,8 @@ func TestRebuildUnderLiveQueries(t *testing.T) {
 	waitFor(t, rdb, "p", head)
 
 	app := startAppender(t, store, 60_000)
-	var queries, onV1, onV2, failed atomic.Int64
-	readErr := make(chan error, 4)
-	rctx, stopReaders := context.WithCancel(ctx)
-	var readers sync.WaitGroup
-	for range 4 {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			var prev snapshot
-			for rctx.Err() == nil {
-				s, err := readSnapshot(rctx, rdb, "p")
-				if rctx.Err() != nil {
-					return
-				}
-				if err == nil {
-					err = s.check(prev)
-				}
-				if err != nil {
-					failed.Add(1)
-					readErr <- err
-					return
-				}
-				prev = s
-				queries.Add(1)
-				if s.version == 1 {
-					onV1.Add(1)
-				} else {
-					onV2.Add(1)
-				}
-			}
-		}()
-	}
+	rd := startReaders(t, rdb, "p", 4)
+	v1b, v2b := query.Build{Version: 1}, query.Build{Version: 2}
 	started := time.Now()
 
 	var phases sync.Map
@@ -248,24 +299,21 @@ func TestRebuildUnderLiveQueries(t *testing.T) {
 	v2 := newRunner(t, Config{Store: store, Redis: rdb, Projection: tally("p", 2), Logger: quietLogger()})
 	startRunner(t, v2)
 	// Keep querying until the readers have seen v2 for a while.
-	waitUntil(t, 30*time.Second, "queries on v2", func() bool { return onV2.Load() > 200 || failed.Load() == 4 })
+	waitUntil(t, 30*time.Second, "queries on v2", func() bool { return rd.on(v2b) > 200 || rd.failed.Load() == 4 })
 	app.halt()
 	if app.err != nil {
 		t.Fatal(app.err)
 	}
 	head, _ = store.Head(ctx)
 	waitFor(t, rdb, "p", head)
-	stopReaders()
-	readers.Wait()
-	elapsed := time.Since(started)
-	close(readErr)
-	for err := range readErr {
+	for _, err := range rd.stop() {
 		t.Errorf("query: %v", err)
 	}
+	elapsed := time.Since(started)
 	t.Logf("%d queries in %v (%.0f/s): %d on v1, %d on v2; %d events appended during the rebuild",
-		queries.Load(), elapsed.Round(time.Millisecond), float64(queries.Load())/elapsed.Seconds(), onV1.Load(), onV2.Load(), app.n.Load())
-	if onV1.Load() == 0 || onV2.Load() == 0 {
-		t.Errorf("queries on v1 %d, on v2 %d: both versions must have served", onV1.Load(), onV2.Load())
+		rd.queries.Load(), elapsed.Round(time.Millisecond), float64(rd.queries.Load())/elapsed.Seconds(), rd.on(v1b), rd.on(v2b), app.n.Load())
+	if rd.on(v1b) == 0 || rd.on(v2b) == 0 {
+		t.Errorf("queries on v1 %d, on v2 %d: both versions must have served", rd.on(v1b), rd.on(v2b))
 	}
 	for _, ph := range []Phase{PhaseCatchingUp, PhaseDone} {
 		if _, ok := phases.Load(ph); !ok {
@@ -413,12 +461,12 @@ func TestDiscardRefusesActiveAndBusy(t *testing.T) {
 	if versionKeys(t, rdb, "p", 1) == 0 {
 		t.Fatal("the active version was removed")
 	}
-	rdb.Set(ctx, leaseKey("p", 3), "someone", time.Minute)
+	rdb.Set(ctx, leaseKey("p", query.Build{Version: 3}), "someone", time.Minute)
 	rdb.Set(ctx, query.Key("p", 3, "x"), "1", 0)
 	if _, err := Discard(ctx, rdb, "p", 3); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Discard of a held version: %v, want ErrBusy", err)
 	}
-	rdb.Del(ctx, leaseKey("p", 3))
+	rdb.Del(ctx, leaseKey("p", query.Build{Version: 3}))
 	if n, err := Discard(ctx, rdb, "p", 3); err != nil || n != 1 {
 		t.Fatalf("Discard of v3: %d, %v", n, err)
 	}

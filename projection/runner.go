@@ -177,7 +177,15 @@ type Runner struct {
 	m       *metrics
 	log     *slog.Logger
 
-	leaseKey, checkpointKey, statusKey, deadKey, activeKey string
+	// pinned, when set, is the only build this runner writes (Rebuild's
+	// runner). Otherwise the runner writes the active generation of its
+	// version, or generation 0 while another version is active.
+	pinned *query.Build
+	// build is the build of the current or last session, and the keys below
+	// are its keys; only Run's goroutine changes them (use).
+	build                                       query.Build
+	leaseKey, checkpointKey, statusKey, deadKey string
+	activeKey                                   string
 
 	mu sync.Mutex
 	st Status // this runner's view; guarded by mu
@@ -209,14 +217,59 @@ func New(cfg Config) (*Runner, error) {
 	if r.m, err = newMetrics(cfg.Registerer, r.name, r.version); err != nil {
 		return nil, fmt.Errorf("projection %s: register metrics: %w", r.name, err)
 	}
-	r.leaseKey = leaseKey(r.name, r.version)
-	r.checkpointKey = query.CheckpointKey(r.name, r.version)
-	r.statusKey = statusKey(r.name, r.version)
-	r.deadKey = DeadLetterKey(r.name, r.version)
 	r.activeKey = query.ActiveKey(r.name)
 	r.st = Status{Name: r.name, Version: r.version, State: StateStarting, Runner: cfg.ID, LagEvents: -1, LagSeconds: -1}
+	r.use(query.Build{Version: r.version})
 	r.m.setState(StateStarting)
 	return r, nil
+}
+
+// use makes b the build the runner's next session writes.
+func (r *Runner) use(b query.Build) {
+	r.build = b
+	r.leaseKey = leaseKey(r.name, b)
+	r.checkpointKey = query.BuildCheckpointKey(r.name, b)
+	r.statusKey = statusKey(r.name, b)
+	r.deadKey = BuildDeadLetterKey(r.name, b)
+	r.mu.Lock()
+	if r.st.Generation != b.Generation {
+		r.st.Checkpoint, r.recordedAt = eventstore.Position{}, time.Time{}
+	}
+	r.st.Generation = b.Generation
+	r.mu.Unlock()
+}
+
+// target returns the build the next session writes: the pinned one, else
+// the active generation of the runner's version, else generation 0 of it
+// while no newer version is active. Once a newer version is active it keeps
+// the current build, whose session then stops with ErrSuperseded.
+func (r *Runner) target(ctx context.Context) (query.Build, error) {
+	if r.pinned != nil {
+		return *r.pinned, nil
+	}
+	active, err := activeBuild(ctx, r.cfg.Redis, r.name)
+	switch {
+	case err != nil:
+		return query.Build{}, err
+	case active.Version == r.version:
+		return active, nil
+	case active.Version > r.version:
+		return r.build, nil
+	}
+	return query.Build{Version: r.version}, nil
+}
+
+// follow moves the runner to build b before it takes a lease, releasing the
+// lease of the build it leaves so that its removal can begin at once.
+func (r *Runner) follow(ctx context.Context, b query.Build) {
+	if b == r.build {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_, _ = runScript(rctx, r.cfg.Redis, releaseScript, r.leaseKey, r.cfg.ID)
+	r.log.Info("projection runner writes the active generation", "build", b.String(), "was", r.build.String())
+	r.use(b)
 }
 
 // ID returns the runner's lease token.
@@ -232,11 +285,12 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 	s.RecordedAt = r.recordedAt
 	r.mu.Unlock()
 	s.fillLag(s.RecordedAt, time.Now())
-	rs, err := ReadStatus(ctx, r.cfg.Redis, r.name, r.version)
+	rs, err := ReadBuildStatus(ctx, r.cfg.Redis, r.name, query.Build{Version: s.Version, Generation: s.Generation})
 	if err != nil {
 		return s, err
 	}
-	s.ActiveVersion, s.Active, s.Holder, s.DeadLetters = rs.ActiveVersion, rs.Active, rs.Holder, rs.DeadLetters
+	s.ActiveVersion, s.ActiveGeneration, s.Active = rs.ActiveVersion, rs.ActiveGeneration, rs.Active
+	s.Holder, s.DeadLetters = rs.Holder, rs.DeadLetters
 	if s.Checkpoint.Before(rs.Checkpoint) { // a standby learns progress from Redis
 		s.Checkpoint = rs.Checkpoint
 		s.fillLag(time.Time{}, time.Now())
@@ -272,8 +326,11 @@ func (r *Runner) setState(s State, err error) {
 // stops on an error: ErrStuck, ErrCommandFailed, ErrSuperseded (a newer
 // version is active, at start or after a switch) or ErrNewVersion (refused by
 // ActivateIfNone). Redis and store failures are retried for ever, with
-// back-off. On return it releases the lease, so that a standby takes over at
-// once.
+// back-off. A new generation of the runner's own version (a forced rebuild)
+// does not stop it: it leaves the old generation, whose keys are then
+// removed, and goes on writing the new one, standing by while the rebuild's
+// runner still holds its lease. On return it releases the lease, so that a
+// standby takes over at once.
 func (r *Runner) Run(ctx context.Context) error {
 	defer func() {
 		if r.noRelease {
@@ -290,13 +347,21 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.stopped(nil)
 			return nil
 		}
-		ok, err := runScript(ctx, r.cfg.Redis, acquireScript, r.leaseKey, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds())
+		b, err := r.target(ctx)
+		ok := false
+		if err == nil {
+			r.follow(ctx, b)
+			ok, err = runScript(ctx, r.cfg.Redis, acquireScript, r.leaseKey, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds())
+			if err != nil {
+				err = fmt.Errorf("take lease: %w", err)
+			}
+		}
 		var wait time.Duration
 		switch {
 		case ctx.Err() != nil:
 			continue
 		case err != nil:
-			r.setState(StateRetrying, fmt.Errorf("take lease: %w", err))
+			r.setState(StateRetrying, err)
 			r.m.retries.Inc()
 			wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
 		case !ok:
@@ -312,10 +377,21 @@ func (r *Runner) Run(ctx context.Context) error {
 				backoff = r.cfg.MinBackoff
 				wait = retryIn
 			case errors.Is(err, ErrSuperseded):
-				// The version's keys are being removed: write nothing more,
-				// not even a status.
-				r.setState(StateStopped, err)
-				return err
+				// The build's keys are being removed: write nothing more to
+				// them, not even a status. A newer generation of our own
+				// version is ours to follow; a newer version is not.
+				active, aerr := activeBuild(ctx, r.cfg.Redis, r.name)
+				switch {
+				case aerr != nil:
+					r.setState(StateRetrying, aerr)
+					r.m.retries.Inc()
+					wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+				case r.pinned == nil && active.Version == r.version:
+					continue
+				default:
+					r.setState(StateStopped, err)
+					return err
+				}
 			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed) || errors.Is(err, ErrNewVersion):
 				r.stopped(err)
 				return err
@@ -352,7 +428,7 @@ func (r *Runner) writeStatus(ctx context.Context, c redis.Cmdable) error {
 	pipe.HSet(ctx, r.statusKey, fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(),
 		fHeadAt, timeNano(s.HeadAt), fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano())
 	pipe.SAdd(ctx, ProjectionsKey, r.name)
-	pipe.SAdd(ctx, VersionsKey(r.name), r.version)
+	pipe.SAdd(ctx, VersionsKey(r.name), r.build.String())
 	_, err := pipe.Exec(ctx)
 	return err
 }
@@ -376,21 +452,21 @@ type item struct {
 // is the only truth about what was applied.
 func (r *Runner) session(ctx context.Context) error {
 	rdb := r.cfg.Redis
-	// Nothing is written before this check: a runner of a superseded version
+	// Nothing is written before this check: a runner of a superseded build
 	// must leave its keys to the removal under way.
-	active, err := activeVersion(ctx, rdb, r.name)
+	active, err := activeBuild(ctx, rdb, r.name)
 	if err != nil {
 		return err
 	}
 	switch {
-	case active > r.version:
-		return superseded(r.name, r.version, active)
-	case active != 0 && active < r.version && r.cfg.Activation == ActivateIfNone:
+	case r.build.Before(active):
+		return superseded(r.name, r.build, active)
+	case !active.IsZero() && active.Version < r.version && r.cfg.Activation == ActivateIfNone:
 		return fmt.Errorf("%w: %s v%d is active and this runner has v%d; Config.Activation is ActivateIfNone, "+
 			"so rebuild it explicitly (the replay command or projection.Rebuild) or use ActivateIfNewer",
 			ErrNewVersion, r.name, active, r.version)
 	}
-	cp, err := query.ReadCheckpoint(ctx, rdb, r.name, r.version)
+	cp, err := query.ReadBuildCheckpoint(ctx, rdb, r.name, r.build)
 	if err != nil {
 		return err
 	}
@@ -404,7 +480,7 @@ func (r *Runner) session(ctx context.Context) error {
 	// target is the head seen when the lease was taken: reaching it ends the
 	// catch-up and, unless ActivateNever, makes the version active.
 	target := head
-	activating := r.cfg.Activation != ActivateNever && active != r.version
+	activating := r.cfg.Activation != ActivateNever && active != r.build
 	state := StateCatchingUp
 	if !cp.Before(target) {
 		state = StateRunning
@@ -418,11 +494,11 @@ func (r *Runner) session(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	// removing holds the versions whose removal this session runs.
-	removing := map[int]bool{}
-	retire := func(versions ...int) {
-		for _, v := range versions {
-			if v == r.version || removing[v] {
+	// removing holds the builds whose removal this session runs.
+	removing := map[query.Build]bool{}
+	retire := func(builds ...query.Build) {
+		for _, v := range builds {
+			if v == r.build || removing[v] {
 				continue
 			}
 			removing[v] = true
@@ -442,7 +518,7 @@ func (r *Runner) session(ctx context.Context) error {
 			return err
 		}
 		activating = false
-		if previous != 0 {
+		if !previous.IsZero() {
 			retire(previous)
 		}
 		return nil
@@ -450,16 +526,16 @@ func (r *Runner) session(ctx context.Context) error {
 	if err := tryActivate(); err != nil {
 		return err
 	}
-	if active == r.version {
-		// The lease holder of the active version finishes removals that a
+	if active == r.build {
+		// The lease holder of the active build finishes removals that a
 		// crashed predecessor left.
 		vs, err := rdb.SMembers(ctx, RetiredKey(r.name)).Result()
 		if err != nil {
 			return err
 		}
 		for _, v := range vs {
-			if n, err := strconv.Atoi(v); err == nil && n < r.version {
-				retire(n)
+			if b, err := query.ParseBuild(v); err == nil && b.Before(r.build) {
+				retire(b)
 			}
 		}
 	}
@@ -501,12 +577,12 @@ func (r *Runner) session(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("%w: lease %s taken over", ErrFenced, r.leaseKey)
 			}
-			// An idle runner of a version that was just replaced learns it
+			// An idle runner of a build that was just replaced learns it
 			// here, not only at its next batch, and lets the removal begin.
-			if a, err := activeVersion(ctx, rdb, r.name); err != nil {
+			if a, err := activeBuild(ctx, rdb, r.name); err != nil {
 				return err
-			} else if a > r.version {
-				return superseded(r.name, r.version, a)
+			} else if r.build.Before(a) {
+				return superseded(r.name, r.build, a)
 			}
 			lastRenew = time.Now()
 		}
@@ -582,46 +658,46 @@ func (r *Runner) Checkpoint() eventstore.Position {
 	return r.st.Checkpoint
 }
 
-// activate makes the runner's version active per Config.Activation once it
+// activate makes the runner's build active per Config.Activation once it
 // has reached target. done is false while a blue/green switch must wait for
-// the new version to pass the old one's checkpoint; previous is the version
-// replaced (0: none).
-func (r *Runner) activate(ctx context.Context, target eventstore.Position) (done bool, previous int, err error) {
+// the new build to pass the old one's checkpoint; previous is the build
+// replaced (zero: none).
+func (r *Runner) activate(ctx context.Context, target eventstore.Position) (done bool, previous query.Build, err error) {
 	if r.cfg.Activation == ActivateIfNone {
-		_, _, err := activate(ctx, r.cfg.Redis, r.name, r.version, target, true)
-		return err == nil, 0, err
+		_, _, err := activate(ctx, r.cfg.Redis, r.name, r.build, target, true)
+		return err == nil, previous, err
 	}
-	previous, err = switchTo(ctx, r.cfg.Redis, r.name, r.version, r.cfg.ID, target)
+	previous, err = switchTo(ctx, r.cfg.Redis, r.name, r.build, r.cfg.ID, target)
 	switch {
 	case errors.Is(err, ErrBehind):
-		return false, 0, nil
+		return false, query.Build{}, nil
 	case err != nil:
-		return false, 0, err
+		return false, query.Build{}, err
 	}
-	switch previous {
-	case r.version:
-		return true, 0, nil
-	case 0:
-		r.log.Info("projection version activated", "position", r.Checkpoint().String())
+	switch {
+	case previous == r.build:
+		return true, query.Build{}, nil
+	case previous.IsZero():
+		r.log.Info("projection version activated", "build", r.build.String(), "position", r.Checkpoint().String())
 	default:
-		r.log.Info("projection version switched", "previous", previous, "position", r.Checkpoint().String())
+		r.log.Info("projection version switched", "build", r.build.String(), "previous", previous.String(), "position", r.Checkpoint().String())
 	}
 	return true, previous, nil
 }
 
-// retire removes a version replaced by a switch, after Config.RetireDelay. On
-// failure the version stays in the retired set for the next session.
-func (r *Runner) retire(ctx context.Context, version int) {
+// retire removes a build replaced by a switch, after Config.RetireDelay. On
+// failure the build stays in the retired set for the next session.
+func (r *Runner) retire(ctx context.Context, b query.Build) {
 	if sleep(ctx, r.cfg.RetireDelay) != nil {
 		return
 	}
 	start := time.Now()
-	n, err := removeVersion(ctx, r.cfg.Redis, r.name, version, "", 0)
+	n, err := removeBuild(ctx, r.cfg.Redis, r.name, b, "", 0)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		r.log.Warn("removal of an old projection version failed; the next session resumes it", "old_version", version, "error", err)
+		r.log.Warn("removal of an old projection build failed; the next session resumes it", "old_build", b.String(), "error", err)
 	case err == nil:
-		r.log.Info("old projection version removed", "old_version", version, "keys", n, "duration", time.Since(start))
+		r.log.Info("old projection build removed", "old_build", b.String(), "keys", n, "duration", time.Since(start))
 	}
 }
 
@@ -750,12 +826,12 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 			return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
 		}
 		if s, _ := vals[1].(string); s != "" {
-			if a, _ := strconv.Atoi(s); a > r.version {
-				return superseded(r.name, r.version, a)
+			if a, err := query.ParseBuild(s); err == nil && r.build.Before(a) {
+				return superseded(r.name, r.build, a)
 			}
 		}
 		pipe := rtx.TxPipeline()
-		tx := &Tx{name: r.name, version: r.version, pipe: pipe, read: rtx}
+		tx := &Tx{name: r.name, build: r.build, pipe: pipe, read: rtx}
 		recs := batch
 		if dead != nil {
 			recs = batch[:len(batch)-1]

@@ -57,40 +57,40 @@ redis.call('SET', KEYS[1], ARGV[1])
 return {1, cur or ''}`)
 )
 
-// Activate makes version the active version of projection name, atomically,
-// provided that version's checkpoint has reached atLeast; otherwise it returns
-// an error matching ErrBehind and changes nothing. It returns the version that
-// was active before (0: none). A blue/green rebuild calls it with the head of
-// the log once the new version has caught up; queries resolving the active
-// version see either the old or the new one, never a mix.
+// Activate makes generation 0 of version the active build of projection
+// name, atomically, provided its checkpoint has reached atLeast; otherwise it
+// returns an error matching ErrBehind and changes nothing. It returns the
+// version that was active before (0: none). A blue/green rebuild calls it with
+// the head of the log once the new version has caught up; queries resolving
+// the active build see either the old or the new one, never a mix.
 func Activate(ctx context.Context, rdb redis.Scripter, name string, version int, atLeast eventstore.Position) (previous int, err error) {
-	_, previous, err = activate(ctx, rdb, name, version, atLeast, false)
-	return previous, err
+	_, prev, err := activate(ctx, rdb, name, query.Build{Version: version}, atLeast, false)
+	return prev.Version, err
 }
 
 // activate runs activateScript; switched is false when onlyIfNone found an
-// active version.
-func activate(ctx context.Context, rdb redis.Scripter, name string, version int, atLeast eventstore.Position, onlyIfNone bool) (switched bool, previous int, err error) {
+// active build.
+func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Build, atLeast eventstore.Position, onlyIfNone bool) (switched bool, previous query.Build, err error) {
 	if err := query.ValidateName(name); err != nil {
-		return false, 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return false, previous, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	flag := "0"
 	if onlyIfNone {
 		flag = "1"
 	}
 	res, err := activateScript.Run(ctx, rdb,
-		[]string{query.ActiveKey(name), query.CheckpointKey(name, version)},
-		version, strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag).Slice()
+		[]string{query.ActiveKey(name), query.BuildCheckpointKey(name, b)},
+		b.String(), strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag).Slice()
 	if err != nil {
-		return false, 0, fmt.Errorf("projection: activate %s v%d: %w", name, version, err)
+		return false, previous, fmt.Errorf("projection: activate %s v%s: %w", name, b, err)
 	}
 	if len(res) != 2 {
-		return false, 0, fmt.Errorf("projection: activate %s v%d: unexpected reply %v", name, version, res)
+		return false, previous, fmt.Errorf("projection: activate %s v%s: unexpected reply %v", name, b, res)
 	}
 	code, _ := res[0].(int64)
 	prevStr, _ := res[1].(string)
 	if prevStr != "" {
-		previous, _ = strconv.Atoi(prevStr)
+		previous, _ = query.ParseBuild(prevStr)
 	}
 	switch code {
 	case 1:
@@ -98,7 +98,7 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, version int,
 	case 0:
 		return false, previous, nil
 	default:
-		return false, previous, fmt.Errorf("%w: %s v%d has not reached %s", ErrBehind, name, version, atLeast)
+		return false, previous, fmt.Errorf("%w: %s v%s has not reached %s", ErrBehind, name, b, atLeast)
 	}
 }
 
@@ -111,13 +111,15 @@ func runScript(ctx context.Context, rdb redis.Scripter, s *redis.Script, key str
 	return n == 1, err
 }
 
-// switchScript is the blue/green switch. It makes ARGV[1] the active version
-// only if the active version is still ARGV[2] (the caller's view; empty for
-// none), and the candidate's checkpoint (KEYS[2]) has reached both the given
-// position and the checkpoint of the version it replaces (KEYS[3]): a client
+// switchScript is the blue/green switch. It makes build ARGV[1] active only
+// if the active build is still ARGV[2] (the caller's view; empty for none),
+// and the candidate's checkpoint (KEYS[2]) has reached both the given
+// position and the checkpoint of the build it replaces (KEYS[3]): a client
 // that read its own write from the old version still finds it in the new
-// one. The replaced version is added to the retired set (KEYS[4]) in the same
-// step, so that its removal survives a crash of whoever switched. The caller
+// one. The replaced build is added to the retired set (KEYS[4]) in the same
+// step, so that its removal survives a crash of whoever switched. Builds are
+// compared as strings only for equality; which is newer is the caller's
+// business (switchTo). The caller
 // must still hold the candidate's lease (KEYS[5] = ARGV[5]): a runner that
 // lost it must not switch to a version someone may be discarding.
 //

@@ -37,15 +37,19 @@ const (
 
 var allStates = []State{StateStarting, StateStandby, StateCatchingUp, StateRunning, StateRetrying, StateStopped}
 
-// Status describes one version of a projection.
+// Status describes one build (version and generation) of a projection.
 type Status struct {
 	Name    string `json:"name"`
 	Version int    `json:"version"`
-	// ActiveVersion is the projection's live version (0: none yet); Active says
-	// whether it is this one.
-	ActiveVersion int   `json:"active_version"`
-	Active        bool  `json:"active"`
-	State         State `json:"state"`
+	// Generation is the generation of Version this status is about: 0 until
+	// the version is rebuilt without a version bump (RebuildOptions.Force).
+	Generation int `json:"generation"`
+	// ActiveVersion and ActiveGeneration are the projection's live build
+	// (ActiveVersion 0: none yet); Active says whether it is this one.
+	ActiveVersion    int   `json:"active_version"`
+	ActiveGeneration int   `json:"active_generation"`
+	Active           bool  `json:"active"`
+	State            State `json:"state"`
 	// Checkpoint is the position of the last record applied; Head the position
 	// of the last record in the log, as of HeadAt.
 	Checkpoint eventstore.Position `json:"checkpoint"`
@@ -84,48 +88,68 @@ const (
 	fUpdatedAt = "updated_at"
 )
 
-func statusKey(name string, version int) string { return query.VersionPrefix(name, version) + "status" }
-func leaseKey(name string, version int) string  { return query.VersionPrefix(name, version) + "lease" }
+func statusKey(name string, b query.Build) string { return query.BuildPrefix(name, b) + "status" }
+func leaseKey(name string, b query.Build) string  { return query.BuildPrefix(name, b) + "lease" }
 
-// DeadLetterKey returns the key of the dead-letter list of one version: a
-// list of JSON DeadLetterEntry values, oldest first.
+// DeadLetterKey returns the key of the dead-letter list of generation 0 of
+// one version: a list of JSON DeadLetterEntry values, oldest first.
 func DeadLetterKey(name string, version int) string {
-	return query.VersionPrefix(name, version) + "deadletter"
+	return BuildDeadLetterKey(name, query.Build{Version: version})
+}
+
+// BuildDeadLetterKey returns the key of the dead-letter list of build b.
+func BuildDeadLetterKey(name string, b query.Build) string {
+	return query.BuildPrefix(name, b) + "deadletter"
 }
 
 // ProjectionsKey is a set of the names of every projection a runner has run,
 // so that tools can list them without SCAN.
 const ProjectionsKey = "el:projections"
 
-// VersionsKey returns the set of versions of projection name that runners
-// have run.
+// VersionsKey returns the set of builds (query.Build strings: "3", "3g1") of
+// projection name that runners have run.
 func VersionsKey(name string) string { return query.Tag(name) + ":versions" }
 
 // ReadStatus reads the status of one version of a projection from Redis alone,
-// as another process (the CLI) sees it. Version 0 means the active version.
+// as another process (the CLI) sees it: of its active generation when the
+// version is active, of generation 0 otherwise. Version 0 means the active
+// build.
 func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, version int) (Status, error) {
+	return readStatus(ctx, rdb, name, query.Build{Version: version}, true)
+}
+
+// ReadBuildStatus reads the status of build b of a projection from Redis
+// alone. The zero Build means the active build.
+func ReadBuildStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) (Status, error) {
+	return readStatus(ctx, rdb, name, b, false)
+}
+
+// readStatus reads the status of b, or of the active build when b is zero;
+// with followActive, b's version at the active generation if it is active.
+func readStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, followActive bool) (Status, error) {
 	if err := query.ValidateName(name); err != nil {
 		return Status{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	active, err := rdb.Get(ctx, query.ActiveKey(name)).Int()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	active, err := activeBuild(ctx, rdb, name)
+	if err != nil {
 		return Status{}, fmt.Errorf("projection: status of %s: %w", name, err)
 	}
-	if version == 0 {
-		if active == 0 {
-			return Status{}, fmt.Errorf("%w: projection %q has no active version", query.ErrNotReady, name)
-		}
-		version = active
+	switch {
+	case b.IsZero() && active.IsZero():
+		return Status{}, fmt.Errorf("%w: projection %q has no active version", query.ErrNotReady, name)
+	case b.IsZero(), followActive && b.Version == active.Version:
+		b = active
 	}
 	pipe := rdb.Pipeline()
-	st := pipe.HGetAll(ctx, statusKey(name, version))
-	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, version))
-	holder := pipe.Get(ctx, leaseKey(name, version))
-	dead := pipe.LLen(ctx, DeadLetterKey(name, version))
+	st := pipe.HGetAll(ctx, statusKey(name, b))
+	cp := pipe.HGetAll(ctx, query.BuildCheckpointKey(name, b))
+	holder := pipe.Get(ctx, leaseKey(name, b))
+	dead := pipe.LLen(ctx, BuildDeadLetterKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Status{}, fmt.Errorf("projection: status of %s v%d: %w", name, version, err)
+		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
-	s := Status{Name: name, Version: version, ActiveVersion: active, Active: active == version,
+	s := Status{Name: name, Version: b.Version, Generation: b.Generation,
+		ActiveVersion: active.Version, ActiveGeneration: active.Generation, Active: active == b,
 		Holder: holder.Val(), DeadLetters: dead.Val()}
 	sv, cv := st.Val(), cp.Val()
 	s.State = State(sv[fState])

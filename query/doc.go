@@ -5,15 +5,19 @@
 //
 // # Versions
 //
-// A projection's keys carry its name as a hash tag and its schema version:
-// "{el:carts}:v3:cart:42". The key {el:<name>}:active names the live version.
-// Resolve reads it and returns a View bound to that version, so that every
-// read of one request sees one version even if a rebuild switches versions
-// meanwhile. A projection whose first version has not caught up with the log
+// A projection's keys carry its name as a hash tag and its build: the schema
+// version and, for a version rebuilt without a version bump, a generation:
+// "{el:carts}:v3:cart:42" (generation 0) or "{el:carts}:v3g1:cart:42"
+// (generation 1, see Build). The key {el:<name>}:active names the live build
+// ("3", "3g1"). Resolve reads it and returns a View bound to that build, so
+// that every read of one request sees one build even if a rebuild switches
+// builds meanwhile; View.Key and View.Checkpoint follow the generation, so
+// readers never need to know about generations. A projection whose first version has not caught up with the log
 // has no active version: Resolve returns ErrNotReady rather than a half-built
 // model.
 //
-// This package owns the key layout (Key, ActiveKey, CheckpointKey, ...): the
+// This package owns the key layout (BuildKey, ActiveKey, BuildCheckpointKey,
+// ...; Key, VersionPrefix and CheckpointKey name generation 0): the
 // projection package writes through it, so writers and readers cannot drift
 // apart.
 //

@@ -26,52 +26,139 @@ func ValidateName(name string) error {
 }
 
 // The key layout of every projection. All keys of one projection, across its
-// versions, share the hash tag {el:<name>}, so they live in one Redis Cluster
-// slot and one transaction or script can touch any of them.
+// builds, share the hash tag {el:<name>}, so they live in one Redis Cluster
+// slot and one transaction or script can touch any of them. <b> is a Build in
+// its String form: "3" for generation 0 of version 3, "3g1" for generation 1.
 //
-//	{el:<name>}:active                 the live version, a decimal integer
-//	{el:<name>}:v<n>:checkpoint        hash: position, commit, prepare, recorded_at, updated_at
-//	{el:<name>}:v<n>:lease             the token of the runner allowed to write version n
-//	{el:<name>}:v<n>:status            hash written by the lease holder (state, head, error, ...)
-//	{el:<name>}:v<n>:deadletter        list of records set aside by the dead-letter policy
-//	{el:<name>}:v<n>:<parts...>        the read model itself
+//	{el:<name>}:active                 the live build, e.g. "3" or "3g1"
+//	{el:<name>}:v<b>:checkpoint        hash: position, commit, prepare, recorded_at, updated_at
+//	{el:<name>}:v<b>:lease             the token of the runner allowed to write build b
+//	{el:<name>}:v<b>:status            hash written by the lease holder (state, head, error, ...)
+//	{el:<name>}:v<b>:deadletter        list of records set aside by the dead-letter policy
+//	{el:<name>}:v<b>:<parts...>        the read model itself
+//
+// Generation 0 of version n uses the prefix "v<n>:", the layout from before
+// generations existed, so existing models keep their keys.
+
+// Build names one build of a projection's read model: its schema Version (the
+// code's Projection.Version) and a Generation within that version. A version
+// is first built as generation 0; rebuilding the active version from scratch
+// without bumping it (projection.RebuildOptions.Force) builds generation g+1
+// beside the live generation g, blue/green, under its own keys. The zero Build
+// means "none".
+type Build struct {
+	Version    int
+	Generation int
+}
+
+// String returns the form stored in the active key and used in key names:
+// "3" for version 3 generation 0, "3g1" for generation 1; "" for the zero Build.
+func (b Build) String() string {
+	switch {
+	case b.IsZero():
+		return ""
+	case b.Generation == 0:
+		return strconv.Itoa(b.Version)
+	}
+	return strconv.Itoa(b.Version) + "g" + strconv.Itoa(b.Generation)
+}
+
+// IsZero reports whether b is the zero Build (no build).
+func (b Build) IsZero() bool { return b == Build{} }
+
+// Before reports whether b is older than c: a lower version, or the same
+// version and a lower generation.
+func (b Build) Before(c Build) bool {
+	if b.Version != c.Version {
+		return b.Version < c.Version
+	}
+	return b.Generation < c.Generation
+}
+
+// ParseBuild parses the String form of a Build: a positive version, optionally
+// followed by "g" and a positive generation. Non-canonical forms ("03", "3g0")
+// are refused, so that equal builds have equal strings.
+func ParseBuild(s string) (Build, error) {
+	vs, gs, hasGen := strings.Cut(s, "g")
+	v, err := positive(vs)
+	if err != nil {
+		return Build{}, fmt.Errorf("query: build %q: version: %w", s, err)
+	}
+	b := Build{Version: v}
+	if hasGen {
+		if b.Generation, err = positive(gs); err != nil {
+			return Build{}, fmt.Errorf("query: build %q: generation: %w", s, err)
+		}
+	}
+	return b, nil
+}
+
+func positive(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	switch {
+	case err != nil:
+		return 0, err
+	case n < 1 || strconv.Itoa(n) != s:
+		return 0, fmt.Errorf("%q is not a positive integer in canonical form", s)
+	}
+	return n, nil
+}
 
 // Tag returns the hash-tagged prefix of every key of projection name: "{el:<name>}".
 func Tag(name string) string { return "{el:" + name + "}" }
 
-// ActiveKey returns the key naming the live version of projection name.
+// ActiveKey returns the key naming the live build of projection name.
 func ActiveKey(name string) string { return Tag(name) + ":active" }
 
-// VersionPrefix returns the prefix of every key of version of projection name,
-// ending with ':', e.g. "{el:carts}:v3:". SCAN MATCH VersionPrefix(...)+"*"
-// lists one version's keys.
+// VersionPrefix returns the prefix of every key of generation 0 of version of
+// projection name, ending with ':', e.g. "{el:carts}:v3:". SCAN MATCH
+// VersionPrefix(...)+"*" lists that build's keys and no other's.
 func VersionPrefix(name string, version int) string {
-	return Tag(name) + ":v" + strconv.Itoa(version) + ":"
+	return BuildPrefix(name, Build{Version: version})
 }
 
-// Key returns the key of a read model entry of version of projection name:
-// the version prefix followed by parts joined with ':'.
+// BuildPrefix returns the prefix of every key of build b of projection name,
+// ending with ':', e.g. "{el:carts}:v3:" or "{el:carts}:v3g1:".
+func BuildPrefix(name string, b Build) string {
+	return Tag(name) + ":v" + b.String() + ":"
+}
+
+// Key returns the key of a read model entry of generation 0 of version of
+// projection name: the version prefix followed by parts joined with ':'.
+// Readers should use View.Key, which follows the active generation.
 func Key(name string, version int, parts ...string) string {
-	var b strings.Builder
-	p := VersionPrefix(name, version)
+	return BuildKey(name, Build{Version: version}, parts...)
+}
+
+// BuildKey returns the key of a read model entry of build b of projection
+// name: BuildPrefix followed by parts joined with ':'.
+func BuildKey(name string, b Build, parts ...string) string {
+	var sb strings.Builder
+	p := BuildPrefix(name, b)
 	n := len(p)
 	for _, s := range parts {
 		n += len(s) + 1
 	}
-	b.Grow(n)
-	b.WriteString(p)
+	sb.Grow(n)
+	sb.WriteString(p)
 	for i, s := range parts {
 		if i > 0 {
-			b.WriteByte(':')
+			sb.WriteByte(':')
 		}
-		b.WriteString(s)
+		sb.WriteString(s)
 	}
-	return b.String()
+	return sb.String()
 }
 
-// CheckpointKey returns the key of the checkpoint hash of one version.
+// CheckpointKey returns the key of the checkpoint hash of generation 0 of
+// version.
 func CheckpointKey(name string, version int) string {
-	return VersionPrefix(name, version) + "checkpoint"
+	return BuildCheckpointKey(name, Build{Version: version})
+}
+
+// BuildCheckpointKey returns the key of the checkpoint hash of build b.
+func BuildCheckpointKey(name string, b Build) string {
+	return BuildPrefix(name, b) + "checkpoint"
 }
 
 // Fields of the checkpoint hash.

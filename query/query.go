@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -23,15 +22,17 @@ var (
 	ErrInvalidName = errors.New("query: invalid projection name")
 )
 
-// View is one version of a projection's read model, as resolved at one moment.
+// View is one build of a projection's read model, as resolved at one moment.
 // Keep a View for the reads of one request: all of them then see the same
-// version even if a rebuild switches the active version meanwhile.
+// build even if a rebuild switches the active build meanwhile.
 type View struct {
 	rdb redis.Cmdable
 	// Name is the projection's name.
 	Name string
-	// Version is the version the View reads.
-	Version int
+	// Version is the schema version the View reads, and Generation the
+	// generation of that version (0 unless the version was force-rebuilt).
+	Version    int
+	Generation int
 }
 
 // Resolve returns a View of the active version of projection name. A
@@ -48,20 +49,23 @@ func Resolve(ctx context.Context, rdb redis.Cmdable, name string) (*View, error)
 	if err != nil {
 		return nil, fmt.Errorf("query: resolve projection %q: %w", name, err)
 	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 {
-		return nil, fmt.Errorf("query: projection %q: active version %q is not a positive integer", name, s)
+	b, err := ParseBuild(s)
+	if err != nil {
+		return nil, fmt.Errorf("query: projection %q: active build: %w", name, err)
 	}
-	return &View{rdb: rdb, Name: name, Version: v}, nil
+	return &View{rdb: rdb, Name: name, Version: b.Version, Generation: b.Generation}, nil
 }
 
-// Key returns the key of a read model entry of the View's version.
-func (v *View) Key(parts ...string) string { return Key(v.Name, v.Version, parts...) }
+// Build returns the build the View reads.
+func (v *View) Build() Build { return Build{Version: v.Version, Generation: v.Generation} }
+
+// Key returns the key of a read model entry of the View's build.
+func (v *View) Key(parts ...string) string { return BuildKey(v.Name, v.Build(), parts...) }
 
 // Checkpoint returns the position of the last record applied to the View's
-// version (Start when none).
+// build (Start when none).
 func (v *View) Checkpoint(ctx context.Context) (eventstore.Position, error) {
-	return ReadCheckpoint(ctx, v.rdb, v.Name, v.Version)
+	return ReadBuildCheckpoint(ctx, v.rdb, v.Name, v.Build())
 }
 
 // GetJSON reads the string key made of parts and decodes it as JSON into dst.
@@ -99,10 +103,17 @@ func (v *View) HGetAll(ctx context.Context, dst any, parts ...string) error {
 	return nil
 }
 
-// ReadCheckpoint returns the checkpoint of one version of a projection, Start
-// when the version has applied nothing.
+// ReadCheckpoint returns the checkpoint of generation 0 of one version of a
+// projection, Start when it has applied nothing. View.Checkpoint follows the
+// active generation.
 func ReadCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, version int) (eventstore.Position, error) {
-	key := CheckpointKey(name, version)
+	return ReadBuildCheckpoint(ctx, rdb, name, Build{Version: version})
+}
+
+// ReadBuildCheckpoint returns the checkpoint of build b of a projection, Start
+// when the build has applied nothing.
+func ReadBuildCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, b Build) (eventstore.Position, error) {
+	key := BuildCheckpointKey(name, b)
 	s, err := rdb.HGet(ctx, key, FieldPosition).Result()
 	if errors.Is(err, redis.Nil) {
 		return eventstore.Start, nil
@@ -121,11 +132,11 @@ const (
 	waitMaxBackoff = 20 * time.Millisecond
 )
 
-// WaitFor returns a View of the active version of projection name once that
-// version's checkpoint has reached position, so that a client reading through
+// WaitFor returns a View of the active build of projection name once that
+// build's checkpoint has reached position, so that a client reading through
 // it sees its own writes: pass the position a command returned. A zero
 // position never waits. It re-checks with a growing pause (0.5 ms up to 20
-// ms), re-resolving the active version each time, and gives up with ctx's
+// ms), re-resolving the active build each time, and gives up with ctx's
 // error. A projection with no active version gives ErrNotReady at once.
 func WaitFor(ctx context.Context, rdb redis.Cmdable, name string, position eventstore.Position) (*View, error) {
 	pause := waitMinBackoff

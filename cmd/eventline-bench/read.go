@@ -171,7 +171,7 @@ func waitCheckpoints(ctx context.Context, rdb redis.Cmdable, rs *runners, names 
 			if err != nil {
 				return false
 			}
-			cp, err := query.ReadCheckpoint(ctx, rdb, name, v.Version)
+			cp, err := v.Checkpoint(ctx)
 			return err == nil && !cp.Before(position)
 		})
 		if len(pending) == 0 {

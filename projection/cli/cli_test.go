@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +261,141 @@ func TestReplayCancel(t *testing.T) {
 	if n := len(e.rdb.Keys(bg, query.VersionPrefix("carts", 2)+"*").Val()); n != 0 {
 		t.Fatalf("%d keys of the cancelled v2 left", n)
 	}
+}
+
+// TestReplayForceRestoresDamagedModel damages a live model by hand (a field
+// deleted, another overwritten) while its projector runs. Plain replay leaves
+// the active version alone and says how to rebuild it; replay --force
+// rebuilds it as generation 1, blue/green, restoring the exact model; the
+// projector follows generation 1 and keeps applying new events; status shows
+// the generation.
+func TestReplayForceRestoresDamagedModel(t *testing.T) {
+	const events = 20_000
+	e := newEnv(t, events)
+	ctx := context.Background()
+	e.buildV1(t, "orders")
+
+	// The long-running projector of carts v1.
+	projector, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
+		Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stopProjector := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- projector.Run(pctx) }()
+	t.Cleanup(func() { stopProjector(); <-done })
+	head, _ := e.store.Head(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	for {
+		_, err := query.WaitFor(wctx, e.rdb, "carts", head)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, query.ErrNotReady) {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // polling for the first activation, not synchronising
+	}
+
+	want := map[string]string{}
+	for i := 0; i < events; i += 100 {
+		s := "s-" + string(rune('a'+i%7))
+		n, _ := strconv.Atoi(want[s])
+		want[s] = strconv.Itoa(n + 100)
+	}
+	counts := func(v *query.View) map[string]string { return e.rdb.HGetAll(ctx, v.Key("counts")).Val() }
+	v, _ := query.Resolve(ctx, e.rdb, "carts")
+	if !maps.Equal(counts(v), want) {
+		t.Fatalf("carts v1 before the damage: %v, want %v", counts(v), want)
+	}
+	e.rdb.HDel(ctx, v.Key("counts"), "s-a")
+	e.rdb.HSet(ctx, v.Key("counts"), "s-b", 7)
+
+	cfg := e.config(counter("carts", 1), counter("orders", 1))
+	out, _, err := run(ctx, cfg, "replay", "carts")
+	if err != nil || !strings.Contains(out, "carts: v1 is already active; nothing to rebuild (replay --force carts rebuilds it as a new generation)") {
+		t.Fatalf("replay without --force: %v\n%s", err, out)
+	}
+	if maps.Equal(counts(v), want) {
+		t.Fatal("replay without --force changed the model")
+	}
+
+	out, _, err = run(ctx, cfg, "replay", "--force", "--all", "--interval", "1ms")
+	if err != nil {
+		t.Fatalf("replay --force --all: %v\n%s", err, out)
+	}
+	t.Logf("output:\n%s", out)
+	for _, w := range []string{"carts v1 generation 1: catching_up ", "carts: v1 generation 1 active at 20000, replaced v1 (removed)",
+		"orders: v1 generation 1 active at 20000, replaced v1 (removed)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q", w)
+		}
+	}
+	v, err = query.Resolve(ctx, e.rdb, "carts")
+	if err != nil || v.Version != 1 || v.Generation != 1 {
+		t.Fatalf("carts active after replay --force: %+v, %v", v, err)
+	}
+	if got := counts(v); !maps.Equal(got, want) {
+		t.Fatalf("carts after replay --force: %v, want %v", got, want)
+	}
+	if n := len(e.rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Val()); n != 0 {
+		t.Errorf("%d keys of the damaged generation 0 left", n)
+	}
+
+	// The projector did not stop: it writes generation 1 from now on.
+	select {
+	case err := <-done:
+		t.Fatalf("projector stopped: %v", err)
+	default:
+	}
+	res, err := e.store.Append(ctx, "s-a", eventstore.Any, eventstore.Event{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = query.WaitFor(wctx, e.rdb, "carts", res.Position); err != nil || v.Generation != 1 {
+		t.Fatalf("carts after an append: %+v, %v", v, err)
+	}
+	want["s-a"] = strconv.Itoa(mustAtoi(t, want["s-a"]) + 1)
+	if got := counts(v); !maps.Equal(got, want) {
+		t.Fatalf("carts after an append: %v, want %v", got, want)
+	}
+
+	js, _, err := run(ctx, cfg, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []projection.Status
+	if err := json.Unmarshal([]byte(js), &rows); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, js)
+	}
+	var carts []projection.Status
+	for _, s := range rows {
+		if s.Name == "carts" {
+			carts = append(carts, s)
+		}
+	}
+	if len(carts) != 1 || carts[0].Generation != 1 || !carts[0].Active || carts[0].ActiveGeneration != 1 ||
+		carts[0].Holder != projector.ID() || carts[0].State != projection.StateRunning {
+		t.Errorf("carts status rows %+v", carts)
+	}
+	table, _, err := run(ctx, cfg, "status")
+	if err != nil || !strings.Contains(table, "GEN") {
+		t.Fatalf("status table: %v\n%s", err, table)
+	}
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "carts" && (f[1] != "v1" || f[2] != "1" || f[3] != "*") {
+			t.Errorf("carts row %q: want v1, generation 1, active", line)
+		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

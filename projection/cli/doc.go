@@ -1,10 +1,13 @@
 // Package cli is the operator's command set for projections, ready to mount
 // in any application binary built with cobra:
 //
-//	replay <projection>... | --all   rebuild blue/green (projection.Rebuild)
-//	status [--json]                  every projection version: active version,
-//	                                 checkpoint, head, lag, state, lease holder,
-//	                                 dead letters
+//	replay [--force] <projection>... | --all
+//	                                 rebuild blue/green (projection.Rebuild);
+//	                                 --force also rebuilds a version that is
+//	                                 already active, as a new generation
+//	status [--json]                  every projection build: version,
+//	                                 generation, active, checkpoint, head, lag,
+//	                                 state, lease holder, dead letters
 //
 // The application owns its flags, environment and connections: Config gives
 // functions that open the event store and the Redis client, and the

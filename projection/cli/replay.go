@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/projection"
-	"github.com/eventline/eventline/query"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -20,7 +19,7 @@ import (
 // ReplayCommand returns the replay command: rebuild the named projections (or
 // all with --all), one after the other, blue/green with projection.Rebuild.
 func ReplayCommand(cfg Config) *cobra.Command {
-	var all bool
+	var all, force bool
 	var interval time.Duration
 	var progress string
 	cmd := &cobra.Command{
@@ -31,9 +30,15 @@ beside the live version, which keeps serving queries and being updated. Once
 the new version has caught up with the log, the active version switches
 atomically and the old version's keys are removed in the background.
 
-A projection whose code version is already active is skipped. Ctrl-C cancels:
-the live version is untouched and the partial new version removed; running
-replay again starts over, while a crashed replay resumes from its checkpoint.`,
+A projection whose code version is already active is skipped, unless --force
+is given: then a new generation of that version is built beside the live one
+and switched to the same way (for a model damaged by hand or by a bug fixed
+without a version bump). Projectors running that version follow the new
+generation by themselves.
+
+Ctrl-C cancels: the live version is untouched and the partial new build
+removed; running replay again starts over, while a crashed replay resumes from
+its checkpoint.`,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cfg.Validate(); err != nil {
@@ -62,10 +67,11 @@ replay again starts over, while a crashed replay resumes from its checkpoint.`,
 			if err != nil {
 				return err
 			}
-			return replay(ctx, cfg, ps, out, mode, interval)
+			return replay(ctx, cfg, ps, out, mode, interval, force)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "replay every projection of the application")
+	cmd.Flags().BoolVar(&force, "force", false, "rebuild even a projection whose code version is already active (as a new generation, blue/green)")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often a progress line is printed when the output is not a terminal")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "progress display: auto (bar on a terminal, lines otherwise), bar, lines or none")
 	return cmd
@@ -91,7 +97,7 @@ func progressMode(flag string, out io.Writer) (string, error) {
 	return "", fmt.Errorf("--progress %q: want auto, bar, lines or none", flag)
 }
 
-func replay(ctx context.Context, cfg Config, ps []projection.Projection, out io.Writer, mode string, interval time.Duration) error {
+func replay(ctx context.Context, cfg Config, ps []projection.Projection, out io.Writer, mode string, interval time.Duration, force bool) error {
 	rdb, err := cfg.openRedis(ctx)
 	if err != nil {
 		return err
@@ -108,27 +114,36 @@ func replay(ctx context.Context, cfg Config, ps []projection.Projection, out io.
 		if rc.Logger == nil {
 			rc.Logger = cfg.Logger
 		}
-		view := newProgressView(out, mode, interval, p.Name(), p.Version())
-		// A resumed rebuild's rate counts from where it resumed.
-		if cp, err := query.ReadCheckpoint(ctx, rdb, p.Name(), p.Version()); err == nil {
-			view.first, view.seen = projection.Progress{Checkpoint: cp}, true
-		}
-		res, err := projection.Rebuild(ctx, rc, projection.RebuildOptions{Progress: view.update, ProgressEvery: 100 * time.Millisecond})
+		// Rebuild's first Progress carries the checkpoint it resumes from,
+		// so a resumed rebuild's rate counts from there.
+		view := newProgressView(out, mode, interval, p.Name())
+		res, err := projection.Rebuild(ctx, rc, projection.RebuildOptions{Progress: view.update, ProgressEvery: 100 * time.Millisecond, Force: force})
 		view.finish(err == nil && !res.AlreadyActive)
+		built := build(res.Version, res.Generation)
 		switch {
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			return fmt.Errorf("replay cancelled: %w", err)
 		case err != nil:
 			return fmt.Errorf("replay %s: %w", p.Name(), err)
 		case res.AlreadyActive:
-			fmt.Fprintf(out, "%s: v%d is already active; nothing to rebuild (bump its Version to rebuild)\n", p.Name(), p.Version())
+			fmt.Fprintf(out, "%s: %s is already active; nothing to rebuild (replay --force %s rebuilds it as a new generation)\n",
+				p.Name(), built, p.Name())
 		case res.Previous == 0:
-			fmt.Fprintf(out, "%s: v%d built and active at %s\n", p.Name(), p.Version(), res.Checkpoint)
+			fmt.Fprintf(out, "%s: %s built and active at %s\n", p.Name(), built, res.Checkpoint)
 		default:
-			fmt.Fprintf(out, "%s: v%d active at %s, replaced v%d (removed)\n", p.Name(), p.Version(), res.Checkpoint, res.Previous)
+			fmt.Fprintf(out, "%s: %s active at %s, replaced %s (removed)\n", p.Name(), built, res.Checkpoint,
+				build(res.Previous, res.PreviousGeneration))
 		}
 	}
 	return nil
+}
+
+// build names a build for people: "v3", or "v3 generation 1".
+func build(version, generation int) string {
+	if generation == 0 {
+		return fmt.Sprintf("v%d", version)
+	}
+	return fmt.Sprintf("v%d generation %d", version, generation)
 }
 
 func roundDuration(d time.Duration) time.Duration {
@@ -155,14 +170,15 @@ type progressView struct {
 	seen      bool
 }
 
-func newProgressView(out io.Writer, mode string, interval time.Duration, name string, version int) *progressView {
-	return &progressView{out: out, mode: mode, interval: interval, label: fmt.Sprintf("%s v%d", name, version), started: time.Now()}
+func newProgressView(out io.Writer, mode string, interval time.Duration, name string) *progressView {
+	return &progressView{out: out, mode: mode, interval: interval, label: name, started: time.Now()}
 }
 
 // update is Rebuild's Progress callback; Rebuild calls it from one goroutine.
 func (v *progressView) update(p projection.Progress) {
 	if !v.seen {
 		v.first, v.seen = p, true
+		v.label = p.Name + " " + build(p.Version, p.Generation)
 	}
 	switch v.mode {
 	case modeBar:
