@@ -103,7 +103,8 @@
 // projection/cli): it runs a runner of the new version, follows its progress
 // and returns once the old version is gone. Cancelled before the switch, it
 // leaves the live version untouched and Discards the partial one; crashed, it
-// resumes from the new version's checkpoint when run again. With
+// resumes from the new version's checkpoint when run again, or starts over
+// with RebuildOptions.Restart (for code changed since the crash). With
 // ActivateIfNone a runner whose version is newer than the active one refuses
 // to start (ErrNewVersion) and the operator rebuilds explicitly; with
 // ActivateNever the caller switches with Activate. A version older than the
@@ -137,8 +138,8 @@
 //
 // A forced rebuild that crashed before its switch is resumed from its
 // checkpoint by the next forced Rebuild (the versions set still
-// lists its generation); DiscardBuild removes it instead, for a rebuild that
-// must start over.
+// lists its generation); RebuildOptions.Restart (or DiscardBuild) removes it
+// instead, for a rebuild that must start over.
 //
 // # Leases
 //

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/query"
@@ -195,5 +196,65 @@ func TestForceRebuildResumesAndGuards(t *testing.T) {
 	}
 	if _, err := Rebuild(ctx, Config{Store: store, Redis: rdb, Projection: tally("p", 1)}, RebuildOptions{Force: true}); !errors.Is(err, ErrSuperseded) {
 		t.Fatalf("forced Rebuild of v1 with v2 active: %v, want ErrSuperseded", err)
+	}
+}
+
+// TestRebuildRestartStartsOver: a rebuild of v2 crashed after building part
+// of the model with code that was then fixed (without a version bump).
+// Resuming would keep what the buggy code wrote; RebuildOptions.Restart
+// discards the partial build and starts from the beginning of the log, and
+// refuses, touching nothing, while a runner still holds the build's lease.
+func TestRebuildRestartStartsOver(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	head := appendTally(t, store, 0, 2000)
+	v2 := query.Build{Version: 2}
+	x := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: tally("p", 1), Logger: quietLogger()}))
+	waitFor(t, rdb, "p", head)
+	_ = x.stop()
+
+	buggy := Define("p", 2, func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+		tx.Pipe().HIncrBy(ctx, tx.Key("counts"), rec.StreamID, 7)
+		tx.Pipe().Incr(ctx, tx.Key("applied"))
+		return nil
+	})
+	xb := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: buggy, Logger: quietLogger(), Activation: ActivateNever}))
+	waitUntil(t, 30*time.Second, "the partial v2", func() bool {
+		cp, err := query.ReadBuildCheckpoint(ctx, rdb, "p", v2)
+		return err == nil && !cp.Before(head)
+	})
+	partial := dumpBuild(t, rdb, "p", v2)
+
+	_, err := Rebuild(ctx, Config{Store: store, Redis: rdb, Projection: tally("p", 2), Logger: quietLogger()}, RebuildOptions{Restart: true})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("Restart while a runner holds v2: %v, want ErrBusy", err)
+	}
+	if d := diffModels(partial, dumpBuild(t, rdb, "p", v2)); d != "" {
+		t.Fatalf("a refused Restart changed the partial build:\n%s", d)
+	}
+	_ = xb.stop() // the crash: its lease is released, its keys stay
+	if d := diffModels(referenceModel(t, store, "p", 2, head), dumpBuild(t, rdb, "p", v2)); d == "" {
+		t.Fatal("the buggy partial build equals a correct one: the test shows nothing")
+	}
+
+	head = appendTally(t, store, 2000, 2100)
+	var first *Progress
+	res, err := Rebuild(ctx, Config{Store: store, Redis: rdb, Projection: tally("p", 2), Logger: quietLogger(), RetireDelay: time.Millisecond},
+		RebuildOptions{Restart: true, Progress: func(p Progress) {
+			if first == nil {
+				first = &p
+			}
+		}})
+	if err != nil || res.Version != 2 || res.Previous != 1 {
+		t.Fatalf("Rebuild with Restart: %+v, %v", res, err)
+	}
+	if first == nil || !first.Checkpoint.IsZero() {
+		t.Fatalf("Rebuild with Restart resumed instead of starting over: first progress %+v", first)
+	}
+	waitFor(t, rdb, "p", head)
+	if d := diffModels(referenceModel(t, store, "p", 2, head), dumpBuild(t, rdb, "p", v2)); d != "" {
+		t.Fatalf("v2 after Restart differs from a from-scratch build:\n%s", d)
 	}
 }

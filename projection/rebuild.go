@@ -267,6 +267,12 @@ type RebuildOptions struct {
 	// (RebuildResult.AlreadyActive). A forced rebuild that crashed or was cut
 	// short resumes its generation from its checkpoint.
 	Force bool
+	// Restart discards what an earlier Rebuild of the same build left when it
+	// crashed (its partial keys, checkpoint and dead letters), so this one
+	// starts from the beginning of the log instead of resuming: use it when
+	// the projection's code changed since. It changes nothing and fails with
+	// ErrBusy while a runner holds that build's lease.
+	Restart bool
 }
 
 // RebuildResult says what a Rebuild did.
@@ -308,9 +314,10 @@ func (r *RebuildResult) previous() query.Build {
 // by and Rebuild just follows its progress.
 //
 // A Rebuild that crashes resumes from the new build's checkpoint when run
-// again. A Rebuild whose ctx ends before the switch leaves the live build
-// untouched, removes the new build's partial keys (with DiscardBuild, unless a
-// projector is building it) and returns ctx's error. A version older than the
+// again (or starts over with opts.Restart). A Rebuild whose ctx ends before
+// the switch leaves the live build untouched, removes the new build's partial
+// keys (with DiscardBuild, unless a projector is building it) and returns
+// ctx's error. A version older than the
 // active one gives ErrSuperseded; the active version itself gives
 // AlreadyActive at once, unless opts.Force asks for a new generation of it.
 func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResult, error) {
@@ -339,11 +346,20 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 			return res, err
 		}
 	}
+	target := res.build()
+	if opts.Restart && target != prev {
+		n, err := DiscardBuild(ctx, rdb, name, target)
+		if err != nil {
+			return res, fmt.Errorf("projection: rebuild %s v%s from the start: %w", name, target, err)
+		}
+		if n > 0 {
+			cfg.Logger.Info("rebuild starts over; partial build removed", "projection", name, "build", target.String(), "keys", n)
+		}
+	}
 	r, err := New(cfg)
 	if err != nil {
 		return res, err
 	}
-	target := res.build()
 	r.pinned = &target
 	every := opts.ProgressEvery
 	if every <= 0 {

@@ -399,3 +399,57 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestReplayRestartDiscardsACrashedBuild: a replay of v2 died part-way with
+// code that was fixed since. `replay --restart` discards the partial build and
+// builds v2 from the start of the log, so nothing the old code wrote remains.
+func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
+	e := newEnv(t, 5_000)
+	ctx := context.Background()
+	e.buildV1(t, "carts")
+	buggy := projection.Define("carts", 2, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record) error {
+		tx.Pipe().HIncrBy(ctx, tx.Key("counts"), rec.StreamID, 7)
+		tx.Pipe().Set(ctx, tx.Key("stale"), "written by the old code", 0)
+		return nil
+	})
+	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: buggy,
+		Activation: projection.ActivateNever, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if cp, _ := query.ReadCheckpoint(ctx, e.rdb, "carts", 2); cp.Commit > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the crashed build wrote nothing")
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	out, _, err := run(ctx, e.config(counter("carts", 2)), "replay", "--restart", "--progress", "none", "carts")
+	if err != nil || !strings.Contains(out, "carts: v2 active at 5000, replaced v1 (removed)") {
+		t.Fatalf("replay --restart: %v\n%s", err, out)
+	}
+	if n := e.rdb.Exists(ctx, query.Key("carts", 2, "stale")).Val(); n != 0 {
+		t.Error("a key of the crashed build survived replay --restart")
+	}
+	counts := e.rdb.HGetAll(ctx, query.Key("carts", 2, "counts")).Val()
+	total := 0
+	for s, v := range counts {
+		n, _ := strconv.Atoi(v)
+		if n%2 != 0 {
+			t.Errorf("stream %s counted %d: not v2's code", s, n)
+		}
+		total += n
+	}
+	if total != 2*5_000 {
+		t.Errorf("v2 counts %d in all, want %d", total, 2*5_000)
+	}
+}

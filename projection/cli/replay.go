@@ -19,7 +19,7 @@ import (
 // ReplayCommand returns the replay command: rebuild the named projections (or
 // all with --all), one after the other, blue/green with projection.Rebuild.
 func ReplayCommand(cfg Config) *cobra.Command {
-	var all, force bool
+	var all, force, restart bool
 	var interval time.Duration
 	var progress string
 	cmd := &cobra.Command{
@@ -38,7 +38,8 @@ generation by themselves.
 
 Ctrl-C cancels: the live version is untouched and the partial new build
 removed; running replay again starts over, while a crashed replay resumes from
-its checkpoint.`,
+its checkpoint. --restart discards what a crashed replay left and starts from
+the beginning of the log instead (for code changed since the crash).`,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cfg.Validate(); err != nil {
@@ -67,11 +68,12 @@ its checkpoint.`,
 			if err != nil {
 				return err
 			}
-			return replay(ctx, cfg, ps, out, mode, interval, force)
+			return replay(ctx, cfg, ps, out, mode, interval, projection.RebuildOptions{Force: force, Restart: restart})
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "replay every projection of the application")
 	cmd.Flags().BoolVar(&force, "force", false, "rebuild even a projection whose code version is already active (as a new generation, blue/green)")
+	cmd.Flags().BoolVar(&restart, "restart", false, "discard a partial build left by a crashed replay and start from the beginning of the log instead of resuming")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often a progress line is printed when the output is not a terminal")
 	cmd.Flags().StringVar(&progress, "progress", "auto", "progress display: auto (bar on a terminal, lines otherwise), bar, lines or none")
 	return cmd
@@ -97,7 +99,7 @@ func progressMode(flag string, out io.Writer) (string, error) {
 	return "", fmt.Errorf("--progress %q: want auto, bar, lines or none", flag)
 }
 
-func replay(ctx context.Context, cfg Config, ps []projection.Projection, out io.Writer, mode string, interval time.Duration, force bool) error {
+func replay(ctx context.Context, cfg Config, ps []projection.Projection, out io.Writer, mode string, interval time.Duration, opts projection.RebuildOptions) error {
 	rdb, err := cfg.openRedis(ctx)
 	if err != nil {
 		return err
@@ -117,7 +119,8 @@ func replay(ctx context.Context, cfg Config, ps []projection.Projection, out io.
 		// Rebuild's first Progress carries the checkpoint it resumes from,
 		// so a resumed rebuild's rate counts from there.
 		view := newProgressView(out, mode, interval, p.Name())
-		res, err := projection.Rebuild(ctx, rc, projection.RebuildOptions{Progress: view.update, ProgressEvery: 100 * time.Millisecond, Force: force})
+		opts.Progress, opts.ProgressEvery = view.update, 100*time.Millisecond
+		res, err := projection.Rebuild(ctx, rc, opts)
 		view.finish(err == nil && !res.AlreadyActive)
 		built := build(res.Version, res.Generation)
 		switch {
