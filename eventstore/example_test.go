@@ -3,6 +3,8 @@ package eventstore_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
@@ -56,4 +58,42 @@ func Example() {
 	// eventstore: wrong expected version for stream "cart-1": expected no stream, actual 2
 	// version 1 at 1: cart.item_added.v2 {SKU:tea Quantity:2}
 	// version 2 at 2: cart.closed {}
+}
+
+// Two subscriptions through a SharedLog, as two projection runners of one
+// process would use it: one reading of the log feeds both, and each sees every
+// record once, in order.
+func ExampleNewSharedLog() {
+	ctx := context.Background()
+	store := memory.New()
+	defer store.Close()
+	for _, stream := range []string{"cart-1", "cart-2", "cart-1"} {
+		if _, err := store.Append(ctx, stream, eventstore.Any, eventstore.Event{Type: "cart.touched"}); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+
+	log := eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
+	seen := make([][]string, 2)
+	var wg sync.WaitGroup
+	for i := range seen {
+		wg.Go(func() {
+			for rec, err := range log.Subscribe(ctx, eventstore.Position{}) {
+				if err != nil {
+					return
+				}
+				seen[i] = append(seen[i], rec.Position.String()+":"+rec.StreamID)
+				if rec.Position.Commit == 3 {
+					return // a runner would go on following the head
+				}
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Println(strings.Join(seen[0], " "))
+	fmt.Println(strings.Join(seen[1], " "))
+	// Output:
+	// 1:cart-1 2:cart-2 3:cart-1
+	// 1:cart-1 2:cart-2 3:cart-1
 }

@@ -26,6 +26,16 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// TestContractShared runs the suite through an eventstore.SharedLog over the
+// SQLite store, as the sample's projectors use it, with a window small
+// enough that subscriptions wait on each other.
+func TestContractShared(t *testing.T) {
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		return eventstore.NewSharedLog(open(t, filepath.Join(t.TempDir(), "events.db")),
+			eventstore.SharedLogOptions{Window: 16, StallTimeout: 200 * time.Millisecond})
+	})
+}
+
 func open(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
