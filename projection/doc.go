@@ -10,6 +10,8 @@
 // A Runner subscribes to the log after the projection's checkpoint, groups
 // records into batches (at most Config.BatchSize records; the first record
 // waits at most Config.FlushInterval for company) and commits each batch.
+// Several runners in one process can share one reading of the log: give them
+// the same eventstore.SharedLog as Config.Store.
 //
 // # One batch, one transaction, fenced
 //

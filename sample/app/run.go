@@ -244,9 +244,12 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 		r    *projection.Runner
 	}
 	var runners []named
+	// The runners of this process share one reading of the log while they
+	// are at the same place (catching up together, or following the head).
+	shared := eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
 	for _, proj := range p.projections(reg) {
 		r, err := projection.New(projection.Config{
-			Store: store, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics,
+			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: projection %s: %w", proj.Name(), err)
