@@ -58,6 +58,13 @@ type AppendResult struct {
 	// Position is the position of the last event written, exactly as readers see
 	// it; a reader that has reached Position has seen every event of the append.
 	Position Position
+	// Repeated is true when the append wrote nothing because every event's id
+	// was already in the stream at the place the expectation allows: an earlier
+	// append with the same ids succeeded. The versions and position are that
+	// earlier append's. What the stream holds there is what the earlier append
+	// wrote, which may differ from the events given to this one, so a caller
+	// that needs the stored events reads them back rather than trusting its own.
+	Repeated bool
 }
 
 // Limits shared by every backend.

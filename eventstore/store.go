@@ -13,7 +13,8 @@ type Store interface {
 	// Append writes events to the end of stream if the stream's version is what
 	// expected allows, all or nothing. A mismatch returns an error matching
 	// ErrWrongVersion. Appending events whose ids are already the stream's events
-	// at the expected place returns the original result and writes nothing.
+	// at the expected place returns the original result with Repeated set and
+	// writes nothing.
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...Event) (AppendResult, error)
 
 	// ReadStream yields the events of one stream in version order, starting at
