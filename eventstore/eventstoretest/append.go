@@ -19,8 +19,8 @@ func testAppendAndRead(t *testing.T, s eventstore.Store) {
 	created := ev("order.created")
 	created.ID = id
 	res := mustAppend(t, s, "order-1", eventstore.NoStream, created, ev("order.paid"))
-	if res.StreamID != "order-1" || res.FirstVersion != 1 || res.LastVersion != 2 {
-		t.Fatalf("AppendResult = %+v, want stream order-1 versions 1 to 2", res)
+	if res.StreamID != "order-1" || res.FirstVersion != 1 || res.LastVersion != 2 || res.Repeated {
+		t.Fatalf("AppendResult = %+v, want stream order-1 versions 1 to 2, not a repeat", res)
 	}
 	recs := mustReadStream(t, s, "order-1", 1)
 	if len(recs) != 2 {
@@ -144,8 +144,8 @@ func testAppendNoEvents(t *testing.T, s eventstore.Store) {
 	if err != nil {
 		t.Fatalf("Append of no events to a missing stream: %v", err)
 	}
-	if res.FirstVersion != 0 || res.LastVersion != 0 {
-		t.Errorf("AppendResult = %+v, want versions 0", res)
+	if res.FirstVersion != 0 || res.LastVersion != 0 || res.Repeated {
+		t.Errorf("AppendResult = %+v, want versions 0, not a repeat", res)
 	}
 	if _, err := s.Append(ctx, "empty", eventstore.StreamExists); !errors.Is(err, eventstore.ErrWrongVersion) {
 		t.Errorf("Append of no events with StreamExists to a missing stream: err = %v, want ErrWrongVersion", err)
@@ -155,8 +155,8 @@ func testAppendNoEvents(t *testing.T, s eventstore.Store) {
 	if err != nil {
 		t.Fatalf("Append of no events with the right version: %v", err)
 	}
-	if res.FirstVersion != 2 || res.LastVersion != 2 {
-		t.Errorf("AppendResult = %+v, want versions 2", res)
+	if res.FirstVersion != 2 || res.LastVersion != 2 || res.Repeated {
+		t.Errorf("AppendResult = %+v, want versions 2, not a repeat", res)
 	}
 	if _, err := s.Append(ctx, "full", eventstore.Exact(1)); !errors.Is(err, eventstore.ErrWrongVersion) {
 		t.Errorf("Append of no events with a wrong version: err = %v, want ErrWrongVersion", err)
@@ -388,19 +388,26 @@ func testConcurrentWritersGlobalOrder(t *testing.T, s eventstore.Store) {
 	}
 }
 
-func testIdempotentAppend(t *testing.T, s eventstore.Store) {
+func testIdempotentAppend(t *testing.T, s eventstore.Store, o options) {
 	ctx := testContext(t)
 	a, b, c := withID(ev("a")), withID(ev("b")), withID(ev("c"))
 	first := mustAppend(t, s, "idem", eventstore.NoStream, a, b)
+	if first.Repeated {
+		t.Errorf("the append that wrote the events returned Repeated: %+v", first)
+	}
 
+	// checkRepeat fails the test unless again is first's result as a repeat.
+	checkRepeat := func(what string, again eventstore.AppendResult, err error, first eventstore.AppendResult) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		} else if want := o.repeated(again, first); again != want {
+			t.Errorf("%s returned %+v, want the original result as a repeat: %+v", what, again, want)
+		}
+	}
 	for _, expected := range []eventstore.ExpectedVersion{eventstore.NoStream, eventstore.Exact(0)} {
 		again, err := s.Append(ctx, "idem", expected, a, b)
-		if err != nil {
-			t.Fatalf("repeating an append with %v: %v", expected, err)
-		}
-		if again != first {
-			t.Errorf("repeated append with %v returned %+v, want the original %+v", expected, again, first)
-		}
+		checkRepeat(fmt.Sprintf("repeating an append with %v", expected), again, err, first)
 	}
 	if head := mustHead(t, s); head != first.Position {
 		t.Errorf("a repeated append moved the head from %s to %s", first.Position, head)
@@ -408,19 +415,22 @@ func testIdempotentAppend(t *testing.T, s eventstore.Store) {
 
 	// Still a repeat once the stream has moved on, and with an exact version.
 	second := mustAppend(t, s, "idem", eventstore.Exact(2), c)
-	if again, err := s.Append(ctx, "idem", eventstore.NoStream, a, b); err != nil || again != first {
-		t.Errorf("repeat after the stream moved on = %+v, %v; want %+v", again, err, first)
+	if second.Repeated {
+		t.Errorf("an append of a new event returned Repeated: %+v", second)
 	}
-	if again, err := s.Append(ctx, "idem", eventstore.Exact(2), c); err != nil || again != second {
-		t.Errorf("repeat of an Exact(2) append = %+v, %v; want %+v", again, err, second)
-	}
+	again, err := s.Append(ctx, "idem", eventstore.NoStream, a, b)
+	checkRepeat("repeat after the stream moved on", again, err, first)
+	again, err = s.Append(ctx, "idem", eventstore.Exact(2), c)
+	checkRepeat("repeat of an Exact(2) append", again, err, second)
 
 	// Any: a repeat is recognised by its ids alone.
 	d := withID(ev("d"))
 	third := mustAppend(t, s, "idem-any", eventstore.Any, d)
-	if again, err := s.Append(ctx, "idem-any", eventstore.Any, d); err != nil || again != third {
-		t.Errorf("repeat of an Any append = %+v, %v; want %+v", again, err, third)
+	if third.Repeated {
+		t.Errorf("an append with Any returned Repeated: %+v", third)
 	}
+	again, err = s.Append(ctx, "idem-any", eventstore.Any, d)
+	checkRepeat("repeat of an Any append", again, err, third)
 
 	head := mustHead(t, s)
 	if recs := mustReadStream(t, s, "idem", 1); len(recs) != 3 {
@@ -434,9 +444,66 @@ func testIdempotentAppend(t *testing.T, s eventstore.Store) {
 	}
 }
 
+// testRepeatKeepsStoredEvents repeats appends with the ids of stored events
+// but other types, data and metadata, as a second process that decided
+// differently would: the store writes nothing, keeps what the first append
+// wrote, and says Repeated, so that the caller does not take its own events
+// for the stored ones.
+func testRepeatKeepsStoredEvents(t *testing.T, s eventstore.Store) {
+	ctx := testContext(t)
+	mustAppend(t, s, "kept", eventstore.NoStream, ev("opened"))
+	a, b := withID(ev("a")), withID(ev("b"))
+	a.Metadata = eventstore.Metadata{CorrelationID: "first", Headers: map[string]string{"command": "deposit 5"}}
+	first := mustAppend(t, s, "kept", eventstore.Exact(1), a, b)
+	if first.Repeated {
+		t.Errorf("the append that wrote the events returned Repeated: %+v", first)
+	}
+	stored := mustReadStream(t, s, "kept", 1)
+	head := mustHead(t, s)
+
+	other := func(e eventstore.Event, typ, data string) eventstore.Event {
+		e.Type, e.Data = typ, []byte(data)
+		e.Metadata = eventstore.Metadata{CorrelationID: "second", Headers: map[string]string{"command": "deposit 500"}}
+		return e
+	}
+	cases := []struct {
+		name     string
+		expected eventstore.ExpectedVersion
+		events   []eventstore.Event
+	}{
+		{"other data", eventstore.Exact(1), []eventstore.Event{other(a, "a", `{"amount":500}`), other(b, "b", `{}`)}},
+		{"other types", eventstore.Exact(1), []eventstore.Event{other(a, "x", `{"type":"a"}`), other(b, "y", `{"type":"b"}`)}},
+		{"other metadata only", eventstore.Exact(1), []eventstore.Event{other(a, a.Type, string(a.Data)), other(b, b.Type, string(b.Data))}},
+		{"other data, Any", eventstore.Any, []eventstore.Event{other(a, "a", `[1]`), other(b, "b", `[2]`)}},
+	}
+	for _, tc := range cases {
+		res, err := s.Append(ctx, "kept", tc.expected, tc.events...)
+		want := first
+		want.Repeated = true
+		if err != nil || res != want {
+			t.Errorf("%s: repeat = %+v, %v; want %+v", tc.name, res, err, want)
+		}
+	}
+	if got := mustHead(t, s); got != head {
+		t.Errorf("repeats moved the head from %s to %s", head, got)
+	}
+	after := mustReadStream(t, s, "kept", 1)
+	if len(after) != len(stored) {
+		t.Fatalf("stream holds %d events after the repeats, %d before", len(after), len(stored))
+	}
+	for i := range after {
+		if d := diffRecord(after[i], stored[i]); d != "" {
+			t.Errorf("event %d changed by a repeat: %s", i+1, d)
+		}
+	}
+	if all := readAll(t, s, eventstore.Start); len(all) != 3 {
+		t.Errorf("log holds %d records, want 3", len(all))
+	}
+}
+
 // testConcurrentIdempotentAppend sends one append from many goroutines at
 // once, as retries racing each other: one writes, the rest are repeats.
-func testConcurrentIdempotentAppend(t *testing.T, s eventstore.Store) {
+func testConcurrentIdempotentAppend(t *testing.T, s eventstore.Store, o options) {
 	ctx := testContext(t)
 	events := []eventstore.Event{withID(ev("x")), withID(ev("y"))}
 	const callers = 16
@@ -452,12 +519,23 @@ func testConcurrentIdempotentAppend(t *testing.T, s eventstore.Store) {
 	}
 	close(start)
 	wg.Wait()
+	wrote := 0
 	for i := range callers {
 		if errs[i] != nil {
 			t.Errorf("caller %d: %v", i, errs[i])
-		} else if results[i] != results[0] {
+			continue
+		}
+		if !results[i].Repeated {
+			wrote++
+		}
+		got, want := results[i], results[0]
+		got.Repeated, want.Repeated = false, false
+		if got != want {
 			t.Errorf("caller %d got %+v, caller 0 got %+v", i, results[i], results[0])
 		}
+	}
+	if wrote != 1 && !(o.identicalRepeatsUnreported && wrote >= 1) {
+		t.Errorf("%d callers got Repeated false, want exactly 1 (the one that wrote)", wrote)
 	}
 	recs := mustReadStream(t, s, "retried", 1)
 	if len(recs) != 2 || recs[0].ID != events[0].ID || recs[1].ID != events[1].ID {

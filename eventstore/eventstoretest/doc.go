@@ -13,7 +13,9 @@
 //
 // The suite checks expected-version rules, 64 goroutines racing exact-version
 // appends on one stream, global order under concurrent writers, subscriptions
-// started before, during and after concurrent appends, idempotent re-appends,
+// started before, during and after concurrent appends, idempotent re-appends
+// (AppendResult.Repeated, and a repeat carrying other data keeps the stored
+// events),
 // reads from a position or version, large and empty payloads, metadata,
 // invalid input, cancellation without leaked goroutines, and Close.
 //

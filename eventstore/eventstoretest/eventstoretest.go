@@ -38,8 +38,9 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts ...Opt
 		{"ReadAllAfterPosition", withStore(testReadAllAfterPosition)},
 		{"ReadStreamFromVersion", withStore(testReadStreamFromVersion)},
 		{"Head", withStore(testHead)},
-		{"IdempotentAppend", withStore(testIdempotentAppend)},
-		{"ConcurrentIdempotentAppend", withStore(testConcurrentIdempotentAppend)},
+		{"IdempotentAppend", withStore(func(t *testing.T, s eventstore.Store) { testIdempotentAppend(t, s, o) })},
+		{"ConcurrentIdempotentAppend", withStore(func(t *testing.T, s eventstore.Store) { testConcurrentIdempotentAppend(t, s, o) })},
+		{"RepeatKeepsStoredEvents", withStore(testRepeatKeepsStoredEvents)},
 		{"DuplicateEventID", withStore(testDuplicateEventID)},
 		{"Payloads", withStore(testPayloads)},
 		{"Metadata", withStore(testMetadata)},
@@ -61,7 +62,11 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store, opts ...Opt
 // Option declares a documented difference of a backend from the full contract.
 type Option func(*options)
 
-type options struct{ skip map[string]string }
+type options struct {
+	skip map[string]string
+	// identicalRepeatsUnreported: see IdenticalRepeatsUnreported.
+	identicalRepeatsUnreported bool
+}
 
 // PerStreamEventIDs declares that the backend, like EventStoreDB, checks event
 // ids only within a stream: an id reused on another stream is written again
@@ -74,6 +79,28 @@ func PerStreamEventIDs() Option {
 		}
 		o.skip["DuplicateEventID"] = "event ids are unique per stream only (PerStreamEventIDs)"
 	}
+}
+
+// IdenticalRepeatsUnreported declares that the backend, like EventStoreDB,
+// cannot tell an append that repeats the very events an earlier append wrote
+// (same ids, types, data and metadata) from the append that wrote them: its
+// reply is the same. Such a repeat may return Repeated false; since what the
+// stream holds is exactly what the caller gave, a caller that trusts its own
+// events is still right. A repeat whose events differ from the stored ones
+// must still set Repeated (subtest RepeatKeepsStoredEvents).
+func IdenticalRepeatsUnreported() Option {
+	return func(o *options) { o.identicalRepeatsUnreported = true }
+}
+
+// repeated returns res as a repeat of an append that returned first: first's
+// versions and position with Repeated set, or with res's Repeated when the
+// backend may leave identical repeats unreported.
+func (o options) repeated(res, first eventstore.AppendResult) eventstore.AppendResult {
+	first.Repeated = true
+	if o.identicalRepeatsUnreported {
+		first.Repeated = res.Repeated
+	}
+	return first
 }
 
 func withStore(fn func(t *testing.T, s eventstore.Store)) func(*testing.T, func(*testing.T) eventstore.Store) {

@@ -97,7 +97,8 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 
 // repeatedAppend reports done when some of the events' ids are already in the
 // log: either the append is an exact repeat (same ids, in order, at a place the
-// expectation allows) and the original result is returned, or it is an error.
+// expectation allows) and the original result is returned with Repeated set,
+// or it is an error.
 func (s *Store) repeatedAppend(stream string, expected eventstore.ExpectedVersion, events []eventstore.Event) (eventstore.AppendResult, bool, error) {
 	seen := 0
 	for _, e := range events {
@@ -120,6 +121,7 @@ func (s *Store) repeatedAppend(stream string, expected eventstore.ExpectedVersio
 			last := s.log[idx[int(first.Version)-2+len(events)]]
 			return eventstore.AppendResult{
 				StreamID: stream, FirstVersion: first.Version, LastVersion: last.Version, Position: last.Position,
+				Repeated: true,
 			}, true, nil
 		}
 	}

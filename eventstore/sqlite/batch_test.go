@@ -63,7 +63,7 @@ func TestBatchAppendsAreCheckedOneByOne(t *testing.T) {
 	want := []eventstore.AppendResult{
 		0: {StreamID: "s", FirstVersion: 1, LastVersion: 1, Position: eventstore.SeqPosition(1)},
 		1: {StreamID: "s", FirstVersion: 2, LastVersion: 2, Position: eventstore.SeqPosition(2)},
-		5: {StreamID: "s", FirstVersion: 1, LastVersion: 1, Position: eventstore.SeqPosition(1)},
+		5: {StreamID: "s", FirstVersion: 1, LastVersion: 1, Position: eventstore.SeqPosition(1), Repeated: true},
 		7: {StreamID: "u", FirstVersion: 1, LastVersion: 2, Position: eventstore.SeqPosition(4)},
 		8: {StreamID: "s", FirstVersion: 2, LastVersion: 2, Position: eventstore.SeqPosition(2)},
 		9: {StreamID: "s", FirstVersion: 3, LastVersion: 3, Position: eventstore.SeqPosition(5)},

@@ -481,8 +481,8 @@ func (w *writer) apply(ctx context.Context, req *appendRequest, now time.Time) (
 
 // repeatedAppend reports done when some of the append's event ids are already
 // in the log: either the append repeats one that was written (same ids, in
-// order, where its expectation allows) and gets the original result, or it is
-// refused with ErrDuplicateEvent.
+// order, where its expectation allows) and gets the original result with
+// Repeated set, or it is refused with ErrDuplicateEvent.
 func (w *writer) repeatedAppend(ctx context.Context, req *appendRequest) (res eventstore.AppendResult, done bool, appendErr, err error) {
 	type found struct {
 		position, version uint64
@@ -517,7 +517,7 @@ func (w *writer) repeatedAppend(ctx context.Context, req *appendRequest) (res ev
 		if match {
 			last := seen[len(seen)-1]
 			return eventstore.AppendResult{StreamID: req.stream, FirstVersion: first.version,
-				LastVersion: last.version, Position: eventstore.SeqPosition(last.position)}, true, nil, nil
+				LastVersion: last.version, Position: eventstore.SeqPosition(last.position), Repeated: true}, true, nil, nil
 		}
 	}
 	for k, f := range seen {
