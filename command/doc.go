@@ -88,11 +88,20 @@
 //     the Result of the command's events. If the hash differs, the id was
 //     reused for another command: ErrIdempotencyConflict;
 //   - the event ids are derived from the stream, the command id and the
-//     event's index (UUIDv5), so two racing handlings append identical events
-//     and the store itself recognises the second append as a repeat; a loser
-//     that decided differently meets eventstore.ErrDuplicateEvent, reloads and
-//     finds the winner's events. Downstream consumers can de-duplicate by
-//     event id too.
+//     event's index (UUIDv5), so two racing handlings append events with the
+//     same ids and the store itself recognises the second append as a repeat
+//     (eventstore.AppendResult.Repeated); a loser whose ids land elsewhere
+//     meets eventstore.ErrDuplicateEvent, reloads and finds the winner's
+//     events. Downstream consumers can de-duplicate by event id too;
+//   - a repeat the store recognised is never answered with the events this
+//     Handler decided: the second handling may run on another replica whose
+//     cached state is behind, or for another command under the same id, and
+//     decide other events that the store did not write. Handle reads what the
+//     stream holds after its cached version, folds that into the cache, and
+//     answers as for any repeat: the stored Result, or ErrIdempotencyConflict
+//     when the stored events carry another command's hash. So every replica
+//     refuses a reused id whatever its cache holds, and a cache never holds
+//     state the store does not have.
 //
 // The window is the stream's lifetime: the record of the command is the
 // stream itself, so it never expires and needs no separate table, and a

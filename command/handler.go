@@ -96,7 +96,9 @@ type Result[E any] struct {
 	// that has reached it reflects the command. When the command decided no
 	// events, it is the position of the stream's last event (Start: no stream).
 	Position eventstore.Position
-	// Events are the events the command wrote, or nil.
+	// Events are the events the command wrote, or nil. For a repeated
+	// command (WithID) they are the events the store holds for it, decoded,
+	// whichever Handler wrote them.
 	Events []E
 }
 
@@ -300,8 +302,32 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 	if err != nil {
 		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)
 	}
+	if res.Repeated {
+		return h.storedRepeat(ctx, e, key, hash, res)
+	}
 	h.advance(e, events, key, res)
 	return Result[E]{StreamID: stream, Version: res.LastVersion, Position: res.Position, Events: decided}, nil
+}
+
+// storedRepeat answers an append the store took for a repeat: the events with
+// these ids were written before, by this command id on some Handler, maybe for
+// another command (a replica whose cache was behind decided on an old state),
+// so the decided events are neither the answer nor folded into the cache.
+// Instead e catches up with what the stream holds, and the command is answered
+// as any repeat: the stored Result, or ErrIdempotencyConflict when the stored
+// events were written for another command.
+func (h *Handler[S, C, E]) storedRepeat(ctx context.Context, e *entry[S], key, hash string, res eventstore.AppendResult) (Result[E], error) {
+	if key != "" {
+		if r, done, err := h.catchUpOrRepeat(ctx, &e, key, hash); done {
+			return r, err
+		}
+	}
+	// The stream holds the events' ids without this command id on them (an
+	// unkeyed command's ids are random, so only another writer reusing them
+	// gets here): they are not this command's events, and its own were not
+	// written. e is dropped; the next command reloads.
+	return Result[E]{}, fmt.Errorf("%w: stream %q: the store took the append of command id %q for a repeat of versions %d to %d, which are not that command's events",
+		ErrIdempotencyConflict, e.stream, key, res.FirstVersion, res.LastVersion)
 }
 
 // advance folds the events just appended onto e and puts e back into the
