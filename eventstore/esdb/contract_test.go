@@ -35,5 +35,5 @@ func TestContract(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		return s
-	}, eventstoretest.PerStreamEventIDs())
+	}, eventstoretest.PerStreamEventIDs(), eventstoretest.IdenticalRepeatsUnreported())
 }

@@ -47,7 +47,16 @@
 // applies: repeating an append with the same ids and expectation succeeds
 // without writing. (Its idempotence is per stream and, with Any, bounded by a
 // server cache; eventline's ErrDuplicateEvent is never returned by this
-// backend.) An event's Metadata is stored as the event's metadata bytes, as the
+// backend.)
+//
+// The server answers a repeat exactly as the write it repeats, so an append
+// whose every event id is the caller's (only such an append can repeat one)
+// reads its events back, one extra read per such append: when the stream holds
+// other types, data or metadata under those ids, the result has Repeated set
+// and the caller knows its own events were not written. A repeat of identical
+// events cannot be told from the write and reports Repeated false
+// (eventstoretest.IdenticalRepeatsUnreported); what the stream holds is then
+// exactly what the caller gave. An event's Metadata is stored as the event's metadata bytes, as the
 // JSON object of eventstore.Metadata's tags:
 //
 //	{"correlation_id":"…","causation_id":"…","headers":{"k":"v"}}

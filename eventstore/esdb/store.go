@@ -1,6 +1,7 @@
 package esdb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/eventline/eventline/eventstore"
+	"github.com/google/uuid"
 )
 
 // readCount is the count passed to the client's reads: "everything", as the
@@ -280,11 +282,20 @@ func (s *Store) Close() error {
 // the event ids. The result's Position is the WriteResult's commit/prepare
 // pair, which is the $all position of the last event written (see the package
 // documentation); when the server reports no position it is read back.
+//
+// The server's reply to a repeat is the reply to the write it repeats, so when
+// every event's id was the caller's (only then can the append be a repeat) the
+// events are read back: Repeated is set when they differ from the ones given.
+// A repeat of identical events is reported as a write (Repeated false), which
+// it cannot be told from; the stream holds exactly what the caller gave.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return eventstore.AppendResult{}, err
 	}
 	events = slices.Clone(events)
+	// Only events whose ids the caller chose can repeat an earlier append:
+	// PrepareAppend gives the others fresh ones.
+	callerIDs := len(events) > 0 && !slices.ContainsFunc(events, func(e eventstore.Event) bool { return e.ID == uuid.Nil })
 	if err := eventstore.PrepareAppend(stream, expected, events, s.cfg.MaxEventSize); err != nil {
 		return eventstore.AppendResult{}, err
 	}
@@ -327,17 +338,50 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		FirstVersion: wr.NextExpectedVersion + 2 - uint64(len(events)),
 		Position:     eventstore.Position{Commit: wr.CommitPosition, Prepare: wr.PreparePosition},
 	}
-	if res.Position.IsZero() {
-		// The server answers an idempotent repeat whose events it has not yet
-		// indexed without a position; the client then reports 0/0.
-		_, pos, err := s.readEvent(octx, c, s.prefix+stream, esdb.Revision(wr.NextExpectedVersion), esdb.Forwards)
+	if callerIDs || res.Position.IsZero() {
+		// The server answers a repeat exactly as the write it repeats, so the
+		// range is read back: events that differ from the ones given were
+		// written by an earlier append (Repeated). The server also answers a
+		// repeat whose events it has not yet indexed without a position; the
+		// client then reports 0/0, and the read gives the position.
+		pos, same, err := s.readBack(octx, c, stream, res.FirstVersion, data)
 		if err != nil {
 			s.reconnectIfLost(c, err)
-			return eventstore.AppendResult{}, s.mapError(ctx, err, fmt.Sprintf("read back the position of stream %q version %d", stream, res.LastVersion))
+			return eventstore.AppendResult{}, s.mapError(ctx, err, fmt.Sprintf("read back stream %q versions %d to %d", stream, res.FirstVersion, res.LastVersion))
 		}
-		res.Position = pos
+		if res.Position.IsZero() {
+			res.Position = pos
+		}
+		res.Repeated = !same
 	}
 	return res, nil
+}
+
+// readBack reads the events of stream from version first that an append of
+// sent reported written, and tells whether they are sent's: same ids, types,
+// data and metadata bytes. It returns the position of the last one.
+func (s *Store) readBack(ctx context.Context, c *conn, stream string, first uint64, sent []esdb.EventData) (eventstore.Position, bool, error) {
+	rs, err := c.client.ReadStream(ctx, s.prefix+stream, esdb.ReadStreamOptions{From: esdb.Revision(first - 1)}, uint64(len(sent)))
+	if err != nil {
+		return eventstore.Start, false, err
+	}
+	defer rs.Close()
+	var pos eventstore.Position
+	same := true
+	for i := range sent {
+		ev, err := recvRead(rs)
+		if errors.Is(err, io.EOF) {
+			return eventstore.Start, false, fmt.Errorf("esdb: the stream ends after %d of the %d events written", i, len(sent))
+		}
+		if err != nil {
+			return eventstore.Start, false, err
+		}
+		rec := ev.OriginalEvent()
+		same = same && rec.EventID == sent[i].EventID && rec.EventType == sent[i].EventType &&
+			bytes.Equal(rec.Data, sent[i].Data) && bytes.Equal(rec.UserMetadata, sent[i].Metadata)
+		pos = toPosition(rec.Position)
+	}
+	return pos, same, nil
 }
 
 // appendNothing answers an append of no events without writing: the server

@@ -24,11 +24,40 @@ func successReply(revision, commit, prepare uint64) *api.AppendResp {
 	}}}
 }
 
+// echoRead answers a read with the events of the server's last append as
+// revisions from..., at positions 100 apart ending at last, after change
+// (which may alter them) has seen each.
+func echoRead(f *fakeServer, from, last uint64, change func(i int, ev *api.ReadResp_ReadEvent_RecordedEvent)) func(int, *api.ReadReq, api.Streams_ReadServer) error {
+	return func(_ int, req *api.ReadReq, srv api.Streams_ReadServer) error {
+		f.mu.Lock()
+		a := f.appends[len(f.appends)-1]
+		f.mu.Unlock()
+		for i, m := range a.events {
+			pos := last - 100*uint64(len(a.events)-1-i)
+			resp := fakeEvent(string(a.options.GetStreamIdentifier().GetStreamName()), from+uint64(i), pos, pos,
+				m.GetMetadata()["type"], m.GetData(), m.GetCustomMetadata())
+			rec := resp.GetEvent().GetEvent()
+			rec.Id = m.GetId()
+			rec.Metadata["content-type"] = m.GetMetadata()["content-type"]
+			if change != nil {
+				change(i, rec)
+			}
+			if err := srv.Send(resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 func TestAppendThroughClient(t *testing.T) {
 	f := &fakeServer{onAppend: func(context.Context, fakeAppend) (*api.AppendResp, error) {
 		// The stream held revisions 0..2; the two events are revisions 3 and 4.
 		return successReply(4, 900, 900), nil
 	}}
+	// Every id is the caller's: the store reads the events back, finds them
+	// as sent, and reports a write.
+	f.onRead = echoRead(f, 3, 900, nil)
 	s := startFake(t, f, "")
 	ids := []uuid.UUID{uuid.New(), uuid.New()}
 	res, err := s.Append(t.Context(), "cart-1", eventstore.Exact(3),
@@ -532,5 +561,90 @@ func TestReconnectionWaitsForOperationsInFlight(t *testing.T) {
 	}
 	if got := string(f.lastAppend(t).options.GetStreamIdentifier().GetStreamName()); got != "d" {
 		t.Fatalf("last append on the server is to %q, want d", got)
+	}
+}
+
+// TestAppendReportsRepeats: the server answers a repeat as the write it
+// repeats, so the store reads back appends whose ids are all the caller's and
+// reports Repeated when the stream holds other events under those ids.
+func TestAppendReportsRepeats(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		change   func(i int, ev *api.ReadResp_ReadEvent_RecordedEvent)
+		repeated bool
+	}{
+		{"as sent", nil, false},
+		{"other data", func(i int, ev *api.ReadResp_ReadEvent_RecordedEvent) {
+			if i == 1 {
+				ev.Data = []byte(`{"amount":500}`)
+			}
+		}, true},
+		{"other metadata", func(i int, ev *api.ReadResp_ReadEvent_RecordedEvent) {
+			ev.CustomMetadata = []byte(`{"headers":{"eventline.command_hash":"other"}}`)
+		}, true},
+		{"other type", func(i int, ev *api.ReadResp_ReadEvent_RecordedEvent) {
+			if i == 0 {
+				ev.Metadata["type"] = "account.withdrawn"
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeServer{onAppend: func(context.Context, fakeAppend) (*api.AppendResp, error) {
+				return successReply(2, 700, 700), nil
+			}}
+			f.onRead = echoRead(f, 1, 700, tc.change)
+			s := startFake(t, f, "")
+			res, err := s.Append(t.Context(), "account-1", eventstore.Exact(1),
+				eventstore.Event{ID: uuid.New(), Type: "account.deposited", Data: []byte(`{"amount":5}`),
+					Metadata: eventstore.Metadata{Headers: map[string]string{"eventline.command_hash": "h"}}},
+				eventstore.Event{ID: uuid.New(), Type: "account.noted", Data: []byte(`{}`)})
+			want := eventstore.AppendResult{StreamID: "account-1", FirstVersion: 2, LastVersion: 3,
+				Position: eventstore.Position{Commit: 700, Prepare: 700}, Repeated: tc.repeated}
+			if err != nil || res != want {
+				t.Fatalf("Append = %+v, %v; want %+v", res, err, want)
+			}
+			read := f.read(t, 0)
+			if rev, ok := read.GetOptions().GetStream().GetRevisionOption().(*api.ReadReq_Options_StreamOptions_Revision); !ok || rev.Revision != 1 {
+				t.Errorf("read back from %#v, want revision 1 (version 2)", read.GetOptions().GetStream().GetRevisionOption())
+			}
+			if n := read.GetOptions().GetCount(); n != 2 {
+				t.Errorf("read back %d events, want the 2 appended", n)
+			}
+		})
+	}
+}
+
+// An append with ids the store chose cannot be a repeat: no read back when
+// the server gives a position, only the position's read back when it does not.
+func TestAppendWithStoreIDsIsNotReadBack(t *testing.T) {
+	f := &fakeServer{onAppend: func(context.Context, fakeAppend) (*api.AppendResp, error) {
+		return successReply(0, 300, 300), nil
+	}}
+	s := startFake(t, f, "")
+	res, err := s.Append(t.Context(), "s", eventstore.NoStream, eventstore.Event{Type: "t"})
+	if err != nil || res.Repeated || res.Position != (eventstore.Position{Commit: 300, Prepare: 300}) {
+		t.Fatalf("Append = %+v, %v", res, err)
+	}
+	f.mu.Lock()
+	reads := len(f.reads)
+	f.mu.Unlock()
+	if reads != 0 {
+		t.Fatalf("%d reads after an append of store-chosen ids with a position, want 0", reads)
+	}
+
+	// No position in the reply: the events are read back for it.
+	f.mu.Lock()
+	f.onAppend = func(context.Context, fakeAppend) (*api.AppendResp, error) {
+		return &api.AppendResp{Result: &api.AppendResp_Success_{Success: &api.AppendResp_Success{
+			CurrentRevisionOption: &api.AppendResp_Success_CurrentRevision{CurrentRevision: 0},
+			PositionOption:        &api.AppendResp_Success_NoPosition{NoPosition: &shared.Empty{}},
+		}}}, nil
+	}
+	f.onRead = echoRead(f, 0, 400, nil)
+	f.mu.Unlock()
+	res, err = s.Append(t.Context(), "s2", eventstore.NoStream, eventstore.Event{Type: "t"})
+	want := eventstore.AppendResult{StreamID: "s2", FirstVersion: 1, LastVersion: 1, Position: eventstore.Position{Commit: 400, Prepare: 400}}
+	if err != nil || res != want {
+		t.Fatalf("Append without a position in the reply = %+v, %v; want %+v", res, err, want)
 	}
 }
