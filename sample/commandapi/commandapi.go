@@ -28,6 +28,12 @@ const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 	// HeaderCorrelationID names the correlation id of the command's events.
 	HeaderCorrelationID = "X-Correlation-ID"
+	// HeaderIdempotencyRecorded answers every successful request that carried
+	// an Idempotency-Key: "true" when the key is recorded with the events the
+	// command wrote, so that every retry gets this answer; "false" when the
+	// command changed nothing, wrote nothing and so recorded nothing: a retry
+	// is decided again on the entity as it is then.
+	HeaderIdempotencyRecorded = "Idempotency-Recorded"
 )
 
 // MaxIdempotencyKeyLen is the longest Idempotency-Key or X-Correlation-ID,
@@ -242,11 +248,12 @@ func (a *API) openCart(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setRecorded(w, key, len(res.Events) > 0)
 	return writeJSON(w, http.StatusCreated, OpenCartResponse{CartID: id, Position: res.Position.String()})
 }
 
 func (a *API) addItem(w http.ResponseWriter, r *http.Request) error {
-	ctx, _, err := commandContext(w, r)
+	ctx, key, err := commandContext(w, r)
 	if err != nil {
 		return err
 	}
@@ -254,11 +261,11 @@ func (a *API) addItem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.handleCart(ctx, w, r.PathValue("id"), req.Command())
+	return a.handleCart(ctx, w, key, r.PathValue("id"), req.Command())
 }
 
 func (a *API) changeQuantity(w http.ResponseWriter, r *http.Request) error {
-	ctx, _, err := commandContext(w, r)
+	ctx, key, err := commandContext(w, r)
 	if err != nil {
 		return err
 	}
@@ -270,11 +277,11 @@ func (a *API) changeQuantity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.handleCart(ctx, w, r.PathValue("id"), req.Command(product))
+	return a.handleCart(ctx, w, key, r.PathValue("id"), req.Command(product))
 }
 
 func (a *API) removeItem(w http.ResponseWriter, r *http.Request) error {
-	ctx, _, err := commandContext(w, r)
+	ctx, key, err := commandContext(w, r)
 	if err != nil {
 		return err
 	}
@@ -282,15 +289,27 @@ func (a *API) removeItem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.handleCart(ctx, w, r.PathValue("id"), cart.RemoveItem{ProductID: product})
+	return a.handleCart(ctx, w, key, r.PathValue("id"), cart.RemoveItem{ProductID: product})
 }
 
-func (a *API) handleCart(ctx context.Context, w http.ResponseWriter, id string, cmd cart.Command) error {
+func (a *API) handleCart(ctx context.Context, w http.ResponseWriter, key, id string, cmd cart.Command) error {
 	res, err := a.carts.Handle(ctx, id, cmd)
 	if err != nil {
 		return err
 	}
+	setRecorded(w, key, len(res.Events) > 0)
 	return writeJSON(w, http.StatusOK, PositionResponse{Position: res.Position.String()})
+}
+
+// setRecorded tells the client of a keyed request whether its key was
+// recorded. A keyed command is recorded by its events (command.WithID): one
+// that decided none wrote nothing, so no replica can know it was answered.
+// Recording it would take an event of its own in the entity's stream, which
+// every reader of the stream would have to skip; the API says so instead.
+func setRecorded(w http.ResponseWriter, key string, wrote bool) {
+	if key != "" {
+		w.Header().Set(HeaderIdempotencyRecorded, strconv.FormatBool(wrote))
+	}
 }
 
 // checkOut takes no body: the cart's content is the order. Any body sent is
@@ -311,6 +330,7 @@ func (a *API) checkOut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setRecorded(w, key, len(res.Events) > 0)
 	for _, e := range res.Events {
 		if c, ok := e.(cart.CheckedOut); ok {
 			orderID = c.OrderID
@@ -336,6 +356,7 @@ func (a *API) registerCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setRecorded(w, key, len(res.Events) > 0)
 	return writeJSON(w, http.StatusCreated, RegisterCustomerResponse{CustomerID: id, Position: res.Position.String()})
 }
 

@@ -371,3 +371,100 @@ func TestConcurrentIdempotentRequests(t *testing.T) {
 		t.Fatalf("%d events in the log, want 4 (two opens, one add, one checkout)", all)
 	}
 }
+
+// replica is a second API on f's store, as a second command-API process
+// would be: its own handlers and state caches, the same event store.
+func (f *fixture) replica() *fixture {
+	f.t.Helper()
+	a, err := commandapi.New(f.store, newRegistry(), commandapi.Config{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &fixture{t: f.t, store: f.store, h: a.Handler()}
+}
+
+// An Idempotency-Key names one command on one entity (the cart or customer
+// the request addresses): reused there for another request it is a 409 on
+// every replica, whatever that replica has cached; on another entity it is
+// another command.
+func TestIdempotencyKeyScope(t *testing.T) {
+	a := newFixture(t)
+	b := a.replica()
+	key := []string{"Idempotency-Key", "K"}
+	a.must(201, "POST", "/carts", `{"customer_id":"ann","cart_id":"c1"}`)
+	// B caches cart c1 at its first version.
+	b.must(200, "POST", "/carts/c1/items", `{"product_id":"apple","quantity":1,"unit_price_cents":100}`)
+	first := a.must(200, "POST", "/carts/c1/items", `{"product_id":"pear","quantity":1,"unit_price_cents":100}`, key...)
+	if got := first.header.Get(commandapi.HeaderIdempotencyRecorded); got != "true" {
+		t.Fatalf("%s = %q, want true", commandapi.HeaderIdempotencyRecorded, got)
+	}
+	head, _ := a.store.Head(t.Context())
+	for name, r := range map[string]*fixture{"A": a, "B": b} {
+		res := r.must(409, "POST", "/carts/c1/items", `{"product_id":"pear","quantity":50,"unit_price_cents":100}`, key...)
+		if code := res.json(t)["code"]; code != "conflict" {
+			t.Fatalf("replica %s: code %v, want conflict", name, code)
+		}
+		r.must(409, "DELETE", "/carts/c1/items/apple", "", key...)
+		again := r.must(200, "POST", "/carts/c1/items", `{"product_id":"pear","quantity":1,"unit_price_cents":100}`, key...)
+		if again.body != first.body || again.header.Get(commandapi.HeaderIdempotencyRecorded) != "true" {
+			t.Fatalf("replica %s: retry answered %s %v, first %s", name, again.body, again.header, first.body)
+		}
+	}
+	if now, _ := a.store.Head(t.Context()); now != head {
+		t.Fatalf("refused and repeated requests wrote events: head %s → %s", head, now)
+	}
+	// B decides on the stored cart (1 pear), not on the 50 it was refused:
+	// 999 is the most one line may hold.
+	b.must(422, "POST", "/carts/c1/items", `{"product_id":"pear","quantity":999,"unit_price_cents":100}`)
+	b.must(200, "POST", "/carts/c1/items", `{"product_id":"pear","quantity":998,"unit_price_cents":100}`)
+
+	// The same key on another cart is another command.
+	a.must(201, "POST", "/carts", `{"customer_id":"ann","cart_id":"c2"}`)
+	other := b.must(200, "POST", "/carts/c2/items", `{"product_id":"pear","quantity":1,"unit_price_cents":100}`, key...)
+	if other.body == first.body {
+		t.Fatalf("the key on cart c2 answered cart c1's answer %s", first.body)
+	}
+	if got := len(a.types("cart-c2")); got != 2 {
+		t.Fatalf("cart c2 has %d events, want 2", got)
+	}
+}
+
+// A keyed command that changes nothing writes nothing, so nothing records its
+// key: the answer says so (Idempotency-Recorded: false), and a retry is
+// decided again on the cart as it is then, on any replica. Once a retry
+// writes, its answer is recorded and every later retry gets it.
+func TestIdempotencyKeyOfANoOpIsNotRecorded(t *testing.T) {
+	a := newFixture(t)
+	b := a.replica()
+	key := []string{"Idempotency-Key", "set-apple-2"}
+	a.must(201, "POST", "/carts", `{"customer_id":"ann","cart_id":"c1"}`)
+	a.must(200, "POST", "/carts/c1/items", `{"product_id":"apple","quantity":2,"unit_price_cents":100}`)
+	head, _ := a.store.Head(t.Context())
+	noop := a.must(200, "PUT", "/carts/c1/items/apple", `{"quantity":2}`, key...)
+	if got := noop.header.Get(commandapi.HeaderIdempotencyRecorded); got != "false" {
+		t.Fatalf("no-op: %s = %q, want false", commandapi.HeaderIdempotencyRecorded, got)
+	}
+	if now, _ := a.store.Head(t.Context()); now != head {
+		t.Fatalf("a no-op wrote events: head %s → %s", head, now)
+	}
+	// Someone changes the quantity; the retry, on the other replica, sets it
+	// back, and that answer is recorded.
+	a.must(200, "PUT", "/carts/c1/items/apple", `{"quantity":5}`)
+	wrote := b.must(200, "PUT", "/carts/c1/items/apple", `{"quantity":2}`, key...)
+	if got := wrote.header.Get(commandapi.HeaderIdempotencyRecorded); got != "true" || wrote.body == noop.body {
+		t.Fatalf("retry after a change: %s, %s = %q; want a new answer, recorded", wrote.body, commandapi.HeaderIdempotencyRecorded, got)
+	}
+	for name, r := range map[string]*fixture{"A": a, "B": b} {
+		again := r.must(200, "PUT", "/carts/c1/items/apple", `{"quantity":2}`, key...)
+		if again.body != wrote.body || again.header.Get(commandapi.HeaderIdempotencyRecorded) != "true" {
+			t.Fatalf("replica %s: retry answered %s, recorded answer %s", name, again.body, wrote.body)
+		}
+	}
+	if got := len(a.types("cart-c1")); got != 4 {
+		t.Fatalf("cart has %d events, want 4 (opened, added, changed to 5, changed to 2)", got)
+	}
+	// Without a key there is nothing to record and no header.
+	if h := a.must(200, "PUT", "/carts/c1/items/apple", `{"quantity":2}`).header.Get(commandapi.HeaderIdempotencyRecorded); h != "" {
+		t.Fatalf("unkeyed request answered %s: %q", commandapi.HeaderIdempotencyRecorded, h)
+	}
+}
