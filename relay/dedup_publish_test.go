@@ -158,3 +158,37 @@ func TestDeduplicatorHoldsTheClaimUntilTheOutputIsPublished(t *testing.T) {
 		})
 	}
 }
+
+// A plain watermill router with a Deduplicator added keeps a handler's output
+// through a failed publish, as NewRouter's does.
+func TestDeduplicatorAddedToARouterKeepsOutputThroughAFailedPublish(t *testing.T) {
+	ps := orderedChannel(t)
+	out := collect(t, ps, "orders.out")
+	blip := &brokerBlip{Publisher: ps}
+	blip.failures.Store(2)
+	r, err := message.NewRouter(message.RouterConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.NewDeduplicator(relay.NewMemoryDedup(time.Hour, time.Minute)).AddTo(r)
+	var runs atomic.Int32
+	r.AddHandler("forward", "orders.in", ps, "orders.out", blip, func(msg *message.Message) ([]*message.Message, error) {
+		runs.Add(1)
+		return []*message.Message{message.NewMessage(msg.UUID+"-out", msg.Payload)}, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-r.Running()
+
+	in := relayedMessage(t)
+	for range 2 {
+		if err := ps.Publish("orders.in", in.Copy()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, m := runs.Load(), out.len(); n != 3 || m != 1 {
+		t.Fatalf("handler ran %d times, %d outputs arrived; want 3 (two publishes failed) and 1", n, m)
+	}
+}
