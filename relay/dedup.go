@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -41,62 +43,186 @@ type DedupStore interface {
 // from the message's so that shutdown does not leave claims behind.
 const bookkeepingTimeout = 5 * time.Second
 
-// Deduplicate returns a watermill middleware that runs the handler at most once
-// to success per event id and handler. The key is the handler name the router
-// puts in the message context, "/", and the MetaEventID metadata (the message
-// UUID when that is absent), so several handlers can share one store.
+// Deduplicator de-duplicates a watermill router's handlers by event id: each
+// event is handled at most once to success per handler, counting as success
+// only a handling whose effects are all out, including the messages the
+// handler produced. The router publishes those after the handler returned, so
+// a Deduplicator has two parts: Middleware claims the event and runs the
+// handler, and DecoratePublisher marks the event done once the router
+// published what the handler produced (or releases the claim when that
+// publish failed, so the redelivery runs the handler again and produces the
+// messages again). AddTo installs both; NewRouter does it for you.
 //
-// The event is marked handled only after the handler succeeded: a handler that
-// fails, panics (under Recoverer) or whose process dies leaves no mark, so the
-// message is redelivered and handled again rather than lost. While a delivery
-// is being handled, a concurrent delivery of the same event (a Redis Streams
-// claim after a consumer stalled, say) gets ErrInProgress and is nacked, so the
-// handler never runs twice at the same time for one event. What remains is the
-// window between the handler's side effects and Done: a crash there runs the
-// handler again on redelivery, so side effects outside the handler's own
-// idempotent writes (e.g. a command with command.WithID keyed by the event id)
-// must tolerate it.
+// The key is the handler name the router puts in the message context, "/",
+// and the MetaEventID metadata (the message UUID when that is absent), so
+// several handlers can share one store.
+//
+// The event is marked handled only after the handler succeeded and its
+// produced messages were published: a handler that fails, panics (under
+// Recoverer), whose output cannot be published, or whose process dies leaves
+// no mark, so the message is redelivered and handled again rather than lost.
+// While a delivery is being handled (and its output published), a concurrent
+// delivery of the same event (a Redis Streams claim after a consumer stalled,
+// say) gets ErrInProgress and is nacked, so the handler never runs twice at
+// the same time for one event. What remains is the window between the
+// handler's side effects and the mark: a crash there runs the handler again on
+// redelivery, so side effects (e.g. a command with command.WithID keyed by the
+// event id) must tolerate it, and the produced messages may be published
+// twice: at least once, never lost.
 //
 // A redelivered, already handled message is acked and dropped: the handler is
 // not called and no messages are produced.
+type Deduplicator struct {
+	store DedupStore
+	// decorated is set once DecoratePublisher wrapped a publisher: only then
+	// does anything mark done an event whose handler produced messages.
+	decorated atomic.Bool
+}
+
+// NewDeduplicator returns a Deduplicator keeping its marks in store.
+func NewDeduplicator(store DedupStore) *Deduplicator {
+	return &Deduplicator{store: store}
+}
+
+// AddTo adds d's Middleware to r's handlers and d's DecoratePublisher to
+// their publishers. Call it before r runs. With other middleware, mind the
+// order: AddTo appends d.Middleware after the middleware r already has, so it
+// runs inside them.
+func (d *Deduplicator) AddTo(r *message.Router) {
+	r.AddMiddleware(d.Middleware)
+	r.AddPublisherDecorators(d.DecoratePublisher)
+}
+
+// ErrProducedMessages means a handler de-duplicated without a publisher
+// decorator (Deduplicate, or a Deduplicator whose DecoratePublisher no router
+// applied) produced messages. Such a middleware cannot know when the router
+// has published them, so it refuses to mark the event done: the message is
+// nacked. Use NewRouter, or Deduplicator.AddTo.
+var ErrProducedMessages = errors.New("relay: a de-duplicated handler produced messages, but no dedup publisher decorator publishes them; use NewRouter or Deduplicator.AddTo")
+
+// Deduplicate returns a de-duplicating middleware for consumer handlers,
+// those that produce no messages (watermill's AddConsumerHandler): see
+// Deduplicator for what it guarantees. It has no part in publishing, so a
+// handler under it that produces messages fails with ErrProducedMessages
+// rather than have its event marked done before the messages are out; such
+// handlers need Deduplicator.AddTo (NewRouter uses it).
 func Deduplicate(store DedupStore) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			id := msg.Metadata.Get(MetaEventID)
-			if id == "" {
-				id = msg.UUID
-			}
-			if id == "" {
-				return nil, ErrNoEventID
-			}
-			key := id
-			if name := message.HandlerNameFromCtx(msg.Context()); name != "" {
-				key = name + "/" + id
-			}
-			token, done, err := store.Claim(msg.Context(), key)
-			if err != nil {
-				return nil, fmt.Errorf("relay: dedup claim %q: %w", key, err)
-			}
-			if done {
-				return nil, nil
-			}
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), bookkeepingTimeout)
-			defer cancel()
-			out, err := h(msg)
-			if err != nil {
-				// A failed release only delays a redelivery until the claim expires.
-				_ = store.Release(ctx, key, token)
-				return out, err
-			}
-			if err := store.Done(ctx, key, token); err != nil {
-				// Not acking is the safe side: a redelivery handles it again
-				// rather than the mark being lost with the event unhandled.
-				_ = store.Release(ctx, key, token)
-				return nil, fmt.Errorf("relay: dedup mark %q done: %w", key, err)
-			}
-			return out, nil
+	return NewDeduplicator(store).Middleware
+}
+
+// Middleware is the handler half of d: see Deduplicator.
+func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		id := msg.Metadata.Get(MetaEventID)
+		if id == "" {
+			id = msg.UUID
+		}
+		if id == "" {
+			return nil, ErrNoEventID
+		}
+		key := id
+		if name := message.HandlerNameFromCtx(msg.Context()); name != "" {
+			key = name + "/" + id
+		}
+		token, done, err := d.store.Claim(msg.Context(), key)
+		if err != nil {
+			return nil, fmt.Errorf("relay: dedup claim %q: %w", key, err)
+		}
+		if done {
+			return nil, nil
+		}
+		claim := &dedupClaim{store: d.store, ctx: context.WithoutCancel(msg.Context()), key: key, token: token}
+		out, err := h(msg)
+		switch {
+		case err != nil:
+			// A failed release only delays a redelivery until the claim expires.
+			_ = claim.settle(false)
+			return out, err
+		case len(out) == 0:
+			// Not acking when the mark fails is the safe side: a redelivery
+			// handles the event again rather than the mark being lost with
+			// the event unhandled.
+			return nil, claim.settle(true)
+		case !d.decorated.Load():
+			_ = claim.settle(false)
+			return nil, fmt.Errorf("%w (event %s, handler %q)", ErrProducedMessages, id, message.HandlerNameFromCtx(msg.Context()))
+		}
+		// The event is done only once the router published out: the
+		// decorated publisher settles the claim. Until then it stays claimed,
+		// so a concurrent delivery is nacked; if the process dies first, the
+		// claim expires and a redelivery handles the event again.
+		for _, m := range out {
+			m.SetContext(context.WithValue(m.Context(), dedupClaimKey{}, claim))
+		}
+		return out, nil
+	}
+}
+
+// DecoratePublisher is the publisher half of d, a message.PublisherDecorator:
+// the returned publisher marks done the events whose produced messages it
+// published, and releases their claims when the publish failed.
+func (d *Deduplicator) DecoratePublisher(pub message.Publisher) (message.Publisher, error) {
+	if pub == nil {
+		return nil, errors.New("relay: dedup publisher decorator: nil publisher")
+	}
+	d.decorated.Store(true)
+	return dedupPublisher{pub}, nil
+}
+
+// dedupClaimKey is the context key under which a produced message carries the
+// claim of the event whose handler produced it.
+type dedupClaimKey struct{}
+
+// dedupClaim is one held claim, settled once: marked done or released.
+type dedupClaim struct {
+	store      DedupStore
+	ctx        context.Context // the message's, detached from its cancellation
+	key, token string
+	once       sync.Once
+	err        error
+}
+
+// settle marks the claim's event done when handled is true, and otherwise
+// releases the claim so that a redelivery may handle the event. Only the first
+// call acts; later calls return its result.
+func (c *dedupClaim) settle(handled bool) error {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(c.ctx, bookkeepingTimeout)
+		defer cancel()
+		if !handled {
+			c.err = c.store.Release(ctx, c.key, c.token)
+			return
+		}
+		if err := c.store.Done(ctx, c.key, c.token); err != nil {
+			_ = c.store.Release(ctx, c.key, c.token)
+			c.err = fmt.Errorf("relay: dedup mark %q done: %w", c.key, err)
+		}
+	})
+	return c.err
+}
+
+// dedupPublisher settles the claims of the events whose produced messages it
+// publishes.
+type dedupPublisher struct{ message.Publisher }
+
+// Publish publishes msgs, then marks their events done, or releases their
+// claims when the publish failed. A mark that fails makes Publish fail too,
+// so the router nacks the message and its redelivery handles it again.
+func (p dedupPublisher) Publish(topic string, msgs ...*message.Message) error {
+	err := p.Publisher.Publish(topic, msgs...)
+	var claims []*dedupClaim
+	for _, m := range msgs {
+		if c, ok := m.Context().Value(dedupClaimKey{}).(*dedupClaim); ok && !slices.Contains(claims, c) {
+			claims = append(claims, c)
 		}
 	}
+	errs := []error{err}
+	for _, c := range claims {
+		if serr := c.settle(err == nil); err == nil {
+			errs = append(errs, serr)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Defaults for RedisDedup and MemoryDedup.

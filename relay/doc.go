@@ -48,7 +48,7 @@
 //
 // Consumers therefore de-duplicate by event id: the message UUID and the
 // MetaEventID metadata are the event's id, stable across re-publication.
-// Deduplicate does that in a watermill router.
+// A Deduplicator does that in a watermill router.
 //
 // # Metadata
 //
@@ -94,11 +94,20 @@
 //
 // # Consumers
 //
-// NewRouter returns a watermill router with CorrelationID, Deduplicate,
+// NewRouter returns a watermill router with CorrelationID, a Deduplicator,
 // PoisonQueue, Retry and Recoverer in that order (outermost first); its
-// documentation says why. Deduplicate marks an event handled only after the
-// handler succeeded, so a failed or interrupted handling is redelivered rather
-// than lost, and it claims the event while handling it so two deliveries never
-// run at once. RedisDedup shares that state between consumer processes;
-// MemoryDedup keeps it in one process.
+// documentation says why. The Deduplicator marks an event handled only once
+// the handler succeeded and the router published the messages the handler
+// produced (its publisher decorator marks the event after the publish, and
+// releases the claim when the publish fails), so a failed or interrupted
+// handling, or an output that could not be published, is redelivered and
+// handled again rather than lost; and it claims the event while handling it,
+// so two deliveries never run at once. The guarantee is at least once: a
+// crash between the handler's effects (or the publish of its output) and the
+// mark handles the event again, so effects must be idempotent and produced
+// messages may arrive twice. Deduplicate is the middleware alone, for
+// consumer handlers; it refuses a handler that produces messages
+// (ErrProducedMessages) rather than mark its event done before they are out.
+// RedisDedup shares the marks between consumer processes; MemoryDedup keeps
+// them in one process.
 package relay

@@ -17,7 +17,8 @@ const DefaultPoisonTopic = "eventline.poison"
 // RouterConfig configures NewRouter. PoisonPublisher is required; zero fields
 // take the documented defaults.
 type RouterConfig struct {
-	// Dedup de-duplicates by event id (see Deduplicate). Nil disables
+	// Dedup de-duplicates by event id (see Deduplicator), for consumer
+	// handlers and handlers that produce messages alike. Nil disables
 	// de-duplication; consumers with side effects should set it.
 	Dedup DedupStore
 	// PoisonPublisher publishes messages that still fail after the retries.
@@ -41,11 +42,13 @@ type RouterConfig struct {
 //
 //  1. CorrelationID: messages a handler returns carry the incoming message's
 //     correlation id (the relay sets watermill's key).
-//  2. Deduplicate (when Dedup is set): outside the poison queue and the
-//     retries, so that it claims the event once for all attempts, marks it
-//     done only when the handler finally succeeded or the message was
-//     poisoned, and turns a concurrent duplicate delivery into a nack that is
-//     redelivered later, never into a retry that could end in the poison queue.
+//  2. A Deduplicator's middleware (when Dedup is set): outside the poison
+//     queue and the retries, so that it claims the event once for all
+//     attempts, marks it done only when the handler finally succeeded (and
+//     the router published the messages it produced: the Deduplicator also
+//     decorates the handlers' publishers) or the message was poisoned, and
+//     turns a concurrent duplicate delivery into a nack that is redelivered
+//     later, never into a retry that could end in the poison queue.
 //  3. PoisonQueue: outside Retry, so that only a message that failed every
 //     retry is published to the poison topic and acked; if that publish
 //     fails, the message is nacked. A message whose attempts ended because
@@ -85,17 +88,25 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: new router: %w", err)
 	}
-	mws, err := routerMiddleware(cfg, logger)
+	var dedup *Deduplicator
+	if cfg.Dedup != nil {
+		dedup = NewDeduplicator(cfg.Dedup)
+	}
+	mws, err := routerMiddleware(cfg, dedup, logger)
 	if err != nil {
 		return nil, err
 	}
 	r.AddMiddleware(mws...)
+	if dedup != nil {
+		r.AddPublisherDecorators(dedup.DecoratePublisher)
+	}
 	return r, nil
 }
 
 // routerMiddleware returns NewRouter's middleware, outermost first; cfg has its
-// defaults applied.
-func routerMiddleware(cfg RouterConfig, logger watermill.LoggerAdapter) ([]message.HandlerMiddleware, error) {
+// defaults applied. dedup, when not nil, de-duplicates (its publisher
+// decorator is the caller's to add).
+func routerMiddleware(cfg RouterConfig, dedup *Deduplicator, logger watermill.LoggerAdapter) ([]message.HandlerMiddleware, error) {
 	poison, err := middleware.PoisonQueueWithFilter(cfg.PoisonPublisher, cfg.PoisonTopic, func(err error) bool {
 		return !errors.As(err, new(*interruptedError))
 	})
@@ -103,8 +114,8 @@ func routerMiddleware(cfg RouterConfig, logger watermill.LoggerAdapter) ([]messa
 		return nil, fmt.Errorf("relay: poison queue: %w", err)
 	}
 	mws := []message.HandlerMiddleware{middleware.CorrelationID}
-	if cfg.Dedup != nil {
-		mws = append(mws, Deduplicate(cfg.Dedup))
+	if dedup != nil {
+		mws = append(mws, dedup.Middleware)
 	}
 	return append(mws,
 		poison,

@@ -37,7 +37,7 @@ func chain(t *testing.T, pub message.Publisher, maxRetries int, h message.Handle
 	t.Helper()
 	cfg := RouterConfig{PoisonPublisher: pub, PoisonTopic: "poison", MaxRetries: maxRetries,
 		RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond}
-	mws, err := routerMiddleware(cfg, watermill.NewSlogLogger(slog.New(slog.DiscardHandler)))
+	mws, err := routerMiddleware(cfg, nil, watermill.NewSlogLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}

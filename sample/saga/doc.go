@@ -7,11 +7,14 @@
 //
 // # Events and commands
 //
-//	event                      command(s) the saga sends
-//	cart.checked_out           order Place(order, cart, customer, items, total)
-//	                           customer ReserveCredit(order, total)
-//	customer.credit_reserved   order Confirm
-//	customer.credit_refused    order Reject(reason), then cart Reopen(order, reason)
+//	event                      command(s) the saga sends, by the order's state
+//	cart.checked_out           order Place(order, cart, customer, items, total), then
+//	                           pending: customer ReserveCredit(order, total)
+//	                           rejected: cart Reopen(order, reason)
+//	customer.credit_reserved   pending: order Confirm
+//	                           rejected: customer ReleaseCredit(order), cart Reopen
+//	customer.credit_refused    pending: order Reject(reason), then cart Reopen(order, reason)
+//	                           rejected: cart Reopen(order, reason)
 //
 // The customer answers ReserveCredit with an event either way, so refusal is a
 // decision, not an error. A customer that cannot be asked — never registered,
@@ -19,9 +22,15 @@
 // saga rejects the order (reason `unknown customer "ann"`, or "credit refused:
 // ...") and reopens the cart while handling cart.checked_out.
 //
-// If credit is reserved for an order that is already rejected (possible only
-// when a customer registers between a checkout and a redelivery of it), the
-// saga releases the credit instead of confirming.
+// Every step decides from the order's current state, loaded from its stream,
+// not from what this handling did so far: a redelivery after a handling that
+// stopped half-way (a transient failure between two commands) finishes what
+// is left. A rejected order is final: a later event about it finishes the
+// compensation (cart reopened, a reservation for it released) and never asks
+// for credit again, even if the customer registered since. A confirmed order
+// needs nothing; only a pending one moves forward. The saga therefore always
+// ends in one of two states: order confirmed, cart checked out, credit
+// reserved once; or order rejected, cart open, no credit held.
 //
 // # Idempotence and failures
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
+	"github.com/eventline/eventline/eventstore/sqlite"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
@@ -28,7 +30,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // command API uses, so tests drive carts and customers the way HTTP does.
 type world struct {
 	t         testing.TB
-	store     *memory.Store
+	store     eventstore.Store
 	reg       *eventstore.Registry
 	carts     *command.Handler[cart.State, cart.Command, cart.Event]
 	customers *command.Handler[customer.State, customer.Command, customer.Event]
@@ -36,12 +38,28 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
+	store := memory.New()
+	t.Cleanup(func() { _ = store.Close() })
+	return newWorldOn(t, store)
+}
+
+// newSQLiteWorld is a world on a SQLite event store in a fresh file.
+func newSQLiteWorld(t testing.TB) *world {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "events.db"), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return newWorldOn(t, store)
+}
+
+func newWorldOn(t testing.TB, store eventstore.Store) *world {
+	t.Helper()
 	reg := eventstore.NewRegistry()
 	cart.RegisterEvents(reg)
 	order.RegisterEvents(reg)
 	customer.RegisterEvents(reg)
-	store := memory.New()
-	t.Cleanup(func() { _ = store.Close() })
 	carts, err := command.NewHandler(store, reg, cart.Decider, command.Config{Name: "cart", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)

@@ -242,10 +242,15 @@ func entityID(rec eventstore.Record, kind string) (string, error) {
 	return id, nil
 }
 
-// onCheckedOut places the order and asks the customer for credit. The
-// customer answers with an event (credit_reserved or credit_refused) that the
-// saga handles next; a customer who cannot be asked (never registered) is a
-// refusal handled here.
+// onCheckedOut places the order, then acts on the order as it is now, not on
+// what this handling did so far: a redelivery of the checkout may come after
+// an earlier handling got half-way. A pending order gets its customer asked
+// for credit. The customer answers with an event (credit_reserved or
+// credit_refused) that the saga handles next; a customer who cannot be asked
+// (never registered) is a refusal handled here. A rejected order has its
+// compensation finished (the cart reopened), and is never asked credit for
+// again, even if the customer could now pay: the order's rejection is final.
+// A confirmed order needs nothing more.
 func (s *Saga) onCheckedOut(ctx context.Context, rec eventstore.Record, e cart.CheckedOut) error {
 	cartID, err := entityID(rec, kindCart)
 	if err != nil {
@@ -258,6 +263,19 @@ func (s *Saga) onCheckedOut(ctx context.Context, rec eventstore.Record, e cart.C
 	place := order.Place{OrderID: e.OrderID, CartID: cartID, CustomerID: e.CustomerID, Items: items, TotalCents: e.TotalCents}
 	if _, err := s.orders.Handle(step(ctx, rec, StepPlace), e.OrderID, place); err != nil {
 		return fmt.Errorf("saga: place order %q from cart %q (event %s): %w", e.OrderID, cartID, rec.ID, err)
+	}
+	o, err := s.loadOrder(ctx, e.OrderID)
+	if err != nil {
+		return err
+	}
+	switch o.Status {
+	case order.StatusConfirmed:
+		return nil
+	case order.StatusRejected:
+		return s.reopenCart(ctx, rec, o)
+	case order.StatusNone:
+		// Place succeeded, so the order exists: a store that lost it.
+		return fmt.Errorf("%w: %q, placed by event %s but not found", ErrOrderNotFound, e.OrderID, rec.ID)
 	}
 	reserve := customer.ReserveCredit{OrderID: e.OrderID, AmountCents: e.TotalCents}
 	_, err = s.customers.Handle(step(ctx, rec, StepReserve), e.CustomerID, reserve)
@@ -278,35 +296,54 @@ func (s *Saga) onCheckedOut(ctx context.Context, rec eventstore.Record, e cart.C
 	if errors.Is(err, customer.ErrNotRegistered) {
 		reason = fmt.Sprintf("unknown customer %q", e.CustomerID)
 	}
-	return s.compensate(ctx, rec, e.OrderID, cartID, reason)
+	return s.compensate(ctx, rec, o, reason)
 }
 
-// onCreditReserved confirms the order. Should the order have been rejected
-// meanwhile (the customer was unknown at checkout and registered before a
-// redelivery reserved their credit), the credit is released instead.
+// onCreditReserved acts on the order as it is now. A pending order is
+// confirmed. A rejected one (the customer was unknown at checkout, and a
+// concurrent handling of the checkout reserved once they registered) keeps
+// its rejection: the credit is released and the cart reopened, finishing the
+// compensation whatever part of it an earlier handling did.
 func (s *Saga) onCreditReserved(ctx context.Context, rec eventstore.Record, e customer.CreditReserved) error {
-	_, err := s.orders.Handle(step(ctx, rec, StepConfirm), e.OrderID, order.Confirm{})
-	switch {
-	case err == nil:
-		s.cfg.Logger.InfoContext(ctx, "saga: order confirmed", "order", e.OrderID, "amount_cents", e.AmountCents)
-		return nil
-	case errors.Is(err, order.ErrNotPlaced):
-		return fmt.Errorf("%w: %q, credit reserved by event %s: %w", ErrOrderNotFound, e.OrderID, rec.ID, err)
-	case !errors.Is(err, order.ErrNotPending):
-		return fmt.Errorf("saga: confirm order %q (event %s): %w", e.OrderID, rec.ID, err)
+	o, err := s.loadOrder(ctx, e.OrderID)
+	if err != nil {
+		return err
 	}
-	customerID, idErr := entityID(rec, kindCustomer)
-	if idErr != nil {
-		return idErr
+	switch o.Status {
+	case order.StatusNone:
+		return fmt.Errorf("%w: %q, credit reserved by event %s", ErrOrderNotFound, e.OrderID, rec.ID)
+	case order.StatusConfirmed:
+		return nil
+	case order.StatusPending:
+		_, err := s.orders.Handle(step(ctx, rec, StepConfirm), e.OrderID, order.Confirm{})
+		if err == nil {
+			s.cfg.Logger.InfoContext(ctx, "saga: order confirmed", "order", e.OrderID, "amount_cents", e.AmountCents)
+			return nil
+		}
+		if !errors.Is(err, order.ErrNotPending) {
+			return fmt.Errorf("saga: confirm order %q (event %s): %w", e.OrderID, rec.ID, err)
+		}
+		// Rejected since it was loaded: release instead.
+		if o, err = s.loadOrder(ctx, e.OrderID); err != nil {
+			return err
+		}
+		if o.Status != order.StatusRejected {
+			return fmt.Errorf("saga: confirm order %q (event %s): refused while the order is %s", e.OrderID, rec.ID, o.Status)
+		}
+	}
+	customerID, err := entityID(rec, kindCustomer)
+	if err != nil {
+		return err
 	}
 	if _, err := s.customers.Handle(step(ctx, rec, StepRelease), customerID, customer.ReleaseCredit{OrderID: e.OrderID}); err != nil {
 		return fmt.Errorf("saga: release credit of customer %q for rejected order %q (event %s): %w", customerID, e.OrderID, rec.ID, err)
 	}
-	s.cfg.Logger.InfoContext(ctx, "saga: credit released for an order rejected earlier", "order", e.OrderID, "customer", customerID)
-	return nil
+	s.cfg.Logger.InfoContext(ctx, "saga: credit released for a rejected order", "order", e.OrderID, "customer", customerID)
+	return s.reopenCart(ctx, rec, o)
 }
 
-// onCreditRefused rejects the order and reopens its cart.
+// onCreditRefused rejects the order and reopens its cart, or finishes that
+// compensation when an earlier handling got half-way.
 func (s *Saga) onCreditRefused(ctx context.Context, rec eventstore.Record, e customer.CreditRefused) error {
 	o, err := s.loadOrder(ctx, e.OrderID)
 	if err != nil {
@@ -315,23 +352,44 @@ func (s *Saga) onCreditRefused(ctx context.Context, rec eventstore.Record, e cus
 	if o.Status == order.StatusNone {
 		return fmt.Errorf("%w: %q, credit refused by event %s", ErrOrderNotFound, e.OrderID, rec.ID)
 	}
-	return s.compensate(ctx, rec, e.OrderID, o.CartID, e.Reason)
+	return s.compensate(ctx, rec, o, e.Reason)
 }
 
-// compensate rejects the order, then reopens the cart. Both commands are
-// idempotent, so a crash between them is repaired by the redelivery.
-func (s *Saga) compensate(ctx context.Context, rec eventstore.Record, orderID, cartID, reason string) error {
-	reason = truncate(reason, min(order.MaxReasonLen, cart.MaxReasonLen))
-	if reason == "" {
-		reason = "credit refused"
+// compensate rejects order o when it is pending, then reopens its cart. It
+// acts on o's state, reloaded after the rejection, so that each step is
+// taken or skipped by what the order is, not by what this handling did: a
+// retry after a failure between the two steps finds the order rejected and
+// reopens the cart. An order confirmed meanwhile needs no compensation.
+func (s *Saga) compensate(ctx context.Context, rec eventstore.Record, o order.State, reason string) error {
+	if o.Status == order.StatusPending {
+		reason = truncate(reason, min(order.MaxReasonLen, cart.MaxReasonLen))
+		if reason == "" {
+			reason = "credit refused"
+		}
+		_, err := s.orders.Handle(step(ctx, rec, StepReject), o.OrderID, order.Reject{Reason: reason})
+		if err != nil && !errors.Is(err, order.ErrNotPending) {
+			return fmt.Errorf("saga: reject order %q (event %s): %w", o.OrderID, rec.ID, err)
+		}
+		if o, err = s.loadOrder(ctx, o.OrderID); err != nil {
+			return err
+		}
 	}
-	if _, err := s.orders.Handle(step(ctx, rec, StepReject), orderID, order.Reject{Reason: reason}); err != nil {
-		return fmt.Errorf("saga: reject order %q (event %s): %w", orderID, rec.ID, err)
+	if o.Status != order.StatusRejected {
+		s.cfg.Logger.WarnContext(ctx, "saga: nothing to compensate, the order is not rejected",
+			"order", o.OrderID, "status", string(o.Status), "event", rec.ID.String())
+		return nil
 	}
-	if _, err := s.carts.Handle(step(ctx, rec, StepReopen), cartID, cart.Reopen{OrderID: orderID, Reason: reason}); err != nil {
-		return fmt.Errorf("saga: reopen cart %q for rejected order %q (event %s): %w", cartID, orderID, rec.ID, err)
+	return s.reopenCart(ctx, rec, o)
+}
+
+// reopenCart reopens the cart of rejected order o, the last step of the
+// compensation. The cart decides nothing when it was already reopened for o.
+func (s *Saga) reopenCart(ctx context.Context, rec eventstore.Record, o order.State) error {
+	reason := truncate(o.Reason, cart.MaxReasonLen)
+	if _, err := s.carts.Handle(step(ctx, rec, StepReopen), o.CartID, cart.Reopen{OrderID: o.OrderID, Reason: reason}); err != nil {
+		return fmt.Errorf("saga: reopen cart %q for rejected order %q (event %s): %w", o.CartID, o.OrderID, rec.ID, err)
 	}
-	s.cfg.Logger.InfoContext(ctx, "saga: order rejected, cart reopened", "order", orderID, "cart", cartID, "reason", reason)
+	s.cfg.Logger.InfoContext(ctx, "saga: order rejected, cart reopened", "order", o.OrderID, "cart", o.CartID, "reason", o.Reason)
 	return nil
 }
 
