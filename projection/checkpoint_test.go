@@ -79,6 +79,22 @@ func TestLostCheckpointIsNotAppliedTwice(t *testing.T) {
 			if st.State != StateStopped || !strings.Contains(st.Error, "checkpoint") {
 				t.Errorf("status after the stop: state %q error %q, want stopped with the reason", st.State, st.Error)
 			}
+
+			// The fix the error names repairs the projection.
+			opts := RebuildOptions{Force: true}
+			if tc.activation == ActivateNever {
+				opts = RebuildOptions{Restart: true}
+			}
+			rctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if _, err := Rebuild(rctx, Config{Store: store, Redis: rdb, Projection: counts("c"), LeaseTTL: time.Second,
+				RetireDelay: time.Millisecond, Logger: quietLogger(), Registerer: prometheus.NewRegistry()}, opts); err != nil {
+				t.Fatalf("the fix (Rebuild %+v): %v", opts, err)
+			}
+			v := waitFor(t, rdb, "c", last)
+			if got, want := rdb.Get(ctx, v.Key("total")).Val(), expected("c", 300)[query.Key("c", 1, "total")]; got != want {
+				t.Errorf("total after the fix: %s, want %s", got, want)
+			}
 		})
 	}
 
