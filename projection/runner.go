@@ -981,7 +981,17 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 		if r.beforeExec != nil {
 			r.beforeExec()
 		}
-		_, err = pipe.Exec(ctx)
+		cmds, err := pipe.Exec(ctx)
+		if redis.HasErrorPrefix(err, "EXECABORT") {
+			// Redis refused a command while queueing it and discarded the
+			// whole transaction: nothing landed. Report why; a full Redis
+			// (OOM under noeviction) is waited out like an outage.
+			for _, c := range cmds {
+				if cerr := c.Err(); cerr != nil && cerr != err {
+					return fmt.Errorf("%w (nothing of the batch landed): %w", cerr, err)
+				}
+			}
+		}
 		return err
 	}, r.leaseKey, r.activeKey)
 	switch {
@@ -1029,7 +1039,9 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 }
 
 // transient reports errors after which retrying the same work may succeed:
-// the connection failed, or Redis is loading, read-only or busy.
+// the connection failed, or Redis is loading, read-only, busy or out of
+// memory (maxmemory reached under noeviction: writes are refused whole until
+// memory is freed).
 func transient(err error) bool {
 	if err == nil {
 		return false
@@ -1042,7 +1054,7 @@ func transient(err error) bool {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MOVED", "ASK"} {
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MOVED", "ASK", "OOM"} {
 			if redis.HasErrorPrefix(err, p) {
 				return true
 			}
