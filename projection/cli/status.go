@@ -31,7 +31,10 @@ GEN is the generation of the version: 0 until the version is rebuilt with
 replay --force, which builds generation 1, 2, ... beside the live one.
 LAG is in events (- when the store's positions are not counts) and LAG(s) is the
 age of the last applied record while behind. If the store is unreachable the
-head last written by each runner is shown instead, with a warning.`,
+head last written by each runner is shown instead, with a warning. A build
+with nothing in it (not active, no checkpoint, no runner, no error) is not
+listed. status also warns when Redis may evict keys: the read models need
+maxmemory-policy noeviction.`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
