@@ -445,7 +445,6 @@ func (r *Runner) writeStatus(ctx context.Context) error {
 		return fmt.Errorf("write status: %w", err)
 	}
 	if !ok {
-		r.m.fenced.Inc()
 		return fmt.Errorf("%w: lease %s lost; status not written", ErrFenced, r.leaseKey)
 	}
 	return nil
