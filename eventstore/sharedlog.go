@@ -45,9 +45,12 @@ type SharedLogOptions struct {
 // one), or after reading on its own (ReadAll) up to the convoy if it starts
 // behind. A subscription that starts ahead of the convoy, or is dropped
 // from it for stalling (StallTimeout), reads on its own (Subscribe of the
-// underlying store) until it ends. Either way each subscription sees every
-// record after its position exactly once, in order, as the Store contract
-// says; errors of the underlying subscription reach every member.
+// underlying store) until it ends. A convoy lasts while it has members: when
+// the last one goes, whether its subscription ended or it was dropped, the
+// shared reader stops and releases its subscription of the underlying store.
+// Whichever way it reads, each subscription sees every record after its
+// position exactly once, in order, as the Store contract says; errors of the
+// underlying subscription reach every member.
 //
 // Members receive the same Record values: Data and Metadata.Headers are
 // shared between them and must not be modified.
@@ -197,7 +200,10 @@ func (s *SharedLog) attach(c *convoy) *attachment {
 	return &attachment{c: c, m: m, ch: c.head, idx: c.head.n}
 }
 
-// leave removes m; the last member to leave stops the reader. s.mu is held.
+// leave removes m from c, whether it left (its subscription ended) or was
+// dropped for stalling. A convoy without members has nobody to read for:
+// whichever way its last member went, leave dissolves it, so that its reader
+// and its subscription to the underlying store end. s.mu is held.
 func (s *SharedLog) leave(c *convoy, m *member) {
 	delete(c.members, m)
 	wake(&c.room)
@@ -276,11 +282,13 @@ func (s *SharedLog) read(ctx context.Context, c *convoy, from Position) {
 			for m := range c.members {
 				if m.seq == slowest && m.moved.Before(stuck) {
 					m.dropped = true
-					delete(c.members, m)
+					s.leave(c, m)
 					dropped = true
 				}
 			}
 			if dropped {
+				// The dropped wait on more; if they were the last members,
+				// c is dissolved and the loop's first check ends the reader.
 				wake(&c.more)
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -265,6 +266,142 @@ func TestSharedLogPassesErrorsOn(t *testing.T) {
 	for range 3 {
 		if err := <-errs; !errors.Is(err, eventstore.ErrClosed) {
 			t.Errorf("member after Close: %v, want ErrClosed", err)
+		}
+	}
+}
+
+// openSubs counts the underlying store's subscriptions that are open, and so
+// the convoy readers reading it.
+type openSubs struct {
+	eventstore.Store
+	open atomic.Int64
+}
+
+func (o *openSubs) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
+	inner := o.Store.Subscribe(ctx, after)
+	return func(yield func(eventstore.Record, error) bool) {
+		o.open.Add(1)
+		defer o.open.Add(-1)
+		for rec, err := range inner {
+			if !yield(rec, err) {
+				return
+			}
+		}
+	}
+}
+
+// waitFor waits until cond holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s: %s", what)
+		}
+	}
+}
+
+// TestSharedLogDissolvesWithoutMembers: a convoy whose last member leaves
+// stops reading the log (its subscription to the underlying store closes and
+// its goroutine ends), whichever way that member left: it stopped taking
+// records, its context ended, or it was dropped for stalling — alone, or
+// after the other members left.
+func TestSharedLogDissolvesWithoutMembers(t *testing.T) {
+	// Each path subscribes through s at head (where the convoy forms),
+	// appends records and returns once the convoy has lost its last member,
+	// with the number of goroutines it left running and a func that ends them.
+	type path struct {
+		name string
+		run  func(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under eventstore.Store, head eventstore.Position) (running int, finish func())
+	}
+	paths := []path{
+		{"the member stops taking records", func(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under eventstore.Store, head eventstore.Position) (int, func()) {
+			done := make(chan error, 1)
+			go func() { done <- consume(ctx, s, head, eventstore.SeqPosition(head.Commit+1), nil) }()
+			waitMembers(t, s, 1)
+			appendN(t, under, 100)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			return 0, func() {}
+		}},
+		{"the member's context ends", func(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under eventstore.Store, head eventstore.Position) (int, func()) {
+			mctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- consume(mctx, s, head, eventstore.SeqPosition(head.Commit+1_000), nil) }()
+			waitMembers(t, s, 1)
+			appendN(t, under, 100)
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("member after cancel: %v, want context.Canceled", err)
+			}
+			return 0, func() {}
+		}},
+		{"the last member is dropped for stalling", func(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under eventstore.Store, head eventstore.Position) (int, func()) {
+			return 1, stallLast(t, ctx, s, under, head, 0)
+		}},
+		{"the others leave, the last is dropped for stalling", func(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under eventstore.Store, head eventstore.Position) (int, func()) {
+			return 1, stallLast(t, ctx, s, under, head, 2)
+		}},
+	}
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			under := &openSubs{Store: memory.New()}
+			head := appendN(t, under, 50)
+			s := eventstore.NewSharedLog(under, eventstore.SharedLogOptions{Window: 8, StallTimeout: 20 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			before := runtime.NumGoroutine()
+			running, finish := p.run(t, ctx, s, under, head)
+			waitFor(t, fmt.Sprintf("%d subscriptions to the store open, want 0: the convoy without members goes on reading", under.open.Load()),
+				func() bool { return under.open.Load() == 0 })
+			waitFor(t, fmt.Sprintf("%d goroutines, want at most %d (%d before, %d subscribers left running)", runtime.NumGoroutine(), before+running, before, running),
+				func() bool { return runtime.NumGoroutine() <= before+running })
+			finish()
+			waitFor(t, "subscriptions open after every subscriber ended", func() bool { return under.open.Load() == 0 })
+		})
+	}
+}
+
+// stallLast makes a convoy at head of one subscriber that stalls on its first
+// record and `others` that each take two records and leave, then appends
+// records so that the convoy fills its window and drops the stalled one. It
+// returns once the convoy has no member left, with a func that lets the
+// stalled subscriber go on alone and checks that it got every record.
+func stallLast(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under eventstore.Store, head eventstore.Position, others int) func() {
+	t.Helper()
+	final := eventstore.SeqPosition(head.Commit + 100)
+	release := make(chan struct{})
+	stalled := make(chan struct{})
+	slow := make(chan error, 1)
+	go func() {
+		slow <- consume(ctx, s, head, final, func(rec eventstore.Record) {
+			if rec.Position.Commit == head.Commit+1 {
+				close(stalled)
+				<-release
+			}
+		})
+	}()
+	waitMembers(t, s, 1)
+	done := make(chan error, others)
+	for i := range others {
+		go func() { done <- consume(ctx, s, head, eventstore.SeqPosition(head.Commit+2), nil) }()
+		waitMembers(t, s, 2+i)
+	}
+	// Two records do not fill the window: nobody is dropped before the slow
+	// one stalls in the convoy and the others have left it.
+	appendN(t, under, 2)
+	<-stalled
+	for range others {
+		if err := <-done; err != nil {
+			t.Fatalf("a member that leaves: %v", err)
+		}
+	}
+	appendN(t, under, 98)
+	waitMembers(t, s, 0)
+	return func() {
+		close(release)
+		if err := <-slow; err != nil {
+			t.Fatalf("the stalled subscriber after it resumed: %v", err)
 		}
 	}
 }

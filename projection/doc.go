@@ -66,7 +66,7 @@
 //	{el:<name>}:active             live build: "<n>" or "<n>g<g>"
 //	{el:<name>}:v<b>:checkpoint    hash: position token, commit, prepare, recorded_at, updated_at
 //	{el:<name>}:v<b>:lease         token of the writing runner, with a TTL
-//	{el:<name>}:v<b>:status        hash written by the lease holder
+//	{el:<name>}:v<b>:status        hash written by the lease holder (fenced by the lease)
 //	{el:<name>}:v<b>:deadletter    list of DeadLetterEntry JSON
 //	{el:<name>}:v<b>:<parts...>    the model (Tx.Key)
 //
@@ -164,6 +164,14 @@
 // (DeadLetter). Records of types the projection does not handle are skipped
 // and counted.
 //
+// A build with model keys but no checkpoint (the checkpoint was evicted or
+// deleted while the model stayed) is never applied from the start of the log,
+// which would count every record twice: the runner stops with
+// ErrCheckpointLost, whose message names the projection and the fix (a forced
+// rebuild into a fresh generation for the active build, a restarted rebuild
+// otherwise). The read side's Redis must not evict keys; CheckEvictionPolicy
+// reads its maxmemory-policy, and Run logs a warning when it may evict.
+//
 // # Status and metrics
 //
 // Runner.Status is this runner's view; ReadStatus reads the same from Redis
@@ -171,6 +179,9 @@
 // lag in events (head − checkpoint for single-sequence logs; -1 for
 // EventStoreDB, whose positions are byte offsets) and in seconds (age of the
 // last applied record while behind, 0 when caught up), state, lease holder,
-// dead-letter count. Metrics (eventline_projection_*) are registered on
+// dead-letter count. Only the lease holder writes a build's status hash, in a
+// script that checks the lease as a batch does; a runner stopping without
+// having applied anything to a build that has nothing removes the build's
+// status instead of leaving a stopped entry behind. Metrics (eventline_projection_*) are registered on
 // Config.Registerer, never globally.
 package projection

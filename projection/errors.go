@@ -39,3 +39,15 @@ var (
 
 // ErrActive means Discard refused to remove the active version.
 var ErrActive = errors.New("projection: version is active")
+
+// ErrCheckpointLost means a runner found a build with model keys but no
+// checkpoint (evicted, deleted, lost in a failover) and refused to apply the
+// log from its start over them, which would apply every record twice. The
+// error names the projection, the build and the fix: rebuild it (a fresh
+// generation, blue/green) or start the build over.
+var ErrCheckpointLost = errors.New("projection: checkpoint lost while the model remains")
+
+// ErrEvictingPolicy means the Redis server of the read models may evict keys
+// (its maxmemory-policy is not noeviction): an evicted model key is lost
+// data, an evicted checkpoint stops the projection (ErrCheckpointLost).
+var ErrEvictingPolicy = errors.New("projection: redis may evict read model keys")

@@ -324,8 +324,9 @@ func (r *Runner) setState(s State, err error) {
 
 // Run runs the runner until ctx ends (it then returns nil) or the projection
 // stops on an error: ErrStuck, ErrCommandFailed, ErrSuperseded (a newer
-// version is active, at start or after a switch) or ErrNewVersion (refused by
-// ActivateIfNone). Redis and store failures are retried for ever, with
+// version is active, at start or after a switch), ErrNewVersion (refused by
+// ActivateIfNone) or ErrCheckpointLost (its build has model keys but no
+// checkpoint: it never applies the log from the start over them). Redis and store failures are retried for ever, with
 // back-off. A new generation of the runner's own version (a forced rebuild)
 // does not stop it: it leaves the old generation, whose keys are then
 // removed, and goes on writing the new one, standing by while the rebuild's
@@ -340,6 +341,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer cancel()
 		_, _ = runScript(rctx, r.cfg.Redis, releaseScript, r.leaseKey, r.cfg.ID)
 	}()
+	r.warnEviction(ctx)
 	backoff := r.cfg.MinBackoff
 	retryIn := r.cfg.LeaseTTL / 3
 	for {
@@ -392,7 +394,8 @@ func (r *Runner) Run(ctx context.Context) error {
 					r.setState(StateStopped, err)
 					return err
 				}
-			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed) || errors.Is(err, ErrNewVersion):
+			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed) || errors.Is(err, ErrNewVersion) ||
+				errors.Is(err, ErrCheckpointLost):
 				r.stopped(err)
 				return err
 			case err != nil:
@@ -410,27 +413,68 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// stopped records the final state in memory and, best effort, in Redis.
+// warnEviction logs a warning when the Redis of the read model may evict
+// keys, once per Run: the status command warns too, but a projector's log is
+// where an operator looks when a projection stopped.
+func (r *Runner) warnEviction(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := CheckEvictionPolicy(cctx, r.cfg.Redis); errors.Is(err, ErrEvictingPolicy) {
+		r.log.Warn("redis may evict read model keys", "error", err)
+	}
+}
+
+// stopped records the final state in memory and, best effort, in Redis: a
+// runner that still holds its lease writes it in the status hash. One that
+// stops cleanly without having applied anything to a build that has nothing
+// (no checkpoint) removes the build's status instead, so that a runner that
+// never ran leaves no entry behind.
 func (r *Runner) stopped(err error) {
 	r.setState(StateStopped, err)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = r.writeStatus(ctx, r.cfg.Redis)
+	_, _ = r.putStatus(ctx, err == nil && r.Checkpoint().IsZero())
 }
 
-// writeStatus writes this runner's status hash. Only the lease holder calls
-// it, so the hash is the holder's word.
-func (r *Runner) writeStatus(ctx context.Context, c redis.Cmdable) error {
+// writeStatus writes this runner's status hash. It is fenced like a batch:
+// if the runner no longer holds the lease it writes nothing and returns an
+// error matching ErrFenced, so the hash is always the holder's word.
+func (r *Runner) writeStatus(ctx context.Context) error {
+	ok, err := r.putStatus(ctx, false)
+	if err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: lease %s lost; status not written", ErrFenced, r.leaseKey)
+	}
+	return nil
+}
+
+// putStatus runs statusScript; ok is false when the runner does not hold
+// the lease. With forget, a build that has no checkpoint and is not active
+// loses its status entry instead (see statusScript).
+func (r *Runner) putStatus(ctx context.Context, forget bool) (ok bool, err error) {
 	r.mu.Lock()
 	s := r.st
 	r.mu.Unlock()
-	pipe := c.Pipeline()
-	pipe.HSet(ctx, r.statusKey, fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(),
-		fHeadAt, timeNano(s.HeadAt), fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano())
-	pipe.SAdd(ctx, ProjectionsKey, r.name)
-	pipe.SAdd(ctx, VersionsKey(r.name), r.build.String())
-	_, err := pipe.Exec(ctx)
-	return err
+	mode := "keep"
+	if forget {
+		mode = "forget"
+	}
+	n, err := statusScript.Run(ctx, r.cfg.Redis,
+		[]string{r.leaseKey, r.statusKey, VersionsKey(r.name), r.checkpointKey, r.activeKey},
+		r.cfg.ID, r.build.String(), mode,
+		fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(), fHeadAt, timeNano(s.HeadAt),
+		fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano()).Int()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	if n == 1 {
+		// The set of projections is outside the projection's hash tag (it
+		// lists them all), so it is written apart, after the fenced write.
+		err = r.cfg.Redis.SAdd(ctx, ProjectionsKey, r.name).Err()
+	}
+	return true, err
 }
 
 func timeNano(t time.Time) int64 {
@@ -470,6 +514,14 @@ func (r *Runner) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if cp.IsZero() {
+		// Starting from the beginning is right only for a build that has
+		// nothing yet: over a model whose checkpoint was lost it would apply
+		// every record a second time.
+		if err := r.checkEmpty(ctx, active); err != nil {
+			return err
+		}
+	}
 	head, err := r.cfg.Store.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("read head of the log: %w", err)
@@ -486,7 +538,7 @@ func (r *Runner) session(ctx context.Context) error {
 		state = StateRunning
 	}
 	r.setState(state, nil)
-	if err := r.writeStatus(ctx, rdb); err != nil {
+	if err := r.writeStatus(ctx); err != nil {
 		return err
 	}
 
@@ -633,7 +685,7 @@ func (r *Runner) session(ctx context.Context) error {
 			if state == StateCatchingUp && !last.Before(target) {
 				state = StateRunning
 				r.setState(state, nil)
-				if err := r.writeStatus(ctx, rdb); err != nil {
+				if err := r.writeStatus(ctx); err != nil {
 					return err
 				}
 			}
@@ -648,6 +700,72 @@ func (r *Runner) session(ctx context.Context) error {
 			return fmt.Errorf("subscription: %w", subErr)
 		}
 	}
+}
+
+// checkEmpty is called when the runner's build has no checkpoint. It
+// returns an error matching ErrCheckpointLost if the build nevertheless has
+// keys besides its lease and status: a model whose checkpoint was evicted,
+// deleted or lost, which applying the log from its start would count twice.
+//
+// It asks the keyspace itself (SCAN of the build's prefix) rather than a
+// marker the batches would write, because whatever removed the checkpoint
+// (an eviction, a DEL, a failover) can remove a marker too, while any model
+// key left proves that records were applied. The scan costs a pass over the
+// keyspace, paid only while a build has no checkpoint: at the start of a new
+// build, before its first batch.
+func (r *Runner) checkEmpty(ctx context.Context, active query.Build) error {
+	rdb, err := nodeOf(ctx, r.cfg.Redis, r.checkpointKey)
+	if err != nil {
+		return fmt.Errorf("projection %s v%s: look for a model without checkpoint: %w", r.name, r.build, err)
+	}
+	prefix := query.BuildPrefix(r.name, r.build)
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("projection %s v%s: look for a model without checkpoint: %w", r.name, r.build, err)
+		}
+		for _, k := range keys {
+			if k != r.leaseKey && k != r.statusKey {
+				return r.checkpointLost(k, active)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// checkpointLost is the error of a build found with key but no checkpoint,
+// with the fix that fits it.
+func (r *Runner) checkpointLost(key string, active query.Build) error {
+	var fix string
+	switch {
+	case r.build == active:
+		fix = fmt.Sprintf("rebuild it into a fresh generation beside the live one with \"replay --force %s\" "+
+			"(projection.Rebuild with RebuildOptions.Force): this build keeps serving queries until the switch; "+
+			"then restart the projectors that stopped with this error", r.name)
+	case r.build.Version == active.Version:
+		fix = fmt.Sprintf("start this generation over with \"replay --force --restart %s\" "+
+			"(projection.Rebuild with RebuildOptions.Force and Restart)", r.name)
+	default:
+		fix = fmt.Sprintf("start this build over with \"replay --restart %s\" "+
+			"(projection.Rebuild with RebuildOptions.Restart), which discards its keys first", r.name)
+	}
+	return fmt.Errorf("%w: %s v%s has no checkpoint but has model keys (%s): applying the log from its start "+
+		"would apply every record a second time. The checkpoint was evicted or deleted; the read side's Redis "+
+		"needs maxmemory-policy noeviction (see docs/operations.md). To repair, %s",
+		ErrCheckpointLost, r.name, r.build, key, fix)
+}
+
+// nodeOf returns the client of the node holding key: with Redis Cluster,
+// where SCAN lists one node's keys, the master of key's slot, which holds
+// every key of the same hash tag; otherwise rdb itself.
+func nodeOf(ctx context.Context, rdb redis.UniversalClient, key string) (redis.Cmdable, error) {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, key)
+	}
+	return rdb, nil
 }
 
 // Checkpoint returns the position of the last record this runner applied (or
@@ -715,7 +833,7 @@ func (r *Runner) refreshStatus(ctx context.Context) error {
 	s.fillLag(recordedAt, time.Now())
 	r.m.lagEvents.Set(float64(s.LagEvents))
 	r.m.lagSeconds.Set(s.LagSeconds)
-	return r.writeStatus(ctx, r.cfg.Redis)
+	return r.writeStatus(ctx)
 }
 
 // applyError is a failure of Projection.Apply on batch[index].
@@ -862,7 +980,17 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 		if r.beforeExec != nil {
 			r.beforeExec()
 		}
-		_, err = pipe.Exec(ctx)
+		cmds, err := pipe.Exec(ctx)
+		if redis.HasErrorPrefix(err, "EXECABORT") {
+			// Redis refused a command while queueing it and discarded the
+			// whole transaction: nothing landed. Report why; a full Redis
+			// (OOM under noeviction) is waited out like an outage.
+			for _, c := range cmds {
+				if cerr := c.Err(); cerr != nil && cerr != err {
+					return fmt.Errorf("%w (nothing of the batch landed): %w", cerr, err)
+				}
+			}
+		}
 		return err
 	}, r.leaseKey, r.activeKey)
 	switch {
@@ -910,7 +1038,9 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 }
 
 // transient reports errors after which retrying the same work may succeed:
-// the connection failed, or Redis is loading, read-only or busy.
+// the connection failed, or Redis is loading, read-only, busy or out of
+// memory (maxmemory reached under noeviction: writes are refused whole until
+// memory is freed).
 func transient(err error) bool {
 	if err == nil {
 		return false
@@ -923,7 +1053,7 @@ func transient(err error) bool {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MOVED", "ASK"} {
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "MOVED", "ASK", "OOM"} {
 			if redis.HasErrorPrefix(err, p) {
 				return true
 			}

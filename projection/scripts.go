@@ -148,3 +148,28 @@ if cur ~= '' then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return {1, cur}`)
+
+// statusScript writes a build's status hash, fenced like a batch: only the
+// holder of the build's lease (KEYS[1] = ARGV[1]) writes it, so a runner
+// that lost its lease, or a standby, never overwrites the holder's word. It
+// also lists the build in the versions set (KEYS[3]), for the status
+// command.
+//
+// With ARGV[3] = 'forget', a runner stopping without having applied
+// anything, on a build that has no checkpoint (KEYS[4]) and is not active
+// (KEYS[5]), instead removes the status and the listing: nothing was built,
+// and an entry would linger as a stopped build with full lag.
+//
+// KEYS: lease, status, versions, checkpoint, active. ARGV: token, build,
+// mode ('keep' or 'forget'), then the hash's field/value pairs.
+// Replies 1 written, 2 forgotten, 0 not the holder.
+var statusScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == 'forget' and redis.call('EXISTS', KEYS[4]) == 0 and redis.call('GET', KEYS[5]) ~= ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[2])
+  return 2
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1`)

@@ -204,3 +204,29 @@ func unixNano(s string) time.Time {
 	}
 	return time.Unix(0, n)
 }
+
+// CheckEvictionPolicy reads the maxmemory-policy of the Redis server holding
+// the read models. It returns nil for noeviction, an error matching
+// ErrEvictingPolicy that names the policy for any other (allkeys-* and
+// volatile-* alike: Redis Cluster and replicas included, the read side needs
+// every key it wrote), and another error when the policy cannot be read
+// (managed services often disable CONFIG).
+func CheckEvictionPolicy(ctx context.Context, rdb redis.Cmdable) error {
+	cfg, err := rdb.ConfigGet(ctx, "maxmemory*").Result()
+	if err != nil {
+		return fmt.Errorf("projection: read maxmemory-policy: %w", err)
+	}
+	policy, ok := cfg["maxmemory-policy"]
+	if !ok {
+		return errors.New("projection: read maxmemory-policy: the server did not report it")
+	}
+	if policy == "noeviction" {
+		return nil
+	}
+	limit := "maxmemory " + cfg["maxmemory"]
+	if m := cfg["maxmemory"]; m == "0" || m == "" {
+		limit = "maxmemory 0: no limit yet, so nothing is evicted until one is set"
+	}
+	return fmt.Errorf("%w: maxmemory-policy is %s (%s); an evicted checkpoint stops its projection and an evicted "+
+		"model key is silently lost: set maxmemory-policy noeviction (see docs/operations.md)", ErrEvictingPolicy, policy, limit)
+}

@@ -31,7 +31,10 @@ GEN is the generation of the version: 0 until the version is rebuilt with
 replay --force, which builds generation 1, 2, ... beside the live one.
 LAG is in events (- when the store's positions are not counts) and LAG(s) is the
 age of the last applied record while behind. If the store is unreachable the
-head last written by each runner is shown instead, with a warning.`,
+head last written by each runner is shown instead, with a warning. A build
+with nothing in it (not active, no checkpoint, no runner, no error) is not
+listed. status also warns when Redis may evict keys: the read models need
+maxmemory-policy noeviction.`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,6 +64,12 @@ func readStatus(ctx context.Context, cfg Config, warn io.Writer) ([]projection.S
 		return nil, err
 	}
 	defer rdb.Close()
+	switch err := projection.CheckEvictionPolicy(ctx, rdb); {
+	case errors.Is(err, projection.ErrEvictingPolicy):
+		fmt.Fprintf(warn, "warning: %v\n", err)
+	case err != nil:
+		fmt.Fprintf(warn, "warning: cannot check that Redis never evicts read model keys (%v); it needs maxmemory-policy noeviction\n", err)
+	}
 	var head eventstore.Position
 	haveHead := false
 	if store, h, err := cfg.openStore(ctx); err != nil {
@@ -83,15 +92,36 @@ func readStatus(ctx context.Context, cfg Config, warn io.Writer) ([]projection.S
 	rows := []projection.Status{}
 	now := time.Now()
 	for _, name := range names {
-		builds, err := buildsOf(ctx, rdb, cfg, name)
+		builds, err := buildsOf(ctx, rdb, name)
 		if err != nil {
 			return nil, err
 		}
+		var kept []projection.Status
 		for _, b := range builds {
 			s, err := projection.ReadBuildStatus(ctx, rdb, name, b)
 			if err != nil {
 				return nil, err
 			}
+			if empty(s) {
+				continue
+			}
+			kept = append(kept, s)
+		}
+		// The version in the application's code gets a row even when
+		// nothing of it is built yet: that is what replay would build.
+		for _, p := range cfg.Projections {
+			if p.Name() == name && !slices.ContainsFunc(kept, func(s projection.Status) bool { return s.Version == p.Version() }) {
+				s, err := projection.ReadBuildStatus(ctx, rdb, name, query.Build{Version: p.Version()})
+				if err != nil {
+					return nil, err
+				}
+				kept = append(kept, s)
+			}
+		}
+		slices.SortFunc(kept, func(a, b projection.Status) int {
+			return compareBuilds(query.Build{Version: a.Version, Generation: a.Generation}, query.Build{Version: b.Version, Generation: b.Generation})
+		})
+		for _, s := range kept {
 			if haveHead {
 				s.SetHead(head, now)
 			}
@@ -101,10 +131,27 @@ func readStatus(ctx context.Context, cfg Config, warn io.Writer) ([]projection.S
 	return rows, nil
 }
 
-// buildsOf lists the builds of name worth a row: those runners wrote, the
-// active one and, unless a build of it is listed, generation 0 of the version
-// in the application's code.
-func buildsOf(ctx context.Context, rdb redis.UniversalClient, cfg Config, name string) ([]query.Build, error) {
+// empty reports a status with nothing behind it: a build that is not
+// active, has no checkpoint, no lease holder, no dead letters and no error.
+// A runner that stops leaves no such entry, but one that crashed before its
+// first batch (or a runner of an older release) may have.
+func empty(s projection.Status) bool {
+	return !s.Active && s.Checkpoint.IsZero() && s.Holder == "" && s.DeadLetters == 0 && s.Error == ""
+}
+
+func compareBuilds(a, b query.Build) int {
+	if a.Before(b) {
+		return -1
+	}
+	if b.Before(a) {
+		return 1
+	}
+	return 0
+}
+
+// buildsOf lists the builds of name that may be worth a row: those runners
+// wrote and the active one.
+func buildsOf(ctx context.Context, rdb redis.UniversalClient, name string) ([]query.Build, error) {
 	ss, err := rdb.SMembers(ctx, projection.VersionsKey(name)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
@@ -123,20 +170,7 @@ func buildsOf(ctx context.Context, rdb redis.UniversalClient, cfg Config, name s
 	case !errors.Is(err, redis.Nil):
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	for _, p := range cfg.Projections {
-		if p.Name() == name && !slices.ContainsFunc(bs, func(b query.Build) bool { return b.Version == p.Version() }) {
-			bs = append(bs, query.Build{Version: p.Version()})
-		}
-	}
-	slices.SortFunc(bs, func(a, b query.Build) int {
-		if a.Before(b) {
-			return -1
-		}
-		if b.Before(a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(bs, compareBuilds)
 	return slices.Compact(bs), nil
 }
 
