@@ -29,10 +29,15 @@
 //
 // # Durability
 //
-// The file is in WAL mode. With SyncNormal (the default, synchronous=NORMAL) a
-// committed append survives a crash or kill of the process; a power loss or OS
-// crash can lose the last commits but never corrupts the file. With SyncFull
-// (synchronous=FULL) every group commit is fsynced before its appends return.
+// The file is in WAL mode. By default (SyncFull, synchronous=FULL) every group
+// commit fsyncs the WAL before its appends return, so an acknowledged append
+// survives a power loss or OS crash, as PostgreSQL and EventStoreDB promise.
+// Concurrent appends share that fsync; a lone caller pays one per append, so
+// its appends per second are bounded by the disk's synced writes per second.
+// SyncNormal (synchronous=NORMAL) is the explicit choice to skip it: a
+// committed append still survives a crash or kill of the process, but a power
+// loss or OS crash can lose the last commits acknowledged before it (the WAL
+// is fsynced only at checkpoints). Neither mode can corrupt the file.
 //
 // # Checkpoints
 //
