@@ -18,9 +18,14 @@
 // in commit order, so positions strictly increase in commit order.
 //
 // A batch is whatever is queued when the writer is free; a lone caller never
-// waits for company. When the previous batch held several appends, the writer
-// waits up to 200µs for as many again, so that batches track the number of
-// concurrent callers instead of alternating between large and tiny.
+// waits for company. Appends that arrive while a commit (and its fsync) runs
+// queue up and form the next batch. When the previous batch held several
+// appends, the writer also waits a moment for its callers to come back with
+// their next append, so that batches track the number of concurrent callers
+// instead of alternating between large and tiny: with SyncFull, where every
+// commit costs an fsync, it waits for all of them, within half the last
+// commit's time and at most 500µs; with SyncNormal, for as many appends as
+// the previous batch, at most 200µs.
 //
 // Events appended without an id get a time-ordered UUIDv7 (not a random v4):
 // new ids then land at the end of the event-id index instead of on random
