@@ -51,9 +51,9 @@ type config struct {
 	// caller, where synchronous=FULL costs a whole fsync per command.
 	Carts, Carts1 int
 	// FsyncDuration is the length of the synced-writes ceiling.
-	FsyncDuration time.Duration
-	SyntheticEvents          int
-	RebuildEvents            int
+	FsyncDuration   time.Duration
+	SyntheticEvents int
+	RebuildEvents   int
 	// HTTPDuration is the length of each timed HTTP loop (ceiling and query).
 	HTTPDuration time.Duration
 	LagDuration  time.Duration
@@ -82,20 +82,20 @@ var presets = map[string]config{
 
 // Phases, for --profile-phase.
 const (
-	phaseCeilings  = "ceilings"
-	phaseAppends   = "appends"
-	phaseHTTP1     = "commands-http-1"
-	phaseHTTP64    = "commands-http-64"
-	phaseLib1      = "commands-lib-1"
-	phaseLib64     = "commands-lib-64"
+	phaseCeilings = "ceilings"
+	phaseAppends  = "appends"
+	phaseHTTP1    = "commands-http-1"
+	phaseHTTP64   = "commands-http-64"
+	phaseLib1     = "commands-lib-1"
+	phaseLib64    = "commands-lib-64"
 	// The same with synchronous=NORMAL, on a store of their own.
 	phaseLib1Normal  = "commands-lib-1-normal"
 	phaseLib64Normal = "commands-lib-64-normal"
-	phaseCatchUp   = "catchup-sample"
-	phaseQuery     = "query"
-	phaseSynthetic = "catchup-synthetic"
-	phaseLag       = "lag"
-	phaseRebuild   = "rebuild"
+	phaseCatchUp     = "catchup-sample"
+	phaseQuery       = "query"
+	phaseSynthetic   = "catchup-synthetic"
+	phaseLag         = "lag"
+	phaseRebuild     = "rebuild"
 	// phaseRebuildSample rebuilds each sample model alone over the SQLite log.
 	phaseRebuildSample = "rebuild-sample"
 	defaultProfiled    = phaseHTTP64
