@@ -255,7 +255,7 @@ func (b *bench) ceilings(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("synced writes: %w", err)
 	}
-	b.rep.add(Row{Group: "ceiling", ID: "fsync", What: "synced 4 KiB appends to a file (write + fsync)", Value: synced, Unit: "writes/s",
+	b.rep.add(Row{Group: "ceiling", ID: "fsync", What: "synced 4 KiB overwrites in a file (write + fsync)", Value: synced, Unit: "writes/s",
 		Note: "the disk's fsyncs per second: a lone caller's bound with synchronous=FULL"})
 	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
 	if err != nil {

@@ -18,7 +18,8 @@
 //
 //   - ceilings: raw modernc.org/sqlite inserts in transactions of 100 rows into
 //     a table shaped like the store's, with synchronous=NORMAL and FULL; the
-//     disk's synced 4 KiB writes per second (write + fsync, as dd oflag=dsync);
+//     disk's synced 4 KiB writes per second (overwrite + fsync, as a reused
+//     WAL is written);
 //     go-redis pipelined HSET (pipelines of 500, one connection); a trivial
 //     net/http JSON handler under the load generator used for the sample's
 //     HTTP APIs;
