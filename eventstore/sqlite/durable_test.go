@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"fmt"
 	"os"
@@ -253,4 +254,22 @@ func checkAcks(calls []syscall) (acked, synced int, why string) {
 		}
 	}
 	return acked, synced, why
+}
+
+// TestParseSyncMode reads back what String writes, takes "" as the durable
+// default and refuses other names with ErrInvalidConfig.
+func TestParseSyncMode(t *testing.T) {
+	for _, m := range []sqlite.SyncMode{sqlite.SyncFull, sqlite.SyncNormal} {
+		if got, err := sqlite.ParseSyncMode(m.String()); err != nil || got != m {
+			t.Errorf("ParseSyncMode(%q) = %v, %v; want %v", m.String(), got, err, m)
+		}
+	}
+	if got, err := sqlite.ParseSyncMode(""); err != nil || got != sqlite.SyncFull {
+		t.Errorf(`ParseSyncMode("") = %v, %v; want full`, got, err)
+	}
+	for _, s := range []string{"off", "extra", "1"} {
+		if _, err := sqlite.ParseSyncMode(s); !errors.Is(err, sqlite.ErrInvalidConfig) {
+			t.Errorf("ParseSyncMode(%q): %v, want ErrInvalidConfig", s, err)
+		}
+	}
 }
