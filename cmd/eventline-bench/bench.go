@@ -47,9 +47,13 @@ type config struct {
 
 	RawRows, HSETOps, RTTOps int
 	Appends1, Appends64      int
-	Carts                    int
-	SyntheticEvents          int
-	RebuildEvents            int
+	// Carts is the size of the cart workload at 64 callers, Carts1 at 1
+	// caller, where synchronous=FULL costs a whole fsync per command.
+	Carts, Carts1 int
+	// FsyncDuration is the length of the synced-writes ceiling.
+	FsyncDuration   time.Duration
+	SyntheticEvents int
+	RebuildEvents   int
 	// HTTPDuration is the length of each timed HTTP loop (ceiling and query).
 	HTTPDuration time.Duration
 	LagDuration  time.Duration
@@ -65,36 +69,39 @@ type config struct {
 // presets are the sizes of each mode. full is what docs/benchmarks.md
 // reports; quick is for CI smoke runs; tiny is for the package's test.
 var presets = map[string]config{
-	"full": {RawRows: 300_000, HSETOps: 1_000_000, RTTOps: 20_000, Appends1: 20_000, Appends64: 150_000,
-		Carts: 10_000, SyntheticEvents: 1_000_000, RebuildEvents: 1_000_000,
+	"full": {RawRows: 300_000, HSETOps: 1_000_000, RTTOps: 20_000, Appends1: 5_000, Appends64: 150_000,
+		Carts: 10_000, Carts1: 1_000, FsyncDuration: 2 * time.Second, SyntheticEvents: 1_000_000, RebuildEvents: 1_000_000,
 		HTTPDuration: 5 * time.Second, LagDuration: 10 * time.Second, LagRates: []int{1000, 5000}},
-	"quick": {RawRows: 50_000, HSETOps: 200_000, RTTOps: 5_000, Appends1: 3_000, Appends64: 20_000,
-		Carts: 500, SyntheticEvents: 100_000, RebuildEvents: 50_000,
+	"quick": {RawRows: 50_000, HSETOps: 200_000, RTTOps: 5_000, Appends1: 1_000, Appends64: 20_000,
+		Carts: 500, Carts1: 100, FsyncDuration: 500 * time.Millisecond, SyntheticEvents: 100_000, RebuildEvents: 50_000,
 		HTTPDuration: time.Second, LagDuration: 2 * time.Second, LagRates: []int{1000, 5000}},
-	"tiny": {RawRows: 2_000, HSETOps: 5_000, RTTOps: 200, Appends1: 200, Appends64: 1_000,
-		Carts: 40, SyntheticEvents: 5_000, RebuildEvents: 5_000,
+	"tiny": {RawRows: 2_000, HSETOps: 5_000, RTTOps: 200, Appends1: 100, Appends64: 1_000,
+		Carts: 40, Carts1: 10, FsyncDuration: 100 * time.Millisecond, SyntheticEvents: 5_000, RebuildEvents: 5_000,
 		HTTPDuration: 200 * time.Millisecond, LagDuration: 300 * time.Millisecond, LagRates: []int{1000, 5000}},
 }
 
 // Phases, for --profile-phase.
 const (
-	phaseCeilings  = "ceilings"
-	phaseAppends   = "appends"
-	phaseHTTP1     = "commands-http-1"
-	phaseHTTP64    = "commands-http-64"
-	phaseLib1      = "commands-lib-1"
-	phaseLib64     = "commands-lib-64"
-	phaseCatchUp   = "catchup-sample"
-	phaseQuery     = "query"
-	phaseSynthetic = "catchup-synthetic"
-	phaseLag       = "lag"
-	phaseRebuild   = "rebuild"
+	phaseCeilings = "ceilings"
+	phaseAppends  = "appends"
+	phaseHTTP1    = "commands-http-1"
+	phaseHTTP64   = "commands-http-64"
+	phaseLib1     = "commands-lib-1"
+	phaseLib64    = "commands-lib-64"
+	// The same with synchronous=NORMAL, on a store of their own.
+	phaseLib1Normal  = "commands-lib-1-normal"
+	phaseLib64Normal = "commands-lib-64-normal"
+	phaseCatchUp     = "catchup-sample"
+	phaseQuery       = "query"
+	phaseSynthetic   = "catchup-synthetic"
+	phaseLag         = "lag"
+	phaseRebuild     = "rebuild"
 	// phaseRebuildSample rebuilds each sample model alone over the SQLite log.
 	phaseRebuildSample = "rebuild-sample"
 	defaultProfiled    = phaseHTTP64
 )
 
-var phases = []string{phaseCeilings, phaseAppends, phaseHTTP1, phaseHTTP64, phaseLib1, phaseLib64,
+var phases = []string{phaseCeilings, phaseAppends, phaseHTTP1, phaseHTTP64, phaseLib1, phaseLib1Normal, phaseLib64, phaseLib64Normal,
 	phaseCatchUp, phaseQuery, phaseRebuildSample, phaseSynthetic, phaseLag, phaseRebuild}
 
 // bench is one run in progress.
@@ -232,12 +239,24 @@ func (b *bench) phase(ctx context.Context, name string, fn func(context.Context)
 }
 
 func (b *bench) ceilings(ctx context.Context) error {
-	raw, err := sqliteTx100(ctx, b.dir, b.cfg.RawRows)
+	raw, err := sqliteTx100(ctx, b.dir, "NORMAL", b.cfg.RawRows)
 	if err != nil {
 		return fmt.Errorf("raw sqlite: %w", err)
 	}
 	b.rep.add(Row{Group: "ceiling", ID: "sqlite-tx100", What: "raw modernc.org/sqlite inserts, tx of 100, WAL NORMAL", Value: raw, Unit: "rows/s",
 		Note: fmt.Sprintf("%s rows, store-like table and indexes", thousands(int64(b.cfg.RawRows)))})
+	rawFull, err := sqliteTx100(ctx, b.dir, "FULL", b.cfg.RawRows)
+	if err != nil {
+		return fmt.Errorf("raw sqlite, synchronous=FULL: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "sqlite-tx100-full", What: "raw modernc.org/sqlite inserts, tx of 100, WAL FULL", Value: rawFull, Unit: "rows/s",
+		Note: "the same, with an fsync of the WAL per transaction"})
+	synced, err := syncedWrites(b.dir, b.cfg.FsyncDuration)
+	if err != nil {
+		return fmt.Errorf("synced writes: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "fsync", What: "synced 4 KiB overwrites in a file (write + fsync)", Value: synced, Unit: "writes/s",
+		Note: "the disk's fsyncs per second: a lone caller's bound with synchronous=FULL"})
 	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
 	if err != nil {
 		return fmt.Errorf("redis HSET: %w", err)
@@ -256,8 +275,14 @@ func (b *bench) ceilings(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) openStore(ctx context.Context, name string) (*sqlite.Store, error) {
-	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.dir, name), Logger: b.log})
+// openStore opens a store in the run's directory with the default Sync mode
+// (synchronous=FULL), unless sync says otherwise.
+func (b *bench) openStore(ctx context.Context, name string, sync ...sqlite.SyncMode) (*sqlite.Store, error) {
+	cfg := sqlite.Config{Path: filepath.Join(b.dir, name), Logger: b.log}
+	if len(sync) > 0 {
+		cfg.Sync = sync[0]
+	}
+	return sqlite.Open(ctx, cfg)
 }
 
 func (b *bench) appends(ctx context.Context) error {
@@ -267,7 +292,10 @@ func (b *bench) appends(ctx context.Context) error {
 	}
 	defer store.Close()
 	total := 0
-	for _, w := range []struct{ writers, n int }{{1, b.cfg.Appends1}, {64, b.cfg.Appends64}} {
+	for _, w := range []struct {
+		writers, n int
+		ceiling    string
+	}{{1, b.cfg.Appends1, "fsync"}, {64, b.cfg.Appends64, "sqlite-tx100-full"}} {
 		res := storeAppends(ctx, store, "w"+strconv.Itoa(w.writers), w.writers, w.n)
 		total += res.ops - res.errors
 		head, err := store.Head(ctx)
@@ -275,9 +303,9 @@ func (b *bench) appends(ctx context.Context) error {
 			return err
 		}
 		b.rep.add(Row{Group: "write", ID: "append-" + strconv.Itoa(w.writers),
-			What:  fmt.Sprintf("store appends, %d %s, 1 event each, exact version", w.writers, plural(w.writers, "writer")),
+			What:  fmt.Sprintf("store appends, %d %s, 1 event each, exact version, FULL", w.writers, plural(w.writers, "writer")),
 			Value: float64(res.ops) / res.elapsed.Seconds(), Unit: "events/s", P50: res.p(0.5), P99: res.p(0.99),
-			Ceiling: "sqlite-tx100", Correct: yesNo(res.errors == 0 && res.ops == w.n && head == eventstore.SeqPosition(uint64(total))),
+			Ceiling: w.ceiling, Correct: yesNo(res.errors == 0 && res.ops == w.n && head == eventstore.SeqPosition(uint64(total))),
 			Note: res.errNote()})
 	}
 	return nil
@@ -303,20 +331,44 @@ func (b *bench) sample(ctx context.Context) error {
 		return err
 	}
 
+	// The library rows run twice, on the default synchronous=FULL store and on
+	// a store of their own with synchronous=NORMAL, one after the other so
+	// that both see the same machine; the NORMAL carts are not projected.
+	normal, err := b.openStore(ctx, "carts-normal.db", sqlite.SyncNormal)
+	if err != nil {
+		return err
+	}
+	defer normal.Close()
+	hNormal, err := command.NewHandler(normal, b.reg, cart.Decider, command.Config{Name: "cart", Logger: b.log})
+	if err != nil {
+		return err
+	}
+
 	var runs []*cartRun
-	var events uint64
+	var events, eventsNormal uint64
 	for _, w := range []struct {
 		phase, id, ceiling, what string
 		callers                  int
-		http                     bool
+		http, normal             bool
 	}{
-		{phaseHTTP1, "cmd-http-1", "http-1", "cart workload via command HTTP API, 1 client", 1, true},
-		{phaseHTTP64, "cmd-http-64", "http-64", "cart workload via command HTTP API, 64 clients", 64, true},
-		{phaseLib1, "cmd-lib-1", "sqlite-tx100", "cart workload via command.Handler, 1 caller", 1, false},
-		{phaseLib64, "cmd-lib-64", "sqlite-tx100", "cart workload via command.Handler, 64 callers", 64, false},
+		{phaseHTTP1, "cmd-http-1", "http-1", "cart workload via command HTTP API, 1 client, FULL", 1, true, false},
+		{phaseHTTP64, "cmd-http-64", "http-64", "cart workload via command HTTP API, 64 clients, FULL", 64, true, false},
+		{phaseLib1, "cmd-lib-1", "fsync", "cart workload via command.Handler, 1 caller, FULL (default)", 1, false, false},
+		{phaseLib1Normal, "cmd-lib-1-normal", "sqlite-tx100", "cart workload via command.Handler, 1 caller, NORMAL", 1, false, true},
+		{phaseLib64, "cmd-lib-64", "sqlite-tx100-full", "cart workload via command.Handler, 64 callers, FULL (default)", 64, false, false},
+		{phaseLib64Normal, "cmd-lib-64-normal", "sqlite-tx100", "cart workload via command.Handler, 64 callers, NORMAL", 64, false, true},
 	} {
-		r := newCartRun(strings.TrimPrefix(w.id, "cmd-"), b.cfg.Carts)
-		runs = append(runs, r)
+		carts := b.cfg.Carts
+		if w.callers == 1 {
+			carts = min(b.cfg.Carts1, b.cfg.Carts)
+		}
+		r := newCartRun(strings.TrimPrefix(w.id, "cmd-"), carts)
+		st, handler, written := store, h, &events
+		if w.normal {
+			st, handler, written = normal, hNormal, &eventsNormal
+		} else {
+			runs = append(runs, r)
+		}
 		err := b.phase(ctx, w.phase, func(ctx context.Context) error {
 			var res loopResult
 			if w.http {
@@ -324,22 +376,29 @@ func (b *bench) sample(ctx context.Context) error {
 				res = r.drive(ctx, w.callers, r.viaHTTP(c, srv.URL))
 				c.CloseIdleConnections()
 			} else {
-				res = r.drive(ctx, w.callers, r.viaHandler(h))
+				res = r.drive(ctx, w.callers, r.viaHandler(handler))
 			}
-			events += uint64(r.accepted() * cartCommands)
-			head, err := store.Head(ctx)
+			*written += uint64(r.accepted() * cartCommands)
+			head, err := st.Head(ctx)
 			if err != nil {
 				return err
 			}
+			note := fmt.Sprintf("%s carts × 7 commands", thousands(int64(r.carts)))
+			if full := b.rep.row(strings.TrimSuffix(w.id, "-normal")); w.normal && full != nil && res.rate() > 0 {
+				full.Note = joinNotes(full.Note, fmt.Sprintf("%.2f of NORMAL", full.Value/res.rate()))
+			}
 			b.rep.add(Row{Group: "write", ID: w.id, What: w.what, Value: res.rate(), Unit: "cmds/s",
 				P50: res.p(0.5), P99: res.p(0.99), Ceiling: w.ceiling,
-				Correct: yesNo(res.errors == 0 && r.accepted() == r.carts && head == eventstore.SeqPosition(events)),
-				Note:    joinNotes(fmt.Sprintf("%s carts × 7 commands", thousands(int64(r.carts))), res.errNote())})
+				Correct: yesNo(res.errors == 0 && r.accepted() == r.carts && head == eventstore.SeqPosition(*written)),
+				Note:    joinNotes(note, res.errNote())})
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+	}
+	if err := normal.Close(); err != nil {
+		return err
 	}
 
 	head, err := store.Head(ctx)

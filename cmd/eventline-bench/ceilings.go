@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,14 +39,15 @@ var benchData = []byte(`{"product_id":"tea-000123","quantity":2,"unit_price_cent
 const benchStreams = 10_000
 
 // sqliteTx100 inserts rows rows into rawSchema with plain database/sql, 100
-// rows per transaction, WAL and synchronous=NORMAL like the store, to random
-// streams out of benchStreams with time-ordered ids; it returns rows/s.
-func sqliteTx100(ctx context.Context, dir string, rows int) (float64, error) {
+// rows per transaction, in WAL mode with synchronous set to synchronous
+// ("NORMAL" or "FULL") like the store, to random streams out of benchStreams
+// with time-ordered ids; it returns rows/s.
+func sqliteTx100(ctx context.Context, dir, synchronous string, rows int) (float64, error) {
 	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-32768)"} {
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + synchronous + ")", "cache_size(-32768)"} {
 		q.Add("_pragma", p)
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "raw.db")+"?"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "raw-"+strings.ToLower(synchronous)+".db")+"?"+q.Encode())
 	if err != nil {
 		return 0, err
 	}
@@ -100,6 +103,43 @@ func sqliteTx100(ctx context.Context, dir string, rows int) (float64, error) {
 		}
 	}
 	return float64(rows) / time.Since(start).Seconds(), nil
+}
+
+// syncedWrites overwrites 4 KiB blocks of a preallocated 1 MiB file in dir,
+// in turn, for d, each write followed by an fsync (the call SQLite makes to
+// sync its WAL), and returns writes/s: the disk's synced writes per second.
+// The blocks are overwritten, not appended, because SQLite reuses its WAL file
+// from the start once checkpointed, and an fsync after an append also commits
+// the file's new size, which costs about twice as much. An append with
+// synchronous=FULL waits for one such fsync, so a lone caller commits no
+// faster than this.
+func syncedWrites(dir string, d time.Duration) (float64, error) {
+	const block, blocks = 4096, 256
+	f, err := os.Create(filepath.Join(dir, "fsync.bin"))
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(make([]byte, block*blocks)); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, block)
+	n := 0
+	start := time.Now()
+	for n == 0 || time.Since(start) < d {
+		if _, err := f.WriteAt(buf, int64(n%blocks)*block); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // redisHSET sends n HSETs in pipelines of 500 on one connection and returns

@@ -17,13 +17,18 @@
 // the ratio between them is what the project tracks:
 //
 //   - ceilings: raw modernc.org/sqlite inserts in transactions of 100 rows into
-//     a table shaped like the store's; go-redis pipelined HSET (pipelines of
-//     500, one connection); a trivial net/http JSON handler under the load
-//     generator used for the sample's HTTP APIs;
+//     a table shaped like the store's, with synchronous=NORMAL and FULL; the
+//     disk's synced 4 KiB writes per second (overwrite + fsync, as a reused
+//     WAL is written);
+//     go-redis pipelined HSET (pipelines of 500, one connection); a trivial
+//     net/http JSON handler under the load generator used for the sample's
+//     HTTP APIs;
 //   - write path: appends through eventstore/sqlite with 1 and 64 writers; the
-//     shopping-cart workload of shared/MEASURED.md (carts × open, 5 add-item,
-//     checkout) through the command HTTP API and through command.Handler
-//     directly, with 1 and 64 callers;
+//     shopping-cart workload (carts × open, 5 add-item, checkout) through the
+//     command HTTP API and through command.Handler directly, with 1 and 64
+//     callers, on the store's default synchronous=FULL; the command.Handler
+//     rows again on a synchronous=NORMAL store right after, each FULL row
+//     noting its ratio to NORMAL;
 //   - read path: catch-up of the sample's read models over the events just
 //     written, and of a simple projection over a synthetic log; live lag from
 //     append to visible in Redis at steady rates; the query HTTP API with and

@@ -39,7 +39,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		redisURL = fs.String("redis-url", "", "Redis to use (its database must be empty); default: start a private redis-server on a free port")
 		cpuprof  = fs.String("cpuprofile", "", "write a CPU profile of the phase named by --profile-phase to this file")
 		phase    = fs.String("profile-phase", defaultProfiled, "phase to profile: "+strings.Join(phases, ", "))
-		carts    = fs.Int("carts", 0, "carts in the command workload (0: the mode's size)")
+		carts    = fs.Int("carts", 0, "carts in the command workload at 64 callers (0: the mode's size); the 1-caller rows use at most this many")
 		events   = fs.Int("events", 0, "events of the synthetic catch-up and the rebuild (0: the mode's size)")
 		verbose  = fs.Bool("v", false, "log the framework's warnings and info to stderr")
 	)

@@ -16,14 +16,14 @@ import (
 
 // wantRows is every row the table must have, in order.
 var wantRows = []string{
-	"sqlite-tx100", "redis-hset", "redis-rtt", "http-1", "http-64",
-	"append-1", "append-64", "cmd-http-1", "cmd-http-64", "cmd-lib-1", "cmd-lib-64",
+	"sqlite-tx100", "sqlite-tx100-full", "fsync", "redis-hset", "redis-rtt", "http-1", "http-64",
+	"append-1", "append-64", "cmd-http-1", "cmd-http-64", "cmd-lib-1", "cmd-lib-1-normal", "cmd-lib-64", "cmd-lib-64-normal",
 	"catchup-sample", "query", "query-after", "catchup-synthetic", "lag-1000", "lag-5000",
 	"rebuild-carts", "rebuild-customers", "rebuild-products", "rebuild-orders", "rebuild",
 }
 
 // rowsWithCeiling must name a ceiling that the same run measured.
-var rowsWithCeiling = []string{"append-1", "append-64", "cmd-http-1", "cmd-http-64", "cmd-lib-1", "cmd-lib-64",
+var rowsWithCeiling = []string{"append-1", "append-64", "cmd-http-1", "cmd-http-64", "cmd-lib-1", "cmd-lib-1-normal", "cmd-lib-64", "cmd-lib-64-normal",
 	"catchup-sample", "query", "query-after",
 	"rebuild-carts", "rebuild-customers", "rebuild-products", "rebuild-orders", "catchup-synthetic", "rebuild"}
 
@@ -56,6 +56,13 @@ func TestTinyRun(t *testing.T) {
 	}
 	if strings.Join(ids, " ") != strings.Join(wantRows, " ") {
 		t.Errorf("rows\n%v\nwant\n%v", ids, wantRows)
+	}
+	// Each library row on the default (FULL) store says what it is worth
+	// against the same workload on NORMAL in the same run.
+	for _, id := range []string{"cmd-lib-1", "cmd-lib-64"} {
+		if row := rep.row(id); row != nil && !strings.Contains(row.Note, "of NORMAL") {
+			t.Errorf("row %s: note %q does not compare it with NORMAL", id, row.Note)
+		}
 	}
 	for _, id := range rowsWithCeiling {
 		row := rep.row(id)

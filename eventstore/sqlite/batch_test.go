@@ -113,10 +113,21 @@ func TestBatchAppendsAreCheckedOneByOne(t *testing.T) {
 }
 
 // TestPragmas checks that the writer's connection runs in WAL mode with the
-// synchronous level the Sync mode promises.
+// synchronous level the Sync mode promises, and that a Config that leaves Sync
+// zero gets synchronous=FULL: durable against power loss unless asked
+// otherwise.
 func TestPragmas(t *testing.T) {
-	for mode, want := range map[SyncMode]int{SyncNormal: 1, SyncFull: 2} {
-		s, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "events.db"), Sync: mode})
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{
+		{"default", Config{}, 2},
+		{"full", Config{Sync: SyncFull}, 2},
+		{"normal", Config{Sync: SyncNormal}, 1},
+	} {
+		tc.cfg.Path = filepath.Join(t.TempDir(), "events.db")
+		s, err := Open(context.Background(), tc.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,8 +139,8 @@ func TestPragmas(t *testing.T) {
 		if err := s.w.conn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&synchronous); err != nil {
 			t.Fatal(err)
 		}
-		if journal != "wal" || synchronous != want {
-			t.Errorf("%s: journal_mode %s, synchronous %d; want wal, %d", mode, journal, synchronous, want)
+		if journal != "wal" || synchronous != tc.want {
+			t.Errorf("%s: journal_mode %s, synchronous %d; want wal, %d", tc.name, journal, synchronous, tc.want)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)

@@ -29,9 +29,15 @@ var (
 	benchMetadata = eventstore.Metadata{CorrelationID: "0b9c2f5e-7d3a-4a51-9f0e-3c1d2b4a5e6f"}
 )
 
-func benchStore(b *testing.B) *Store {
+// benchStore opens a store with synchronous=NORMAL, the mode of the
+// ceilings below, unless mode says otherwise.
+func benchStore(b *testing.B, mode ...SyncMode) *Store {
 	b.Helper()
-	s, err := Open(context.Background(), Config{Path: filepath.Join(b.TempDir(), "events.db")})
+	cfg := Config{Path: filepath.Join(b.TempDir(), "events.db"), Sync: SyncNormal}
+	if len(mode) > 0 {
+		cfg.Sync = mode[0]
+	}
+	s, err := Open(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,8 +93,14 @@ func streamNames(n int) []string {
 	return names
 }
 
-func BenchmarkAppendSingle(b *testing.B) {
-	s := benchStore(b)
+func BenchmarkAppendSingle(b *testing.B) { appendSingle(b, SyncNormal) }
+
+// BenchmarkAppendSingleFull is the same on the default synchronous=FULL: one
+// fsync per append, bounded by the disk's synced writes per second.
+func BenchmarkAppendSingleFull(b *testing.B) { appendSingle(b, SyncFull) }
+
+func appendSingle(b *testing.B, mode SyncMode) {
+	s := benchStore(b, mode)
 	b.ResetTimer()
 	cpu := processCPU()
 	appendLoop(b, s, b.N, 1, streamNames(benchStreams), rand.New(rand.NewPCG(1, 2)))
@@ -106,9 +118,15 @@ func BenchmarkAppendBatch(b *testing.B) {
 // BenchmarkAppendConcurrent64 has 64 callers appending one event each; caller
 // g owns the streams whose number is g modulo 64, so its exact expectations
 // never race another caller's.
-func BenchmarkAppendConcurrent64(b *testing.B) {
+func BenchmarkAppendConcurrent64(b *testing.B) { appendConcurrent64(b, SyncNormal) }
+
+// BenchmarkAppendConcurrent64Full is the same on the default
+// synchronous=FULL, where each group commit costs an fsync.
+func BenchmarkAppendConcurrent64Full(b *testing.B) { appendConcurrent64(b, SyncFull) }
+
+func appendConcurrent64(b *testing.B, mode SyncMode) {
 	const callers = 64
-	s := benchStore(b)
+	s := benchStore(b, mode)
 	names := streamNames(benchStreams)
 	commits := s.w.commits.Load()
 	b.ResetTimer()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -11,15 +12,20 @@ import (
 type SyncMode int
 
 const (
-	// SyncNormal runs the file in WAL mode with synchronous=NORMAL: a commit is
-	// durable once Append returns as far as the process is concerned (a crash or
-	// kill of the process loses nothing), but a power failure or OS crash may
-	// lose the last commits. The file itself never corrupts. This is the default.
-	SyncNormal SyncMode = iota
-	// SyncFull runs WAL mode with synchronous=FULL: every commit is fsynced
-	// before Append returns, so it survives a power failure too. It costs an
-	// fsync per group commit, not per append.
-	SyncFull
+	// SyncFull runs the file in WAL mode with synchronous=FULL: the WAL is
+	// fsynced at every commit, before the commit's appends return, so an
+	// acknowledged append survives a power failure or OS crash too. This is
+	// the default (the zero value). It costs one fsync per group commit, not
+	// per append: concurrent callers share it, a lone caller pays it for every
+	// append.
+	SyncFull SyncMode = iota
+	// SyncNormal runs WAL mode with synchronous=NORMAL: a committed append
+	// survives a crash or kill of the process, but a power failure or OS crash
+	// may lose the last commits acknowledged before it (the WAL is fsynced only
+	// at checkpoints). The file itself never corrupts. Choose it explicitly
+	// when losing the last moments of writes to a power loss is acceptable and
+	// a lone writer's speed matters: it saves the fsync a commit waits for.
+	SyncNormal
 )
 
 // String returns "normal" or "full".
@@ -60,7 +66,8 @@ type Config struct {
 	// parent directory. SQLite keeps two companion files beside it while the
 	// store is open (-wal and -shm).
 	Path string
-	// Sync chooses the durability of a commit; the zero value is SyncNormal.
+	// Sync chooses the durability of a commit; the zero value is SyncFull,
+	// durable against power loss. SyncNormal trades that for speed.
 	Sync SyncMode
 	// MaxEventSize bounds the bytes of data plus metadata of one event; larger
 	// events are refused with eventstore.ErrTooLarge. 0 means
@@ -105,4 +112,17 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// ParseSyncMode returns the mode named by s, "full" or "normal" (any case),
+// as String spells them; "" is the default, SyncFull. Anything else is an
+// error matching ErrInvalidConfig.
+func ParseSyncMode(s string) (SyncMode, error) {
+	switch strings.ToLower(s) {
+	case "", "full":
+		return SyncFull, nil
+	case "normal":
+		return SyncNormal, nil
+	}
+	return 0, fmt.Errorf("%w: unknown sync mode %q (want full or normal)", ErrInvalidConfig, s)
 }

@@ -18,9 +18,14 @@
 // in commit order, so positions strictly increase in commit order.
 //
 // A batch is whatever is queued when the writer is free; a lone caller never
-// waits for company. When the previous batch held several appends, the writer
-// waits up to 200µs for as many again, so that batches track the number of
-// concurrent callers instead of alternating between large and tiny.
+// waits for company. Appends that arrive while a commit (and its fsync) runs
+// queue up and form the next batch. When the previous batch held several
+// appends, the writer also waits a moment for its callers to come back with
+// their next append, so that batches track the number of concurrent callers
+// instead of alternating between large and tiny: with SyncFull, where every
+// commit costs an fsync, it waits for all of them, within half the last
+// commit's time and at most 500µs; with SyncNormal, for as many appends as
+// the previous batch, at most 200µs.
 //
 // Events appended without an id get a time-ordered UUIDv7 (not a random v4):
 // new ids then land at the end of the event-id index instead of on random
@@ -29,10 +34,15 @@
 //
 // # Durability
 //
-// The file is in WAL mode. With SyncNormal (the default, synchronous=NORMAL) a
-// committed append survives a crash or kill of the process; a power loss or OS
-// crash can lose the last commits but never corrupts the file. With SyncFull
-// (synchronous=FULL) every group commit is fsynced before its appends return.
+// The file is in WAL mode. By default (SyncFull, synchronous=FULL) every group
+// commit fsyncs the WAL before its appends return, so an acknowledged append
+// survives a power loss or OS crash, as PostgreSQL and EventStoreDB promise.
+// Concurrent appends share that fsync; a lone caller pays one per append, so
+// its appends per second are bounded by the disk's synced writes per second.
+// SyncNormal (synchronous=NORMAL) is the explicit choice to skip it: a
+// committed append still survives a crash or kill of the process, but a power
+// loss or OS crash can lose the last commits acknowledged before it (the WAL
+// is fsynced only at checkpoints). Neither mode can corrupt the file.
 //
 // # Checkpoints
 //

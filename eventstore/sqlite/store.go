@@ -219,6 +219,10 @@ func migrate(ctx context.Context, conn *sql.Conn) (err error) {
 	return err
 }
 
+// Sync returns the durability the store commits with (Config.Sync), so that a
+// process can log or report it.
+func (s *Store) Sync() SyncMode { return s.cfg.Sync }
+
 // Head implements eventstore.Store.
 func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	if s.closed.Load() {

@@ -16,7 +16,9 @@ import (
 )
 
 // Group-commit limits. A batch is whatever is queued when the writer is free,
-// up to these bounds, so batches grow with load and a lone append never waits.
+// up to these bounds, so batches grow with load and a lone append never waits;
+// the writer waits a bounded moment for more only when more are known to be
+// on their way (see gather).
 const (
 	maxBatchAppends = 1024
 	maxBatchEvents  = 8192
@@ -25,9 +27,16 @@ const (
 	// maxCachedStreams bounds the writer's stream cache; past it the cache
 	// starts over, reloading streams on demand.
 	maxCachedStreams = 100_000
-	// maxLinger is the longest the writer waits for the callers of its previous
-	// batch to come back before committing a smaller batch.
+	// maxLinger is the longest the writer waits, with SyncNormal, for the
+	// callers of its previous batch to come back before committing a smaller
+	// batch.
 	maxLinger = 200 * time.Microsecond
+	// maxCommitWindow bounds the wait, with SyncFull, for the callers of the
+	// previous batch to come back; within it, the writer waits at most half
+	// as long as its last commit took. An fsync costs the same for one append
+	// as for sixty, so when commits are slow a larger batch pays for a short
+	// wait; when they are fast, the window shrinks with them.
+	maxCommitWindow = 500 * time.Microsecond
 )
 
 // States of an appendRequest: the writer takes a queued request, or the caller
@@ -44,7 +53,9 @@ type appendRequest struct {
 	events   []eventstore.Event
 	headers  [][]byte // encoded by the caller, so the writer does less
 	state    atomic.Int32
-	reply    chan appendReply // buffered: the writer never blocks on it
+	// round is the writer's answered count when the append was queued.
+	round uint64
+	reply chan appendReply // buffered: the writer never blocks on it
 }
 
 type appendReply struct {
@@ -77,6 +88,20 @@ type writer struct {
 	// commits counts committed transactions, for benchmarks to report the
 	// average group size.
 	commits atomic.Uint64
+	// answered counts the batches the writer has answered, committed or
+	// failed. An append records it when queued, so that the writer can tell
+	// the callers it answered last, coming back with their next append, from
+	// those that were already waiting.
+	answered atomic.Uint64
+	// round is answered when the batch being gathered began; returners
+	// counts the batch's appends queued since, events its events.
+	round             uint64
+	returners, events int
+	// lastCommit is how long the last commit took, fsync included.
+	lastCommit time.Duration
+	// linger and window are maxLinger and maxCommitWindow; tests lengthen
+	// them to make a wait certain.
+	linger, window time.Duration
 }
 
 type writeStmts struct {
@@ -92,6 +117,8 @@ func newWriter(ctx context.Context, s *Store, conn *sql.Conn) (*writer, error) {
 		requests:    make(chan *appendRequest, requestQueue),
 		dataVersion: -1,
 		streams:     map[string]*streamState{},
+		linger:      maxLinger,
+		window:      maxCommitWindow,
 	}
 	st := &w.stmts
 	for _, p := range []struct {
@@ -161,6 +188,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		events:   events,
 		headers:  make([][]byte, len(events)),
 		reply:    make(chan appendReply, 1),
+		round:    s.w.answered.Load(),
 	}
 	for i, e := range events {
 		h, err := encodeHeaders(e.Metadata.Headers)
@@ -217,13 +245,15 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
-// run is the writer goroutine: it takes whatever appends are queued, commits
-// them in one transaction, replies, and repeats until the store closes.
+// run is the writer goroutine: it gathers a batch of the queued appends,
+// commits them in one transaction, replies, and repeats until the store
+// closes. Appends queued while a commit runs (and its fsync) wait in the
+// queue and form the next batch.
 func (w *writer) run() {
 	defer close(w.s.stopped)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	defer linger.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	// callers is how many appends the previous batch held: about how many
 	// callers are appending concurrently right now.
 	callers := 0
@@ -233,58 +263,79 @@ func (w *writer) run() {
 			w.failQueued()
 			return
 		case req := <-w.requests:
-			w.batch = w.batch[:0]
-			events := 0
-			if w.take(req) {
-				events += len(req.events)
-			}
-			full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
-		drain:
-			for !full() {
-				select {
-				case req := <-w.requests:
-					if w.take(req) {
-						events += len(req.events)
-					}
-				default:
-					break drain
-				}
-			}
-			// Callers answered by the last commit are still on their way back
-			// with their next append. Waiting a moment for them makes the
-			// batches as large as the concurrency, instead of alternating
-			// between a large batch and a few tiny ones. A lone caller never
-			// waits: the previous batch held one append.
-			if len(w.batch) < callers && !full() {
-				linger.Reset(maxLinger)
-			wait:
-				for len(w.batch) < callers && !full() {
-					select {
-					case req := <-w.requests:
-						if w.take(req) {
-							events += len(req.events)
-						}
-					case <-linger.C:
-						break wait
-					}
-				}
-				linger.Stop()
-			}
+			w.gather(req, callers, timer)
 			callers = len(w.batch)
 			if len(w.batch) > 0 {
+				start := time.Now()
 				w.commit()
+				w.lastCommit = time.Since(start)
 			}
 		}
 	}
 }
 
+// gather makes the batch: req, every append queued behind it, and, while
+// more are known to be on their way, those arriving within a short window.
+//
+// Callers answered by the last commit are still on their way back with their
+// next append. Waiting a moment for them makes batches as large as the
+// concurrency, instead of alternating between a large batch and a few tiny
+// ones. A lone caller never waits: the previous batch held one append, and
+// it is that append's caller who is back.
+//
+// With SyncNormal a commit is cheap, so the writer waits at most maxLinger
+// for the batch to be as large as the previous one. With SyncFull each commit
+// costs an fsync whatever its size, so the writer waits for every caller it
+// answered last (those that were already queued are in the batch), within
+// half the last commit's time and at most maxCommitWindow: the batches then
+// hold about all the concurrent callers, and the fsyncs per append fall.
+func (w *writer) gather(req *appendRequest, callers int, timer *time.Timer) {
+	w.batch = w.batch[:0]
+	w.returners, w.events, w.round = 0, 0, w.answered.Load()
+	w.take(req)
+drain:
+	for !w.full() {
+		select {
+		case req := <-w.requests:
+			w.take(req)
+		default:
+			break drain
+		}
+	}
+	wait, more := w.linger, func() bool { return len(w.batch) < callers }
+	if w.s.cfg.Sync == SyncFull {
+		wait, more = min(w.lastCommit/2, w.window), func() bool { return w.returners < callers }
+	}
+	if wait <= 0 || w.full() || !more() {
+		return
+	}
+	timer.Reset(wait)
+	defer timer.Stop()
+	for more() && !w.full() {
+		select {
+		case req := <-w.requests:
+			w.take(req)
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// full reports whether the batch reached a group-commit limit.
+func (w *writer) full() bool {
+	return len(w.batch) >= maxBatchAppends || w.events >= maxBatchEvents
+}
+
 // take adds req to the batch unless its caller abandoned it.
-func (w *writer) take(req *appendRequest) bool {
+func (w *writer) take(req *appendRequest) {
 	if !req.state.CompareAndSwap(requestQueued, requestTaken) {
-		return false
+		return
 	}
 	w.batch = append(w.batch, req)
-	return true
+	w.events += len(req.events)
+	if req.round >= w.round {
+		w.returners++
+	}
 }
 
 // failQueued answers every append still queued after Close.
@@ -338,12 +389,14 @@ func (w *writer) commit() {
 		w.s.cfg.Logger.Error("sqlite event store: group commit failed", "path", w.s.path,
 			"appends", len(w.batch), "err", err)
 		err = fmt.Errorf("%w: sqlite %s: %v", eventstore.ErrUnavailable, w.s.path, err)
+		w.answered.Add(1)
 		for _, req := range w.batch {
 			req.reply <- appendReply{err: err}
 		}
 		return
 	}
 	w.commits.Add(1)
+	w.answered.Add(1)
 	for i, req := range w.batch {
 		req.reply <- w.replies[i]
 	}

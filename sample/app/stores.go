@@ -24,6 +24,9 @@ import (
 type storeSpec struct {
 	esdbURL    string // set for EventStoreDB
 	sqlitePath string // set for SQLite
+	// sqliteSync is the SQLite store's durability: FULL unless a sqlite: URL
+	// says sync=normal.
+	sqliteSync sqlite.SyncMode
 }
 
 func parseStoreURL(s string) (storeSpec, error) {
@@ -35,11 +38,38 @@ func parseStoreURL(s string) (storeSpec, error) {
 			return storeSpec{}, storeError("not a usable EventStoreDB URL", err)
 		}
 		return storeSpec{esdbURL: s}, nil
+	case strings.HasPrefix(s, "sqlite:"):
+		return parseSQLiteURL(s)
 	case strings.Contains(s, "://"):
 		scheme, _, _ := strings.Cut(s, "://")
 		return storeSpec{}, storeError(fmt.Sprintf("unsupported scheme %q; want a SQLite file path or esdb://host:2113?tls=false", scheme), nil)
 	}
 	return storeSpec{sqlitePath: s}, nil
+}
+
+// parseSQLiteURL reads sqlite:PATH, sqlite://PATH or sqlite:///ABSOLUTE/PATH,
+// with an optional ?sync=full (the default: an acknowledged command survives
+// a power loss) or ?sync=normal (a power loss may lose the last commits).
+func parseSQLiteURL(s string) (storeSpec, error) {
+	rest := strings.TrimPrefix(strings.TrimPrefix(s, "sqlite:"), "//")
+	path, query, _ := strings.Cut(rest, "?")
+	if path == "" {
+		return storeSpec{}, storeError("the sqlite: URL names no file; want e.g. sqlite://data/events.db?sync=normal", nil)
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return storeSpec{}, storeError("not a usable sqlite: URL", err)
+	}
+	for k := range q {
+		if k != "sync" {
+			return storeSpec{}, storeError(fmt.Sprintf("unknown setting %q in a sqlite: URL; want sync=full or sync=normal", k), nil)
+		}
+	}
+	mode, err := sqlite.ParseSyncMode(q.Get("sync"))
+	if err != nil {
+		return storeSpec{}, storeError("not a usable sqlite: URL", err)
+	}
+	return storeSpec{sqlitePath: path, sqliteSync: mode}, nil
 }
 
 // openStore opens the event store. EventStoreDB is not contacted here (a
@@ -56,7 +86,7 @@ func openStore(ctx context.Context, s storeSpec, log *slog.Logger) (eventstore.S
 		return nil, storeError(fmt.Sprintf("%q is a directory; want a file path such as %s", s.sqlitePath,
 			filepath.Join(s.sqlitePath, "events.db")), nil)
 	}
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: s.sqlitePath, Logger: log})
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: s.sqlitePath, Sync: s.sqliteSync, Logger: log})
 	if err != nil {
 		return nil, storeError("cannot open the SQLite event store", err)
 	}
