@@ -208,6 +208,10 @@ function fmt(n, digits) {
   return Number(n).toFixed(digits);
 }
 
+// older reports whether a row's build is older than its projection's active
+// build (a replaced build, being removed or left stopped).
+const older = (r) => r.version < r.active_version || (r.version === r.active_version && r.generation < r.active_generation);
+
 function renderStatus(s) {
   $('#conn').textContent = s.error ? 'degraded: ' + s.error : 'live';
   $('#conn').className = s.error ? 'badge bad' : 'badge ok';
@@ -221,7 +225,7 @@ function renderStatus(s) {
       : '0';
     return el('tr', { 'data-projection': r.name, 'data-build': r.build, 'data-active': String(r.active), class: r.active ? 'active' : '' },
       el('th', { scope: 'row' }, r.name), el('td', {}, r.build || '–'),
-      el('td', {}, r.active ? 'active' : (r.build ? 'standby build' : '–')),
+      el('td', {}, r.active ? 'active' : !r.build ? '–' : older(r) ? 'replaced' : 'building'),
       el('td', { class: 'state-' + r.state }, r.state),
       el('td', { class: 'checkpoint' }, r.checkpoint || '–'),
       el('td', { class: 'lag' }, r.lag_events < 0 ? '–' : String(r.lag_events)),
