@@ -1,5 +1,5 @@
 // The eventline sample's page. Every value from the server is put into the
-// page as text (textContent, never innerHTML), so user data cannot become
+// page as text (textContent and text nodes, never parsed as HTML), so user data cannot become
 // markup.
 'use strict';
 
