@@ -42,7 +42,9 @@ async function api(method, path, body, headers) {
 
 // ---- the shop -------------------------------------------------------------
 
-const shop = { customer: null, cart: null, order: null, orderPos: null, seen: new Set() };
+// recent keeps the latest tail entries: the saga may run before the
+// checkout's answer arrives, and its records must not be missed.
+const shop = { customer: null, cart: null, order: null, orderPos: null, seen: new Set(), recent: [] };
 
 // command runs a command, then reads the model with ?after= and records when
 // the read model reached the command's position.
@@ -146,6 +148,7 @@ async function checkout() {
   $('#saga').replaceChildren(el('li', {}, 'cart checked out at position ' + r.data.position + '; waiting for the saga…'));
   renderOrder(r.model);
   refreshCart(r.data.position);
+  onShopTail(shop.recent);
   followOrder(shop.order);
 }
 
@@ -196,7 +199,11 @@ function startShop() {
   $('#checkout').addEventListener('click', checkout);
   $('#checkout').disabled = true;
   const es = new EventSource('/web/events?status=0');
-  es.addEventListener('tail', (m) => { const t = JSON.parse(m.data); onShopTail(t.entries || []); });
+  es.addEventListener('tail', (m) => {
+    const entries = JSON.parse(m.data).entries || [];
+    shop.recent = shop.recent.concat(entries).slice(-500);
+    onShopTail(entries);
+  });
 }
 
 // ---- the operations view ---------------------------------------------------
