@@ -342,3 +342,25 @@ func TestCommandsForwardedToTheCommandAPI(t *testing.T) {
 		t.Fatalf("no command URL: %d %v, want 503", status, body)
 	}
 }
+
+func TestDeadLettersListed(t *testing.T) {
+	f := newFixture(t, web.Config{})
+	ctx := context.Background()
+	entry, _ := json.Marshal(projection.DeadLetterEntry{Position: "2", StreamID: "order-o1", Version: 1, Type: "order.placed", Error: "boom <b>"})
+	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, 1), entry).Err(); err != nil {
+		t.Fatal(err)
+	}
+	status, body := do(t, "GET", f.srv.URL+"/web/deadletters?projection="+web.TailName, "", nil)
+	entries, _ := body["entries"].([]any)
+	if status != http.StatusOK || body["build"] != "1" || len(entries) != 1 || entries[0].(map[string]any)["error"] != "boom <b>" {
+		t.Fatalf("got %d %v", status, body)
+	}
+	for _, q := range []string{"projection=No!", "projection=eventlog&build=x"} {
+		if status, _ := do(t, "GET", f.srv.URL+"/web/deadletters?"+q, "", nil); status != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, status)
+		}
+	}
+	if status, _ := do(t, "GET", f.srv.URL+"/web/deadletters?projection=nothing", "", nil); status != http.StatusNotFound {
+		t.Errorf("projection without a build: %d, want 404", status)
+	}
+}
