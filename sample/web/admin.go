@@ -123,6 +123,11 @@ func (j *job) add(p projection.Progress, now time.Time) {
 		}
 		j.lastCP, j.lastAt = p.Checkpoint.Commit, now
 	}
+	if p.Phase == projection.PhaseRemovingOld || p.Phase == projection.PhaseDone {
+		// Switched: the build is live and follows the head like any other;
+		// writes that keep coming are not rebuild work left.
+		s.Percent, s.ETA = 100, 0
+	}
 	j.Build = query.Build{Version: p.Version, Generation: p.Generation}.String()
 	j.Previous = query.Build{Version: p.Previous, Generation: p.PreviousGeneration}.String()
 	if len(j.Samples) == maxSamples {
@@ -208,7 +213,7 @@ func (h *Handler) jobList() []Job {
 	out := make([]Job, 0, len(h.jobs))
 	for _, j := range h.jobs {
 		c := j.Job
-		c.Samples = append([]Sample(nil), j.Samples...)
+		c.Samples = append(make([]Sample, 0, len(j.Samples)), j.Samples...)
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b Job) int { return a.ID - b.ID })

@@ -246,6 +246,7 @@ function renderStatus(s) {
 
 function renderRebuilds(jobs) {
   $('#rebuilds').replaceChildren(...jobs.slice().reverse().map((j) => {
+    j.samples = j.samples || [];
     const last = j.samples[j.samples.length - 1];
     const pct = last && last.percent >= 0 ? last.percent : 0;
     const state = j.error ? 'failed: ' + j.error : j.done ? 'done: build ' + j.build + ' is active' : (last ? last.phase : 'starting');
