@@ -198,6 +198,12 @@ function startShop() {
   $('#item-form').addEventListener('submit', addItem);
   $('#checkout').addEventListener('click', checkout);
   $('#checkout').disabled = true;
+  api('GET', '/web/config').then(([st, c]) => {
+    if (st === 200 && !c.commands) {
+      notice('This query API has no command API configured (--command-url): the shop is read-only here.', true);
+      for (const b of document.querySelectorAll('main button')) b.disabled = true;
+    }
+  });
   const es = new EventSource('/web/events?status=0');
   es.addEventListener('tail', (m) => {
     const entries = JSON.parse(m.data).entries || [];
