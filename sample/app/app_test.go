@@ -26,6 +26,7 @@ func TestSettingErrorsNameTheSetting(t *testing.T) {
 		{RoleProjector, Config{StoreURL: "x.db", Addr: ":0"}, EnvRedisURL},
 		{RoleQueryAPI, Config{RedisURL: "http://x", Addr: ":0"}, EnvRedisURL},
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: "nope"}, EnvAddr},
+		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: ":0", CommandURL: "localhost:8081"}, EnvCommandURL},
 		{RoleServe, Config{StoreURL: "x.db", Addr: ":0", LogLevel: "loud"}, EnvLogLevel},
 		{RoleCommandAPI, Config{StoreURL: dir, Addr: "127.0.0.1:0"}, EnvStoreURL},
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -32,6 +33,10 @@ const (
 	EnvRedisURL = "EVENTLINE_REDIS_URL"
 	EnvAddr     = "EVENTLINE_ADDR"
 	EnvLogLevel = "EVENTLINE_LOG_LEVEL"
+	// EnvCommandURL and EnvAdminToken configure the web page (package
+	// sample/web) of serve and query-api.
+	EnvCommandURL = "EVENTLINE_COMMAND_URL"
+	EnvAdminToken = "EVENTLINE_ADMIN_TOKEN"
 )
 
 // DefaultStorePath is the event store of RoleServe when none is configured.
@@ -68,6 +73,13 @@ type Config struct {
 	Addr string
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
+	// CommandURL is the command API's base URL (http://host:8081) that
+	// query-api forwards the web page's commands to. Empty: the page of
+	// query-api is read-only. serve has the command API in process.
+	CommandURL string
+	// AdminToken enables the web page's actions (a forced rebuild), which
+	// must then carry it. Empty disables them.
+	AdminToken string
 
 	// Stdout receives the one line saying where the process listens. nil
 	// means os.Stdout.
@@ -101,6 +113,14 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 	}
 	if role != RoleCommandAPI {
 		fs.StringVar(&c.RedisURL, "redis", env(EnvRedisURL, ""), redisHelp)
+	}
+	if role == RoleQueryAPI {
+		fs.StringVar(&c.CommandURL, "command-url", env(EnvCommandURL, ""),
+			"base URL of the command API the web page's commands go to, e.g. http://localhost:8081 (env "+EnvCommandURL+")")
+	}
+	if role == RoleServe || role == RoleQueryAPI {
+		fs.StringVar(&c.AdminToken, "admin-token", env(EnvAdminToken, ""),
+			"enables the web page's actions (rebuilds) for requests carrying this token; prefer the env var (env "+EnvAdminToken+")")
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
 	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
@@ -164,6 +184,12 @@ func (c Config) Validate(role Role) error {
 			if _, err := parseRedisURL(c.RedisURL); err != nil {
 				return err
 			}
+		}
+	}
+	if c.CommandURL != "" {
+		if u, err := url.Parse(c.CommandURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &SettingError{Env: EnvCommandURL, Flag: "command-url",
+				Reason: fmt.Sprintf("%q is not an http(s)://host:port URL", c.CommandURL)}
 		}
 	}
 	if c.Addr == "" {

@@ -104,6 +104,11 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		} else {
 			log.Warn("this build has no query API (sample/queryapi)")
 		}
+		page, err := mountWeb(ctx, role, cfg, store, rdb, reg, mux, log, p)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, page.Close)
 	}
 	if needsStore(role) {
 		checks = append(checks, check{"store", func(ctx context.Context) error { return pingStore(ctx, store) }})

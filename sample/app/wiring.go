@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/queryapi"
 	"github.com/eventline/eventline/sample/readmodel"
+	"github.com/eventline/eventline/sample/web"
 )
 
 // parts are the pieces of the sample that the roles plug in: the read models
@@ -24,7 +27,7 @@ type parts struct {
 
 func defaultParts() parts {
 	return parts{
-		projections: readmodel.Projections,
+		projections: sampleProjections,
 		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) {
 			queryapi.New(rdb, queryapi.Config{Logger: log}).Mount(mux)
 		},
@@ -33,4 +36,32 @@ func defaultParts() parts {
 
 // Projections returns the sample's projections, for tools such as the
 // replay and status commands.
-func Projections() []projection.Projection { return readmodel.Projections(NewRegistry()) }
+func Projections() []projection.Projection { return sampleProjections(NewRegistry()) }
+
+// sampleProjections are the read models and the web page's tail of the log.
+func sampleProjections(reg *eventstore.Registry) []projection.Projection {
+	return append(readmodel.Projections(reg), web.TailProjection())
+}
+
+// mountWeb mounts the web page (package sample/web) of serve and query-api.
+// Its event streams end when ctx does, so that they do not hold up the
+// graceful shutdown; serve gives it the store, for rebuilds.
+func mountWeb(ctx context.Context, role Role, cfg Config, store eventstore.Store, rdb redis.UniversalClient,
+	reg *eventstore.Registry, mux *http.ServeMux, log *slog.Logger, p parts) (*web.Handler, error) {
+	wc := web.Config{Redis: rdb, AdminToken: cfg.AdminToken, Logger: log}
+	if p.projections != nil {
+		wc.Projections = p.projections(reg)
+	}
+	if role == RoleServe {
+		wc.Store = store
+	} else {
+		wc.CommandURL, wc.ProxyCommands = cfg.CommandURL, true
+	}
+	h, err := web.New(wc)
+	if err != nil {
+		return nil, fmt.Errorf("app: web page: %w", err)
+	}
+	h.Mount(mux)
+	context.AfterFunc(ctx, h.Close)
+	return h, nil
+}
