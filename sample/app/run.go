@@ -63,6 +63,17 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		}
 	}()
 
+	// Listen before anything else starts: a taken port is the commonest
+	// mistake, and it must be reported at once, not after the store, Redis,
+	// the projectors and the saga have started only to be stopped again.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return addrError("cannot listen", err)
+	}
+	// Serve closes ln when it runs; this closes it on the way out of a
+	// failed start (closing twice is harmless).
+	closers = append(closers, func() { _ = ln.Close() })
+
 	reg := NewRegistry()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -135,10 +146,6 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 
 	mountOps(mux, metrics, checks)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return addrError("cannot listen", err)
-	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
