@@ -109,18 +109,20 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		}
 		cmds.Mount(mux)
 	}
-	if role == RoleServe || role == RoleQueryAPI {
-		if p.mountQueries != nil {
-			p.mountQueries(rdb, mux, log)
-		} else {
-			log.Warn("this build has no query API (sample/queryapi)")
-		}
-	}
 	if needsStore(role) {
 		checks = append(checks, check{"store", func(ctx context.Context) error { return pingStore(ctx, store) }})
 	}
 	if needsRedis(role) {
 		checks = append(checks, check{"redis", func(ctx context.Context) error { return pingRedis(ctx, rdb) }})
+	}
+	if role == RoleServe || role == RoleQueryAPI {
+		if p.mountQueries != nil {
+			// Readiness of the queries is what they serve from: the read
+			// models in Redis, not just a Redis that answers PING.
+			checks = append(checks, check{"read-models", p.mountQueries(rdb, mux, log)})
+		} else {
+			log.Warn("this build has no query API (sample/queryapi)")
+		}
 	}
 
 	runCtx, cancelRunners := context.WithCancel(ctx)
