@@ -73,7 +73,10 @@ func newHarness(t testing.TB, opts redistest.Options) *harness {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	h.api = queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 5 * time.Second, Logger: quiet})
+	// A bound for ?after= waits, long enough for runners on a busy machine
+	// (a wait ends as soon as the position is reached); TestAfterTimeout
+	// has its own short one.
+	h.api = queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 2 * time.Minute, Logger: quiet})
 	h.api.Mount(mux)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
