@@ -64,9 +64,11 @@ func crashChild() int {
 func TestCrashRunnerProcess(t *testing.T)  { crashTest(t, false) }
 func TestCrashRunnerAndRedis(t *testing.T) { crashTest(t, true) }
 
-// crashTest kills a runner process with SIGKILL at random moments, at least 30
-// times, while events are appended; with killRedis, Redis (persistent) is
-// killed and restarted too, every third round. The final model must equal,
+// crashTest kills a runner process with SIGKILL at random moments, 12 times
+// (48 with EVENTLINE_TEST_LONG set, for a deliberate long run), while events
+// are appended; with killRedis, Redis (persistent) is killed and restarted
+// too, every third round. Each round starts a -race test binary, which is
+// most of its cost on a busy machine. The final model must equal,
 // key for key and value for value, a model built in one uninterrupted run.
 func crashTest(t *testing.T, killRedis bool) {
 	srv := redistest.StartWith(t, redistest.Options{Persistent: true})
@@ -122,7 +124,10 @@ func crashTest(t *testing.T, killRedis bool) {
 		_ = cmd.Wait()
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	const kills = 32
+	kills := 12
+	if os.Getenv("EVENTLINE_TEST_LONG") != "" {
+		kills = 48
+	}
 	// waitProgress waits until the child has committed a batch since from,
 	// so that the kill that follows lands while it is working.
 	waitProgress := func(from eventstore.Position) {

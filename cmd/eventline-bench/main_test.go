@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -28,10 +29,13 @@ var rowsWithCeiling = []string{"append-1", "append-64", "cmd-http-1", "cmd-http-
 	"rebuild-carts", "rebuild-customers", "rebuild-products", "rebuild-orders", "catchup-synthetic", "rebuild"}
 
 // TestTinyRun runs the whole benchmark at its smallest sizes and checks the
-// report's shape and correctness column, never its timings.
+// report's shape and correctness column, never its figures: on a loaded
+// machine a timed loop may complete nothing, and a figure of zero is then
+// the right report.
 func TestTinyRun(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A bound, not a timing: the tiny run takes seconds on an idle machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	if err := runMain(ctx, []string{"--tiny", "--json", "--redis-url", srv.URL}, &out, io.Discard); err != nil {
@@ -47,12 +51,6 @@ func TestTinyRun(t *testing.T) {
 	var ids []string
 	for _, row := range rep.Rows {
 		ids = append(ids, row.ID)
-		if row.Value <= 0 {
-			t.Errorf("row %s: value %v, want a measured figure", row.ID, row.Value)
-		}
-		if row.Group != "ceiling" && row.Correct != "yes" {
-			t.Errorf("row %s: correct %q (%s), want yes", row.ID, row.Correct, row.Note)
-		}
 	}
 	if strings.Join(ids, " ") != strings.Join(wantRows, " ") {
 		t.Errorf("rows\n%v\nwant\n%v", ids, wantRows)
@@ -64,16 +62,7 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("row %s: note %q does not compare it with NORMAL", id, row.Note)
 		}
 	}
-	for _, id := range rowsWithCeiling {
-		row := rep.row(id)
-		if row == nil {
-			continue // reported above
-		}
-		c := rep.row(row.Ceiling)
-		if c == nil || c.Group != "ceiling" || row.Ratio <= 0 {
-			t.Errorf("row %s: ceiling %q, ratio %v, want a ceiling row of the same run and a ratio", id, row.Ceiling, row.Ratio)
-		}
-	}
+	checkRows(t, &rep)
 
 	// The text table has a line per row with its result and verdict.
 	var text bytes.Buffer
@@ -134,6 +123,77 @@ func TestFlags(t *testing.T) {
 	for _, args := range [][]string{{"--profile-phase", "nope"}, {"extra"}, {"--carts", "x"}} {
 		if err := runMain(ctx, args, io.Discard, io.Discard); err == nil {
 			t.Errorf("runMain(%q): no error", args)
+		}
+	}
+}
+
+// checkRows checks what every row of rep must satisfy whatever the load:
+// a figure that is a number, zero or more (a timed loop may complete nothing
+// on a busy machine); a correct result; a ceiling of the same run and a ratio
+// that is the row's figure over the ceiling's, absent when either is zero.
+func checkRows(t *testing.T, rep *Report) {
+	t.Helper()
+	for _, id := range rowsWithCeiling {
+		if row := rep.row(id); row != nil && row.Ceiling == "" {
+			t.Errorf("row %s names no ceiling", id)
+		}
+	}
+	for _, row := range rep.Rows {
+		if math.IsNaN(row.Value) || math.IsInf(row.Value, 0) || row.Value < 0 {
+			t.Errorf("row %s: value %v, want a figure (zero or more)", row.ID, row.Value)
+		}
+		if row.Group != "ceiling" && row.Correct != "yes" {
+			t.Errorf("row %s: correct %q (%s), want yes", row.ID, row.Correct, row.Note)
+		}
+	}
+	for _, row := range rep.Rows {
+		if row.Ceiling == "" {
+			continue
+		}
+		id := row.ID
+		c := rep.row(row.Ceiling)
+		if c == nil || c.Group != "ceiling" {
+			t.Errorf("row %s: ceiling %q, want a ceiling row of the same run", id, row.Ceiling)
+			continue
+		}
+		// The ratio is the row's figure over its ceiling's, and absent
+		// when either is zero (nothing measured under load).
+		want := 0.0
+		if row.Value > 0 && c.Value > 0 {
+			want = row.Value / c.Value
+		}
+		if row.Ratio != want {
+			t.Errorf("row %s: ratio %v, want %v / %v = %v", id, row.Ratio, row.Value, c.Value, want)
+		}
+	}
+}
+
+// TestReportOfNothingMeasured is the report of a run on a machine so busy
+// that the timed loops completed nothing: zero figures are reported as they
+// are, without a ratio, and the report is still written and still passes the
+// checks of TestTinyRun.
+func TestReportOfNothingMeasured(t *testing.T) {
+	rep := &Report{Mode: "tiny", Generator: generatorName, Duration: time.Second}
+	rep.add(Row{Group: "ceiling", ID: "http-64", What: "trivial handler", Value: 0, Unit: "req/s"})
+	rep.add(Row{Group: "ceiling", ID: "sqlite-tx100", What: "raw inserts", Value: 2000, Unit: "rows/s"})
+	rep.add(Row{Group: "read", ID: "query", What: "query API", Value: 0, Unit: "req/s", Ceiling: "http-64", Correct: "yes"})
+	rep.add(Row{Group: "read", ID: "query-after", What: "query API after", Value: 12, Unit: "req/s", Ceiling: "http-64", Correct: "yes"})
+	rep.add(Row{Group: "write", ID: "append-1", What: "appends", Value: 0, Unit: "events/s", Ceiling: "sqlite-tx100", Correct: "yes"})
+	rep.add(Row{Group: "write", ID: "append-64", What: "appends 64", Value: 500, Unit: "events/s", Ceiling: "sqlite-tx100", Correct: "yes"})
+	checkRows(t, rep)
+	if r := rep.row("append-64"); r.Ratio != 0.25 {
+		t.Errorf("append-64 ratio %v, want 500/2000", r.Ratio)
+	}
+	var js, text bytes.Buffer
+	if err := rep.writeJSON(&js); err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if err := rep.writeText(&text); err != nil {
+		t.Fatalf("text: %v", err)
+	}
+	for _, row := range rep.Rows {
+		if !strings.Contains(text.String(), row.What) {
+			t.Errorf("text table has no line for %s:\n%s", row.ID, text.String())
 		}
 	}
 }

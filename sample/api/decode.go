@@ -25,6 +25,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.Body == nil {
 		return malformed("request body is empty; want a JSON object", nil)
 	}
+	// Refuse on the declared length before reading a byte. The first read
+	// of the body is what makes net/http answer "100 Continue" to a client
+	// that sent "Expect: 100-continue" (curl does for large uploads); told
+	// to continue, the client sends the whole body, the server stops
+	// reading at MaxBodyBytes and closes, and the client often sees a reset
+	// instead of the 413. Not reading lets the server answer 413 at once,
+	// and the client never sends the body.
+	if r.ContentLength > MaxBodyBytes {
+		return errTooLarge(nil)
+	}
 	// MaxBytesReader, not io.LimitReader: it tells the server to close the
 	// connection rather than read the rest of an oversized body.
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
@@ -91,12 +101,18 @@ func decodeError(err error) error {
 	return malformed(fmt.Sprintf("malformed JSON: %v", err), err)
 }
 
+// tooLarge returns a 413 when err says the body went past MaxBodyBytes, and
+// nil otherwise.
 func tooLarge(err error) error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
-			Message: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes), Err: err}
+		return errTooLarge(err)
 	}
 	return nil
+}
+
+func errTooLarge(err error) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+		Message: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes), Err: err}
 }
 
 func kindName(t reflect.Type) string {

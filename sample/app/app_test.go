@@ -91,9 +91,12 @@ func TestServeRunsAndShutsDown(t *testing.T) {
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}
-	code, body := get("/readyz")
+	// Ready once the projectors have made the read models active.
+	r := waitStatus(t, url+"/readyz", 200)
+	code, body := r.status, r.body
 	var ready ReadyBody
-	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 200 || ready.Checks["store"] != "ok" || ready.Checks["redis"] != "ok" {
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || ready.Checks["store"] != "ok" || ready.Checks["redis"] != "ok" ||
+		ready.Checks["read-models"] != "ok" || ready.Checks["projections"] != "ok" {
 		t.Fatalf("/readyz %d %s", code, body)
 	}
 	res, err := http.Post(url+"/carts", "application/json", strings.NewReader(`{"customer_id":"ann","cart_id":"c1"}`))

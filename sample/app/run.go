@@ -63,6 +63,17 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		}
 	}()
 
+	// Listen before anything else starts: a taken port is the commonest
+	// mistake, and it must be reported at once, not after the store, Redis,
+	// the projectors and the saga have started only to be stopped again.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return addrError("cannot listen", err)
+	}
+	// Serve closes ln when it runs; this closes it on the way out of a
+	// failed start (closing twice is harmless).
+	closers = append(closers, func() { _ = ln.Close() })
+
 	reg := NewRegistry()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -98,9 +109,17 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		}
 		cmds.Mount(mux)
 	}
+	if needsStore(role) {
+		checks = append(checks, check{"store", func(ctx context.Context) error { return pingStore(ctx, store) }})
+	}
+	if needsRedis(role) {
+		checks = append(checks, check{"redis", func(ctx context.Context) error { return pingRedis(ctx, rdb) }})
+	}
 	if role == RoleServe || role == RoleQueryAPI {
 		if p.mountQueries != nil {
-			p.mountQueries(rdb, mux, log)
+			// Readiness of the queries is what they serve from: the read
+			// models in Redis, not just a Redis that answers PING.
+			checks = append(checks, check{"read-models", p.mountQueries(rdb, mux, log)})
 		} else {
 			log.Warn("this build has no query API (sample/queryapi)")
 		}
@@ -109,12 +128,6 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 			return err
 		}
 		closers = append(closers, page.Close)
-	}
-	if needsStore(role) {
-		checks = append(checks, check{"store", func(ctx context.Context) error { return pingStore(ctx, store) }})
-	}
-	if needsRedis(role) {
-		checks = append(checks, check{"redis", func(ctx context.Context) error { return pingRedis(ctx, rdb) }})
 	}
 
 	runCtx, cancelRunners := context.WithCancel(ctx)
@@ -140,10 +153,6 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 
 	mountOps(mux, metrics, checks)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return addrError("cannot listen", err)
-	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -21,15 +21,18 @@ import (
 type parts struct {
 	// projections returns the sample's projections.
 	projections func(reg *eventstore.Registry) []projection.Projection
-	// mountQueries registers the query endpoints.
-	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger)
+	// mountQueries registers the query endpoints and returns the check of
+	// /readyz that says whether they can answer.
+	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) func(context.Context) error
 }
 
 func defaultParts() parts {
 	return parts{
 		projections: sampleProjections,
-		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) {
-			queryapi.New(rdb, queryapi.Config{Logger: log}).Mount(mux)
+		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) func(context.Context) error {
+			api := queryapi.New(rdb, queryapi.Config{Logger: log})
+			api.Mount(mux)
+			return api.Ready
 		},
 	}
 }

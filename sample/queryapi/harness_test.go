@@ -41,6 +41,7 @@ type harness struct {
 	rdb       *redis.Client
 	metrics   *prometheus.Registry
 	url       string
+	api       *queryapi.API
 	carts     *command.Handler[cart.State, cart.Command, cart.Event]
 	orders    *command.Handler[order.State, order.Command, order.Event]
 	customers *command.Handler[customer.State, customer.Command, customer.Event]
@@ -72,7 +73,11 @@ func newHarness(t testing.TB, opts redistest.Options) *harness {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 5 * time.Second, Logger: quiet}).Mount(mux)
+	// A bound for ?after= waits, long enough for runners on a busy machine
+	// (a wait ends as soon as the position is reached); TestAfterTimeout
+	// has its own short one.
+	h.api = queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 2 * time.Minute, Logger: quiet})
+	h.api.Mount(mux)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	h.url = hs.URL

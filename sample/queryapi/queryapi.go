@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -82,6 +83,39 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /customers/{id}/carts", a.getCustomer)
 	mux.HandleFunc("GET /orders/{id}", a.getOrder)
 	mux.HandleFunc("GET /products/top", a.getTopProducts)
+}
+
+// ReadModels are the projections the API reads, in the order Ready checks
+// them.
+var ReadModels = []string{schema.Carts, schema.Customers, schema.Orders, schema.Products}
+
+// ErrNotReady is returned by Ready when Redis answers but a read model the
+// API serves has no active build there.
+var ErrNotReady = errors.New("queryapi: read models not ready")
+
+// Ready reports whether the API can answer queries: it resolves every read
+// model in ReadModels the way a query does, and returns the first error that
+// says Redis cannot be reached, else an error matching ErrNotReady (and
+// query.ErrNotReady) naming each read model without an active build. A
+// PING would not do: a Redis that answers but does not hold the read models
+// (restarted without its data, or another server now on the same address)
+// would pass it while every query answers 503.
+func (a *API) Ready(ctx context.Context) error {
+	var missing []error
+	for _, name := range ReadModels {
+		_, err := query.Resolve(ctx, a.rdb, name)
+		switch {
+		case err == nil:
+		case errors.Is(err, query.ErrNotReady):
+			missing = append(missing, err)
+		default:
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %w", ErrNotReady, errors.Join(missing...))
+	}
+	return nil
 }
 
 // TopProducts is the body of GET /products/top.

@@ -1,6 +1,7 @@
 package queryapi_test
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/projection"
+	"github.com/eventline/eventline/query"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -363,9 +365,13 @@ func TestAfterTimeout(t *testing.T) {
 	h.startProjectors(projection.Config{})
 	h.waitActive()
 	pos := h.cart("t1", cart.Open{CustomerID: "gina"}).Position
+	// The model reaches pos (through the harness's long wait) before the
+	// short wait is tried on it, so that a busy machine's slow runner is not
+	// taken for a timeout that should not be.
+	h.getJSON("/carts/t1"+after(pos), &schema.Cart{})
 
 	mux := http.NewServeMux()
-	queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}).Mount(mux)
+	queryapi.New(h.rdb, queryapi.Config{WaitTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}).Mount(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	h.url = srv.URL
@@ -405,8 +411,21 @@ func TestNotReady(t *testing.T) {
 	for _, path := range []string{"/carts/n1", "/carts/n1?after=1", "/orders/o1", "/customers/ivy/carts", "/products/top"} {
 		h.wantError(path, http.StatusServiceUnavailable, queryapi.CodeNotReady)
 	}
+	// Not ready either, naming every read model it serves.
+	err := h.api.Ready(h.ctx)
+	if !errors.Is(err, queryapi.ErrNotReady) || !errors.Is(err, query.ErrNotReady) {
+		t.Fatalf("Ready before any projector: %v, want ErrNotReady", err)
+	}
+	for _, name := range queryapi.ReadModels {
+		if !strings.Contains(err.Error(), `"`+name+`"`) {
+			t.Errorf("Ready: %v does not name %s", err, name)
+		}
+	}
 	h.startProjectors(projection.Config{})
 	h.waitActive()
+	if err := h.api.Ready(h.ctx); err != nil {
+		t.Fatalf("Ready with every read model active: %v", err)
+	}
 	h.getJSON("/carts/n1?after=1", &schema.Cart{})
 }
 
@@ -420,6 +439,9 @@ func TestRedisDown(t *testing.T) {
 	h.redis.Kill()
 	for _, path := range []string{"/carts/r1", "/carts/r1" + after(pos), "/orders/o1", "/customers/jo/carts", "/products/top"} {
 		h.wantError(path, http.StatusServiceUnavailable, queryapi.CodeUnavailable)
+	}
+	if err := h.api.Ready(h.ctx); err == nil || errors.Is(err, queryapi.ErrNotReady) {
+		t.Fatalf("Ready with Redis down: %v, want the error that Redis cannot be reached", err)
 	}
 	// Commands do not need Redis; the projector catches up when it returns.
 	res := h.cart("r1", cart.AddItem{ProductID: "tea", Quantity: 3, UnitPriceCents: 250})

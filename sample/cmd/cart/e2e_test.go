@@ -8,9 +8,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -538,5 +540,40 @@ func TestFaults(t *testing.T) {
 	r := send(t, "GET", c.projector.url+"/metrics", "")
 	if r.status != 200 || !bytes.Contains(r.body, []byte("eventline_projection_")) {
 		t.Fatalf("projector /metrics: %d, no eventline_projection_ metrics", r.status)
+	}
+}
+
+// Every role started on a taken port says so at once and exits 2, before it
+// opens the store or Redis, and before a line of log: it listens first.
+func TestTakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	rs := redistest.Start(t)
+	for _, role := range []string{"serve", "command-api", "projector", "query-api", "saga"} {
+		dir := t.TempDir()
+		cmd := exec.Command(cartBinary(t), role)
+		cmd.Env = append(os.Environ(), "EVENTLINE_ADDR="+taken.Addr().String(), "EVENTLINE_LOG_LEVEL=debug",
+			"EVENTLINE_STORE_URL="+filepath.Join(dir, "events.db"))
+		if role != "serve" {
+			cmd.Env = append(cmd.Env, "EVENTLINE_REDIS_URL="+rs.URL)
+		}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		want := "cart: EVENTLINE_ADDR (--addr): cannot listen: listen tcp " + taken.Addr().String() + ": bind: address already in use\n"
+		if code != 2 || stderr.String() != want || stdout.Len() != 0 {
+			t.Errorf("%s on a taken port: exit %d (%v), stdout %q, stderr:\n%s\nwant exit 2 and only:\n%s",
+				role, code, err, stdout.String(), stderr.String(), want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "events.db")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s on a taken port opened the store (%v)", role, err)
+		}
 	}
 }
