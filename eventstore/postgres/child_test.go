@@ -1,0 +1,5 @@
+package postgres_test
+
+const envChild = "EVENTLINE_PG_CHILD"
+
+func runChild(role string) int { return 2 }
