@@ -21,6 +21,8 @@ const (
 	DefaultPollInterval = time.Second
 	// DefaultCommitTimeout bounds one group commit, from BEGIN to COMMIT.
 	DefaultCommitTimeout = 10 * time.Second
+	// DefaultPageSize is how many records one read query fetches.
+	DefaultPageSize = 1000
 	// DefaultMaxConns is the size of the connection pool used for reads; the
 	// writer and the listener take one connection each on top of it.
 	DefaultMaxConns = 8
@@ -56,6 +58,9 @@ type Config struct {
 	// finish in time fails with eventstore.ErrUnavailable. 0 means
 	// DefaultCommitTimeout.
 	CommitTimeout time.Duration
+	// PageSize is the most records one read query fetches (ReadAll,
+	// ReadStream, Subscribe). 0 means DefaultPageSize.
+	PageSize int
 	// MaxConns is the most pooled connections for reads. 0 means
 	// DefaultMaxConns.
 	MaxConns int
@@ -78,6 +83,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: PollInterval %s is negative", ErrInvalidConfig, c.PollInterval)
 	case c.CommitTimeout < 0:
 		return fmt.Errorf("%w: CommitTimeout %s is negative", ErrInvalidConfig, c.CommitTimeout)
+	case c.PageSize < 0:
+		return fmt.Errorf("%w: PageSize %d is negative", ErrInvalidConfig, c.PageSize)
 	case c.MaxConns < 0:
 		return fmt.Errorf("%w: MaxConns %d is negative", ErrInvalidConfig, c.MaxConns)
 	}
@@ -101,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = DefaultCommitTimeout
+	}
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns

@@ -56,7 +56,7 @@
 //
 // # Reads and subscriptions
 //
-// ReadStream and ReadAll page (1,000 records or 4 MiB per query) on pooled
+// ReadStream and ReadAll page (Config.PageSize records or 4 MiB per query) on pooled
 // connections released between pages, so memory stays flat. Subscribe
 // catches up the same way, then waits. Commits through the same Store wake it
 // at once; commits of other processes wake it through LISTEN/NOTIFY on a

@@ -21,7 +21,6 @@ import (
 // that is released before any record is yielded, so a slow consumer holds no
 // connection and memory stays flat.
 const (
-	pageRecords = 1000
 	// pageBytes ends a page early when its records carry this much data, so
 	// that a page of large events stays small.
 	pageBytes = 4 << 20
@@ -78,7 +77,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64) iter
 // page was cut short by its bounds; exists that the stream exists.
 func (s *Store) streamPage(ctx context.Context, stream string, from uint64, page []eventstore.Record) (_ []eventstore.Record, more, exists bool, err error) {
 	from = min(from, math.MaxInt64)
-	rows, err := s.pool.Query(ctx, s.sql.streamPage, stream, int64(from), pageRecords)
+	rows, err := s.pool.Query(ctx, s.sql.streamPage, stream, int64(from), s.cfg.PageSize)
 	if err != nil {
 		return page, false, false, err
 	}
@@ -100,7 +99,7 @@ func (s *Store) streamPage(ctx context.Context, stream string, from uint64, page
 			return page, true, exists, rows.Err()
 		}
 	}
-	return page, n == pageRecords, exists, rows.Err()
+	return page, n == s.cfg.PageSize, exists, rows.Err()
 }
 
 // ReadAll implements eventstore.Store.
@@ -145,7 +144,7 @@ func (s *Store) logPage(ctx context.Context, after, upTo uint64, page []eventsto
 	if after >= math.MaxInt64 {
 		return page, nil
 	}
-	rows, err := s.pool.Query(ctx, s.sql.logPage, int64(after), int64(min(upTo, math.MaxInt64)), pageRecords)
+	rows, err := s.pool.Query(ctx, s.sql.logPage, int64(after), int64(min(upTo, math.MaxInt64)), s.cfg.PageSize)
 	if err != nil {
 		return page, err
 	}

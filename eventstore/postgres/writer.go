@@ -63,6 +63,9 @@ type writer struct {
 	// commits counts committed transactions, for benchmarks to report the
 	// average group size.
 	commits atomic.Uint64
+	// beforeCommit, when set by a test, runs between the batch's last
+	// statement and its COMMIT, with the head row locked.
+	beforeCommit func()
 }
 
 func newWriter(s *Store) *writer {
@@ -459,6 +462,9 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 			return nil, false, false, err
 		}
 		wrote = true
+	}
+	if w.beforeCommit != nil {
+		w.beforeCommit()
 	}
 	committing = true
 	if err := tx.Commit(ctx); err != nil {
