@@ -202,4 +202,3 @@ func (p *childProc) wait(v any) error {
 	}
 	return nil
 }
-

@@ -7,8 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/eventstoretest"
@@ -110,4 +112,97 @@ func TestRepeatedAppend(t *testing.T) {
 	if head, err := s.Head(ctx); err != nil || head != eventstore.SeqPosition(3) {
 		t.Errorf("Head = %s, %v; want 3", head, err)
 	}
+}
+
+// TestSubscribeWokenByNotify checks that a subscription is woken by a commit
+// of another Store (as of another process) through LISTEN/NOTIFY: the poll
+// interval is an hour, so nothing else could wake it. Then it kills the
+// listening connection on the server; the subscription still gets the next
+// commit, through the reconnected listener.
+func TestSubscribeWokenByNotify(t *testing.T) {
+	db := testDB(t)
+	reader := openStore(t, db, postgres.Config{Schema: "notify", PollInterval: time.Hour})
+	writer := openStore(t, db, postgres.Config{Schema: "notify"})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	got := make(chan eventstore.Record)
+	subErr := make(chan error, 1)
+	go func() {
+		for rec, err := range reader.Subscribe(ctx, eventstore.Start) {
+			if err != nil {
+				subErr <- err
+				return
+			}
+			select {
+			case got <- rec:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	next := func(want eventstore.AppendResult) {
+		t.Helper()
+		select {
+		case rec := <-got:
+			if rec.Position != want.Position {
+				t.Fatalf("subscription yielded %s, want %s", rec.Position, want.Position)
+			}
+		case err := <-subErr:
+			t.Fatalf("subscription ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("no record at %s from the subscription", want.Position)
+		}
+	}
+	// The listener starts with the subscription; wait for it to listen, so
+	// that the first append is not found by the subscription's first read.
+	waitListening(t, db, "eventline_notify", 1)
+	next(mustAppend(t, writer, "n", eventstore.Any))
+
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN eventline_notify'`); err != nil {
+		t.Fatal(err)
+	}
+	waitListening(t, db, "eventline_notify", 1)
+	next(mustAppend(t, writer, "n", eventstore.Any))
+	next(mustAppend(t, writer, "n", eventstore.Any))
+}
+
+// waitListening waits until n connections of db have run LISTEN channel and
+// are idle, i.e. wait for notifications.
+func waitListening(t *testing.T, db, channel string, n int) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var count int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query = 'LISTEN '||$1 AND state = 'idle'`, channel).Scan(&count); err != nil {
+			t.Fatal(err)
+		}
+		if count == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections listen on %s, want %d", count, channel, n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func mustAppend(t *testing.T, s eventstore.Store, stream string, expected eventstore.ExpectedVersion) eventstore.AppendResult {
+	t.Helper()
+	res, err := s.Append(t.Context(), stream, expected, eventstore.Event{Type: "e", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatalf("Append(%q): %v", stream, err)
+	}
+	return res
 }
