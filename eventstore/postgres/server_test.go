@@ -181,12 +181,17 @@ func (s *pgServer) url(db string) string {
 // run runs a server binary, as the postgres user when root.
 func (s *pgServer) run(bin string, args ...string) ([]byte, error) {
 	path := filepath.Join(pgBin, bin)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var cmd *exec.Cmd
 	if os.Geteuid() == 0 {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
 	} else {
-		cmd = exec.Command(path, args...)
+		cmd = exec.CommandContext(ctx, path, args...)
 	}
+	// The server pg_ctl starts must not keep our pipe open (it logs to the
+	// -l file); WaitDelay bounds the wait should it do so anyway.
+	cmd.WaitDelay = 5 * time.Second
 	return cmd.CombinedOutput()
 }
 
@@ -204,7 +209,7 @@ func (s *pgServer) start() error {
 // restart restarts the server the way an operator would: fast shutdown,
 // which ends every session, then start.
 func (s *pgServer) restart() error {
-	if out, err := s.run("pg_ctl", "-D", s.data(), "-o", s.options(), "-m", "fast", "-w", "restart"); err != nil {
+	if out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-o", s.options(), "-m", "fast", "-w", "restart"); err != nil {
 		return fmt.Errorf("pg_ctl restart: %v: %s", err, out)
 	}
 	return nil

@@ -63,6 +63,9 @@ type writer struct {
 	// commits counts committed transactions, for benchmarks to report the
 	// average group size.
 	commits atomic.Uint64
+	// failing is true from a failed group commit to the next one that
+	// succeeds, so an outage is logged once, not once per batch.
+	failing bool
 	// beforeCommit, when set by a test, runs between the batch's last
 	// statement and its COMMIT, with the head row locked.
 	beforeCommit func()
@@ -263,8 +266,11 @@ func (w *writer) commit() {
 			"appends", len(w.batch), "attempt", attempt, "error", err)
 	}
 	if err != nil {
-		w.s.cfg.Logger.Error("postgres event store: group commit failed", "appends", len(w.batch),
-			"outcome_known", !committing, "error", err)
+		if !w.failing || committing {
+			w.s.cfg.Logger.Error("postgres event store: group commit failed; appends fail until the database answers",
+				"appends", len(w.batch), "outcome_known", !committing, "error", err)
+		}
+		w.failing = true
 		if committing {
 			err = fmt.Errorf("%w: %w: the connection failed during COMMIT, so the append may have been written; "+
 				"retry it with the same event ids: %v", eventstore.ErrUnavailable, ErrOutcomeUnknown, err)
@@ -275,6 +281,10 @@ func (w *writer) commit() {
 			req.reply <- appendReply{err: err}
 		}
 		return
+	}
+	if w.failing {
+		w.s.cfg.Logger.Info("postgres event store: group commits succeed again")
+		w.failing = false
 	}
 	w.commits.Add(1)
 	for i, req := range w.batch {
