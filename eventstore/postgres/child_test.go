@@ -83,6 +83,11 @@ func runChild(role string) int {
 		if err = json.Unmarshal([]byte(os.Getenv(envChildArg)), &a); err == nil {
 			report = runSubscriber(os.Getenv(envChildURL), a)
 		}
+	case "history":
+		var a historyArgs
+		if err = json.Unmarshal([]byte(os.Getenv(envChildArg)), &a); err == nil {
+			report = runHistory(os.Getenv(envChildURL), a)
+		}
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
