@@ -201,7 +201,7 @@ func BenchmarkReadAll(b *testing.B) {
 	const events = 200_000
 	s, _ := benchStore(b, postgres.Config{})
 	ctx := context.Background()
-	batch := make([]eventstore.Event, 100)
+	batch := make([]eventstore.Event, 1000)
 	for i := range batch {
 		batch[i] = eventstore.Event{Type: "cart.item_added", Data: benchData, Metadata: benchMetadata}
 	}
@@ -209,7 +209,7 @@ func BenchmarkReadAll(b *testing.B) {
 		for k := range batch {
 			batch[k].ID = uuid.Nil
 		}
-		if _, err := s.Append(ctx, "s"+strconv.Itoa(i%1000), eventstore.Any, batch...); err != nil {
+		if _, err := s.Append(ctx, "s"+strconv.Itoa(i%100), eventstore.Any, batch...); err != nil {
 			b.Fatal(err)
 		}
 	}

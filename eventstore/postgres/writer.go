@@ -330,27 +330,25 @@ type pending struct {
 	rel bool
 }
 
-// try runs the batch in one transaction. committing reports that the failure
-// happened while COMMIT was in flight, when the outcome is unknown.
+// try runs the batch in one transaction of two round trips: BEGIN and the
+// reads that decide the appends, then the writes and COMMIT. committing
+// reports a failure after which the outcome is unknown: the connection broke
+// while the second round trip, which holds the COMMIT, was in flight.
 func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committing bool, err error) {
 	conn, err := w.s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, false, err
 	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return nil, false, false, err
-	}
+	defer conn.Release() // the pool drops a connection left in a transaction
 	defer func() {
 		if err != nil && !committing {
-			tx.Rollback(context.WithoutCancel(ctx))
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 	}()
 
 	// Lock the streams that get events (in name order, so that writers in
 	// other processes never deadlock on them), read the rest, and find which
-	// event ids are already in the log: one round trip.
+	// event ids are already in the log.
 	var locked, unlocked []string
 	var ids [][16]byte
 	for _, req := range w.batch {
@@ -366,10 +364,15 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 	slices.Sort(locked)
 	locked = slices.Compact(locked)
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	b.Queue(w.s.sql.lockStreams, locked)
 	b.Queue(w.s.sql.readStreams, unlocked)
 	b.Queue(w.s.sql.eventsByID, ids)
-	br := tx.SendBatch(ctx, b)
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, false, false, err
+	}
 	streams := make(map[string]*streamState, len(locked)+len(unlocked))
 	for range 2 {
 		rows, _ := br.Query()
@@ -410,7 +413,6 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 	// Decide each append against its stream as the appends before it left it.
 	results := make([]pending, len(w.batch))
 	var rows eventRows
-	var streamIDs, streamVersions, streamRels []int64
 	for i, req := range w.batch {
 		st := streams[req.stream]
 		if st == nil {
@@ -443,6 +445,7 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 			FirstVersion: st.version - n + 1, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, true}
 	}
 	// Each written stream's row gets its final version and position, once.
+	var streamIDs, streamVersions, streamRels []int64
 	for _, st := range streams {
 		if st.rel {
 			streamIDs = append(streamIDs, st.id)
@@ -452,35 +455,51 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 	}
 
 	// Take positions last, so the head row is locked only for the inserts and
-	// the commit: the lock orders commits, and one batch shares it.
-	var base uint64
-	if total := len(rows.rel); total > 0 {
-		b := &pgx.Batch{}
+	// the commit: the lock orders commits, and one batch shares it. COMMIT
+	// goes in the same round trip (after the test hook, when one is set).
+	total := len(rows.rel)
+	b = &pgx.Batch{}
+	if total > 0 {
 		b.Queue(w.s.sql.takePositions, total)
 		b.Queue(w.s.sql.insertEvents, total, rows.rel, rows.stream, rows.version, rows.id, rows.typ,
 			rows.correlation, rows.causation, rows.headers, rows.data)
 		b.Queue(w.s.sql.updateStreams, total, streamIDs, streamVersions, streamRels)
 		b.Queue(w.s.sql.notify, w.s.channel)
-		br := tx.SendBatch(ctx, b)
-		var head int64
-		if err := br.QueryRow().Scan(&head); err != nil {
-			br.Close()
-			return nil, false, false, err
-		}
-		base = uint64(head) - uint64(total)
-		if err := br.Close(); err != nil {
-			return nil, false, false, err
-		}
-		wrote = true
 	}
-	if w.beforeCommit != nil {
-		w.beforeCommit()
+	hook := w.beforeCommit
+	if hook == nil {
+		b.Queue("COMMIT")
 	}
 	committing = true
-	if err := tx.Commit(ctx); err != nil {
+	br = conn.SendBatch(ctx, b)
+	var base uint64
+	err = func() error {
+		if total > 0 {
+			var head int64
+			if err := br.QueryRow().Scan(&head); err != nil {
+				return err
+			}
+			base = uint64(head) - uint64(total)
+		}
+		for range b.Len() - min(total, 1) {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && hook != nil {
+		hook()
+		_, err = conn.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
 		if !isSent(err) {
+			// The server refused a statement or the COMMIT, or nothing was
+			// sent: the transaction did not commit.
 			committing = false
-			tx.Rollback(context.WithoutCancel(ctx))
 		}
 		return nil, false, committing, err
 	}
@@ -491,7 +510,7 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 		}
 		replies[i] = p.appendReply
 	}
-	return replies, wrote, false, nil
+	return replies, total > 0, false, nil
 }
 
 // isSent reports whether a failed COMMIT may have reached the server. A
