@@ -513,12 +513,16 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 	return replies, total > 0, false, nil
 }
 
-// isSent reports whether a failed COMMIT may have reached the server. A
-// server's error reply is definite: the transaction was rolled back.
+// isSent reports whether a failure of the round trip that holds the COMMIT
+// leaves its outcome unknown. An ERROR reply is definite: the statement or
+// the COMMIT failed and the transaction was rolled back. A FATAL one ends the
+// session, possibly right after a COMMIT that succeeded, and a broken
+// connection may have lost the reply, so both are unknown unless nothing was
+// sent at all.
 func isSent(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return false
+		return pe.Severity == "FATAL" || pe.Severity == "PANIC"
 	}
 	return !pgconn.SafeToRetry(err)
 }
