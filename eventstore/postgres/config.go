@@ -24,7 +24,7 @@ const (
 	// DefaultPageSize is how many records one read query fetches.
 	DefaultPageSize = 1000
 	// DefaultMaxConns is the size of the connection pool used for reads; the
-	// writer and the listener take one connection each on top of it.
+	// writer and the listener have one connection each on top of it.
 	DefaultMaxConns = 8
 )
 

@@ -83,8 +83,11 @@ type Store struct {
 	cfg     Config
 	schema  string
 	channel string // the LISTEN/NOTIFY channel of the schema
-	pool    *pgxpool.Pool
-	w       *writer
+	pool    *pgxpool.Pool // reads
+	// wpool holds the writer's one connection, apart from the reads, so that
+	// busy readers never make a commit wait for a connection.
+	wpool *pgxpool.Pool
+	w     *writer
 	sql     statements
 	closed  atomic.Bool
 	// done is closed by Close; stopped is closed when the writer has exited.
@@ -121,12 +124,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
-	// Reads, plus one connection for the writer.
-	pc.MaxConns = int32(cfg.MaxConns) + 1
+	pc.MaxConns = int32(cfg.MaxConns)
 	pc.MinConns = 0
+	wc := pc.Copy()
+	wc.MaxConns = 1
 	where := describe(pc.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
+		return nil, fmt.Errorf("%w: postgres %s: %v", eventstore.ErrUnavailable, where, err)
+	}
+	wpool, err := pgxpool.NewWithConfig(ctx, wc)
+	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("%w: postgres %s: %v", eventstore.ErrUnavailable, where, err)
 	}
 	s := &Store{
@@ -134,6 +143,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		schema:  cfg.Schema,
 		channel: "eventline_" + cfg.Schema,
 		pool:    pool,
+		wpool:   wpool,
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -142,6 +152,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.sql = newStatements(cfg.Schema)
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
+		wpool.Close()
 		if errors.Is(err, ErrSchemaVersion) || ctx.Err() != nil {
 			return nil, err
 		}
@@ -259,6 +270,7 @@ func (s *Store) Close() error {
 			<-s.listenStopped
 		}
 		s.pool.Close()
+		s.wpool.Close()
 	})
 	return s.closeErr
 }

@@ -335,7 +335,7 @@ type pending struct {
 // reports a failure after which the outcome is unknown: the connection broke
 // while the second round trip, which holds the COMMIT, was in flight.
 func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committing bool, err error) {
-	conn, err := w.s.pool.Acquire(ctx)
+	conn, err := w.s.wpool.Acquire(ctx)
 	if err != nil {
 		return nil, false, false, err
 	}
