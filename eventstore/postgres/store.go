@@ -82,14 +82,14 @@ INSERT INTO %[1]s.head (position) VALUES (0);
 type Store struct {
 	cfg     Config
 	schema  string
-	channel string // the LISTEN/NOTIFY channel of the schema
+	channel string        // the LISTEN/NOTIFY channel of the schema
 	pool    *pgxpool.Pool // reads
 	// wpool holds the writer's one connection, apart from the reads, so that
 	// busy readers never make a commit wait for a connection.
-	wpool *pgxpool.Pool
-	w     *writer
-	sql     statements
-	closed  atomic.Bool
+	wpool  *pgxpool.Pool
+	w      *writer
+	sql    statements
+	closed atomic.Bool
 	// done is closed by Close; stopped is closed when the writer has exited.
 	done, stopped chan struct{}
 	// notify is closed and replaced after every commit seen (ours, or another
