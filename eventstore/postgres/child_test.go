@@ -54,6 +54,8 @@ type subscriberArgs struct {
 	Schema   string `json:"schema"`
 	Expected int    `json:"expected"`
 	PageSize int    `json:"page_size"`
+	// Timeout bounds the wait for the expected events.
+	Timeout time.Duration `json:"timeout"`
 }
 
 // subscriberReport is what a subscriber child saw, in order.
@@ -159,7 +161,7 @@ func runWriter(url string, a writerArgs) writerReport {
 }
 
 func runSubscriber(url string, a subscriberArgs) subscriberReport {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), a.Timeout)
 	defer cancel()
 	s, err := postgres.Open(ctx, postgres.Config{URL: url, Schema: a.Schema, PageSize: a.PageSize})
 	if err != nil {

@@ -47,7 +47,7 @@ func TestGlobalOrderAcrossProcesses(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	sub, err := startChild(ctx, "subscriber", db, subscriberArgs{Schema: schema, Expected: total, PageSize: 7})
+	sub, err := startChild(ctx, "subscriber", db, subscriberArgs{Schema: schema, Expected: total, PageSize: 7, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestGlobalOrderAcrossProcesses(t *testing.T) {
 		t.Fatalf("subscriber: %v", err)
 	}
 	if rep.Err != "" {
-		t.Fatalf("subscriber: %s", rep.Err)
+		t.Fatalf("subscriber saw %d of the %d events, then: %s", len(rep.Records), total, rep.Err)
 	}
 
 	// Exactly once, in order, without gaps.
