@@ -15,12 +15,12 @@
 // in the batch left it; one that conflicts or repeats event ids fails or
 // returns alone, its neighbours commit.
 //
-// A batch transaction makes three round trips: (1) it creates and locks the
+// A batch transaction makes two round trips: (1) BEGIN, create and lock the
 // rows of the streams it writes, in name order (so writers of different
-// processes never deadlock), and looks up the batch's event ids; (2) it takes
-// the batch's positions from the one-row head table, inserts the events as
-// arrays in one statement, updates the streams' versions and queues a NOTIFY;
-// (3) COMMIT. Another process that inserted one of the batch's event ids
+// processes never deadlock), and look up the batch's event ids; (2) take the
+// batch's positions from the one-row head table, insert the events as arrays
+// in one statement, update the streams' versions, NOTIFY and COMMIT. The
+// writer has a connection of its own, apart from the pool of reads. Another process that inserted one of the batch's event ids
 // meanwhile makes the insert fail; the batch then runs again and sees it.
 //
 // # Global order without gaps
