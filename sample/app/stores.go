@@ -17,13 +17,15 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/esdb"
+	"github.com/eventline/eventline/eventstore/postgres"
 	"github.com/eventline/eventline/eventstore/sqlite"
 )
 
 // storeSpec is a parsed EVENTLINE_STORE_URL.
 type storeSpec struct {
-	esdbURL    string // set for EventStoreDB
-	sqlitePath string // set for SQLite
+	esdbURL     string // set for EventStoreDB
+	postgresURL string // set for PostgreSQL
+	sqlitePath  string // set for SQLite
 	// sqliteSync is the SQLite store's durability: FULL unless a sqlite: URL
 	// says sync=normal.
 	sqliteSync sqlite.SyncMode
@@ -32,7 +34,7 @@ type storeSpec struct {
 func parseStoreURL(s string) (storeSpec, error) {
 	switch {
 	case s == "":
-		return storeSpec{}, storeError("required: a SQLite file path (e.g. ./data/events.db) or an esdb:// URL", nil)
+		return storeSpec{}, storeError("required: a SQLite file path (e.g. ./data/events.db), a postgres:// or an esdb:// URL", nil)
 	case strings.HasPrefix(s, "esdb://") || strings.HasPrefix(s, "esdb+discover://"):
 		if err := (esdb.Config{URL: s}).Validate(); err != nil {
 			return storeSpec{}, storeError("not a usable EventStoreDB URL", err)
@@ -40,9 +42,14 @@ func parseStoreURL(s string) (storeSpec, error) {
 		return storeSpec{esdbURL: s}, nil
 	case strings.HasPrefix(s, "sqlite:"):
 		return parseSQLiteURL(s)
+	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
+		if err := (postgres.Config{URL: s}).Validate(); err != nil {
+			return storeSpec{}, storeError(fmt.Sprintf("%s is not a usable PostgreSQL URL", redactURL(s)), nil)
+		}
+		return storeSpec{postgresURL: s}, nil
 	case strings.Contains(s, "://"):
 		scheme, _, _ := strings.Cut(s, "://")
-		return storeSpec{}, storeError(fmt.Sprintf("unsupported scheme %q; want a SQLite file path or esdb://host:2113?tls=false", scheme), nil)
+		return storeSpec{}, storeError(fmt.Sprintf("unsupported scheme %q; want a SQLite file path, postgres://user@host/db or esdb://host:2113?tls=false", scheme), nil)
 	}
 	return storeSpec{sqlitePath: s}, nil
 }
@@ -73,8 +80,17 @@ func parseSQLiteURL(s string) (storeSpec, error) {
 }
 
 // openStore opens the event store. EventStoreDB is not contacted here (a
-// process may start before its server); SQLite opens its file at once.
+// process may start before its server); SQLite opens its file at once;
+// PostgreSQL is connected to and its schema checked or created, so that a
+// wrong URL, password or database name stops the process at once.
 func openStore(ctx context.Context, s storeSpec, log *slog.Logger) (eventstore.Store, error) {
+	if s.postgresURL != "" {
+		st, err := postgres.Open(ctx, postgres.Config{URL: s.postgresURL, Logger: log})
+		if err != nil {
+			return nil, storeError("cannot open the PostgreSQL event store at "+redactURL(s.postgresURL), err)
+		}
+		return st, nil
+	}
 	if s.esdbURL != "" {
 		st, err := esdb.Open(ctx, esdb.Config{URL: s.esdbURL, Logger: log})
 		if err != nil {
@@ -152,8 +168,8 @@ func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	return nil
 }
 
-// OpenStore opens the event store named by url (a SQLite path or an
-// EventStoreDB URL), for tools that run beside the roles, such as replay.
+// OpenStore opens the event store named by url (a SQLite path, a PostgreSQL
+// URL or an EventStoreDB URL), for tools that run beside the roles, such as replay.
 // Errors are *SettingError values naming EVENTLINE_STORE_URL.
 func OpenStore(ctx context.Context, url string, log *slog.Logger) (eventstore.Store, error) {
 	spec, err := parseStoreURL(url)

@@ -1,0 +1,594 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventline/eventline/eventstore"
+)
+
+// Group-commit limits. A batch is whatever is queued when the writer is free,
+// up to these bounds, so batches grow with load and a lone append never waits.
+const (
+	maxBatchAppends = 1024
+	maxBatchEvents  = 8192
+	// requestQueue is the depth of the queue in front of the writer.
+	requestQueue = 1024
+	// maxLinger is the longest the writer waits for the callers of its previous
+	// batch to come back before committing a smaller batch.
+	maxLinger = 200 * time.Microsecond
+	// maxAttempts bounds how often a batch is retried after a conflict with
+	// another process (an event id it inserted meanwhile, a deadlock).
+	maxAttempts = 4
+)
+
+// States of an appendRequest: the writer takes a queued request, or the caller
+// abandons it when its context ends first. Exactly one of them wins.
+const (
+	requestQueued int32 = iota
+	requestTaken
+	requestAbandoned
+)
+
+type appendRequest struct {
+	stream   string
+	expected eventstore.ExpectedVersion
+	events   []eventstore.Event
+	headers  [][]byte // encoded by the caller, so the writer does less
+	state    atomic.Int32
+	reply    chan appendReply // buffered: the writer never blocks on it
+}
+
+type appendReply struct {
+	res eventstore.AppendResult
+	err error
+}
+
+// writer is the goroutine that commits the appends of this Store, one
+// transaction per batch of concurrent appends.
+type writer struct {
+	s        *Store
+	requests chan *appendRequest
+	batch    []*appendRequest
+	// commits counts committed transactions, for benchmarks to report the
+	// average group size.
+	commits atomic.Uint64
+	// failing is true from a failed group commit to the next one that
+	// succeeds, so an outage is logged once, not once per batch.
+	failing bool
+	// beforeCommit, when set by a test, runs between the batch's last
+	// statement and its COMMIT, with the head row locked.
+	beforeCommit func()
+}
+
+func newWriter(s *Store) *writer {
+	return &writer{s: s, requests: make(chan *appendRequest, requestQueue)}
+}
+
+// Append implements eventstore.Store. Concurrent appends of this Store are
+// committed together in one transaction; Append returns once it committed.
+//
+// When ctx ends before the writer took the append, Append returns ctx's error
+// and nothing was written. Once the writer has taken it, Append waits for the
+// commit (bounded by Config.CommitTimeout) and returns its outcome. When the
+// server cannot be reached the error matches eventstore.ErrUnavailable, and
+// also ErrOutcomeUnknown when the connection broke during COMMIT; without
+// ErrOutcomeUnknown nothing was written.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if s.closed.Load() {
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	// The writer reads the events after Append may have returned to a
+	// cancelled caller, so it gets its own slice.
+	events = slices.Clone(events)
+	if err := eventstore.PrepareAppend(stream, expected, events, s.cfg.MaxEventSize); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	req := &appendRequest{
+		stream:   stream,
+		expected: expected,
+		events:   events,
+		headers:  make([][]byte, len(events)),
+		reply:    make(chan appendReply, 1),
+	}
+	for i, e := range events {
+		if err := checkText(e); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("%w: event %d (%s) for stream %q: %v",
+				eventstore.ErrInvalidEvent, i, e.Type, stream, err)
+		}
+		if len(e.Metadata.Headers) > 0 {
+			h, err := json.Marshal(e.Metadata.Headers)
+			if err != nil {
+				return eventstore.AppendResult{}, fmt.Errorf("%w: event %d for stream %q: headers: %v",
+					eventstore.ErrInvalidEvent, i, stream, err)
+			}
+			req.headers[i] = h
+		}
+	}
+	select {
+	case s.w.requests <- req:
+	case <-s.done:
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	case <-ctx.Done():
+		return eventstore.AppendResult{}, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.res, r.err
+	case <-s.stopped:
+		// The writer replies before it stops; no reply means it never took req.
+		select {
+		case r := <-req.reply:
+			return r.res, r.err
+		default:
+			return eventstore.AppendResult{}, eventstore.ErrClosed
+		}
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(requestQueued, requestAbandoned) {
+			return eventstore.AppendResult{}, ctx.Err()
+		}
+		r := <-req.reply
+		return r.res, r.err
+	}
+}
+
+// checkText refuses what PostgreSQL text columns cannot hold (a NUL byte,
+// invalid UTF-8), so that one bad event fails its own append and not the
+// transaction it shares with others.
+func checkText(e eventstore.Event) error {
+	for _, f := range []struct{ name, v string }{
+		{"type", e.Type}, {"correlation id", e.Metadata.CorrelationID}, {"causation id", e.Metadata.CausationID},
+	} {
+		if !utf8.ValidString(f.v) {
+			return fmt.Errorf("%s is not valid UTF-8", f.name)
+		}
+		for i := 0; i < len(f.v); i++ {
+			if f.v[i] == 0 {
+				return fmt.Errorf("%s contains a NUL byte", f.name)
+			}
+		}
+	}
+	return nil
+}
+
+// run is the writer goroutine: it takes whatever appends are queued, commits
+// them in one transaction, replies, and repeats until the store closes.
+func (w *writer) run() {
+	defer close(w.s.stopped)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	// callers is how many appends the previous batch held: about how many
+	// callers are appending concurrently right now.
+	callers := 0
+	for {
+		select {
+		case <-w.s.done:
+			w.failQueued()
+			return
+		case req := <-w.requests:
+			w.batch = w.batch[:0]
+			events := 0
+			if w.take(req) {
+				events += len(req.events)
+			}
+			full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
+		drain:
+			for !full() {
+				select {
+				case req := <-w.requests:
+					if w.take(req) {
+						events += len(req.events)
+					}
+				default:
+					break drain
+				}
+			}
+			// Callers answered by the last commit are still on their way back
+			// with their next append; waiting a moment for them keeps batches
+			// as large as the concurrency. A lone caller never waits.
+			if len(w.batch) < callers && !full() {
+				linger.Reset(maxLinger)
+			wait:
+				for len(w.batch) < callers && !full() {
+					select {
+					case req := <-w.requests:
+						if w.take(req) {
+							events += len(req.events)
+						}
+					case <-linger.C:
+						break wait
+					}
+				}
+				linger.Stop()
+			}
+			callers = len(w.batch)
+			if len(w.batch) > 0 {
+				w.commit()
+			}
+		}
+	}
+}
+
+// take adds req to the batch unless its caller abandoned it.
+func (w *writer) take(req *appendRequest) bool {
+	if !req.state.CompareAndSwap(requestQueued, requestTaken) {
+		return false
+	}
+	w.batch = append(w.batch, req)
+	return true
+}
+
+// failQueued answers every append still queued after Close.
+func (w *writer) failQueued() {
+	for {
+		select {
+		case req := <-w.requests:
+			if req.state.CompareAndSwap(requestQueued, requestTaken) {
+				req.reply <- appendReply{err: eventstore.ErrClosed}
+			}
+		default:
+			return
+		}
+	}
+}
+
+// commit writes the batch in one transaction and answers every append in it.
+// A conflict with another process (it inserted one of our event ids first, or
+// a deadlock) rolls the transaction back and runs the batch again, which then
+// sees what the other process wrote. Any other failure of the database fails
+// every append of the batch, saying whether they may have been written.
+func (w *writer) commit() {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.CommitTimeout)
+	defer cancel()
+	var replies []appendReply
+	var wrote, committing bool
+	var err error
+	for attempt := 1; ; attempt++ {
+		replies, wrote, committing, err = w.try(ctx)
+		if err == nil || attempt == maxAttempts || !isConflict(err) {
+			break
+		}
+		w.s.cfg.Logger.Debug("postgres event store: group commit conflicts with another writer; retrying",
+			"appends", len(w.batch), "attempt", attempt, "error", err)
+	}
+	if err != nil {
+		if !w.failing || committing {
+			w.s.cfg.Logger.Error("postgres event store: group commit failed; appends fail until the database answers",
+				"appends", len(w.batch), "outcome_known", !committing, "error", err)
+		}
+		w.failing = true
+		if committing {
+			err = fmt.Errorf("%w: %w: the connection failed during COMMIT, so the append may have been written; "+
+				"retry it with the same event ids: %v", eventstore.ErrUnavailable, ErrOutcomeUnknown, err)
+		} else {
+			err = fmt.Errorf("%w: postgres: the append was not written: %v", eventstore.ErrUnavailable, err)
+		}
+		for _, req := range w.batch {
+			req.reply <- appendReply{err: err}
+		}
+		return
+	}
+	if w.failing {
+		w.s.cfg.Logger.Info("postgres event store: group commits succeed again")
+		w.failing = false
+	}
+	w.commits.Add(1)
+	for i, req := range w.batch {
+		req.reply <- replies[i]
+	}
+	if wrote {
+		w.s.wake()
+	}
+}
+
+// isConflict reports an error after which running the batch again can
+// succeed: a unique violation (another process inserted one of our event ids
+// after we looked), a deadlock or a serialization failure.
+func isConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// streamState is a stream as the transaction found it and as the batch's
+// appends leave it.
+type streamState struct {
+	id      int64
+	version uint64
+	// position of the stream's last event; relative to the batch's first
+	// position when rel.
+	position uint64
+	rel      bool
+}
+
+// written is where an event id already is: in the log, or earlier in this
+// batch (rel).
+type written struct {
+	stream   string
+	version  uint64
+	position uint64
+	rel      bool
+}
+
+// pending is a reply whose position is relative to the batch's first position
+// until the batch's base is known.
+type pending struct {
+	appendReply
+	rel bool
+}
+
+// try runs the batch in one transaction of two round trips: BEGIN and the
+// reads that decide the appends, then the writes and COMMIT. committing
+// reports a failure after which the outcome is unknown: the connection broke
+// while the second round trip, which holds the COMMIT, was in flight.
+func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committing bool, err error) {
+	conn, err := w.s.wpool.Acquire(ctx)
+	if err != nil {
+		return nil, false, false, err
+	}
+	defer conn.Release() // the pool drops a connection left in a transaction
+	defer func() {
+		if err != nil && !committing {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+
+	// Lock the streams that get events (in name order, so that writers in
+	// other processes never deadlock on them), read the rest, and find which
+	// event ids are already in the log.
+	var locked, unlocked []string
+	var ids [][16]byte
+	for _, req := range w.batch {
+		if len(req.events) > 0 {
+			locked = append(locked, req.stream)
+		} else {
+			unlocked = append(unlocked, req.stream)
+		}
+		for _, e := range req.events {
+			ids = append(ids, e.ID)
+		}
+	}
+	slices.Sort(locked)
+	locked = slices.Compact(locked)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(w.s.sql.lockStreams, locked)
+	b.Queue(w.s.sql.readStreams, unlocked)
+	b.Queue(w.s.sql.eventsByID, ids)
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, false, false, err
+	}
+	streams := make(map[string]*streamState, len(locked)+len(unlocked))
+	for range 2 {
+		rows, _ := br.Query()
+		var st streamState
+		var name string
+		var version, position int64
+		_, err := pgx.ForEachRow(rows, []any{&st.id, &name, &version, &position}, func() error {
+			if streams[name] == nil { // the locked row, read first, is the one to keep
+				streams[name] = &streamState{id: st.id, version: uint64(version), position: uint64(position)}
+			}
+			return nil
+		})
+		if err != nil {
+			br.Close()
+			return nil, false, false, err
+		}
+	}
+	seen := map[uuid.UUID]written{}
+	{
+		rows, _ := br.Query()
+		var id [16]byte
+		var f written
+		var version, position int64
+		_, err := pgx.ForEachRow(rows, []any{&id, &f.stream, &version, &position}, func() error {
+			f.version, f.position = uint64(version), uint64(position)
+			seen[id] = f
+			return nil
+		})
+		if err != nil {
+			br.Close()
+			return nil, false, false, err
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, false, false, err
+	}
+
+	// Decide each append against its stream as the appends before it left it.
+	results := make([]pending, len(w.batch))
+	var rows eventRows
+	for i, req := range w.batch {
+		st := streams[req.stream]
+		if st == nil {
+			st = &streamState{}
+			streams[req.stream] = st
+		}
+		if res, rel, done, appendErr := repeated(req, seen); done {
+			results[i] = pending{appendReply{res: res, err: appendErr}, rel}
+			continue
+		}
+		if !req.expected.Allows(st.version) {
+			results[i].err = &eventstore.WrongVersionError{StreamID: req.stream, Expected: req.expected, Actual: st.version}
+			continue
+		}
+		if len(req.events) == 0 {
+			results[i] = pending{appendReply{res: eventstore.AppendResult{StreamID: req.stream,
+				FirstVersion: st.version, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, st.rel}
+			continue
+		}
+		for k, e := range req.events {
+			rel := uint64(len(rows.rel)) + 1
+			version := st.version + uint64(k) + 1
+			rows.add(rel, st.id, version, e, req.headers[k])
+			seen[e.ID] = written{stream: req.stream, version: version, position: rel, rel: true}
+		}
+		n := uint64(len(req.events))
+		st.version += n
+		st.position, st.rel = uint64(len(rows.rel)), true
+		results[i] = pending{appendReply{res: eventstore.AppendResult{StreamID: req.stream,
+			FirstVersion: st.version - n + 1, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, true}
+	}
+	// Each written stream's row gets its final version and position, once.
+	var streamIDs, streamVersions, streamRels []int64
+	for _, st := range streams {
+		if st.rel {
+			streamIDs = append(streamIDs, st.id)
+			streamVersions = append(streamVersions, int64(st.version))
+			streamRels = append(streamRels, int64(st.position))
+		}
+	}
+
+	// Take positions last, so the head row is locked only for the inserts and
+	// the commit: the lock orders commits, and one batch shares it. COMMIT
+	// goes in the same round trip (after the test hook, when one is set).
+	total := len(rows.rel)
+	b = &pgx.Batch{}
+	if total > 0 {
+		b.Queue(w.s.sql.takePositions, total)
+		b.Queue(w.s.sql.insertEvents, total, rows.rel, rows.stream, rows.version, rows.id, rows.typ,
+			rows.correlation, rows.causation, rows.headers, rows.data)
+		b.Queue(w.s.sql.updateStreams, total, streamIDs, streamVersions, streamRels)
+		b.Queue(w.s.sql.notify, w.s.channel)
+	}
+	hook := w.beforeCommit
+	if hook == nil {
+		b.Queue("COMMIT")
+	}
+	committing = true
+	br = conn.SendBatch(ctx, b)
+	var base uint64
+	err = func() error {
+		if total > 0 {
+			var head int64
+			if err := br.QueryRow().Scan(&head); err != nil {
+				return err
+			}
+			base = uint64(head) - uint64(total)
+		}
+		for range b.Len() - min(total, 1) {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && hook != nil {
+		hook()
+		_, err = conn.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		if !isSent(err) {
+			// The server refused a statement or the COMMIT, or nothing was
+			// sent: the transaction did not commit.
+			committing = false
+		}
+		return nil, false, committing, err
+	}
+	replies = make([]appendReply, len(results))
+	for i, p := range results {
+		if p.rel && p.err == nil {
+			p.res.Position = eventstore.SeqPosition(base + p.res.Position.Commit)
+		}
+		replies[i] = p.appendReply
+	}
+	return replies, total > 0, false, nil
+}
+
+// isSent reports whether a failure of the round trip that holds the COMMIT
+// leaves its outcome unknown. An ERROR reply is definite: the statement or
+// the COMMIT failed and the transaction was rolled back. A FATAL one ends the
+// session, possibly right after a COMMIT that succeeded, and a broken
+// connection may have lost the reply, so both are unknown unless nothing was
+// sent at all.
+func isSent(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Severity == "FATAL" || pe.Severity == "PANIC"
+	}
+	return !pgconn.SafeToRetry(err)
+}
+
+// repeated reports done when some of the append's event ids are already
+// written, in the log or earlier in the batch: either the append repeats one
+// that was written (the same ids, in order, in its stream where its
+// expectation allows) and gets the original result with Repeated set, or it is
+// refused with ErrDuplicateEvent. rel says the result's position is relative
+// to the batch.
+func repeated(req *appendRequest, seen map[uuid.UUID]written) (res eventstore.AppendResult, rel, done bool, appendErr error) {
+	var found []written
+	missing := 0
+	for _, e := range req.events {
+		f, ok := seen[e.ID]
+		if !ok {
+			missing++
+		}
+		found = append(found, f)
+	}
+	if len(req.events) == 0 || missing == len(req.events) {
+		return res, false, false, nil
+	}
+	if missing == 0 {
+		first := found[0]
+		match := first.stream == req.stream && req.expected.Allows(first.version-1)
+		for k, f := range found {
+			match = match && f.stream == req.stream && f.version == first.version+uint64(k) && f.rel == first.rel
+		}
+		if match {
+			last := found[len(found)-1]
+			return eventstore.AppendResult{StreamID: req.stream, FirstVersion: first.version, LastVersion: last.version,
+				Position: eventstore.SeqPosition(last.position), Repeated: true}, last.rel, true, nil
+		}
+	}
+	for k, f := range found {
+		if f.stream != "" {
+			return res, false, true, fmt.Errorf("%w: %s is already stream %q version %d",
+				eventstore.ErrDuplicateEvent, req.events[k].ID, f.stream, f.version)
+		}
+	}
+	return res, false, false, nil
+}
+
+// eventRows are the columns of the events a batch inserts, sent as arrays
+// and unnested by the server: one statement whatever the batch's size.
+type eventRows struct {
+	rel, stream, version   []int64
+	id                     [][16]byte
+	typ                    []string
+	correlation, causation []string
+	headers, data          [][]byte
+}
+
+func (r *eventRows) add(rel uint64, stream int64, version uint64, e eventstore.Event, headers []byte) {
+	data := e.Data
+	if data == nil {
+		data = []byte{}
+	}
+	r.rel = append(r.rel, int64(rel))
+	r.stream = append(r.stream, stream)
+	r.version = append(r.version, int64(version))
+	r.id = append(r.id, e.ID)
+	r.typ = append(r.typ, e.Type)
+	r.correlation = append(r.correlation, e.Metadata.CorrelationID)
+	r.causation = append(r.causation, e.Metadata.CausationID)
+	r.headers = append(r.headers, headers)
+	r.data = append(r.data, data)
+}
