@@ -88,7 +88,7 @@ func TestWatcherWakesOnCommitNotification(t *testing.T) {
 		v, err := w.WaitFor(ctx, "carts", eventstore.SeqPosition(12))
 		done <- result{v, err}
 	}()
-	eventually(t, "the waiter to register", func() bool { return w.Waiting() == 1 })
+	eventually(t, "the waiter to register", func() bool { return w.Waiting() == 1 && query.Settled(w) })
 	commit(t, rdb, "carts", query.Build{Version: 1}, 11) // not far enough
 	eventually(t, "the notification", func() bool { return w.Stats().Notifications >= 1 })
 	select {
@@ -236,7 +236,7 @@ func TestWatcherRechecksAfterReconnect(t *testing.T) {
 		_, err := w.WaitFor(ctx, "carts", eventstore.SeqPosition(11))
 		done <- err
 	}()
-	eventually(t, "the waiter", func() bool { return w.Waiting() == 1 })
+	eventually(t, "the waiter", func() bool { return w.Waiting() == 1 && query.Settled(w) })
 	srv.Kill()
 	srv.Restart()
 	eventually(t, "the restarted server", func() bool { return rdb.Ping(ctx).Err() == nil })
@@ -245,7 +245,7 @@ func TestWatcherRechecksAfterReconnect(t *testing.T) {
 		t.Fatalf("waiter not woken after the reconnect: %v", err)
 	}
 	if w.Stats().Subscriptions < 2 {
-		t.Fatalf("Subscriptions = %d, want a resubscription", w.Stats().Subscriptions)
+		t.Fatalf("Subscriptions = %d, want a resubscription (%+v)", w.Stats().Subscriptions, w.Stats())
 	}
 }
 
