@@ -40,10 +40,10 @@ const (
 // WatcherConfig configures a Watcher. Every field has a usable zero value.
 type WatcherConfig struct {
 	// FallbackPoll is how often waiters are re-checked without a
-	// notification. Default DefaultFallbackPoll.
+	// notification. Zero or negative means DefaultFallbackPoll.
 	FallbackPoll time.Duration
 	// MaxWaiters caps the waiters waiting at once; WaitFor refuses the
-	// excess with ErrTooManyWaiters. Zero means no cap.
+	// excess with ErrTooManyWaiters. Zero or negative means no cap.
 	MaxWaiters int
 	// ActiveTTL is how long Resolve reuses the active build it read; a
 	// negative value disables the cache. Default DefaultActiveTTL. Keep it
@@ -51,14 +51,6 @@ type WatcherConfig struct {
 	ActiveTTL time.Duration
 	// Logger gets a line when the subscription fails. nil means slog.Default().
 	Logger *slog.Logger
-}
-
-// Validate reports a WatcherConfig NewWatcher would refuse.
-func (c WatcherConfig) Validate() error {
-	if c.FallbackPoll < 0 || c.MaxWaiters < 0 {
-		return fmt.Errorf("query: negative WatcherConfig.FallbackPoll %v or MaxWaiters %d", c.FallbackPoll, c.MaxWaiters)
-	}
-	return nil
 }
 
 // Watcher serves the reads of one process: it resolves active builds through
@@ -130,11 +122,8 @@ type cachedView struct {
 }
 
 // NewWatcher returns a Watcher reading from rdb and starts its subscription.
-func NewWatcher(rdb redis.UniversalClient, cfg WatcherConfig) (*Watcher, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if cfg.FallbackPoll == 0 {
+func NewWatcher(rdb redis.UniversalClient, cfg WatcherConfig) *Watcher {
+	if cfg.FallbackPoll <= 0 {
 		cfg.FallbackPoll = DefaultFallbackPoll
 	}
 	if cfg.ActiveTTL == 0 {
@@ -159,7 +148,7 @@ func NewWatcher(rdb redis.UniversalClient, cfg WatcherConfig) (*Watcher, error) 
 	go func() { defer wg.Done(); w.receive(ctx) }()
 	go func() { defer wg.Done(); w.check(ctx) }()
 	go func() { wg.Wait(); close(w.done) }()
-	return w, nil
+	return w
 }
 
 // Close stops the Watcher: its goroutines return, its pub/sub connection is

@@ -22,10 +22,7 @@ const noFallback = time.Hour
 
 func newWatcher(t *testing.T, rdb redis.UniversalClient, cfg query.WatcherConfig) *query.Watcher {
 	t.Helper()
-	w, err := query.NewWatcher(rdb, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := query.NewWatcher(rdb, cfg)
 	t.Cleanup(func() { _ = w.Close() })
 	return w
 }
@@ -299,10 +296,7 @@ func TestWatcherResolveCachesActiveBuild(t *testing.T) {
 
 func TestWatcherCloseReleasesWaiters(t *testing.T) {
 	_, rdb := setup(t)
-	w, err := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: noFallback})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: noFallback})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

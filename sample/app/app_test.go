@@ -27,6 +27,7 @@ func TestSettingErrorsNameTheSetting(t *testing.T) {
 		{RoleQueryAPI, Config{RedisURL: "http://x", Addr: ":0"}, EnvRedisURL},
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: "nope"}, EnvAddr},
 		{RoleServe, Config{StoreURL: "x.db", Addr: ":0", LogLevel: "loud"}, EnvLogLevel},
+		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: ":0", MaxWaiters: -1}, EnvMaxWaiters},
 		{RoleCommandAPI, Config{StoreURL: dir, Addr: "127.0.0.1:0"}, EnvStoreURL},
 	}
 	for _, c := range cases {

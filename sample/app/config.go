@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -32,7 +33,14 @@ const (
 	EnvRedisURL = "EVENTLINE_REDIS_URL"
 	EnvAddr     = "EVENTLINE_ADDR"
 	EnvLogLevel = "EVENTLINE_LOG_LEVEL"
+	// EnvMaxWaiters is --max-waiters: the cap on queries waiting for ?after=.
+	EnvMaxWaiters = "EVENTLINE_MAX_WAITERS"
 )
+
+// DefaultMaxWaiters is the cap on queries waiting for ?after= at once in one
+// query process; the excess is answered 503 with Retry-After. A waiter costs
+// a goroutine and a connection, not Redis commands.
+const DefaultMaxWaiters = 10000
 
 // DefaultStorePath is the event store of RoleServe when none is configured.
 const DefaultStorePath = "./data/events.db"
@@ -68,6 +76,9 @@ type Config struct {
 	Addr string
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
+	// MaxWaiters caps the queries waiting for ?after= at once (serve and
+	// query-api); 0 means no cap. Default DefaultMaxWaiters.
+	MaxWaiters int
 
 	// Stdout receives the one line saying where the process listens. nil
 	// means os.Stdout.
@@ -104,6 +115,16 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
 	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
+	if role == RoleServe || role == RoleQueryAPI {
+		def := DefaultMaxWaiters
+		if v, ok := os.LookupEnv(EnvMaxWaiters); ok {
+			if def, _ = strconv.Atoi(v); def < 0 || strconv.Itoa(def) != strings.TrimSpace(v) {
+				def = -1 // refused by Validate
+			}
+		}
+		fs.IntVar(&c.MaxWaiters, "max-waiters", def,
+			"queries waiting for ?after= at once; the excess gets 503 with Retry-After; 0: no cap (env "+EnvMaxWaiters+")")
+	}
 }
 
 // SettingError is a missing or unusable setting. Its message is one line that
@@ -174,6 +195,9 @@ func (c Config) Validate(role Role) error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if c.MaxWaiters < 0 {
+		return &SettingError{Env: EnvMaxWaiters, Flag: "max-waiters", Reason: "must be a non-negative integer"}
 	}
 	return nil
 }

@@ -100,7 +100,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	}
 	if role == RoleServe || role == RoleQueryAPI {
 		if p.mountQueries != nil {
-			p.mountQueries(rdb, mux, log)
+			closers = append(closers, p.mountQueries(rdb, mux, cfg, log))
 		} else {
 			log.Warn("this build has no query API (sample/queryapi)")
 		}

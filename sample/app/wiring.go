@@ -18,15 +18,18 @@ import (
 type parts struct {
 	// projections returns the sample's projections.
 	projections func(reg *eventstore.Registry) []projection.Projection
-	// mountQueries registers the query endpoints.
-	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger)
+	// mountQueries registers the query endpoints; close releases what they
+	// hold, after the HTTP server stopped.
+	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger) (close func())
 }
 
 func defaultParts() parts {
 	return parts{
 		projections: readmodel.Projections,
-		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) {
-			queryapi.New(rdb, queryapi.Config{Logger: log}).Mount(mux)
+		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger) func() {
+			api := queryapi.New(rdb, queryapi.Config{MaxWaiters: cfg.MaxWaiters, Logger: log})
+			api.Mount(mux)
+			return func() { _ = api.Close() }
 		},
 	}
 }

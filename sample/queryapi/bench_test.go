@@ -42,7 +42,9 @@ func BenchmarkGetCart(b *testing.B) {
 	})
 	b.Run("query_api", func(b *testing.B) {
 		mux := http.NewServeMux()
-		queryapi.New(h.rdb, queryapi.Config{Logger: slog.New(slog.DiscardHandler)}).Mount(mux)
+		api := queryapi.New(h.rdb, queryapi.Config{Logger: slog.New(slog.DiscardHandler)})
+		defer api.Close()
+		api.Mount(mux)
 		req := httptest.NewRequest(http.MethodGet, "/carts/bench", nil)
 		for b.Loop() {
 			w := httptest.NewRecorder()

@@ -71,12 +71,24 @@ func newHarness(t testing.TB, opts redistest.Options) *harness {
 	if h.customers, err = command.NewHandler(h.store, reg, customer.Decider, command.Config{Name: "customer", Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 5 * time.Second, Logger: quiet}).Mount(mux)
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	h.url = hs.URL
+	h.serve(queryapi.Config{WaitTimeout: 5 * time.Second})
 	return h
+}
+
+// serve points h at a new query API with cfg (quiet unless cfg.Logger is
+// set), closed when the test ends, and returns it.
+func (h *harness) serve(cfg queryapi.Config) *queryapi.API {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	api := queryapi.New(h.rdb, cfg)
+	h.t.Cleanup(func() { _ = api.Close() })
+	mux := http.NewServeMux()
+	api.Mount(mux)
+	hs := httptest.NewServer(mux)
+	h.t.Cleanup(hs.Close)
+	h.url = hs.URL
+	return api
 }
 
 // startProjectors runs one runner per projection until the test ends. cfg

@@ -43,6 +43,7 @@ const (
 	CodeUnavailable = "unavailable" // 503: Redis unreachable
 	CodeNotReady    = "not_ready"   // 503: the projection has no active version yet
 	CodeTimeout     = "timeout"     // 504: ?after= not reached within Config.WaitTimeout
+	CodeOverloaded  = "overloaded"  // 503: Config.MaxWaiters queries already wait for ?after=
 )
 
 // Config configures an API. Every field has a usable zero value.
@@ -50,21 +51,34 @@ type Config struct {
 	// WaitTimeout bounds how long a query with ?after= waits for the read
 	// model to reach that position. Default DefaultWaitTimeout.
 	WaitTimeout time.Duration
+	// MaxWaiters caps the queries waiting for ?after= at once; the excess
+	// is answered 503 overloaded with Retry-After. Zero means no cap.
+	MaxWaiters int
+	// FallbackPoll is how often waiting queries re-check the read model
+	// without a commit notification (query.WatcherConfig.FallbackPoll).
+	// Default query.DefaultFallbackPoll.
+	FallbackPoll time.Duration
+	// ActiveTTL bounds how stale the active version a query reads through
+	// may be (query.WatcherConfig.ActiveTTL); keep it well below the
+	// projectors' RetireDelay. Default query.DefaultActiveTTL.
+	ActiveTTL time.Duration
 	// Logger receives one line per request answered with a 5xx other than
-	// not_ready and timeout. nil means slog.Default().
+	// not_ready, timeout and overloaded. nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // API serves the sample's queries from Redis alone. It is safe for
-// concurrent use and holds nothing that needs closing; the client belongs to
-// the caller.
+// concurrent use. It holds a query.Watcher (one pub/sub connection) that
+// Close releases; the client belongs to the caller.
 type API struct {
-	rdb  redis.UniversalClient
-	wait time.Duration
-	log  *slog.Logger
+	rdb   redis.UniversalClient
+	watch *query.Watcher
+	wait  time.Duration
+	log   *slog.Logger
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
+// Call Close when done with it.
 func New(rdb redis.UniversalClient, cfg Config) *API {
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = DefaultWaitTimeout
@@ -72,8 +86,17 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &API{rdb: rdb, wait: cfg.WaitTimeout, log: cfg.Logger}
+	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: cfg.FallbackPoll, MaxWaiters: cfg.MaxWaiters,
+		ActiveTTL: cfg.ActiveTTL, Logger: cfg.Logger})
+	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
 }
+
+// Close stops the API's watcher: queries still waiting for ?after= are
+// answered 503. Stop the HTTP server first.
+func (a *API) Close() error { return a.watch.Close() }
+
+// Waiting returns the number of queries waiting for ?after= now.
+func (a *API) Waiting() int { return a.watch.Waiting() }
 
 // Mount registers the query endpoints on mux: GET /carts/{id},
 // GET /customers/{id}/carts, GET /orders/{id} and GET /products/top.
@@ -149,7 +172,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 	}
 	// Queries without ?after= never wait: WaitFor returns at once for Start.
 	wctx, cancel := context.WithTimeout(ctx, a.wait)
-	v, err := query.WaitFor(wctx, a.rdb, name, after)
+	v, err := a.watch.WaitFor(wctx, name, after)
 	timedOut := wctx.Err() != nil && ctx.Err() == nil
 	cancel()
 	if err != nil {
@@ -204,6 +227,9 @@ func classify(ctx context.Context, err error) *apiError {
 	switch {
 	case errors.Is(err, query.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "not found", err: err}
+	case errors.Is(err, query.ErrTooManyWaiters):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeOverloaded,
+			msg: "too many queries are waiting for a position; retry later", err: err}
 	case errors.Is(err, query.ErrNotReady):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeNotReady,
 			msg: "the read model is being built; retry later", err: err}
@@ -218,7 +244,7 @@ func classify(ctx context.Context, err error) *apiError {
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(r.Context(), err)
-	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout {
+	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout && e.code != CodeOverloaded {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
 	}
 	h := w.Header()
@@ -238,7 +264,7 @@ func unavailable(err error) bool {
 	if ne, ok := errors.AsType[net.Error](err); ok && ne != nil {
 		return true
 	}
-	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
+	for _, target := range []error{query.ErrWatcherClosed, io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
 		redis.ErrPoolExhausted, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
 		context.DeadlineExceeded} {
 		if errors.Is(err, target) {

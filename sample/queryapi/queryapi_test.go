@@ -2,9 +2,7 @@ package queryapi_test
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -364,11 +362,7 @@ func TestAfterTimeout(t *testing.T) {
 	h.waitActive()
 	pos := h.cart("t1", cart.Open{CustomerID: "gina"}).Position
 
-	mux := http.NewServeMux()
-	queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}).Mount(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	h.url = srv.URL
+	h.serve(queryapi.Config{WaitTimeout: 50 * time.Millisecond})
 	h.getJSON("/carts/t1"+after(pos), &schema.Cart{})
 	// A position the log has not reached yet.
 	future := eventstore.SeqPosition(pos.Commit + 1000)
