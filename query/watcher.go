@@ -84,6 +84,9 @@ type Watcher struct {
 	waiting int                   // waiters registered, across projections
 	checks  int                   // re-checks under way
 	projs   map[string]*waitGroup // by projection name
+
+	// cacheMu guards cache apart from mu: every query reads it.
+	cacheMu sync.RWMutex
 	cache   map[string]cachedView // by projection name
 
 	statsMu sync.Mutex
@@ -218,9 +221,9 @@ func (w *Watcher) settled() bool {
 func (w *Watcher) Resolve(ctx context.Context, name string) (*View, error) {
 	if w.cfg.ActiveTTL > 0 {
 		now := time.Now()
-		w.mu.Lock()
+		w.cacheMu.RLock()
 		c, ok := w.cache[name]
-		w.mu.Unlock()
+		w.cacheMu.RUnlock()
 		if ok && now.Before(c.expires) {
 			return &View{rdb: w.rdb, Name: name, Version: c.build.Version, Generation: c.build.Generation}, nil
 		}
@@ -236,11 +239,9 @@ func (w *Watcher) resolveFresh(ctx context.Context, name string) (*View, error) 
 		return nil, err
 	}
 	if w.cfg.ActiveTTL > 0 {
-		w.mu.Lock()
-		if !w.closed {
-			w.cache[name] = cachedView{build: v.Build(), expires: start.Add(w.cfg.ActiveTTL)}
-		}
-		w.mu.Unlock()
+		w.cacheMu.Lock()
+		w.cache[name] = cachedView{build: v.Build(), expires: start.Add(w.cfg.ActiveTTL)}
+		w.cacheMu.Unlock()
 	}
 	return v, nil
 }

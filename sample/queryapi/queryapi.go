@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -75,6 +76,7 @@ type API struct {
 	watch *query.Watcher
 	wait  time.Duration
 	log   *slog.Logger
+	hdr   struct{ contentType, nosniff, noStore []string }
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
@@ -88,7 +90,11 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 	}
 	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: cfg.FallbackPoll, MaxWaiters: cfg.MaxWaiters,
 		ActiveTTL: cfg.ActiveTTL, Logger: cfg.Logger})
-	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
+	a := &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
+	a.hdr.contentType = []string{"application/json; charset=utf-8"}
+	a.hdr.nosniff = []string{"nosniff"}
+	a.hdr.noStore = []string{"no-store"}
+	return a
 }
 
 // Close stops the API's watcher: queries still waiting for ?after= are
@@ -160,21 +166,31 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 			return
 		}
 	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		a.fail(w, r, malformed("malformed query string"))
-		return
+	var q url.Values // most queries have no query string: skip parsing it
+	var after eventstore.Position
+	if r.URL.RawQuery != "" {
+		var err error
+		if q, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+			a.fail(w, r, malformed("malformed query string"))
+			return
+		}
+		if after, err = eventstore.ParsePosition(q.Get("after")); err != nil {
+			a.fail(w, r, malformed("after must be a position token returned by a command"))
+			return
+		}
 	}
-	after, err := eventstore.ParsePosition(q.Get("after"))
-	if err != nil {
-		a.fail(w, r, malformed("after must be a position token returned by a command"))
-		return
+	var v *query.View
+	var err error
+	timedOut := false
+	if after.IsZero() {
+		// Never waits: no deadline (and no timer) to set up.
+		v, err = a.watch.Resolve(ctx, name)
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, a.wait)
+		v, err = a.watch.WaitFor(wctx, name, after)
+		timedOut = wctx.Err() != nil && ctx.Err() == nil
+		cancel()
 	}
-	// Queries without ?after= never wait: WaitFor returns at once for Start.
-	wctx, cancel := context.WithTimeout(ctx, a.wait)
-	v, err := a.watch.WaitFor(wctx, name, after)
-	timedOut := wctx.Err() != nil && ctx.Err() == nil
-	cancel()
 	if err != nil {
 		if timedOut {
 			err = &apiError{status: http.StatusGatewayTimeout, code: CodeTimeout,
@@ -188,13 +204,27 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 		a.fail(w, r, err)
 		return
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("encode the answer: %w", err))
+		return
+	}
+	b = append(b, '\n')
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	a.setHeaders(h)
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(http.StatusOK)
 	// The status is sent; a failed write means the client is gone.
-	_ = json.NewEncoder(w).Encode(body)
+	_, _ = w.Write(b)
+}
+
+// setHeaders sets the headers of every answer. The value slices are shared
+// by all answers and never modified: that saves three allocations a request
+// over Header.Set, which copies its value into a new slice each time.
+func (a *API) setHeaders(h http.Header) {
+	h["Content-Type"] = a.hdr.contentType
+	h["X-Content-Type-Options"] = a.hdr.nosniff
+	h["Cache-Control"] = a.hdr.noStore
 }
 
 // ErrorBody is the JSON body of every error response, the same as package
@@ -248,9 +278,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	a.setHeaders(h)
 	if e.status == http.StatusServiceUnavailable || e.status == http.StatusGatewayTimeout {
 		h.Set("Retry-After", "1")
 	}
