@@ -977,6 +977,10 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 			query.FieldPrepare, strconv.FormatUint(last.Position.Prepare, 10),
 			query.FieldRecordedAt, timeNano(last.RecordedAt),
 			query.FieldUpdatedAt, time.Now().UnixNano())
+		// Announce the checkpoint from inside the transaction: a waiter
+		// (query.Watcher) is woken exactly when the checkpoint is visible,
+		// never before; a fenced or aborted EXEC announces nothing.
+		pipe.Publish(ctx, query.CommitChannel(r.name), query.CommitMessage(r.build, last.Position.String()))
 		if r.beforeExec != nil {
 			r.beforeExec()
 		}

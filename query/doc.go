@@ -26,7 +26,17 @@
 // A command returns the position it committed. WaitFor(ctx, rdb, name,
 // position) returns once the active version's checkpoint has reached it,
 // bounded by ctx; with the zero position it never waits. It polls the
-// checkpoint hash with a growing pause (0.5 ms doubling to 20 ms): a GET of a
-// small hash costs Redis little, needs no connection per waiter (pub/sub
-// would), and cannot miss a notification.
+// checkpoint hash with a growing pause (0.5 ms doubling to 20 ms), which
+// suits a tool or a test.
+//
+// A query service uses a Watcher instead: runners publish each commit on
+// CommitChannel from inside the transaction that writes the checkpoint, and
+// the Watcher, one pub/sub subscription per process, wakes the waiters a
+// commit satisfies, re-checking the checkpoint once per notification that
+// matters rather than once per waiter; it polls only as a slow fallback
+// (WatcherConfig.FallbackPoll) and caps the waiters (MaxWaiters,
+// ErrTooManyWaiters). Its Resolve caches the active build for a bounded
+// time (WatcherConfig.ActiveTTL) that stays well inside the runners'
+// RetireDelay, so a blue/green switch never leaves a query reading a
+// removed build.
 package query

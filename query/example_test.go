@@ -3,6 +3,7 @@ package query_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/eventline/eventline/eventstore"
@@ -42,4 +43,42 @@ func ExampleWaitFor() {
 	// Output:
 	// query: projection not ready: projection "carts" has no active version
 	// {el:carts}:v1:cart:7 3
+}
+
+// A query service waits through one Watcher: a runner's commit (here made by
+// hand: the checkpoint and its announcement in one transaction) wakes the
+// waiter, with no polling.
+func ExampleWatcher() {
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	rdb.Set(ctx, query.ActiveKey("carts"), 1, 0)
+
+	w := query.NewWatcher(rdb, query.WatcherConfig{MaxWaiters: 1000})
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.WaitFor(ctx, "carts", eventstore.SeqPosition(7))
+		done <- err
+	}()
+	for w.Waiting() == 0 {
+		runtime.Gosched()
+	}
+	b := query.Build{Version: 1}
+	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.HSet(ctx, query.BuildCheckpointKey("carts", b), query.FieldPosition, "7")
+		pipe.Publish(ctx, query.CommitChannel("carts"), query.CommitMessage(b, "7"))
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(<-done)
+	// Output:
+	// <nil>
 }

@@ -176,3 +176,31 @@ const (
 	// FieldUpdatedAt is when the checkpoint was written, in Unix nanoseconds.
 	FieldUpdatedAt = "updated_at"
 )
+
+// CommitChannel returns the pub/sub channel on which the runners of
+// projection name announce each committed batch, from inside the transaction
+// that writes the checkpoint: "{el:<name>}:commits". The message is the
+// build and the position of the new checkpoint, "<build> <position>", e.g.
+// "3g1 1042". Watcher subscribes to the channels of every projection.
+func CommitChannel(name string) string { return Tag(name) + ":commits" }
+
+// CommitMessage returns the message announcing that build b's checkpoint
+// reached position.
+func CommitMessage(b Build, position string) string { return b.String() + " " + position }
+
+// commitPattern matches the CommitChannel of every projection. Names hold no
+// glob characters, so it matches nothing else of ours.
+const commitPattern = "{el:*}:commits"
+
+// projectionOfChannel returns the projection name of a CommitChannel.
+func projectionOfChannel(ch string) (string, bool) {
+	name, ok := strings.CutPrefix(ch, "{el:")
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, "}:commits")
+	if !ok || ValidateName(name) != nil {
+		return "", false
+	}
+	return name, true
+}

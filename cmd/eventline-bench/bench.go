@@ -566,7 +566,9 @@ func cmpOr(a, b error) error {
 
 func (b *bench) queries(ctx context.Context, runs []*cartRun) error {
 	mux := http.NewServeMux()
-	queryapi.New(b.rdb, queryapi.Config{Logger: b.log}).Mount(mux)
+	api := queryapi.New(b.rdb, queryapi.Config{Logger: b.log})
+	defer api.Close()
+	api.Mount(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	var targets []cartTarget

@@ -28,6 +28,7 @@ func TestSettingErrorsNameTheSetting(t *testing.T) {
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: "nope"}, EnvAddr},
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: ":0", CommandURL: "localhost:8081"}, EnvCommandURL},
 		{RoleServe, Config{StoreURL: "x.db", Addr: ":0", LogLevel: "loud"}, EnvLogLevel},
+		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: ":0", MaxWaiters: -1}, EnvMaxWaiters},
 		{RoleCommandAPI, Config{StoreURL: dir, Addr: "127.0.0.1:0"}, EnvStoreURL},
 	}
 	for _, c := range cases {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -37,7 +38,14 @@ const (
 	// sample/web) of serve and query-api.
 	EnvCommandURL = "EVENTLINE_COMMAND_URL"
 	EnvAdminToken = "EVENTLINE_ADMIN_TOKEN"
+	// EnvMaxWaiters is --max-waiters: the cap on queries waiting for ?after=.
+	EnvMaxWaiters = "EVENTLINE_MAX_WAITERS"
 )
+
+// DefaultMaxWaiters is the cap on queries waiting for ?after= at once in one
+// query process; the excess is answered 503 with Retry-After. A waiter costs
+// a goroutine and a connection, not Redis commands.
+const DefaultMaxWaiters = 10000
 
 // DefaultStorePath is the event store of RoleServe when none is configured.
 const DefaultStorePath = "./data/events.db"
@@ -80,6 +88,9 @@ type Config struct {
 	// AdminToken enables the web page's actions (a forced rebuild), which
 	// must then carry it. Empty disables them.
 	AdminToken string
+	// MaxWaiters caps the queries waiting for ?after= at once (serve and
+	// query-api); 0 means no cap. Default DefaultMaxWaiters.
+	MaxWaiters int
 
 	// Stdout receives the one line saying where the process listens. nil
 	// means os.Stdout.
@@ -124,6 +135,16 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
 	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
+	if role == RoleServe || role == RoleQueryAPI {
+		def := DefaultMaxWaiters
+		if v, ok := os.LookupEnv(EnvMaxWaiters); ok {
+			if def, _ = strconv.Atoi(v); def < 0 || strconv.Itoa(def) != strings.TrimSpace(v) {
+				def = -1 // refused by Validate
+			}
+		}
+		fs.IntVar(&c.MaxWaiters, "max-waiters", def,
+			"queries waiting for ?after= at once; the excess gets 503 with Retry-After; 0: no cap (env "+EnvMaxWaiters+")")
+	}
 }
 
 // SettingError is a missing or unusable setting. Its message is one line that
@@ -200,6 +221,9 @@ func (c Config) Validate(role Role) error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	if c.MaxWaiters < 0 {
+		return &SettingError{Env: EnvMaxWaiters, Flag: "max-waiters", Reason: "must be a non-negative integer"}
 	}
 	return nil
 }

@@ -119,7 +119,9 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		if p.mountQueries != nil {
 			// Readiness of the queries is what they serve from: the read
 			// models in Redis, not just a Redis that answers PING.
-			checks = append(checks, check{"read-models", p.mountQueries(rdb, mux, log)})
+			ready, closeQueries := p.mountQueries(rdb, mux, cfg, log)
+			closers = append(closers, closeQueries)
+			checks = append(checks, check{"read-models", ready})
 		} else {
 			log.Warn("this build has no query API (sample/queryapi)")
 		}

@@ -21,18 +21,19 @@ import (
 type parts struct {
 	// projections returns the sample's projections.
 	projections func(reg *eventstore.Registry) []projection.Projection
-	// mountQueries registers the query endpoints and returns the check of
-	// /readyz that says whether they can answer.
-	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) func(context.Context) error
+	// mountQueries registers the query endpoints. It returns the check of
+	// /readyz that says whether they can answer, and close, which releases
+	// what they hold after the HTTP server stopped.
+	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger) (ready func(context.Context) error, close func())
 }
 
 func defaultParts() parts {
 	return parts{
 		projections: sampleProjections,
-		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, log *slog.Logger) func(context.Context) error {
-			api := queryapi.New(rdb, queryapi.Config{Logger: log})
+		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger) (func(context.Context) error, func()) {
+			api := queryapi.New(rdb, queryapi.Config{MaxWaiters: cfg.MaxWaiters, Logger: log})
 			api.Mount(mux)
-			return api.Ready
+			return api.Ready, func() { _ = api.Close() }
 		},
 	}
 }

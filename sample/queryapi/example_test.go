@@ -53,7 +53,9 @@ func ExampleAPI_Mount() {
 	}
 
 	mux := http.NewServeMux()
-	queryapi.New(rdb, queryapi.Config{}).Mount(mux)
+	api := queryapi.New(rdb, queryapi.Config{})
+	defer api.Close()
+	api.Mount(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for {

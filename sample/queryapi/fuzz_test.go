@@ -38,7 +38,9 @@ func FuzzQueryAPI(f *testing.F) {
 	}
 	mux := http.NewServeMux()
 	// A short wait: a fuzzed ?after= beyond the (empty) models times out.
-	queryapi.New(rdb, queryapi.Config{WaitTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)}).Mount(mux)
+	api := queryapi.New(rdb, queryapi.Config{WaitTimeout: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	f.Cleanup(func() { _ = api.Close() })
+	api.Mount(mux)
 	documented := map[int]bool{200: true, 400: true, 404: true, 503: true, 504: true}
 	f.Fuzz(func(t *testing.T, target string) {
 		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#") {

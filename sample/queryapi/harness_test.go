@@ -72,16 +72,27 @@ func newHarness(t testing.TB, opts redistest.Options) *harness {
 	if h.customers, err = command.NewHandler(h.store, reg, customer.Decider, command.Config{Name: "customer", Logger: quiet}); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
 	// A bound for ?after= waits, long enough for runners on a busy machine
 	// (a wait ends as soon as the position is reached); TestAfterTimeout
 	// has its own short one.
-	h.api = queryapi.New(h.rdb, queryapi.Config{WaitTimeout: 2 * time.Minute, Logger: quiet})
-	h.api.Mount(mux)
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	h.url = hs.URL
+	h.api = h.serve(queryapi.Config{WaitTimeout: 2 * time.Minute})
 	return h
+}
+
+// serve points h at a new query API with cfg (quiet unless cfg.Logger is
+// set), closed when the test ends, and returns it.
+func (h *harness) serve(cfg queryapi.Config) *queryapi.API {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	api := queryapi.New(h.rdb, cfg)
+	h.t.Cleanup(func() { _ = api.Close() })
+	mux := http.NewServeMux()
+	api.Mount(mux)
+	hs := httptest.NewServer(mux)
+	h.t.Cleanup(hs.Close)
+	h.url = hs.URL
+	return api
 }
 
 // startProjectors runs one runner per projection until the test ends. cfg

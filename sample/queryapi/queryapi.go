@@ -44,6 +44,7 @@ const (
 	CodeUnavailable = "unavailable" // 503: Redis unreachable
 	CodeNotReady    = "not_ready"   // 503: the projection has no active version yet
 	CodeTimeout     = "timeout"     // 504: ?after= not reached within Config.WaitTimeout
+	CodeOverloaded  = "overloaded"  // 503: Config.MaxWaiters queries already wait for ?after=
 )
 
 // Config configures an API. Every field has a usable zero value.
@@ -51,21 +52,35 @@ type Config struct {
 	// WaitTimeout bounds how long a query with ?after= waits for the read
 	// model to reach that position. Default DefaultWaitTimeout.
 	WaitTimeout time.Duration
+	// MaxWaiters caps the queries waiting for ?after= at once; the excess
+	// is answered 503 overloaded with Retry-After. Zero means no cap.
+	MaxWaiters int
+	// FallbackPoll is how often waiting queries re-check the read model
+	// without a commit notification (query.WatcherConfig.FallbackPoll).
+	// Default query.DefaultFallbackPoll.
+	FallbackPoll time.Duration
+	// ActiveTTL bounds how stale the active version a query reads through
+	// may be (query.WatcherConfig.ActiveTTL); keep it well below the
+	// projectors' RetireDelay. Default query.DefaultActiveTTL.
+	ActiveTTL time.Duration
 	// Logger receives one line per request answered with a 5xx other than
-	// not_ready and timeout. nil means slog.Default().
+	// not_ready, timeout and overloaded. nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // API serves the sample's queries from Redis alone. It is safe for
-// concurrent use and holds nothing that needs closing; the client belongs to
-// the caller.
+// concurrent use. It holds a query.Watcher (one pub/sub connection) that
+// Close releases; the client belongs to the caller.
 type API struct {
-	rdb  redis.UniversalClient
-	wait time.Duration
-	log  *slog.Logger
+	rdb   redis.UniversalClient
+	watch *query.Watcher
+	wait  time.Duration
+	log   *slog.Logger
+	hdr   struct{ contentType, nosniff, noStore []string }
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
+// Call Close when done with it.
 func New(rdb redis.UniversalClient, cfg Config) *API {
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = DefaultWaitTimeout
@@ -73,8 +88,21 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &API{rdb: rdb, wait: cfg.WaitTimeout, log: cfg.Logger}
+	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: cfg.FallbackPoll, MaxWaiters: cfg.MaxWaiters,
+		ActiveTTL: cfg.ActiveTTL, Logger: cfg.Logger})
+	a := &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
+	a.hdr.contentType = []string{"application/json; charset=utf-8"}
+	a.hdr.nosniff = []string{"nosniff"}
+	a.hdr.noStore = []string{"no-store"}
+	return a
 }
+
+// Close stops the API's watcher: queries still waiting for ?after= are
+// answered 503. Stop the HTTP server first.
+func (a *API) Close() error { return a.watch.Close() }
+
+// Waiting returns the number of queries waiting for ?after= now.
+func (a *API) Waiting() int { return a.watch.Waiting() }
 
 // Mount registers the query endpoints on mux: GET /carts/{id},
 // GET /customers/{id}/carts, GET /orders/{id} and GET /products/top.
@@ -171,21 +199,31 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 			return
 		}
 	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		a.fail(w, r, malformed("malformed query string"))
-		return
+	var q url.Values // most queries have no query string: skip parsing it
+	var after eventstore.Position
+	if r.URL.RawQuery != "" {
+		var err error
+		if q, err = url.ParseQuery(r.URL.RawQuery); err != nil {
+			a.fail(w, r, malformed("malformed query string"))
+			return
+		}
+		if after, err = eventstore.ParsePosition(q.Get("after")); err != nil {
+			a.fail(w, r, malformed("after must be a position token returned by a command"))
+			return
+		}
 	}
-	after, err := eventstore.ParsePosition(q.Get("after"))
-	if err != nil {
-		a.fail(w, r, malformed("after must be a position token returned by a command"))
-		return
+	var v *query.View
+	var err error
+	timedOut := false
+	if after.IsZero() {
+		// Never waits: no deadline (and no timer) to set up.
+		v, err = a.watch.Resolve(ctx, name)
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, a.wait)
+		v, err = a.watch.WaitFor(wctx, name, after)
+		timedOut = wctx.Err() != nil && ctx.Err() == nil
+		cancel()
 	}
-	// Queries without ?after= never wait: WaitFor returns at once for Start.
-	wctx, cancel := context.WithTimeout(ctx, a.wait)
-	v, err := query.WaitFor(wctx, a.rdb, name, after)
-	timedOut := wctx.Err() != nil && ctx.Err() == nil
-	cancel()
 	if err != nil {
 		if timedOut {
 			err = &apiError{status: http.StatusGatewayTimeout, code: CodeTimeout,
@@ -199,13 +237,27 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 		a.fail(w, r, err)
 		return
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("encode the answer: %w", err))
+		return
+	}
+	b = append(b, '\n')
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	a.setHeaders(h)
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(http.StatusOK)
 	// The status is sent; a failed write means the client is gone.
-	_ = json.NewEncoder(w).Encode(body)
+	_, _ = w.Write(b)
+}
+
+// setHeaders sets the headers of every answer. The value slices are shared
+// by all answers and never modified: that saves three allocations a request
+// over Header.Set, which copies its value into a new slice each time.
+func (a *API) setHeaders(h http.Header) {
+	h["Content-Type"] = a.hdr.contentType
+	h["X-Content-Type-Options"] = a.hdr.nosniff
+	h["Cache-Control"] = a.hdr.noStore
 }
 
 // ErrorBody is the JSON body of every error response, the same as package
@@ -238,6 +290,9 @@ func classify(ctx context.Context, err error) *apiError {
 	switch {
 	case errors.Is(err, query.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "not found", err: err}
+	case errors.Is(err, query.ErrTooManyWaiters):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeOverloaded,
+			msg: "too many queries are waiting for a position; retry later", err: err}
 	case errors.Is(err, query.ErrNotReady):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeNotReady,
 			msg: "the read model is being built; retry later", err: err}
@@ -252,13 +307,11 @@ func classify(ctx context.Context, err error) *apiError {
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(r.Context(), err)
-	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout {
+	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout && e.code != CodeOverloaded {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	a.setHeaders(h)
 	if e.status == http.StatusServiceUnavailable || e.status == http.StatusGatewayTimeout {
 		h.Set("Retry-After", "1")
 	}
@@ -272,7 +325,7 @@ func unavailable(err error) bool {
 	if ne, ok := errors.AsType[net.Error](err); ok && ne != nil {
 		return true
 	}
-	for _, target := range []error{io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
+	for _, target := range []error{query.ErrWatcherClosed, io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
 		redis.ErrPoolExhausted, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
 		context.DeadlineExceeded} {
 		if errors.Is(err, target) {

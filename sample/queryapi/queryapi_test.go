@@ -3,9 +3,7 @@ package queryapi_test
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -370,11 +368,7 @@ func TestAfterTimeout(t *testing.T) {
 	// taken for a timeout that should not be.
 	h.getJSON("/carts/t1"+after(pos), &schema.Cart{})
 
-	mux := http.NewServeMux()
-	queryapi.New(h.rdb, queryapi.Config{WaitTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}).Mount(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	h.url = srv.URL
+	h.serve(queryapi.Config{WaitTimeout: time.Second})
 	h.getJSON("/carts/t1"+after(pos), &schema.Cart{})
 	// A position the log has not reached yet.
 	future := eventstore.SeqPosition(pos.Commit + 1000)
