@@ -55,6 +55,9 @@ type config struct {
 	LagDuration  time.Duration
 	LagRates     []int
 
+	// Phases, when not empty, selects the phases to run; see wants.
+	Phases map[string]bool
+
 	// CPUProfile, when set, receives a CPU profile of the phase ProfilePhase.
 	CPUProfile, ProfilePhase string
 	// Progress receives one line per phase; Logger the framework's logs.
@@ -176,12 +179,17 @@ func run(ctx context.Context, cfg config) (*Report, error) {
 		{phaseAppends, b.appends},
 	}
 	for _, s := range steps {
+		if s.phase != phaseCeilings && !b.wants(s.phase) {
+			continue
+		}
 		if err := b.phase(ctx, s.phase, s.fn); err != nil {
 			return nil, err
 		}
 	}
-	if err := b.sample(ctx); err != nil {
-		return nil, err
+	if b.wantsSample() {
+		if err := b.sample(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for _, s := range []struct {
 		phase string
@@ -191,6 +199,9 @@ func run(ctx context.Context, cfg config) (*Report, error) {
 		{phaseLag, b.lag},
 		{phaseRebuild, b.rebuild},
 	} {
+		if !b.wants(s.phase) {
+			continue
+		}
 		if err := b.phase(ctx, s.phase, s.fn); err != nil {
 			return nil, err
 		}
@@ -232,17 +243,19 @@ func (b *bench) phase(ctx context.Context, name string, fn func(context.Context)
 }
 
 func (b *bench) ceilings(ctx context.Context) error {
+	if !b.wants(phaseCeilings) {
+		// Every row's ratio is to this ceiling: measure it in every run.
+		return b.hsetCeiling(ctx)
+	}
 	raw, err := sqliteTx100(ctx, b.dir, b.cfg.RawRows)
 	if err != nil {
 		return fmt.Errorf("raw sqlite: %w", err)
 	}
 	b.rep.add(Row{Group: "ceiling", ID: "sqlite-tx100", What: "raw modernc.org/sqlite inserts, tx of 100, WAL NORMAL", Value: raw, Unit: "rows/s",
 		Note: fmt.Sprintf("%s rows, store-like table and indexes", thousands(int64(b.cfg.RawRows)))})
-	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
-	if err != nil {
-		return fmt.Errorf("redis HSET: %w", err)
+	if err := b.hsetCeiling(ctx); err != nil {
+		return err
 	}
-	b.rep.add(Row{Group: "ceiling", ID: "redis-hset", What: "go-redis pipelined HSET, pipelines of 500, 1 conn", Value: hset, Unit: "ops/s"})
 	rtt, err := redisRoundTrip(ctx, b.ropts, b.cfg.RTTOps)
 	if err != nil {
 		return fmt.Errorf("redis GET: %w", err)
@@ -253,6 +266,15 @@ func (b *bench) ceilings(ctx context.Context) error {
 		b.rep.add(Row{Group: "ceiling", ID: "http-" + strconv.Itoa(clients), What: fmt.Sprintf("trivial net/http JSON handler, %d %s", clients, plural(clients, "client")),
 			Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: res.errNote()})
 	}
+	return nil
+}
+
+func (b *bench) hsetCeiling(ctx context.Context) error {
+	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
+	if err != nil {
+		return fmt.Errorf("redis HSET: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "redis-hset", What: "go-redis pipelined HSET, pipelines of 500, 1 conn", Value: hset, Unit: "ops/s"})
 	return nil
 }
 
@@ -315,6 +337,9 @@ func (b *bench) sample(ctx context.Context) error {
 		{phaseLib1, "cmd-lib-1", "sqlite-tx100", "cart workload via command.Handler, 1 caller", 1, false},
 		{phaseLib64, "cmd-lib-64", "sqlite-tx100", "cart workload via command.Handler, 64 callers", 64, false},
 	} {
+		if !b.wantsWorkload(w.phase) {
+			continue
+		}
 		r := newCartRun(strings.TrimPrefix(w.id, "cmd-"), b.cfg.Carts)
 		runs = append(runs, r)
 		err := b.phase(ctx, w.phase, func(ctx context.Context) error {
@@ -361,6 +386,10 @@ func (b *bench) sample(ctx context.Context) error {
 			_ = rs.stop()
 		}
 	}()
+	if !b.wants(phaseCatchUp) && !b.wants(phaseQuery) && !b.wants(phaseRebuildSample) {
+		return nil
+	}
+	// The query phase and the rebuilds read the models the catch-up built.
 	err = b.phase(ctx, phaseCatchUp, func(ctx context.Context) error {
 		start := time.Now()
 		if rs, err = startRunners(ctx, cfgs); err != nil {
@@ -387,13 +416,18 @@ func (b *bench) sample(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := b.phase(ctx, phaseQuery, func(ctx context.Context) error { return b.queries(ctx, runs) }); err != nil {
-		return err
+	if b.wants(phaseQuery) {
+		if err := b.phase(ctx, phaseQuery, func(ctx context.Context) error { return b.queries(ctx, runs) }); err != nil {
+			return err
+		}
 	}
 	// The runners of v1 stop here: a rebuild to v2 would supersede them.
 	err, rs = rs.stop(), nil
 	if err != nil {
 		return err
+	}
+	if !b.wants(phaseRebuildSample) {
+		return nil
 	}
 	return b.phase(ctx, phaseRebuildSample, func(ctx context.Context) error { return b.rebuildSample(ctx, store, head, runs) })
 }
