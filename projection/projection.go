@@ -75,12 +75,19 @@ func Validate(p Projection) error {
 // JSON, say) keeps the value it computed in Memo for the records after it in
 // the batch. Redis' own atomic updates (HINCRBY, ZINCRBY, SADD, ...) need
 // neither and are the fastest choice.
+//
+// The write helpers (HSet, HIncrBy, ZIncrBy, Del, ...) are the fast way to
+// write: they merge the batch's writes per key and send what is left once,
+// before the checkpoint (see HSet). Pipe is for every other command.
 type Tx struct {
 	name  string
 	build query.Build
 	pipe  redis.Pipeliner
 	read  redis.Cmdable
 	memo  map[string]any
+	// w is the helpers' pending writes; ctx the context of their first call.
+	w   writes
+	ctx context.Context
 }
 
 // Key returns the key of a read model entry of the build being written:
@@ -92,8 +99,15 @@ func (tx *Tx) Key(parts ...string) string { return query.BuildKey(tx.name, tx.bu
 
 // Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
 // writes only; the replies of queued commands are not known until the batch
-// commits, after Apply returns.
-func (tx *Tx) Pipe() redis.Pipeliner { return tx.pipe }
+// commits, after Apply returns. Pipe first queues the write helpers' pending
+// writes, so that what is queued on it comes after them: call Pipe again
+// after using a helper rather than keeping the Pipeliner.
+func (tx *Tx) Pipe() redis.Pipeliner {
+	if len(tx.w.order) > 0 {
+		tx.flush(tx.ctx)
+	}
+	return tx.pipe
+}
 
 // Read returns a client for reads that must happen now (GET, HGET, ...). Do
 // not write through it: writes outside Pipe are neither atomic with the
