@@ -32,12 +32,16 @@ var ErrUnexpectedStream = errors.New("readmodel: event in an unexpected stream")
 // Projections returns the sample's read models, in the order carts,
 // customers, products, orders, decoding events with reg, in which the cart,
 // order and customer events must be registered.
+// They decode each record once for the four (projection.SharedDecoding):
+// their runners, in one process, apply the same records at about the same
+// time, and no handler here modifies an event.
 func Projections(reg *eventstore.Registry) []projection.Projection {
+	d := projection.NewSharedDecoding(reg)
 	return []projection.Projection{
-		CartsProjection(reg),
-		CustomersProjection(reg),
-		ProductsProjection(reg),
-		OrdersProjection(reg),
+		carts(projection.NewSharedRouter(d)),
+		customers(projection.NewSharedRouter(d)),
+		products(projection.NewSharedRouter(d)),
+		orders(projection.NewSharedRouter(d)),
 	}
 }
 
@@ -55,7 +59,10 @@ func entityID(rec eventstore.Record, prefix string) (string, error) {
 // package schema), changed field by field, so that no event needs to read the
 // cart first. The reader assembles the items and the total.
 func CartsProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return carts(projection.NewRouter(reg))
+}
+
+func carts(r *projection.Router) projection.Projection {
 	// update writes the record's changes to the cart's hash: the fields and
 	// the stream version the hash then reflects, then the others that change
 	// adds. The Tx helpers merge a batch's writes to one cart.
@@ -122,7 +129,10 @@ func CartsProjection(reg *eventstore.Registry) projection.Projection {
 // by the commit position of the event that created each) and credit (a hash
 // updated with HSET and HINCRBY). None of it needs a read.
 func CustomersProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return customers(projection.NewRouter(reg))
+}
+
+func customers(r *projection.Router) projection.Projection {
 	score := func(rec eventstore.Record) float64 { return float64(rec.Position.Commit) }
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Opened) error {
 		id, err := entityID(rec, CartStreamPrefix)
@@ -197,7 +207,10 @@ return #lines / 2
 // under the cart id; the reopening of the cart after its order was rejected
 // subtracts them again (returnUnits), so rejected orders do not count.
 func ProductsProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return products(projection.NewRouter(reg))
+}
+
+func products(r *projection.Router) projection.Projection {
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
 		id, err := entityID(rec, CartStreamPrefix)
 		if err != nil {
@@ -241,7 +254,10 @@ func ProductsProjection(reg *eventstore.Registry) projection.Projection {
 // events. Every write is blind: HSETNX where a later event must not
 // overwrite an earlier one, HSET otherwise.
 func OrdersProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return orders(projection.NewRouter(reg))
+}
+
+func orders(r *projection.Router) projection.Projection {
 	// place creates the order unless an earlier event already did: the
 	// checkout and order.placed describe the same order.
 	place := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, o schema.Order) error {
