@@ -96,7 +96,14 @@ type convoy struct {
 	head    *chunk   // the reader's current chunk
 	last    Position // position of the last record published (or the start)
 	members map[*member]struct{}
-	done    bool // dissolved: members left or the reading ended
+	// from is where the convoy started, first its first chunk while the
+	// reader is within a Window of it (nil after): a subscription starting
+	// at from joins there, so subscriptions started together (runners
+	// catching up from the same checkpoint) share the reading even if the
+	// first records were published before some of them subscribed.
+	from  Position
+	first *chunk
+	done  bool // dissolved: members left or the reading ended
 	// more is closed when records are published; room when a member
 	// advances to a new chunk or leaves. Each is made by whoever waits.
 	more, room chan struct{}
@@ -123,8 +130,13 @@ func (s *SharedLog) Subscribe(ctx context.Context, after Position) iter.Seq2[Rec
 			if c == nil {
 				c = s.start(cursor)
 			}
-			if c.last == cursor {
-				att := s.attach(c)
+			if c.last == cursor || (c.first != nil && c.from == cursor) {
+				var att *attachment
+				if c.last == cursor {
+					att = s.attach(c)
+				} else {
+					att = s.attachAt(c, c.first)
+				}
 				s.mu.Unlock()
 				var ok bool
 				if cursor, ok = s.follow(ctx, att, cursor, yield); ok {
@@ -179,7 +191,8 @@ func (s *SharedLog) Subscribe(ctx context.Context, after Position) iter.Seq2[Rec
 // start makes a convoy reading the log after from. s.mu is held.
 func (s *SharedLog) start(from Position) *convoy {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &convoy{cancel: cancel, head: &chunk{recs: make([]Record, s.chunk)}, last: from, members: map[*member]struct{}{}}
+	c := &convoy{cancel: cancel, head: &chunk{recs: make([]Record, s.chunk)}, last: from, members: map[*member]struct{}{}, from: from}
+	c.first = c.head
 	s.convoy = c
 	go s.read(ctx, c, from)
 	return c
@@ -198,6 +211,14 @@ func (s *SharedLog) attach(c *convoy) *attachment {
 	m := &member{seq: c.head.seq, moved: time.Now()}
 	c.members[m] = struct{}{}
 	return &attachment{c: c, m: m, ch: c.head, idx: c.head.n}
+}
+
+// attachAt adds a member reading from the start of ch, a chunk of c the
+// reader has not let go of. s.mu is held.
+func (s *SharedLog) attachAt(c *convoy, ch *chunk) *attachment {
+	m := &member{seq: ch.seq, moved: time.Now()}
+	c.members[m] = struct{}{}
+	return &attachment{c: c, m: m, ch: ch}
 }
 
 // leave removes m from c, whether it left (its subscription ended) or was
@@ -274,6 +295,9 @@ func (s *SharedLog) read(ctx context.Context, c *convoy, from Position) {
 			if next-slowest < uint64(s.chunks) {
 				ch := &chunk{seq: next, recs: make([]Record, s.chunk)}
 				c.head.next, c.head = ch, ch
+				if next >= uint64(s.chunks) {
+					c.first = nil // bounded memory: a Window, not the log
+				}
 				break
 			}
 			// No room: drop the members that sit on the oldest chunk and

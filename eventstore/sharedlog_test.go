@@ -405,3 +405,43 @@ func stallLast(t *testing.T, ctx context.Context, s *eventstore.SharedLog, under
 		}
 	}
 }
+
+// TestSharedLogLateStarterFromTheSameCheckpointJoins: a subscription that
+// starts where the convoy started, after the convoy already handed out
+// records (runners of one process starting a few milliseconds apart), joins
+// it at its first chunk instead of reading the log alone behind it.
+func TestSharedLogLateStarterFromTheSameCheckpointJoins(t *testing.T) {
+	const n = 5_000
+	under := &counting{Store: memory.New()}
+	head := appendN(t, under, n)
+	under.read.Store(0)
+	s := eventstore.NewSharedLog(under, eventstore.SharedLogOptions{StallTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	started, joined := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		once := false
+		first <- consume(ctx, s, eventstore.Position{}, head, func(eventstore.Record) {
+			if !once {
+				once = true
+				close(started)
+				<-joined
+			}
+		})
+	}()
+	<-started // the convoy has handed out its first record
+	late := make(chan error, 1)
+	go func() { late <- consume(ctx, s, eventstore.Position{}, head, nil) }()
+	waitMembers(t, s, 2)
+	close(joined)
+	for _, ch := range []chan error{first, late} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := under.read.Load(); got != n {
+		t.Errorf("the underlying store handed out %d records for two subscriptions from the start of %d: the late one read alone", got, n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/query"
@@ -75,12 +76,19 @@ func Validate(p Projection) error {
 // JSON, say) keeps the value it computed in Memo for the records after it in
 // the batch. Redis' own atomic updates (HINCRBY, ZINCRBY, SADD, ...) need
 // neither and are the fastest choice.
+//
+// The write helpers (HSet, HIncrBy, ZIncrBy, Del, ...) are the fast way to
+// write: they merge the batch's writes per key and send what is left once,
+// before the checkpoint (see HSet). Pipe is for every other command.
 type Tx struct {
 	name  string
 	build query.Build
 	pipe  redis.Pipeliner
 	read  redis.Cmdable
 	memo  map[string]any
+	// w is the helpers' pending writes; ctx the context of their first call.
+	w   writes
+	ctx context.Context
 }
 
 // Key returns the key of a read model entry of the build being written:
@@ -92,8 +100,15 @@ func (tx *Tx) Key(parts ...string) string { return query.BuildKey(tx.name, tx.bu
 
 // Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
 // writes only; the replies of queued commands are not known until the batch
-// commits, after Apply returns.
-func (tx *Tx) Pipe() redis.Pipeliner { return tx.pipe }
+// commits, after Apply returns. Pipe first queues the write helpers' pending
+// writes, so that what is queued on it comes after them: call Pipe again
+// after using a helper rather than keeping the Pipeliner.
+func (tx *Tx) Pipe() redis.Pipeliner {
+	if len(tx.w.order) > 0 {
+		tx.flush(tx.ctx)
+	}
+	return tx.pipe
+}
 
 // Read returns a client for reads that must happen now (GET, HGET, ...). Do
 // not write through it: writes outside Pipe are neither atomic with the
@@ -121,6 +136,7 @@ func (tx *Tx) SetMemo(key string, v any) {
 // the handler registered with Handle. Its Types are the projection's Handles.
 type Router struct {
 	reg      *eventstore.Registry
+	shared   *SharedDecoding
 	handlers map[string]ApplyFunc
 	types    []string
 }
@@ -128,6 +144,81 @@ type Router struct {
 // NewRouter returns a Router decoding with reg.
 func NewRouter(reg *eventstore.Registry) *Router {
 	return &Router{reg: reg, handlers: map[string]ApplyFunc{}}
+}
+
+// NewSharedRouter returns a Router decoding through d, which the Routers of
+// other projections of the same log share: a record is decoded once for all
+// of them. Their handlers receive the same event values, so they must not
+// modify an event's slices, maps or pointed-to values.
+func NewSharedRouter(d *SharedDecoding) *Router {
+	return &Router{reg: d.reg, shared: d, handlers: map[string]ApplyFunc{}}
+}
+
+// sharedDecodings is how many decoded records a SharedDecoding keeps: the
+// runners of one process read the log within a window of each other
+// (eventstore.SharedLog keeps them within DefaultSharedWindow records).
+const sharedDecodings = 8192
+
+// SharedDecoding decodes each record once for the Routers of several
+// projections that read the same log (one log: records are known by
+// position) in one process, as their runners
+// apply the same records at about the same time. It keeps the last
+// decoded records by position; a record decoded twice (a runner far behind
+// the others) costs only the second decoding. Safe for concurrent use.
+type SharedDecoding struct {
+	reg  *eventstore.Registry
+	mu   sync.Mutex
+	seen map[eventstore.Position]decoded
+	fifo []eventstore.Position // ring of the positions in seen
+	next int
+}
+
+type decoded struct {
+	typ string
+	v   any
+}
+
+// NewSharedDecoding returns a SharedDecoding decoding with reg.
+func NewSharedDecoding(reg *eventstore.Registry) *SharedDecoding {
+	return &SharedDecoding{reg: reg, seen: make(map[eventstore.Position]decoded, sharedDecodings),
+		fifo: make([]eventstore.Position, 0, sharedDecodings)}
+}
+
+// decode returns rec decoded, from the cache when another Router decoded
+// it. Errors are not kept: each Router reports its own.
+func (d *SharedDecoding) decode(rec eventstore.Record) (any, error) {
+	d.mu.Lock()
+	e, ok := d.seen[rec.Position]
+	d.mu.Unlock()
+	if ok && e.typ == rec.Type {
+		return e.v, nil
+	}
+	v, err := d.reg.Decode(rec)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.seen[rec.Position]; ok {
+		return v, nil
+	}
+	if len(d.fifo) < cap(d.fifo) {
+		d.fifo = append(d.fifo, rec.Position)
+	} else {
+		delete(d.seen, d.fifo[d.next])
+		d.fifo[d.next] = rec.Position
+		d.next = (d.next + 1) % len(d.fifo)
+	}
+	d.seen[rec.Position] = decoded{typ: rec.Type, v: v}
+	return v, nil
+}
+
+// decode decodes rec, through the shared decoding when there is one.
+func (r *Router) decode(rec eventstore.Record) (any, error) {
+	if r.shared != nil {
+		return r.shared.decode(rec)
+	}
+	return r.reg.Decode(rec)
 }
 
 // Handle routes records whose event decodes to E to fn. E must be registered
@@ -142,7 +233,7 @@ func Handle[E any](r *Router, fn func(ctx context.Context, tx *Tx, rec eventstor
 		r.types = append(r.types, name)
 	}
 	r.handlers[name] = func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
-		v, err := r.reg.Decode(rec)
+		v, err := r.decode(rec)
 		if err != nil {
 			return err
 		}
@@ -175,7 +266,7 @@ func (r *Router) Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error
 	if h, ok := r.handlers[rec.Type]; ok {
 		return h(ctx, tx, rec)
 	}
-	v, err := r.reg.Decode(rec)
+	v, err := r.decode(rec)
 	if err != nil {
 		return err
 	}

@@ -965,6 +965,8 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 			}
 			applied++
 		}
+		// The write helpers' merged writes, before the checkpoint.
+		tx.flush(ctx)
 		last := batch[len(batch)-1]
 		if dead != nil {
 			b, _ := json.Marshal(DeadLetterEntry{Position: last.Position.String(), StreamID: last.StreamID, Version: last.Version,

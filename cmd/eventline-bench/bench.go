@@ -59,6 +59,9 @@ type config struct {
 	LagDuration  time.Duration
 	LagRates     []int
 
+	// Phases, when not empty, selects the phases to run; see wants.
+	Phases map[string]bool
+
 	// CPUProfile, when set, receives a CPU profile of the phase ProfilePhase.
 	CPUProfile, ProfilePhase string
 	// Progress receives one line per phase; Logger the framework's logs.
@@ -186,12 +189,17 @@ func run(ctx context.Context, cfg config) (*Report, error) {
 		{phaseAppends, b.appends},
 	}
 	for _, s := range steps {
+		if s.phase != phaseCeilings && !b.wants(s.phase) {
+			continue
+		}
 		if err := b.phase(ctx, s.phase, s.fn); err != nil {
 			return nil, err
 		}
 	}
-	if err := b.sample(ctx); err != nil {
-		return nil, err
+	if b.wantsSample() {
+		if err := b.sample(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for _, s := range []struct {
 		phase string
@@ -201,6 +209,9 @@ func run(ctx context.Context, cfg config) (*Report, error) {
 		{phaseLag, b.lag},
 		{phaseRebuild, b.rebuild},
 	} {
+		if !b.wants(s.phase) {
+			continue
+		}
 		if err := b.phase(ctx, s.phase, s.fn); err != nil {
 			return nil, err
 		}
@@ -242,6 +253,10 @@ func (b *bench) phase(ctx context.Context, name string, fn func(context.Context)
 }
 
 func (b *bench) ceilings(ctx context.Context) error {
+	if !b.wants(phaseCeilings) {
+		// Every row's ratio is to this ceiling: measure it in every run.
+		return b.hsetCeiling(ctx)
+	}
 	raw, err := sqliteTx100(ctx, b.dir, "NORMAL", b.cfg.RawRows)
 	if err != nil {
 		return fmt.Errorf("raw sqlite: %w", err)
@@ -260,11 +275,9 @@ func (b *bench) ceilings(ctx context.Context) error {
 	}
 	b.rep.add(Row{Group: "ceiling", ID: "fsync", What: "synced 4 KiB overwrites in a file (write + fsync)", Value: synced, Unit: "writes/s",
 		Note: "the disk's fsyncs per second: a lone caller's bound with synchronous=FULL"})
-	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
-	if err != nil {
-		return fmt.Errorf("redis HSET: %w", err)
+	if err := b.hsetCeiling(ctx); err != nil {
+		return err
 	}
-	b.rep.add(Row{Group: "ceiling", ID: "redis-hset", What: "go-redis pipelined HSET, pipelines of 500, 1 conn", Value: hset, Unit: "ops/s"})
 	rtt, err := redisRoundTrip(ctx, b.ropts, b.cfg.RTTOps)
 	if err != nil {
 		return fmt.Errorf("redis GET: %w", err)
@@ -275,6 +288,15 @@ func (b *bench) ceilings(ctx context.Context) error {
 		b.rep.add(Row{Group: "ceiling", ID: "http-" + strconv.Itoa(clients), What: fmt.Sprintf("trivial net/http JSON handler, %d %s", clients, plural(clients, "client")),
 			Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: res.errNote()})
 	}
+	return nil
+}
+
+func (b *bench) hsetCeiling(ctx context.Context) error {
+	hset, err := redisHSET(ctx, b.ropts, b.cfg.HSETOps)
+	if err != nil {
+		return fmt.Errorf("redis HSET: %w", err)
+	}
+	b.rep.add(Row{Group: "ceiling", ID: "redis-hset", What: "go-redis pipelined HSET, pipelines of 500, 1 conn", Value: hset, Unit: "ops/s"})
 	return nil
 }
 
@@ -361,6 +383,9 @@ func (b *bench) sample(ctx context.Context) error {
 		{phaseLib64, "cmd-lib-64", "sqlite-tx100-full", "cart workload via command.Handler, 64 callers, FULL (default)", 64, false, false},
 		{phaseLib64Normal, "cmd-lib-64-normal", "sqlite-tx100", "cart workload via command.Handler, 64 callers, NORMAL", 64, false, true},
 	} {
+		if !b.wantsWorkload(w.phase) {
+			continue
+		}
 		carts := b.cfg.Carts
 		if w.callers == 1 {
 			carts = min(b.cfg.Carts1, b.cfg.Carts)
@@ -423,6 +448,10 @@ func (b *bench) sample(ctx context.Context) error {
 			_ = rs.stop()
 		}
 	}()
+	if !b.wants(phaseCatchUp) && !b.wants(phaseQuery) && !b.wants(phaseRebuildSample) {
+		return nil
+	}
+	// The query phase and the rebuilds read the models the catch-up built.
 	err = b.phase(ctx, phaseCatchUp, func(ctx context.Context) error {
 		start := time.Now()
 		if rs, err = startRunners(ctx, cfgs); err != nil {
@@ -449,13 +478,18 @@ func (b *bench) sample(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := b.phase(ctx, phaseQuery, func(ctx context.Context) error { return b.queries(ctx, runs) }); err != nil {
-		return err
+	if b.wants(phaseQuery) {
+		if err := b.phase(ctx, phaseQuery, func(ctx context.Context) error { return b.queries(ctx, runs) }); err != nil {
+			return err
+		}
 	}
 	// The runners of v1 stop here: a rebuild to v2 would supersede them.
 	err, rs = rs.stop(), nil
 	if err != nil {
 		return err
+	}
+	if !b.wants(phaseRebuildSample) {
+		return nil
 	}
 	return b.phase(ctx, phaseRebuildSample, func(ctx context.Context) error { return b.rebuildSample(ctx, store, head, runs) })
 }

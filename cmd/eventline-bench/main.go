@@ -42,6 +42,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		carts    = fs.Int("carts", 0, "carts in the command workload at 64 callers (0: the mode's size); the 1-caller rows use at most this many")
 		events   = fs.Int("events", 0, "events of the synthetic catch-up and the rebuild (0: the mode's size)")
 		verbose  = fs.Bool("v", false, "log the framework's warnings and info to stderr")
+		only     = fs.String("phases", "", "comma-separated phases to run (default all): "+strings.Join(phases, ", ")+"; the Redis HSET ceiling and the command workload the read phases need always run")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: eventline-bench [--quick] [--json] [--redis-url URL] [--cpuprofile FILE --profile-phase PHASE]\n\n")
@@ -56,7 +57,8 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(fs.Output(), "  --%s\n    \t%s%s\n", f.Name, f.Usage, def)
 		})
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -73,6 +75,9 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("--profile-phase %q: want one of %s", *phase, strings.Join(phases, ", "))
 	}
 	cfg := presets[mode]
+	if cfg.Phases, err = parsePhases(*only); err != nil {
+		return err
+	}
 	cfg.Mode, cfg.RedisURL, cfg.CPUProfile, cfg.ProfilePhase, cfg.Progress = mode, *redisURL, *cpuprof, *phase, stderr
 	if *carts > 0 {
 		cfg.Carts = *carts

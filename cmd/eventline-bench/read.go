@@ -364,3 +364,55 @@ func procStatusKB(field string) int64 {
 	}
 	return 0
 }
+
+// parsePhases reads --phases: a comma-separated list of phase names, or ""
+// for all of them.
+func parsePhases(s string) (map[string]bool, error) {
+	if s == "" {
+		return nil, nil
+	}
+	sel := map[string]bool{}
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(phases, name) {
+			return nil, fmt.Errorf("--phases: unknown phase %q: want some of %s", name, strings.Join(phases, ", "))
+		}
+		sel[name] = true
+	}
+	return sel, nil
+}
+
+// wants reports whether the run measures phase: every phase when --phases
+// was not given.
+func (b *bench) wants(phase string) bool {
+	return len(b.cfg.Phases) == 0 || b.cfg.Phases[phase]
+}
+
+// wantsSample reports whether any phase that uses the sample application
+// runs.
+func (b *bench) wantsSample() bool {
+	for _, p := range []string{phaseHTTP1, phaseHTTP64, phaseLib1, phaseLib64, phaseCatchUp, phaseQuery, phaseRebuildSample} {
+		if b.wants(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// wantsWorkload reports whether the command workload of phase runs: when it
+// is selected, and for the fastest one (command.Handler, 64 callers) when
+// only read phases are, since they read the events it writes.
+func (b *bench) wantsWorkload(phase string) bool {
+	if b.wants(phase) {
+		return true
+	}
+	if phase != phaseLib64 {
+		return false
+	}
+	for _, p := range []string{phaseHTTP1, phaseHTTP64, phaseLib1} {
+		if b.wants(p) {
+			return false
+		}
+	}
+	return true
+}

@@ -36,6 +36,12 @@
 //     does nothing that can fail on data a well-formed log leaves.
 //   - customers: ZADD NX and HINCRBY.
 //
+// The writes go through projection.Tx's helpers, which merge a batch's writes
+// per key; the carts model deletes a cart's hash at cart.opened, its stream's
+// first event, so that a cart whose events share a batch is one DEL and one
+// HSET. Projections share one projection.SharedDecoding: a record is decoded
+// once for the four models.
+//
 // # What counts as sold
 //
 // The leaderboard counts the units of carts that are checked out: a checkout

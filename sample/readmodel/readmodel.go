@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/cart"
@@ -34,12 +32,16 @@ var ErrUnexpectedStream = errors.New("readmodel: event in an unexpected stream")
 // Projections returns the sample's read models, in the order carts,
 // customers, products, orders, decoding events with reg, in which the cart,
 // order and customer events must be registered.
+// They decode each record once for the four (projection.SharedDecoding):
+// their runners, in one process, apply the same records at about the same
+// time, and no handler here modifies an event.
 func Projections(reg *eventstore.Registry) []projection.Projection {
+	d := projection.NewSharedDecoding(reg)
 	return []projection.Projection{
-		CartsProjection(reg),
-		CustomersProjection(reg),
-		ProductsProjection(reg),
-		OrdersProjection(reg),
+		carts(projection.NewSharedRouter(d)),
+		customers(projection.NewSharedRouter(d)),
+		products(projection.NewSharedRouter(d)),
+		orders(projection.NewSharedRouter(d)),
 	}
 }
 
@@ -57,49 +59,67 @@ func entityID(rec eventstore.Record, prefix string) (string, error) {
 // package schema), changed field by field, so that no event needs to read the
 // cart first. The reader assembles the items and the total.
 func CartsProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
-	// update queues the record's changes to the cart's hash: HSET of fields
-	// and of the stream version the hash then reflects (one command), then
-	// the others that change adds.
-	update := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, fields []any, change func(p redis.Pipeliner, key string)) error {
+	return carts(projection.NewRouter(reg))
+}
+
+func carts(r *projection.Router) projection.Projection {
+	// update writes the record's changes to the cart's hash: the fields and
+	// the stream version the hash then reflects, then the others that change
+	// adds. The Tx helpers merge a batch's writes to one cart.
+	update := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, fields []any, change func(key string) error) error {
 		id, err := entityID(rec, CartStreamPrefix)
 		if err != nil {
 			return err
 		}
 		key := tx.Key(schema.PartCart, id)
-		tx.Pipe().HSet(ctx, key, append([]any{schema.FieldVersion, rec.Version}, fields...)...)
+		if err := tx.HSet(ctx, key, append([]any{schema.FieldVersion, rec.Version}, fields...)...); err != nil {
+			return err
+		}
 		if change != nil {
-			change(tx.Pipe(), key)
+			return change(key)
 		}
 		return nil
 	}
+	// A cart's stream starts with cart.opened, so nothing of the cart is in
+	// the model yet: Del says so, and lets the helpers turn the cart's later
+	// HINCRBY and HSETNX of the same batch into plain values of one HSET.
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Opened) error {
-		return update(ctx, tx, rec, []any{schema.FieldCustomerID, e.CustomerID, schema.FieldStatus, schema.CartOpen}, nil)
+		id, err := entityID(rec, CartStreamPrefix)
+		if err != nil {
+			return err
+		}
+		key := tx.Key(schema.PartCart, id)
+		tx.Del(ctx, key)
+		return tx.HSet(ctx, key, schema.FieldVersion, rec.Version, schema.FieldCustomerID, e.CustomerID, schema.FieldStatus, schema.CartOpen)
 	})
 	// An addition of a product already in the cart adds to its quantity and
 	// keeps its price and place, as cart.Evolve does; HSETNX keeps them.
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.ItemAdded) error {
-		return update(ctx, tx, rec, nil, func(p redis.Pipeliner, key string) {
-			p.HIncrBy(ctx, key, schema.PrefixQuantity+e.ProductID, int64(e.Quantity))
-			p.HSetNX(ctx, key, schema.PrefixUnitPrice+e.ProductID, e.UnitPriceCents)
-			p.HSetNX(ctx, key, schema.PrefixFirstAdded+e.ProductID, rec.Version)
+		return update(ctx, tx, rec, nil, func(key string) error {
+			tx.HIncrBy(ctx, key, schema.PrefixQuantity+e.ProductID, int64(e.Quantity))
+			if err := tx.HSetNX(ctx, key, schema.PrefixUnitPrice+e.ProductID, e.UnitPriceCents); err != nil {
+				return err
+			}
+			return tx.HSetNX(ctx, key, schema.PrefixFirstAdded+e.ProductID, rec.Version)
 		})
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.QuantityChanged) error {
 		return update(ctx, tx, rec, []any{schema.PrefixQuantity + e.ProductID, e.Quantity}, nil)
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.ItemRemoved) error {
-		return update(ctx, tx, rec, nil, func(p redis.Pipeliner, key string) {
-			p.HDel(ctx, key, schema.PrefixQuantity+e.ProductID, schema.PrefixUnitPrice+e.ProductID,
+		return update(ctx, tx, rec, nil, func(key string) error {
+			tx.HDel(ctx, key, schema.PrefixQuantity+e.ProductID, schema.PrefixUnitPrice+e.ProductID,
 				schema.PrefixFirstAdded+e.ProductID)
+			return nil
 		})
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
 		return update(ctx, tx, rec, []any{schema.FieldStatus, schema.CartCheckedOut, schema.FieldOrderID, e.OrderID}, nil)
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Reopened) error {
-		return update(ctx, tx, rec, []any{schema.FieldStatus, schema.CartOpen}, func(p redis.Pipeliner, key string) {
-			p.HDel(ctx, key, schema.FieldOrderID)
+		return update(ctx, tx, rec, []any{schema.FieldStatus, schema.CartOpen}, func(key string) error {
+			tx.HDel(ctx, key, schema.FieldOrderID)
+			return nil
 		})
 	})
 	return projection.Define(schema.Carts, schema.CartsVersion, r.Apply, r.Types()...)
@@ -109,18 +129,21 @@ func CartsProjection(reg *eventstore.Registry) projection.Projection {
 // by the commit position of the event that created each) and credit (a hash
 // updated with HSET and HINCRBY). None of it needs a read.
 func CustomersProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return customers(projection.NewRouter(reg))
+}
+
+func customers(r *projection.Router) projection.Projection {
 	score := func(rec eventstore.Record) float64 { return float64(rec.Position.Commit) }
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Opened) error {
 		id, err := entityID(rec, CartStreamPrefix)
 		if err != nil {
 			return err
 		}
-		tx.Pipe().ZAddNX(ctx, tx.Key(schema.PartCustomer, e.CustomerID, schema.PartCarts), redis.Z{Score: score(rec), Member: id})
+		tx.ZAddNX(ctx, tx.Key(schema.PartCustomer, e.CustomerID, schema.PartCarts), score(rec), id)
 		return nil
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
-		tx.Pipe().ZAddNX(ctx, tx.Key(schema.PartCustomer, e.CustomerID, schema.PartOrders), redis.Z{Score: score(rec), Member: e.OrderID})
+		tx.ZAddNX(ctx, tx.Key(schema.PartCustomer, e.CustomerID, schema.PartOrders), score(rec), e.OrderID)
 		return nil
 	})
 	credit := func(rec eventstore.Record, tx *projection.Tx) (string, error) {
@@ -132,16 +155,15 @@ func CustomersProjection(reg *eventstore.Registry) projection.Projection {
 		if err != nil {
 			return err
 		}
-		tx.Pipe().HSet(ctx, key, schema.FieldCreditLimit, e.CreditLimitCents)
-		tx.Pipe().HIncrBy(ctx, key, schema.FieldReserved, 0)
-		return nil
+		tx.HIncrBy(ctx, key, schema.FieldReserved, 0)
+		return tx.HSet(ctx, key, schema.FieldCreditLimit, e.CreditLimitCents)
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e customer.CreditReserved) error {
 		key, err := credit(rec, tx)
 		if err != nil {
 			return err
 		}
-		tx.Pipe().HIncrBy(ctx, key, schema.FieldReserved, e.AmountCents)
+		tx.HIncrBy(ctx, key, schema.FieldReserved, e.AmountCents)
 		return nil
 	})
 	// The decider emits CreditReleased only for a reservation in force, with
@@ -151,7 +173,7 @@ func CustomersProjection(reg *eventstore.Registry) projection.Projection {
 		if err != nil {
 			return err
 		}
-		tx.Pipe().HIncrBy(ctx, key, schema.FieldReserved, -e.AmountCents)
+		tx.HIncrBy(ctx, key, schema.FieldReserved, -e.AmountCents)
 		return nil
 	})
 	return projection.Define(schema.Customers, schema.CustomersVersion, r.Apply, r.Types()...)
@@ -185,7 +207,10 @@ return #lines / 2
 // under the cart id; the reopening of the cart after its order was rejected
 // subtracts them again (returnUnits), so rejected orders do not count.
 func ProductsProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return products(projection.NewRouter(reg))
+}
+
+func products(r *projection.Router) projection.Projection {
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
 		id, err := entityID(rec, CartStreamPrefix)
 		if err != nil {
@@ -199,14 +224,13 @@ func ProductsProjection(reg *eventstore.Registry) projection.Projection {
 		units, checkout := tx.Key(schema.PartUnits), tx.Key(schema.PartCheckout, id)
 		lines := make([]any, 0, 2*len(e.Items))
 		for _, l := range e.Items {
-			tx.Pipe().ZIncrBy(ctx, units, float64(l.Quantity), l.ProductID)
+			tx.ZIncrBy(ctx, units, float64(l.Quantity), l.ProductID)
 			lines = append(lines, l.ProductID, l.Quantity)
 		}
 		// A cart has one checkout at a time: whatever a previous one left
 		// (none after a reopen) is replaced.
-		tx.Pipe().Del(ctx, checkout)
-		tx.Pipe().HSet(ctx, checkout, lines...)
-		return nil
+		tx.Del(ctx, checkout)
+		return tx.HSet(ctx, checkout, lines...)
 	})
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.Reopened) error {
 		id, err := entityID(rec, CartStreamPrefix)
@@ -216,6 +240,8 @@ func ProductsProjection(reg *eventstore.Registry) projection.Projection {
 		// EVAL rather than EVALSHA: inside MULTI a NOSCRIPT (script cache
 		// flushed, Redis restarted) would surface only at EXEC, after the
 		// rest of the batch landed. Redis caches the compiled script anyway.
+		// Pipe queues the helpers' pending writes first, so the script
+		// sees the batch's earlier checkouts.
 		tx.Pipe().Eval(ctx, returnUnits, []string{tx.Key(schema.PartUnits), tx.Key(schema.PartCheckout, id)})
 		return nil
 	})
@@ -228,7 +254,10 @@ func ProductsProjection(reg *eventstore.Registry) projection.Projection {
 // events. Every write is blind: HSETNX where a later event must not
 // overwrite an earlier one, HSET otherwise.
 func OrdersProjection(reg *eventstore.Registry) projection.Projection {
-	r := projection.NewRouter(reg)
+	return orders(projection.NewRouter(reg))
+}
+
+func orders(r *projection.Router) projection.Projection {
 	// place creates the order unless an earlier event already did: the
 	// checkout and order.placed describe the same order.
 	place := func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, o schema.Order) error {
@@ -242,9 +271,10 @@ func OrdersProjection(reg *eventstore.Registry) projection.Projection {
 			return fmt.Errorf("readmodel: encode order %q: %w", o.OrderID, err)
 		}
 		key := tx.Key(schema.PartOrder, o.OrderID)
-		tx.Pipe().HSetNX(ctx, key, schema.FieldOrderDoc, doc)
-		tx.Pipe().HSetNX(ctx, key, schema.FieldStatus, schema.OrderPending)
-		return nil
+		if err := tx.HSetNX(ctx, key, schema.FieldOrderDoc, doc); err != nil {
+			return err
+		}
+		return tx.HSetNX(ctx, key, schema.FieldStatus, schema.OrderPending)
 	}
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e cart.CheckedOut) error {
 		cartID, err := entityID(rec, CartStreamPrefix)
@@ -275,13 +305,11 @@ func OrdersProjection(reg *eventstore.Registry) projection.Projection {
 			return err
 		}
 		key := tx.Key(schema.PartOrder, id)
-		tx.Pipe().HSet(ctx, key, schema.FieldStatus, status)
 		if reason == "" {
-			tx.Pipe().HDel(ctx, key, schema.FieldReason)
-		} else {
-			tx.Pipe().HSet(ctx, key, schema.FieldReason, reason)
+			tx.HDel(ctx, key, schema.FieldReason)
+			return tx.HSet(ctx, key, schema.FieldStatus, status)
 		}
-		return nil
+		return tx.HSet(ctx, key, schema.FieldStatus, status, schema.FieldReason, reason)
 	}
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e order.Confirmed) error {
 		return settle(ctx, tx, rec, schema.OrderConfirmed, "")

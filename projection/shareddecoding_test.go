@@ -1,0 +1,88 @@
+package projection
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/eventline/eventline/eventstore"
+)
+
+type lines struct{ Items []int }
+
+type other struct{ N int }
+
+// r2 alternates between two routers.
+func r2(a, b *Router, i int) *Router {
+	if i%2 == 0 {
+		return a
+	}
+	return b
+}
+
+// TestSharedDecodingDecodesOnce: Routers sharing a SharedDecoding hand the
+// same decoded event to their handlers (its slice is one allocation), while
+// Routers of their own decode it each; a record at a known position but of
+// another type (another log) is decoded afresh.
+func TestSharedDecodingDecodesOnce(t *testing.T) {
+	ctx := context.Background()
+	reg := eventstore.NewRegistry()
+	eventstore.Register[lines](reg, "lines")
+	eventstore.Register[other](reg, "other")
+	var mu sync.Mutex
+	var seen []*int
+	route := func(r *Router) *Router {
+		Handle(r, func(_ context.Context, _ *Tx, _ eventstore.Record, e lines) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, &e.Items[0])
+			return nil
+		})
+		Handle(r, func(_ context.Context, _ *Tx, _ eventstore.Record, e other) error {
+			if e.N != 5 {
+				t.Errorf("other decoded as %+v, want N 5", e)
+			}
+			return nil
+		})
+		return r
+	}
+	rec := eventstore.Record{Event: eventstore.Event{Type: "lines", Data: []byte(`{"Items":[1,2]}`)}, Position: eventstore.SeqPosition(3)}
+	d := NewSharedDecoding(reg)
+	a, b := route(NewSharedRouter(d)), route(NewSharedRouter(d))
+	alone := route(NewRouter(reg))
+	for _, r := range []*Router{a, b, alone} {
+		if err := r.Apply(ctx, &Tx{}, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 3 || seen[0] != seen[1] || seen[2] == seen[0] {
+		t.Errorf("items at %v: want the shared routers to see one decoding and the lone router its own", seen)
+	}
+	// Concurrent use, as runners on their goroutines (checked by -race).
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 100 {
+				r := eventstore.Record{Event: rec.Event, Position: eventstore.SeqPosition(uint64(100_000 + i))}
+				if err := r2(a, b, w+i).Apply(ctx, &Tx{}, r); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	again := eventstore.Record{Event: eventstore.Event{Type: "other", Data: []byte(`{"N":5}`)}, Position: rec.Position}
+	if err := a.Apply(ctx, &Tx{}, again); err != nil {
+		t.Fatal(err)
+	}
+	// The cache is bounded: far more records than it keeps leave it at its size.
+	for i := range 3 * sharedDecodings {
+		r := eventstore.Record{Event: eventstore.Event{Type: "other", Data: []byte(`{"N":5}`)}, Position: eventstore.SeqPosition(uint64(10 + i))}
+		if err := b.Apply(ctx, &Tx{}, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(d.seen); n != sharedDecodings {
+		t.Errorf("%d decodings kept, want %d", n, sharedDecodings)
+	}
+}
