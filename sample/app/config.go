@@ -116,7 +116,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 			def = DefaultStorePath
 		}
 		fs.StringVar(&c.StoreURL, "store", env(EnvStoreURL, def),
-			"event store: a SQLite file path or an esdb:// URL (env "+EnvStoreURL+")")
+			"event store: a SQLite file path or sqlite:// URL (?sync=normal for speed over power-loss safety), a postgres:// or an esdb:// URL (env "+EnvStoreURL+")")
 	}
 	redisHelp := "Redis URL of the read models, e.g. redis://localhost:6379/0 (env " + EnvRedisURL + ")"
 	if role == RoleServe {

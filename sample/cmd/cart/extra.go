@@ -26,7 +26,7 @@ func extraCommands() []*cobra.Command {
 	})
 	for _, c := range cmds {
 		c.Flags().StringVar(&storeURL, "store", os.Getenv(app.EnvStoreURL),
-			"event store: a SQLite file path or an esdb:// URL (env "+app.EnvStoreURL+")")
+			"event store: a SQLite file path or sqlite:// URL (?sync=normal for speed over power-loss safety), a postgres:// or an esdb:// URL (env "+app.EnvStoreURL+")")
 		c.Flags().StringVar(&redisURL, "redis", os.Getenv(app.EnvRedisURL),
 			"Redis URL of the read models (env "+app.EnvRedisURL+")")
 	}
