@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
 )
@@ -259,8 +260,72 @@ func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 			entries = append(entries, e)
 		}
 	}
+	retrying, err := projection.ReadRetries(r.Context(), h.cfg.Redis, name, b)
+	if err != nil {
+		h.redisError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"projection": name, "build": b.String(), "entries": entries,
-		"count": len(entries)})
+		"count": len(entries), "retrying": retrying})
+}
+
+// RetryRequest is the body of POST /web/deadletters/retry. Build defaults
+// to the active build.
+type RetryRequest struct {
+	Projection string `json:"projection"`
+	Build      string `json:"build,omitempty"`
+	Position   string `json:"position"`
+}
+
+// retryDeadLetter asks the lease holder of a build to apply one of its dead
+// letters again (projection.RetryDeadLetter). It needs no event store: the
+// request is recorded in Redis and the projector holding the lease reads the
+// record itself, so it works in the query API of a split deployment too. It
+// answers 202 once the request is recorded; the dead-letter listing shows it
+// under "retrying" until the runner has applied it, or back among the
+// entries with the new error if it failed again.
+func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
+	var req RetryRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, CodeMalformed, "body must be {\"projection\": name, \"position\": p}")
+		return
+	}
+	if err := query.ValidateName(req.Projection); err != nil {
+		writeError(w, http.StatusBadRequest, CodeMalformed, "projection must be a projection name")
+		return
+	}
+	pos, err := eventstore.ParsePosition(req.Position)
+	if err != nil || req.Position == "" {
+		writeError(w, http.StatusBadRequest, CodeMalformed, "position must be a dead letter's position")
+		return
+	}
+	var b query.Build
+	if req.Build != "" {
+		if b, err = query.ParseBuild(req.Build); err != nil {
+			writeError(w, http.StatusBadRequest, CodeMalformed, "build must be like 2 or 2g1")
+			return
+		}
+	} else {
+		v, err := query.Resolve(r.Context(), h.cfg.Redis, req.Projection)
+		if err != nil {
+			h.redisError(w, err)
+			return
+		}
+		b = v.Build()
+	}
+	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, req.Projection, b, pos)
+	switch {
+	case errors.Is(err, projection.ErrNoDeadLetter):
+		writeError(w, http.StatusNotFound, CodeNotFound, "no dead letter at this position (already retried?)")
+		return
+	case err != nil:
+		h.redisError(w, err)
+		return
+	}
+	h.log.Info("dead letter retry requested from the web page", "projection", req.Projection, "build", b.String(),
+		"position", pos.String())
+	writeJSON(w, http.StatusAccepted, map[string]any{"projection": req.Projection, "build": b.String(),
+		"position": pos.String(), "state": "queued"})
 }
 
 func (h *Handler) redisError(w http.ResponseWriter, err error) {

@@ -133,7 +133,8 @@ func (h *Handler) Close() {
 
 // Mount registers the page on mux: GET / (the shop), GET /ops (the
 // operations view), GET /assets/..., GET /web/config, GET /web/events (the
-// event stream), GET /web/deadletters, POST /web/rebuild and, with
+// event stream), GET /web/deadletters, POST /web/rebuild,
+// POST /web/deadletters/retry and, with
 // Config.CommandURL or Config.ProxyCommands, the command routes.
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", h.page("index.html"))
@@ -143,6 +144,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /web/events", h.events)
 	mux.HandleFunc("GET /web/deadletters", h.deadLetters)
 	mux.HandleFunc("POST /web/rebuild", h.admin(h.rebuild))
+	mux.HandleFunc("POST /web/deadletters/retry", h.admin(h.retryDeadLetter))
 	if h.proxy != nil || h.cfg.ProxyCommands {
 		for _, p := range []string{"POST /carts", "POST /carts/{id}/items", "PUT /carts/{id}/items/{product_id}",
 			"DELETE /carts/{id}/items/{product_id}", "POST /carts/{id}/checkout", "POST /customers"} {
