@@ -143,11 +143,6 @@ func (j *job) add(p projection.Progress, now time.Time) {
 // catches up beside the live one and replaces it. It answers 202 at once;
 // the event stream reports the progress.
 func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.Store == nil {
-		writeError(w, http.StatusNotImplemented, CodeNotSupported,
-			"this process does not open the event store; rebuild with: cart replay --force <projection>")
-		return
-	}
 	var req RebuildRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, CodeMalformed, "body must be {\"projection\": name}")
@@ -161,6 +156,10 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 	}
 	if proj == nil {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such projection")
+		return
+	}
+	if h.cfg.Store == nil {
+		h.requestRebuild(w, r, proj.Name())
 		return
 	}
 	h.mu.Lock()
@@ -205,6 +204,25 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 		log.Info("rebuild done", "build", j.Build)
 	})
 	writeJSON(w, http.StatusAccepted, snapshot)
+}
+
+// requestRebuild is the rebuild of a process without the event store (the
+// query API): it records the request in Redis (projection.RequestRebuild)
+// for a projector to run, and answers 202 with {"projection", "requested":
+// true}. The new build's progress shows in the projections table, from the
+// status its runner writes.
+func (h *Handler) requestRebuild(w http.ResponseWriter, r *http.Request, name string) {
+	err := projection.RequestRebuild(r.Context(), h.cfg.Redis, name)
+	switch {
+	case errors.Is(err, projection.ErrRebuildRequested):
+		writeError(w, http.StatusConflict, CodeConflict, "a rebuild of this projection is already requested")
+		return
+	case err != nil:
+		h.redisError(w, err)
+		return
+	}
+	h.log.Info("rebuild requested from the web page for a projector", "projection", name)
+	writeJSON(w, http.StatusAccepted, map[string]any{"projection": name, "requested": true})
 }
 
 // jobList returns a copy of the rebuilds, by id.

@@ -36,7 +36,7 @@ const (
 	CodeMalformed     = "malformed"      // 400
 	CodeNotFound      = "not_found"      // 404: no such projection
 	CodeConflict      = "conflict"       // 409: a rebuild of it is already running
-	CodeNotSupported  = "not_supported"  // 501: this process cannot do it (no event store)
+	CodeNotSupported  = "not_supported"  // 501: this process cannot do it
 	CodeUnavailable   = "unavailable"    // 502/503: the command API or Redis cannot be reached
 )
 
@@ -48,7 +48,8 @@ type Config struct {
 	// Store, when set, gives the status a fresh head of the log and makes
 	// rebuilds possible from the page ("cart serve"). nil (the query API
 	// role, which never opens the store) shows the head the runners last
-	// wrote, and rebuilds are done with "cart replay".
+	// wrote, and a rebuild from the page is recorded in Redis for a
+	// projector to run (projection.RequestRebuild).
 	Store eventstore.Store
 	// Projections are the application's projections: their names are shown
 	// even before a runner wrote their status, and they are what a rebuild
@@ -193,6 +194,7 @@ type PageConfig struct {
 	// Admin: actions are enabled (a token is configured); the page asks for it.
 	Admin bool `json:"admin"`
 	// Rebuild: this process can rebuild projections (it has the event store).
+	// Without it a rebuild from the page is a request a projector runs.
 	Rebuild bool `json:"rebuild"`
 	// Commands: commands can be sent from this origin.
 	Commands bool `json:"commands"`

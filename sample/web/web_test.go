@@ -138,7 +138,7 @@ func TestAdminActionsNeedTheToken(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"/web/rebuild", `{"projection":"eventlog"}`, http.StatusNotImplemented, web.CodeNotSupported},
+		{"/web/rebuild", `{"projection":"nope"}`, http.StatusNotFound, web.CodeNotFound},
 		{"/web/deadletters/retry", `{"projection":"eventlog","position":"2"}`, http.StatusNotFound, web.CodeNotFound},
 	} {
 		checkAdmin(t, f, a.path, a.body, a.status, a.code)
@@ -164,7 +164,7 @@ func checkAdmin(t *testing.T, f *fixture, path, reqBody string, okStatus int, ok
 		{"the token, same origin", map[string]string{"Authorization": "Bearer s3cret", "Origin": f.srv.URL}, okStatus, okCode},
 	} {
 		status, body := do(t, "POST", url, reqBody, c.hdr)
-		if status != c.status || body["code"] != c.code {
+		if code, _ := body["code"].(string); status != c.status || code != c.code {
 			t.Errorf("%s %s: got %d %v, want %d %s", path, c.name, status, body, c.status, c.code)
 		}
 	}
@@ -440,5 +440,38 @@ func TestDeadLetterRetriedFromThePage(t *testing.T) {
 	}
 	if status, body := do(t, "POST", url, `{"projection":"eventlog","position":"`+rec.Position.String()+`"}`, auth); status != http.StatusNotFound {
 		t.Fatalf("second retry: %d %v, want 404", status, body)
+	}
+}
+
+func TestRebuildRequestedWithoutStore(t *testing.T) {
+	// query-api: no event store here; the rebuild is recorded for a projector.
+	f := newFixture(t, web.Config{AdminToken: "s3cret"})
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	status, body := do(t, "POST", f.srv.URL+"/web/rebuild", `{"projection":"eventlog"}`, auth)
+	if status != http.StatusAccepted || body["requested"] != true || body["projection"] != web.TailName {
+		t.Fatalf("rebuild: %d %v, want 202 requested", status, body)
+	}
+	if status, body := do(t, "POST", f.srv.URL+"/web/rebuild", `{"projection":"eventlog"}`, auth); status != http.StatusConflict {
+		t.Fatalf("second request: %d %v, want 409", status, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A projector (it has the store) serves the request.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		cfg := projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet}
+		if err := projection.ServeRebuildRequests(ctx, cfg, projection.RebuildOptions{}, 10*time.Millisecond); err != nil {
+			t.Error(err)
+		}
+	})
+	defer func() { cancel(); wg.Wait() }()
+	for f.rdb.Exists(ctx, projection.RebuildRequestKey(web.TailName)).Val() != 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the request was not served")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a := f.rdb.Get(ctx, query.ActiveKey(web.TailName)).Val(); a != "1g1" {
+		t.Fatalf("active build %q, want 1g1", a)
 	}
 }

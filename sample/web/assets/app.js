@@ -322,7 +322,8 @@ async function startRebuild(ev) {
   ev.preventDefault();
   const name = $('#rebuild-projection').value;
   const [s, d] = await api('POST', '/web/rebuild', { projection: name }, { Authorization: 'Bearer ' + $('#admin-token').value });
-  if (s === 202) notice('Rebuild #' + d.id + ' of ' + name + ' started.');
+  if (s === 202 && d.requested) notice('Rebuild of ' + name + ' requested: a projector runs it; its new build shows in the table above.');
+  else if (s === 202) notice('Rebuild #' + d.id + ' of ' + name + ' started.');
   else notice('Rebuild refused: ' + (d.error || ('HTTP ' + s)) + (d.code ? ' (' + d.code + ')' : ''), true);
 }
 
@@ -338,8 +339,7 @@ async function startOps() {
     $('#rebuild-projection').replaceChildren(...c.projections.map((p) => el('option', { value: p }, p)));
     $('#rebuild-form').addEventListener('submit', startRebuild);
     if (!c.rebuild) {
-      $('#rebuild').disabled = true;
-      $('#rebuild-form').append(el('p', {}, 'This process has no event store: rebuild with cart replay --force.'));
+      $('#rebuild-form').append(el('p', {}, 'This process has no event store: a projector runs the rebuild; follow its new build in the table above.'));
     }
   }
 }
