@@ -62,3 +62,33 @@ func TestRebuildRequestServedOnce(t *testing.T) {
 		t.Fatalf("checkpoint of the active build %s, want %s", cp, head)
 	}
 }
+
+func TestRebuildRequestTakenOverFromADeadClaim(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	head := appendEvents(t, store, 0, 50)
+	startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c"), Logger: quietLogger()}))
+	waitFor(t, rdb, "c", head)
+	if err := RequestRebuild(ctx, rdb, "c"); err != nil {
+		t.Fatal(err)
+	}
+	// A projector claimed it and died: its claim expires, then this one
+	// serves the request.
+	if err := rdb.Set(ctx, rebuildClaimKey("c"), "dead-projector", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		cfg := Config{Store: store, Redis: rdb, Projection: counts("c"), ID: "p2", LeaseTTL: time.Second, Logger: quietLogger()}
+		done <- ServeRebuildRequests(sctx, cfg, RebuildOptions{}, 5*time.Millisecond)
+	}()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, 30*time.Second, "the request served after the claim expired", func() bool {
+		return rdb.Exists(ctx, RebuildRequestKey("c")).Val() == 0
+	})
+	if a := rdb.Get(ctx, query.ActiveKey("c")).Val(); a != "1g1" {
+		t.Fatalf("active build %q, want 1g1", a)
+	}
+}
