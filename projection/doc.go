@@ -68,6 +68,7 @@
 //	{el:<name>}:v<b>:lease         token of the writing runner, with a TTL
 //	{el:<name>}:v<b>:status        hash written by the lease holder (fenced by the lease)
 //	{el:<name>}:v<b>:deadletter    list of DeadLetterEntry JSON
+//	{el:<name>}:v<b>:retry         dead letters to apply again (RetryDeadLetter)
 //	{el:<name>}:v<b>:<parts...>    the model (Tx.Key)
 //
 // <b> is a build (query.Build): the schema version n for its generation 0
@@ -162,7 +163,8 @@
 // ErrStuck, Status shows StuckAt and Error) or the record goes to the
 // dead-letter list, atomically with the checkpoint, and the runner goes on
 // (DeadLetter). Records of types the projection does not handle are skipped
-// and counted.
+// and counted. Once the cause is fixed, RetryDeadLetter has the build's lease
+// holder apply a dead letter again, exactly once, between its batches.
 //
 // A build with model keys but no checkpoint (the checkpoint was evicted or
 // deleted while the model stayed) is never applied from the start of the log,

@@ -145,7 +145,7 @@ func dump(rdb *redis.Client, name string) (map[string]string, error) {
 	for iter.Next(ctx) {
 		k := iter.Val()
 		switch strings.TrimPrefix(k, prefix) {
-		case "checkpoint", "lease", "status", "deadletter":
+		case "checkpoint", "lease", "status", "deadletter", "retry":
 			continue
 		}
 		typ, err := rdb.Type(ctx, k).Result()

@@ -642,6 +642,10 @@ func (r *Runner) session(ctx context.Context) error {
 			if err := r.refreshStatus(ctx); err != nil {
 				return err
 			}
+			// Dead letters an operator asked to retry (RetryDeadLetter).
+			if err := r.retryDeadLetters(ctx); err != nil {
+				return err
+			}
 			lastStatus = time.Now()
 		}
 

@@ -272,6 +272,16 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 		}
 		runners = append(runners, named{proj.Name(), r})
 	}
+	for _, proj := range p.projections(reg) {
+		// Rebuilds asked for by a process without the store (the web page
+		// of query-api) are run here, by one of the projectors.
+		wg.Go(func() {
+			cfg := projection.Config{Store: store, Redis: rdb, Projection: proj, Logger: log}
+			if err := projection.ServeRebuildRequests(ctx, cfg, projection.RebuildOptions{}, time.Second); err != nil {
+				log.Error("rebuild requests not served", "projection", proj.Name(), "error", err)
+			}
+		})
+	}
 	for _, n := range runners {
 		wg.Go(func() {
 			if err := n.r.Run(ctx); err != nil {

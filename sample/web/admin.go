@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
 )
@@ -142,11 +143,6 @@ func (j *job) add(p projection.Progress, now time.Time) {
 // catches up beside the live one and replaces it. It answers 202 at once;
 // the event stream reports the progress.
 func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.Store == nil {
-		writeError(w, http.StatusNotImplemented, CodeNotSupported,
-			"this process does not open the event store; rebuild with: cart replay --force <projection>")
-		return
-	}
 	var req RebuildRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, CodeMalformed, "body must be {\"projection\": name}")
@@ -160,6 +156,10 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 	}
 	if proj == nil {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such projection")
+		return
+	}
+	if h.cfg.Store == nil {
+		h.requestRebuild(w, r, proj.Name())
 		return
 	}
 	h.mu.Lock()
@@ -204,6 +204,25 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 		log.Info("rebuild done", "build", j.Build)
 	})
 	writeJSON(w, http.StatusAccepted, snapshot)
+}
+
+// requestRebuild is the rebuild of a process without the event store (the
+// query API): it records the request in Redis (projection.RequestRebuild)
+// for a projector to run, and answers 202 with {"projection", "requested":
+// true}. The new build's progress shows in the projections table, from the
+// status its runner writes.
+func (h *Handler) requestRebuild(w http.ResponseWriter, r *http.Request, name string) {
+	err := projection.RequestRebuild(r.Context(), h.cfg.Redis, name)
+	switch {
+	case errors.Is(err, projection.ErrRebuildRequested):
+		writeError(w, http.StatusConflict, CodeConflict, "a rebuild of this projection is already requested")
+		return
+	case err != nil:
+		h.redisError(w, err)
+		return
+	}
+	h.log.Info("rebuild requested from the web page for a projector", "projection", name)
+	writeJSON(w, http.StatusAccepted, map[string]any{"projection": name, "requested": true})
 }
 
 // jobList returns a copy of the rebuilds, by id.
@@ -259,8 +278,72 @@ func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 			entries = append(entries, e)
 		}
 	}
+	retrying, err := projection.ReadRetries(r.Context(), h.cfg.Redis, name, b)
+	if err != nil {
+		h.redisError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"projection": name, "build": b.String(), "entries": entries,
-		"count": len(entries)})
+		"count": len(entries), "retrying": retrying})
+}
+
+// RetryRequest is the body of POST /web/deadletters/retry. Build defaults
+// to the active build.
+type RetryRequest struct {
+	Projection string `json:"projection"`
+	Build      string `json:"build,omitempty"`
+	Position   string `json:"position"`
+}
+
+// retryDeadLetter asks the lease holder of a build to apply one of its dead
+// letters again (projection.RetryDeadLetter). It needs no event store: the
+// request is recorded in Redis and the projector holding the lease reads the
+// record itself, so it works in the query API of a split deployment too. It
+// answers 202 once the request is recorded; the dead-letter listing shows it
+// under "retrying" until the runner has applied it, or back among the
+// entries with the new error if it failed again.
+func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
+	var req RetryRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, CodeMalformed, "body must be {\"projection\": name, \"position\": p}")
+		return
+	}
+	if err := query.ValidateName(req.Projection); err != nil {
+		writeError(w, http.StatusBadRequest, CodeMalformed, "projection must be a projection name")
+		return
+	}
+	pos, err := eventstore.ParsePosition(req.Position)
+	if err != nil || req.Position == "" {
+		writeError(w, http.StatusBadRequest, CodeMalformed, "position must be a dead letter's position")
+		return
+	}
+	var b query.Build
+	if req.Build != "" {
+		if b, err = query.ParseBuild(req.Build); err != nil {
+			writeError(w, http.StatusBadRequest, CodeMalformed, "build must be like 2 or 2g1")
+			return
+		}
+	} else {
+		v, err := query.Resolve(r.Context(), h.cfg.Redis, req.Projection)
+		if err != nil {
+			h.redisError(w, err)
+			return
+		}
+		b = v.Build()
+	}
+	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, req.Projection, b, pos)
+	switch {
+	case errors.Is(err, projection.ErrNoDeadLetter):
+		writeError(w, http.StatusNotFound, CodeNotFound, "no dead letter at this position (already retried?)")
+		return
+	case err != nil:
+		h.redisError(w, err)
+		return
+	}
+	h.log.Info("dead letter retry requested from the web page", "projection", req.Projection, "build", b.String(),
+		"position", pos.String())
+	writeJSON(w, http.StatusAccepted, map[string]any{"projection": req.Projection, "build": b.String(),
+		"position": pos.String(), "state": "queued"})
 }
 
 func (h *Handler) redisError(w http.ResponseWriter, err error) {

@@ -36,7 +36,7 @@ const (
 	CodeMalformed     = "malformed"      // 400
 	CodeNotFound      = "not_found"      // 404: no such projection
 	CodeConflict      = "conflict"       // 409: a rebuild of it is already running
-	CodeNotSupported  = "not_supported"  // 501: this process cannot do it (no event store)
+	CodeNotSupported  = "not_supported"  // 501: this process cannot do it
 	CodeUnavailable   = "unavailable"    // 502/503: the command API or Redis cannot be reached
 )
 
@@ -48,7 +48,8 @@ type Config struct {
 	// Store, when set, gives the status a fresh head of the log and makes
 	// rebuilds possible from the page ("cart serve"). nil (the query API
 	// role, which never opens the store) shows the head the runners last
-	// wrote, and rebuilds are done with "cart replay".
+	// wrote, and a rebuild from the page is recorded in Redis for a
+	// projector to run (projection.RequestRebuild).
 	Store eventstore.Store
 	// Projections are the application's projections: their names are shown
 	// even before a runner wrote their status, and they are what a rebuild
@@ -133,7 +134,8 @@ func (h *Handler) Close() {
 
 // Mount registers the page on mux: GET / (the shop), GET /ops (the
 // operations view), GET /assets/..., GET /web/config, GET /web/events (the
-// event stream), GET /web/deadletters, POST /web/rebuild and, with
+// event stream), GET /web/deadletters, POST /web/rebuild,
+// POST /web/deadletters/retry and, with
 // Config.CommandURL or Config.ProxyCommands, the command routes.
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", h.page("index.html"))
@@ -143,6 +145,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /web/events", h.events)
 	mux.HandleFunc("GET /web/deadletters", h.deadLetters)
 	mux.HandleFunc("POST /web/rebuild", h.admin(h.rebuild))
+	mux.HandleFunc("POST /web/deadletters/retry", h.admin(h.retryDeadLetter))
 	if h.proxy != nil || h.cfg.ProxyCommands {
 		for _, p := range []string{"POST /carts", "POST /carts/{id}/items", "PUT /carts/{id}/items/{product_id}",
 			"DELETE /carts/{id}/items/{product_id}", "POST /carts/{id}/checkout", "POST /customers"} {
@@ -191,6 +194,7 @@ type PageConfig struct {
 	// Admin: actions are enabled (a token is configured); the page asks for it.
 	Admin bool `json:"admin"`
 	// Rebuild: this process can rebuild projections (it has the event store).
+	// Without it a rebuild from the page is a request a projector runs.
 	Rebuild bool `json:"rebuild"`
 	// Commands: commands can be sent from this origin.
 	Commands bool `json:"commands"`

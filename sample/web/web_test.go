@@ -123,8 +123,33 @@ func TestAdminActionsNeedTheToken(t *testing.T) {
 			t.Fatalf("got %d %v, want 403 %s", status, body, web.CodeAdminDisabled)
 		}
 	})
+	t.Run("retry disabled without a token", func(t *testing.T) {
+		f := newFixture(t, web.Config{})
+		status, body := do(t, "POST", f.srv.URL+"/web/deadletters/retry", `{"projection":"eventlog","position":"2"}`,
+			map[string]string{"Authorization": "Bearer x"})
+		if status != http.StatusForbidden || body["code"] != web.CodeAdminDisabled {
+			t.Fatalf("got %d %v, want 403 %s", status, body, web.CodeAdminDisabled)
+		}
+	})
 	f := newFixture(t, web.Config{AdminToken: "s3cret"})
-	url := f.srv.URL + "/web/rebuild"
+	for _, a := range []struct {
+		path, body string
+		// status and code with the right token, from the page's origin
+		status int
+		code   string
+	}{
+		{"/web/rebuild", `{"projection":"nope"}`, http.StatusNotFound, web.CodeNotFound},
+		{"/web/deadletters/retry", `{"projection":"eventlog","position":"2"}`, http.StatusNotFound, web.CodeNotFound},
+	} {
+		checkAdmin(t, f, a.path, a.body, a.status, a.code)
+	}
+}
+
+// checkAdmin checks that the action at path is refused without the right
+// token or from another site, and answers status and code with it.
+func checkAdmin(t *testing.T, f *fixture, path, reqBody string, okStatus int, okCode string) {
+	t.Helper()
+	url := f.srv.URL + path
 	for _, c := range []struct {
 		name   string
 		hdr    map[string]string
@@ -136,11 +161,11 @@ func TestAdminActionsNeedTheToken(t *testing.T) {
 		{"token as a cookie", map[string]string{"Cookie": "token=s3cret"}, http.StatusUnauthorized, web.CodeUnauthorized},
 		{"another site", map[string]string{"Authorization": "Bearer s3cret", "Origin": "http://evil.example"}, http.StatusForbidden, web.CodeForbidden},
 		{"cross-site fetch", map[string]string{"Authorization": "Bearer s3cret", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, web.CodeForbidden},
-		{"no store here", map[string]string{"Authorization": "Bearer s3cret", "Origin": f.srv.URL}, http.StatusNotImplemented, web.CodeNotSupported},
+		{"the token, same origin", map[string]string{"Authorization": "Bearer s3cret", "Origin": f.srv.URL}, okStatus, okCode},
 	} {
-		status, body := do(t, "POST", url, `{"projection":"eventlog"}`, c.hdr)
-		if status != c.status || body["code"] != c.code {
-			t.Errorf("%s: got %d %v, want %d %s", c.name, status, body, c.status, c.code)
+		status, body := do(t, "POST", url, reqBody, c.hdr)
+		if code, _ := body["code"].(string); status != c.status || code != c.code {
+			t.Errorf("%s %s: got %d %v, want %d %s", path, c.name, status, body, c.status, c.code)
 		}
 	}
 	if status, _ := do(t, "GET", url, "", map[string]string{"Authorization": "Bearer s3cret"}); status != http.StatusMethodNotAllowed {
@@ -362,5 +387,91 @@ func TestDeadLettersListed(t *testing.T) {
 	}
 	if status, _ := do(t, "GET", f.srv.URL+"/web/deadletters?projection=nothing", "", nil); status != http.StatusNotFound {
 		t.Errorf("projection without a build: %d, want 404", status)
+	}
+}
+
+func TestDeadLetterRetriedFromThePage(t *testing.T) {
+	f := newFixture(t, web.Config{AdminToken: "s3cret"})
+	ctx := context.Background()
+	var rec eventstore.Record
+	for r, err := range f.store.ReadStream(ctx, "order-o1", 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec = r
+		break
+	}
+	// A record of the log set aside as if it had failed, with the runner of
+	// the fixture holding the build's lease.
+	entry, _ := json.Marshal(projection.DeadLetterEntry{Position: rec.Position.String(), StreamID: rec.StreamID,
+		Version: rec.Version, Type: rec.Type, EventID: rec.ID.String(), Error: "boom"})
+	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, 1), entry).Err(); err != nil {
+		t.Fatal(err)
+	}
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	url := f.srv.URL + "/web/deadletters/retry"
+	for _, body := range []string{`{"projection":"eventlog"}`, `{"projection":"No!","position":"2"}`,
+		`{"projection":"eventlog","position":"2","build":"x"}`, `nope`} {
+		if status, got := do(t, "POST", url, body, auth); status != http.StatusBadRequest {
+			t.Errorf("%s: %d %v, want 400", body, status, got)
+		}
+	}
+	status, body := do(t, "POST", url, `{"projection":"eventlog","position":"`+rec.Position.String()+`"}`, auth)
+	if status != http.StatusAccepted || body["build"] != "1" || body["state"] != "queued" {
+		t.Fatalf("retry: %d %v, want 202 queued for build 1", status, body)
+	}
+	// The request left the dead letters at once; the lease holder applies it
+	// and empties the retry list.
+	if status, body := do(t, "GET", f.srv.URL+"/web/deadletters?projection="+web.TailName, "", nil); status != http.StatusOK ||
+		body["count"] != float64(0) {
+		t.Fatalf("listing right after the request: %d %v, want no entries", status, body)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, body := do(t, "GET", f.srv.URL+"/web/deadletters?projection="+web.TailName, "", nil)
+		retrying, _ := body["retrying"].([]any)
+		if status == http.StatusOK && body["count"] == float64(0) && len(retrying) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retry not applied: %d %v", status, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status, body := do(t, "POST", url, `{"projection":"eventlog","position":"`+rec.Position.String()+`"}`, auth); status != http.StatusNotFound {
+		t.Fatalf("second retry: %d %v, want 404", status, body)
+	}
+}
+
+func TestRebuildRequestedWithoutStore(t *testing.T) {
+	// query-api: no event store here; the rebuild is recorded for a projector.
+	f := newFixture(t, web.Config{AdminToken: "s3cret"})
+	auth := map[string]string{"Authorization": "Bearer s3cret"}
+	status, body := do(t, "POST", f.srv.URL+"/web/rebuild", `{"projection":"eventlog"}`, auth)
+	if status != http.StatusAccepted || body["requested"] != true || body["projection"] != web.TailName {
+		t.Fatalf("rebuild: %d %v, want 202 requested", status, body)
+	}
+	if status, body := do(t, "POST", f.srv.URL+"/web/rebuild", `{"projection":"eventlog"}`, auth); status != http.StatusConflict {
+		t.Fatalf("second request: %d %v, want 409", status, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A projector (it has the store) serves the request.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		cfg := projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet}
+		if err := projection.ServeRebuildRequests(ctx, cfg, projection.RebuildOptions{}, 10*time.Millisecond); err != nil {
+			t.Error(err)
+		}
+	})
+	defer func() { cancel(); wg.Wait() }()
+	for f.rdb.Exists(ctx, projection.RebuildRequestKey(web.TailName)).Val() != 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the request was not served")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a := f.rdb.Get(ctx, query.ActiveKey(web.TailName)).Val(); a != "1g1" {
+		t.Fatalf("active build %q, want 1g1", a)
 	}
 }

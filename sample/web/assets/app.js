@@ -214,7 +214,7 @@ function startShop() {
 
 // ---- the operations view ---------------------------------------------------
 
-const ops = { es: null, maxLag: 0, token: '' };
+const ops = { es: null, maxLag: 0, token: '', admin: false };
 
 function fmt(n, digits) {
   if (n === undefined || n === null || n < 0) return '–';
@@ -296,15 +296,34 @@ function connectOps() {
 async function showDead(name, build) {
   const [s, d] = await api('GET', '/web/deadletters?projection=' + encodeURIComponent(name) + '&build=' + encodeURIComponent(build));
   if (s !== 200) { notice('Dead letters: ' + (d.error || s), true); return; }
-  $('#dead-letters').replaceChildren(...d.entries.map((e) => el('li', {},
-    name + ' ' + build + ': ', el('code', {}, e.type), ' at ' + e.position + ' on ' + e.stream_id + ': ' + e.error)));
+  const retry = (e) => ops.admin
+    ? [' ', el('button', { type: 'button', class: 'retry', onclick: () => retryDead(name, build, e.position) }, 'Retry')]
+    : [];
+  $('#dead-letters').replaceChildren(
+    ...d.entries.map((e) => el('li', {},
+      name + ' ' + build + ': ', el('code', {}, e.type), ' at ' + e.position + ' on ' + e.stream_id + ': ' + e.error, ...retry(e))),
+    ...(d.retrying || []).map((e) => el('li', { class: 'pending' },
+      name + ' ' + build + ': ', el('code', {}, e.type), ' at ' + e.position + ' on ' + e.stream_id + ': retry pending')));
+}
+
+// retryDead asks the projection's lease holder to apply one dead letter
+// again; the listing shows it pending until the runner has applied it, or
+// back with the new error.
+async function retryDead(name, build, position) {
+  const token = $('#admin-token').value;
+  if (!token) { notice('Enter the admin token (under Rebuilds) to retry a dead letter.', true); return; }
+  const [s, d] = await api('POST', '/web/deadletters/retry', { projection: name, build, position }, { Authorization: 'Bearer ' + token });
+  if (s === 202) notice('Retry of ' + name + ' ' + build + ' at ' + position + ' queued.');
+  else notice('Retry refused: ' + (d.error || ('HTTP ' + s)) + (d.code ? ' (' + d.code + ')' : ''), true);
+  showDead(name, build);
 }
 
 async function startRebuild(ev) {
   ev.preventDefault();
   const name = $('#rebuild-projection').value;
   const [s, d] = await api('POST', '/web/rebuild', { projection: name }, { Authorization: 'Bearer ' + $('#admin-token').value });
-  if (s === 202) notice('Rebuild #' + d.id + ' of ' + name + ' started.');
+  if (s === 202 && d.requested) notice('Rebuild of ' + name + ' requested: a projector runs it; its new build shows in the table above.');
+  else if (s === 202) notice('Rebuild #' + d.id + ' of ' + name + ' started.');
   else notice('Rebuild refused: ' + (d.error || ('HTTP ' + s)) + (d.code ? ' (' + d.code + ')' : ''), true);
 }
 
@@ -314,13 +333,13 @@ async function startOps() {
   const [s, c] = await api('GET', '/web/config');
   if (s !== 200) return;
   if (c.admin) {
+    ops.admin = true;
     $('#admin-off').hidden = true;
     $('#rebuild-form').hidden = false;
     $('#rebuild-projection').replaceChildren(...c.projections.map((p) => el('option', { value: p }, p)));
     $('#rebuild-form').addEventListener('submit', startRebuild);
     if (!c.rebuild) {
-      $('#rebuild').disabled = true;
-      $('#rebuild-form').append(el('p', {}, 'This process has no event store: rebuild with cart replay --force.'));
+      $('#rebuild-form').append(el('p', {}, 'This process has no event store: a projector runs the rebuild; follow its new build in the table above.'));
     }
   }
 }

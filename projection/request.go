@@ -1,0 +1,136 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrRebuildRequested means RequestRebuild found a rebuild of the projection
+// already requested and not finished.
+var ErrRebuildRequested = errors.New("projection: a rebuild is already requested")
+
+// RebuildRequestKey returns the key recording a rebuild of projection name
+// asked for by a process without the event store (RequestRebuild), until a
+// process serving requests (ServeRebuildRequests) has done it.
+func RebuildRequestKey(name string) string { return query.Tag(name) + ":rebuild" }
+
+func rebuildClaimKey(name string) string { return query.Tag(name) + ":rebuild:claim" }
+
+// RequestRebuild records that a forced blue/green rebuild of projection name
+// is wanted, for a process that has the event store and runs
+// ServeRebuildRequests (a projector) to do it: the query side of a split
+// deployment never opens the store. The rebuild's progress shows in the new
+// build's status like any other. It returns an error matching
+// ErrRebuildRequested while an earlier request is pending or running.
+func RequestRebuild(ctx context.Context, rdb redis.Cmdable, name string) error {
+	if err := query.ValidateName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	ok, err := rdb.SetNX(ctx, RebuildRequestKey(name), time.Now().UTC().Format(time.RFC3339Nano), 0).Result()
+	if err != nil {
+		return fmt.Errorf("projection: request a rebuild of %s: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrRebuildRequested, name)
+	}
+	return nil
+}
+
+// ServeRebuildRequests runs, until ctx ends, the rebuilds of cfg.Projection
+// that RequestRebuild records, looking every interval (default 1 s): a
+// forced blue/green Rebuild with opts, after which the request is removed,
+// whether the rebuild succeeded or failed (the failure is logged and left in
+// the new build's status). Among the processes serving one projection, one
+// claims a request (a lease renewed while it runs) and the others leave it;
+// if that process dies, the claim expires after cfg.LeaseTTL and another
+// takes the request over, resuming the generation from its checkpoint.
+func ServeRebuildRequests(ctx context.Context, cfg Config, opts RebuildOptions, interval time.Duration) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg = cfg.withDefaults()
+	if interval <= 0 {
+		interval = time.Second
+	}
+	name := cfg.Projection.Name()
+	log := cfg.Logger.With("projection", name, "runner", cfg.ID)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := cfg.Redis.Exists(ctx, RebuildRequestKey(name)).Result()
+		if err != nil || n == 0 {
+			if err != nil && ctx.Err() == nil {
+				log.Warn("read rebuild requests", "error", err)
+			}
+			continue
+		}
+		if err := serveRequest(ctx, cfg, opts, log); err != nil && ctx.Err() == nil {
+			log.Warn("serve a rebuild request", "error", err)
+		}
+	}
+}
+
+// serveRequest claims the pending request and runs it, renewing the claim
+// while the rebuild runs; a lost claim cancels the rebuild.
+func serveRequest(ctx context.Context, cfg Config, opts RebuildOptions, log *slog.Logger) error {
+	name := cfg.Projection.Name()
+	claim := rebuildClaimKey(name)
+	ok, err := cfg.Redis.SetNX(ctx, claim, cfg.ID, cfg.LeaseTTL).Result()
+	if err != nil || !ok {
+		return err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var lost atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(cfg.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			if ok, err := runScript(rctx, cfg.Redis, renewScript, claim, cfg.ID, cfg.LeaseTTL.Milliseconds()); err == nil && !ok {
+				lost.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	log.Info("rebuild requested: starting")
+	opts.Force = true
+	rcfg := cfg
+	rcfg.ID = "" // the rebuild's runner takes its own lease token
+	res, err := Rebuild(rctx, rcfg, opts)
+	cancel()
+	<-done
+	rel, relCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer relCancel()
+	defer func() { _, _ = runScript(rel, cfg.Redis, releaseScript, claim, cfg.ID) }()
+	if err != nil && (ctx.Err() != nil || lost.Load()) {
+		return err // cut short: the request stays for whoever serves it next
+	}
+	if err != nil {
+		log.Error("requested rebuild failed", "error", err)
+	} else {
+		log.Info("requested rebuild done", "build", query.Build{Version: res.Version, Generation: res.Generation}.String())
+	}
+	if derr := cfg.Redis.Del(rel, RebuildRequestKey(name)).Err(); derr != nil {
+		return fmt.Errorf("remove the rebuild request of %s: %w", name, derr)
+	}
+	return nil
+}

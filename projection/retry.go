@@ -1,0 +1,230 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNoDeadLetter means RetryDeadLetter found no dead letter at the position
+// asked for in the build's dead-letter list.
+var ErrNoDeadLetter = errors.New("projection: no such dead letter")
+
+// BuildRetryKey returns the key of the retry list of build b: dead letters
+// an operator asked to apply again, as the JSON DeadLetterEntry they had in
+// the dead-letter list, oldest request first. The build's lease holder
+// empties it.
+func BuildRetryKey(name string, b query.Build) string {
+	return query.BuildPrefix(name, b) + "retry"
+}
+
+// retryRequestScript moves the dead letter of KEYS[1] whose position is
+// ARGV[1] to the retry list KEYS[2], in one step: at every moment the entry
+// is in exactly one of the two lists.
+var retryRequestScript = redis.NewScript(`
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, e = pcall(cjson.decode, raw)
+  if ok and type(e) == 'table' and e['position'] == ARGV[1] then
+    redis.call('LREM', KEYS[1], 1, raw)
+    redis.call('RPUSH', KEYS[2], raw)
+    return 1
+  end
+end
+return 0`)
+
+// RetryDeadLetter asks the runner holding the lease of build b of projection
+// name to apply the dead letter at position again, once the projection's code
+// or data has been fixed. The request is recorded in Redis (the entry moves
+// from the dead-letter list to the build's retry list, BuildRetryKey), so it
+// survives restarts: the lease holder picks it up between batches, within
+// about Config.StatusEvery, reads the record from the store again and applies
+// it in a fenced transaction that also removes the request, so that the
+// record is applied once whatever crashes. If applying it fails
+// Config.MaxAttempts times again, it goes back to the dead-letter list with
+// the new error. The checkpoint does not move: the record is applied after
+// the records that followed it in the log.
+//
+// The zero Build means the active build. It returns an error matching
+// ErrNoDeadLetter if the build has no dead letter at position.
+func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, position eventstore.Position) error {
+	if err := query.ValidateName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if b.IsZero() {
+		a, err := activeBuild(ctx, rdb, name)
+		if err != nil {
+			return fmt.Errorf("projection: retry dead letter of %s: %w", name, err)
+		}
+		if a.IsZero() {
+			return fmt.Errorf("%w: projection %q has no active version", query.ErrNotReady, name)
+		}
+		b = a
+	}
+	n, err := retryRequestScript.Run(ctx, rdb, []string{BuildDeadLetterKey(name, b), BuildRetryKey(name, b)}, position.String()).Int()
+	if err != nil {
+		return fmt.Errorf("projection: retry dead letter %s of %s v%s: %w", position, name, b, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s v%s has none at position %s", ErrNoDeadLetter, name, b, position)
+	}
+	return nil
+}
+
+// ReadRetries returns the dead letters of build b waiting to be applied
+// again (RetryDeadLetter), oldest request first.
+func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]DeadLetterEntry, error) {
+	raw, err := rdb.LRange(ctx, BuildRetryKey(name, b), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
+	}
+	out := make([]DeadLetterEntry, 0, len(raw))
+	for _, s := range raw {
+		var e DeadLetterEntry
+		if json.Unmarshal([]byte(s), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// retryDeadLetters applies the retry requests of the runner's build, oldest
+// first, until the list is empty. It runs on the session's goroutine between
+// batches, so the lease is the runner's and nothing else writes the build.
+func (r *Runner) retryDeadLetters(ctx context.Context) error {
+	retryKey := BuildRetryKey(r.name, r.build)
+	for {
+		raw, err := r.cfg.Redis.LIndex(ctx, retryKey, 0).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read retry requests: %w", err)
+		}
+		if err := r.retryOne(ctx, retryKey, raw); err != nil {
+			return err
+		}
+	}
+}
+
+// retryOne handles the request raw at the head of the retry list: applied
+// and removed, or moved back to the dead letters with the new error.
+func (r *Runner) retryOne(ctx context.Context, retryKey, raw string) error {
+	var e DeadLetterEntry
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		// Not ours to read: set it aside rather than block the list.
+		return r.execRetry(ctx, retryKey, raw, nil, fmt.Errorf("unreadable retry request: %w", err))
+	}
+	rec, err := r.readRecord(ctx, e)
+	if err != nil {
+		if transient(err) || ctx.Err() != nil {
+			return err
+		}
+		return r.execRetry(ctx, retryKey, raw, nil, err)
+	}
+	var last error
+	for attempt := range r.cfg.MaxAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, r.cfg.MinBackoff); err != nil {
+				return err
+			}
+		}
+		err := r.execRetry(ctx, retryKey, raw, &rec, nil)
+		var ae *applyError
+		if !errors.As(err, &ae) {
+			if err == nil {
+				r.log.Info("dead letter applied on retry", "position", e.Position, "type", e.Type)
+			}
+			return err
+		}
+		if transient(ae.err) || ctx.Err() != nil {
+			return ae.err
+		}
+		last = ae.err
+	}
+	if err := r.execRetry(ctx, retryKey, raw, &rec, last); err != nil {
+		return err
+	}
+	r.log.Warn("dead letter failed again on retry", "position", e.Position, "type", e.Type, "error", last)
+	return nil
+}
+
+// readRecord reads the record of a dead letter from the store, by its stream
+// and version, and checks it is the same record.
+func (r *Runner) readRecord(ctx context.Context, e DeadLetterEntry) (eventstore.Record, error) {
+	for rec, err := range r.cfg.Store.ReadStream(ctx, e.StreamID, e.Version) {
+		if err != nil {
+			return eventstore.Record{}, fmt.Errorf("read %s version %d: %w", e.StreamID, e.Version, err)
+		}
+		if rec.Version != e.Version || rec.Position.String() != e.Position || (e.EventID != "" && rec.ID.String() != e.EventID) {
+			return eventstore.Record{}, fmt.Errorf("record %s version %d at %s is not the dead letter's (position %s)",
+				e.StreamID, e.Version, rec.Position, e.Position)
+		}
+		return rec, nil
+	}
+	return eventstore.Record{}, fmt.Errorf("record %s version %d is not in the store", e.StreamID, e.Version)
+}
+
+// execRetry runs one retry in a transaction fenced like a batch (the lease,
+// the active version and the retry list are watched): with failed nil it
+// applies rec and removes the request; otherwise it moves the request back
+// to the dead letters with failed as its error. The checkpoint is left alone.
+func (r *Runner) execRetry(ctx context.Context, retryKey, raw string, rec *eventstore.Record, failed error) error {
+	for range 5 {
+		err := r.cfg.Redis.Watch(ctx, func(rtx *redis.Tx) error {
+			vals, err := rtx.MGet(ctx, r.leaseKey, r.activeKey).Result()
+			if err != nil {
+				return err
+			}
+			if holder, _ := vals[0].(string); holder != r.cfg.ID {
+				return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
+			}
+			if s, _ := vals[1].(string); s != "" {
+				if a, err := query.ParseBuild(s); err == nil && r.build.Before(a) {
+					return superseded(r.name, r.build, a)
+				}
+			}
+			if head, err := rtx.LIndex(ctx, retryKey, 0).Result(); err != nil || head != raw {
+				return errWatchFailed // handled by someone else meanwhile
+			}
+			pipe := rtx.TxPipeline()
+			if failed == nil && (r.handles == nil || r.handles[rec.Type]) {
+				tx := &Tx{name: r.name, build: r.build, pipe: pipe, read: rtx}
+				if err := r.proj.Apply(ctx, tx, *rec); err != nil {
+					return &applyError{err: err}
+				}
+			}
+			pipe.LRem(ctx, retryKey, 1, raw)
+			if failed != nil {
+				var e DeadLetterEntry
+				_ = json.Unmarshal([]byte(raw), &e)
+				e.Error, e.At = failed.Error(), time.Now().UTC()
+				b, _ := json.Marshal(e)
+				pipe.RPush(ctx, r.deadKey, b)
+			}
+			_, err = pipe.Exec(ctx)
+			return err
+		}, r.leaseKey, r.activeKey, retryKey)
+		switch {
+		case errors.Is(err, redis.TxFailedErr), errors.Is(err, errWatchFailed):
+			continue
+		case errors.Is(err, ErrFenced), errors.Is(err, ErrSuperseded):
+			r.m.fenced.Inc()
+			return err
+		case err == nil && failed != nil:
+			r.m.deadLetters.Inc()
+		case err != nil && !transient(err):
+			var rerr redis.Error
+			if errors.As(err, &rerr) {
+				return fmt.Errorf("%w: %s: retry of the dead letter %s: %w", ErrCommandFailed, r.name, raw, err)
+			}
+		}
+		return err
+	}
+	return nil // the head of the list kept changing; the next pass reads it again
+}

@@ -1,0 +1,196 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/memory"
+	"github.com/eventline/eventline/internal/redistest"
+	"github.com/eventline/eventline/query"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+)
+
+// fixable is a projection whose "poison" records fail until fixed is set;
+// once fixed, each applied one increments the key "fixed", so a record
+// applied twice shows as 2.
+func fixable(fixed *atomic.Bool) Projection {
+	return Define("c", 1, func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+		switch rec.Type {
+		case "inc":
+			tx.Pipe().Incr(ctx, tx.Key("total"))
+		case "poison":
+			if !fixed.Load() {
+				return errors.New("cannot apply poison")
+			}
+			tx.Pipe().Incr(ctx, tx.Key("fixed"))
+		}
+		return nil
+	}, "inc", "poison")
+}
+
+// deadLettered starts a runner of fixable over 5 incs, a poison record and
+// 5 incs, and waits until the poison record is dead-lettered.
+func deadLettered(t *testing.T, rdb *redis.Client, store eventstore.Store, fixed *atomic.Bool, id string) (*Runner, *running, eventstore.Position) {
+	t.Helper()
+	ctx := context.Background()
+	for range 5 {
+		if _, err := store.Append(ctx, "ok", eventstore.Any, eventstore.Event{Type: "inc"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := store.Append(ctx, "bad", eventstore.Any, eventstore.Event{Type: "poison"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := store.Append(ctx, "ok", eventstore.Any, eventstore.Event{Type: "inc"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: fixable(fixed), OnPoison: DeadLetter,
+		StatusEvery: 10 * time.Millisecond, ID: id, Logger: quietLogger()})
+	x := startRunner(t, r)
+	head, _ := store.Head(ctx)
+	waitFor(t, rdb, "c", head)
+	if n := rdb.LLen(ctx, DeadLetterKey("c", 1)).Val(); n != 1 {
+		t.Fatalf("dead letters = %d, want 1", n)
+	}
+	return r, x, res.Position
+}
+
+func TestRetryDeadLetterAppliesOnce(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	var fixed atomic.Bool
+	r, _, pos := deadLettered(t, rdb, store, &fixed, "")
+
+	fixed.Store(true)
+	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); err != nil {
+		t.Fatal(err)
+	}
+	retryKey := BuildRetryKey("c", query.Build{Version: 1})
+	waitUntil(t, 10*time.Second, "the retry applied", func() bool {
+		return rdb.LLen(ctx, retryKey).Val() == 0 && rdb.LLen(ctx, DeadLetterKey("c", 1)).Val() == 0
+	})
+	// More records and several more passes of the runner leave it applied once.
+	res, err := store.Append(ctx, "ok", eventstore.Any, eventstore.Event{Type: "inc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, rdb, "c", res.Position)
+	before := testutil.ToFloat64(r.m.batches)
+	since := time.Now()
+	for range 2 { // the second pass has run the retries after the first
+		waitUntil(t, 10*time.Second, "another status pass", func() bool {
+			s, err := ReadStatus(ctx, rdb, "c", 1)
+			return err == nil && s.UpdatedAt.After(since)
+		})
+		since = time.Now()
+	}
+	if got := rdb.Get(ctx, query.Key("c", 1, "fixed")).Val(); got != "1" {
+		t.Fatalf("fixed = %q, want 1", got)
+	}
+	if got := rdb.Get(ctx, query.Key("c", 1, "total")).Val(); got != "11" {
+		t.Fatalf("total = %q, want 11", got)
+	}
+	if testutil.ToFloat64(r.m.batches) != before {
+		t.Fatal("a retry counted as a batch")
+	}
+	if cp := checkpointOf(rdb, "c"); cp != res.Position {
+		t.Fatalf("checkpoint = %s, want %s", cp, res.Position)
+	}
+	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); !errors.Is(err, ErrNoDeadLetter) {
+		t.Fatalf("second retry: %v, want ErrNoDeadLetter", err)
+	}
+}
+
+func TestRetryDeadLetterFailsAgain(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	var fixed atomic.Bool
+	r, _, pos := deadLettered(t, rdb, store, &fixed, "")
+	asked := time.Now()
+
+	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{Version: 1}, pos); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.LLen(ctx, DeadLetterKey("c", 1)).Val(); n != 0 {
+		t.Fatalf("dead letters right after the request = %d, want 0 (moved to the retry list)", n)
+	}
+	retries, err := ReadRetries(ctx, rdb, "c", query.Build{Version: 1})
+	if err != nil || len(retries) > 1 {
+		t.Fatalf("retries = %v, %v", retries, err)
+	}
+	retryKey := BuildRetryKey("c", query.Build{Version: 1})
+	waitUntil(t, 10*time.Second, "the retry back in the dead letters", func() bool {
+		return rdb.LLen(ctx, retryKey).Val() == 0 && rdb.LLen(ctx, DeadLetterKey("c", 1)).Val() == 1
+	})
+	var e DeadLetterEntry
+	if err := json.Unmarshal([]byte(rdb.LIndex(ctx, DeadLetterKey("c", 1), 0).Val()), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Position != pos.String() || e.StreamID != "bad" || !strings.Contains(e.Error, "cannot apply poison") || e.At.Before(asked) {
+		t.Fatalf("dead letter = %+v, want the poison record failed again after %v", e, asked)
+	}
+	if got := rdb.Exists(ctx, query.Key("c", 1, "fixed")).Val(); got != 0 {
+		t.Fatal("the failed retry wrote to the model")
+	}
+	if testutil.ToFloat64(r.m.deadLetters) != 2 {
+		t.Fatalf("dead letter metric = %v, want 2", testutil.ToFloat64(r.m.deadLetters))
+	}
+	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, eventstore.Position{Commit: 999, Prepare: 999}); !errors.Is(err, ErrNoDeadLetter) {
+		t.Fatalf("retry of an unknown position: %v, want ErrNoDeadLetter", err)
+	}
+}
+
+func TestRetryDeadLetterFenced(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	var fixed atomic.Bool
+	_, x, pos := deadLettered(t, rdb, store, &fixed, "first")
+	if err := x.stop(); err != nil {
+		t.Fatal(err)
+	}
+	fixed.Store(true)
+	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); err != nil {
+		t.Fatal(err)
+	}
+	// Another runner holds the lease: this one must not apply the request.
+	lease := leaseKey("c", query.Build{Version: 1})
+	if err := rdb.Set(ctx, lease, "someone-else", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: fixable(&fixed), OnPoison: DeadLetter,
+		ID: "second", Logger: quietLogger()})
+	if err := r.retryDeadLetters(ctx); !errors.Is(err, ErrFenced) {
+		t.Fatalf("retry by a non-holder: %v, want ErrFenced", err)
+	}
+	retryKey := BuildRetryKey("c", query.Build{Version: 1})
+	if n := rdb.LLen(ctx, retryKey).Val(); n != 1 {
+		t.Fatalf("retry requests = %d, want 1 left for the holder", n)
+	}
+	if rdb.Exists(ctx, query.Key("c", 1, "fixed")).Val() != 0 {
+		t.Fatal("a non-holder applied the retry")
+	}
+	// Once the lease is free, a runner takes it and applies the request.
+	rdb.Del(ctx, lease)
+	r2 := newRunner(t, Config{Store: store, Redis: rdb, Projection: fixable(&fixed), OnPoison: DeadLetter,
+		StatusEvery: 10 * time.Millisecond, ID: "third", Logger: quietLogger()})
+	startRunner(t, r2)
+	waitUntil(t, 10*time.Second, "the retry applied by the new holder", func() bool {
+		return rdb.LLen(ctx, retryKey).Val() == 0
+	})
+	if got := rdb.Get(ctx, query.Key("c", 1, "fixed")).Val(); got != "1" {
+		t.Fatalf("fixed = %q, want 1", got)
+	}
+}
