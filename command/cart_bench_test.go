@@ -14,7 +14,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 )
 
-// The shape of the workload in shared/MEASURED.md: carts that are opened, get
+// The shape of the shopping-cart workload: carts that are opened, get
 // five items and are checked out, each command a load-fold-decide-append with
 // optimistic concurrency. The cart's state holds a map that Evolve updates in
 // place, as domain code often does, so that the state cache is exercised with
@@ -114,7 +114,7 @@ var cartScript = []cartCommand{
 	checkoutCart{},
 }
 
-// BenchmarkHandleCarts runs the MEASURED.md workload through a Handler on
+// BenchmarkHandleCarts runs the shopping-cart workload through a Handler on
 // SQLite: 10,000 carts × (open, 5 add-item, checkout) = 70,000 commands; each
 // caller takes the next cart and sends its seven commands in order. One
 // iteration is the whole workload, so run it with -benchtime=1x (or any

@@ -142,7 +142,7 @@
 //
 // # Throughput
 //
-// BenchmarkHandleCarts runs the workload of shared/MEASURED.md (10,000 carts
+// BenchmarkHandleCarts runs the shopping-cart workload (10,000 carts
 // × open, 5 add-item, checkout) on SQLite. On a shared 2-core machine it
 // measured about 8k commands/s with 1 caller (p99 0.4 ms) and 33–45k with 64
 // callers (p99 7–14 ms), against about 9k and 8.6k for plain Go on SQLite with

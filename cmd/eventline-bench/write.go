@@ -45,7 +45,7 @@ func storeAppends(ctx context.Context, store eventstore.Store, prefix string, wr
 	})
 }
 
-// The cart workload of shared/MEASURED.md: each cart is opened, gets five
+// The shopping-cart workload: each cart is opened, gets five
 // items and is checked out, seven commands in order. A cart's items are a
 // function of its number, so that the read model can be checked against what
 // the commands imply without remembering them.
