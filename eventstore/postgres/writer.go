@@ -135,37 +135,27 @@ func checkText(e eventstore.Event) error {
 // run is the writer goroutine: it takes whatever appends are queued, commits
 // them in one transaction, replies, and repeats until the store closes.
 func (w *writer) run() {
-	defer close(w.s.stopped)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	defer linger.Stop()
 	// callers is how many appends the previous batch held: about how many
 	// callers are appending concurrently right now.
 	callers := 0
-	for {
-		select {
-		case <-w.s.done:
-			groupcommit.FailQueued(w.requests)
-			return
-		case req := <-w.requests:
-			w.batch = w.batch[:0]
-			events := 0
-			add := func(req *appendRequest) {
-				w.batch = append(w.batch, req)
-				events += len(req.events)
-			}
-			full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
-			// Callers answered by the last commit are still on their way back
-			// with their next append; waiting a moment for them keeps batches
-			// as large as the concurrency. A lone caller never waits.
-			more := func() bool { return len(w.batch) < callers }
-			groupcommit.Gather(w.requests, req, add, full, more, maxLinger, linger)
-			callers = len(w.batch)
-			if len(w.batch) > 0 {
-				w.commit()
-			}
+	groupcommit.Serve(w.requests, w.s.done, w.s.stopped, func(req *appendRequest, linger *time.Timer) {
+		w.batch = w.batch[:0]
+		events := 0
+		add := func(req *appendRequest) {
+			w.batch = append(w.batch, req)
+			events += len(req.events)
 		}
-	}
+		full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
+		// Callers answered by the last commit are still on their way back
+		// with their next append; waiting a moment for them keeps batches
+		// as large as the concurrency. A lone caller never waits.
+		more := func() bool { return len(w.batch) < callers }
+		groupcommit.Gather(w.requests, req, add, full, more, maxLinger, linger)
+		callers = len(w.batch)
+		if len(w.batch) > 0 {
+			w.commit()
+		}
+	})
 }
 
 // commit writes the batch in one transaction and answers every append in it.

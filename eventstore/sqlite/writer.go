@@ -218,28 +218,18 @@ func nullIfEmpty(s string) any {
 // closes. Appends queued while a commit runs (and its fsync) wait in the
 // queue and form the next batch.
 func (w *writer) run() {
-	defer close(w.s.stopped)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
 	// callers is how many appends the previous batch held: about how many
 	// callers are appending concurrently right now.
 	callers := 0
-	for {
-		select {
-		case <-w.s.done:
-			groupcommit.FailQueued(w.requests)
-			return
-		case req := <-w.requests:
-			w.gather(req, callers, timer)
-			callers = len(w.batch)
-			if len(w.batch) > 0 {
-				start := time.Now()
-				w.commit()
-				w.lastCommit = time.Since(start)
-			}
+	groupcommit.Serve(w.requests, w.s.done, w.s.stopped, func(req *appendRequest, timer *time.Timer) {
+		w.gather(req, callers, timer)
+		callers = len(w.batch)
+		if len(w.batch) > 0 {
+			start := time.Now()
+			w.commit()
+			w.lastCommit = time.Since(start)
 		}
-	}
+	})
 }
 
 // gather makes the batch: req, every append queued behind it, and, while

@@ -157,3 +157,23 @@ func FailQueued[R Queued](requests <-chan R) {
 		}
 	}
 }
+
+// Serve is the writer goroutine's loop: for each request it receives it calls
+// batch with it and a stopped timer for Gather, reused across batches. When
+// done is closed it answers eventstore.ErrClosed to the requests still
+// queued and closes stopped, after which no request is answered.
+func Serve[R Queued](requests <-chan R, done <-chan struct{}, stopped chan<- struct{}, batch func(first R, timer *time.Timer)) {
+	defer close(stopped)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-done:
+			FailQueued(requests)
+			return
+		case req := <-requests:
+			batch(req, timer)
+		}
+	}
+}

@@ -257,3 +257,37 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+// Serve hands each request to batch until done is closed, then answers what
+// is still queued and closes stopped.
+func TestServeBatchesUntilDoneThenAnswersQueued(t *testing.T) {
+	requests := make(chan *request, 2)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	served := make(chan int, 3)
+	go Serve(requests, done, stopped, func(first *request, timer *time.Timer) {
+		if timer == nil {
+			t.Error("batch got no timer")
+		}
+		if first.Take() {
+			first.Answer(eventstore.AppendResult{}, nil)
+		}
+		served <- first.n
+	})
+	requests <- newRequest(1)
+	if n := within(t, served); n != 1 {
+		t.Fatalf("served request %d, want 1", n)
+	}
+	left := newRequest(2)
+	requests <- left
+	close(done)
+	within(t, stopped)
+	// Serve either took it before it saw done, or failed it as queued.
+	answer := make(chan error, 1)
+	go func() { _, err := left.Wait(); answer <- err }()
+	if err := within(t, answer); err != nil && !errors.Is(err, eventstore.ErrClosed) {
+		t.Fatalf("request queued at Close: got %v, want its answer or ErrClosed", err)
+	}
+	if len(requests) != 0 {
+		t.Fatalf("%d requests left queued after stopped", len(requests))
+	}
+}
