@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/internal/groupcommit"
 )
 
 // Group-commit limits. A batch is whatever is queued when the writer is free,
@@ -32,21 +33,12 @@ const (
 	maxAttempts = 4
 )
 
-// States of an appendRequest: the writer takes a queued request, or the caller
-// abandons it when its context ends first. Exactly one of them wins.
-const (
-	requestQueued int32 = iota
-	requestTaken
-	requestAbandoned
-)
-
 type appendRequest struct {
+	*groupcommit.Request
 	stream   string
 	expected eventstore.ExpectedVersion
 	events   []eventstore.Event
 	headers  [][]byte // encoded by the caller, so the writer does less
-	state    atomic.Int32
-	reply    chan appendReply // buffered: the writer never blocks on it
 }
 
 type appendReply struct {
@@ -98,11 +90,11 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		return eventstore.AppendResult{}, err
 	}
 	req := &appendRequest{
+		Request:  groupcommit.NewRequest(),
 		stream:   stream,
 		expected: expected,
 		events:   events,
 		headers:  make([][]byte, len(events)),
-		reply:    make(chan appendReply, 1),
 	}
 	for i, e := range events {
 		if err := checkText(e); err != nil {
@@ -118,31 +110,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			req.headers[i] = h
 		}
 	}
-	select {
-	case s.w.requests <- req:
-	case <-s.done:
-		return eventstore.AppendResult{}, eventstore.ErrClosed
-	case <-ctx.Done():
-		return eventstore.AppendResult{}, ctx.Err()
-	}
-	select {
-	case r := <-req.reply:
-		return r.res, r.err
-	case <-s.stopped:
-		// The writer replies before it stops; no reply means it never took req.
-		select {
-		case r := <-req.reply:
-			return r.res, r.err
-		default:
-			return eventstore.AppendResult{}, eventstore.ErrClosed
-		}
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(requestQueued, requestAbandoned) {
-			return eventstore.AppendResult{}, ctx.Err()
-		}
-		r := <-req.reply
-		return r.res, r.err
-	}
+	return groupcommit.Submit(ctx, s.w.requests, req, s.done, s.stopped)
 }
 
 // checkText refuses what PostgreSQL text columns cannot hold (a NUL byte,
@@ -167,83 +135,27 @@ func checkText(e eventstore.Event) error {
 // run is the writer goroutine: it takes whatever appends are queued, commits
 // them in one transaction, replies, and repeats until the store closes.
 func (w *writer) run() {
-	defer close(w.s.stopped)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	defer linger.Stop()
 	// callers is how many appends the previous batch held: about how many
 	// callers are appending concurrently right now.
 	callers := 0
-	for {
-		select {
-		case <-w.s.done:
-			w.failQueued()
-			return
-		case req := <-w.requests:
-			w.batch = w.batch[:0]
-			events := 0
-			if w.take(req) {
-				events += len(req.events)
-			}
-			full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
-		drain:
-			for !full() {
-				select {
-				case req := <-w.requests:
-					if w.take(req) {
-						events += len(req.events)
-					}
-				default:
-					break drain
-				}
-			}
-			// Callers answered by the last commit are still on their way back
-			// with their next append; waiting a moment for them keeps batches
-			// as large as the concurrency. A lone caller never waits.
-			if len(w.batch) < callers && !full() {
-				linger.Reset(maxLinger)
-			wait:
-				for len(w.batch) < callers && !full() {
-					select {
-					case req := <-w.requests:
-						if w.take(req) {
-							events += len(req.events)
-						}
-					case <-linger.C:
-						break wait
-					}
-				}
-				linger.Stop()
-			}
-			callers = len(w.batch)
-			if len(w.batch) > 0 {
-				w.commit()
-			}
+	groupcommit.Serve(w.requests, w.s.done, w.s.stopped, func(req *appendRequest, linger *time.Timer) {
+		w.batch = w.batch[:0]
+		events := 0
+		add := func(req *appendRequest) {
+			w.batch = append(w.batch, req)
+			events += len(req.events)
 		}
-	}
-}
-
-// take adds req to the batch unless its caller abandoned it.
-func (w *writer) take(req *appendRequest) bool {
-	if !req.state.CompareAndSwap(requestQueued, requestTaken) {
-		return false
-	}
-	w.batch = append(w.batch, req)
-	return true
-}
-
-// failQueued answers every append still queued after Close.
-func (w *writer) failQueued() {
-	for {
-		select {
-		case req := <-w.requests:
-			if req.state.CompareAndSwap(requestQueued, requestTaken) {
-				req.reply <- appendReply{err: eventstore.ErrClosed}
-			}
-		default:
-			return
+		full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
+		// Callers answered by the last commit are still on their way back
+		// with their next append; waiting a moment for them keeps batches
+		// as large as the concurrency. A lone caller never waits.
+		more := func() bool { return len(w.batch) < callers }
+		groupcommit.Gather(w.requests, req, add, full, more, maxLinger, linger)
+		callers = len(w.batch)
+		if len(w.batch) > 0 {
+			w.commit()
 		}
-	}
+	})
 }
 
 // commit writes the batch in one transaction and answers every append in it.
@@ -278,7 +190,7 @@ func (w *writer) commit() {
 			err = fmt.Errorf("%w: postgres: the append was not written: %v", eventstore.ErrUnavailable, err)
 		}
 		for _, req := range w.batch {
-			req.reply <- appendReply{err: err}
+			req.Answer(eventstore.AppendResult{}, err)
 		}
 		return
 	}
@@ -288,7 +200,7 @@ func (w *writer) commit() {
 	}
 	w.commits.Add(1)
 	for i, req := range w.batch {
-		req.reply <- replies[i]
+		req.Answer(replies[i].res, replies[i].err)
 	}
 	if wrote {
 		w.s.wake()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/internal/groupcommit"
 	"github.com/google/uuid"
 )
 
@@ -21,7 +22,7 @@ func queue(t *testing.T, s *Store, stream string, expected eventstore.ExpectedVe
 		t.Fatal(err)
 	}
 	req := &appendRequest{stream: stream, expected: expected, events: events,
-		headers: make([][]byte, len(events)), reply: make(chan appendReply, 1)}
+		headers: make([][]byte, len(events)), Request: groupcommit.NewRequest()}
 	s.w.requests <- req
 	return req
 }
@@ -57,7 +58,7 @@ func TestBatchAppendsAreCheckedOneByOne(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	replies := make([]appendReply, len(reqs))
 	for i, r := range reqs {
-		replies[i] = <-r.reply
+		replies[i].res, replies[i].err = r.Wait()
 	}
 
 	want := []eventstore.AppendResult{

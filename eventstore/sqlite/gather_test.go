@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/internal/groupcommit"
 	"github.com/google/uuid"
 )
 
@@ -32,7 +33,7 @@ func gatherStore(t *testing.T, mode SyncMode) *Store {
 func request(round uint64) *appendRequest {
 	return &appendRequest{stream: "s-" + uuid.NewString(), expected: eventstore.Any,
 		events: []eventstore.Event{{ID: uuid.New(), Type: "t"}}, headers: make([][]byte, 1),
-		reply: make(chan appendReply, 1), round: round}
+		Request: groupcommit.NewRequest(), round: round}
 }
 
 // gatherAsync runs gather and returns a channel that yields the batch size

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/internal/groupcommit"
 	sqlite3 "modernc.org/sqlite"
 	sqlitelib "modernc.org/sqlite/lib"
 )
@@ -39,23 +40,14 @@ const (
 	maxCommitWindow = 500 * time.Microsecond
 )
 
-// States of an appendRequest: the writer takes a queued request, or the caller
-// abandons it when its context ends first. Exactly one of them wins.
-const (
-	requestQueued int32 = iota
-	requestTaken
-	requestAbandoned
-)
-
 type appendRequest struct {
+	*groupcommit.Request
 	stream   string
 	expected eventstore.ExpectedVersion
 	events   []eventstore.Event
 	headers  [][]byte // encoded by the caller, so the writer does less
-	state    atomic.Int32
 	// round is the writer's answered count when the append was queued.
 	round uint64
-	reply chan appendReply // buffered: the writer never blocks on it
 }
 
 type appendReply struct {
@@ -183,11 +175,11 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		return eventstore.AppendResult{}, err
 	}
 	req := &appendRequest{
+		Request:  groupcommit.NewRequest(),
 		stream:   stream,
 		expected: expected,
 		events:   events,
 		headers:  make([][]byte, len(events)),
-		reply:    make(chan appendReply, 1),
 		round:    s.w.answered.Load(),
 	}
 	for i, e := range events {
@@ -198,31 +190,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		}
 		req.headers[i] = h
 	}
-	select {
-	case s.w.requests <- req:
-	case <-s.done:
-		return eventstore.AppendResult{}, eventstore.ErrClosed
-	case <-ctx.Done():
-		return eventstore.AppendResult{}, ctx.Err()
-	}
-	select {
-	case r := <-req.reply:
-		return r.res, r.err
-	case <-s.stopped:
-		// The writer replies before it stops; no reply means it never took req.
-		select {
-		case r := <-req.reply:
-			return r.res, r.err
-		default:
-			return eventstore.AppendResult{}, eventstore.ErrClosed
-		}
-	case <-ctx.Done():
-		if req.state.CompareAndSwap(requestQueued, requestAbandoned) {
-			return eventstore.AppendResult{}, ctx.Err()
-		}
-		r := <-req.reply
-		return r.res, r.err
-	}
+	return groupcommit.Submit(ctx, s.w.requests, req, s.done, s.stopped)
 }
 
 const insertEventSQL = `INSERT INTO events
@@ -250,28 +218,18 @@ func nullIfEmpty(s string) any {
 // closes. Appends queued while a commit runs (and its fsync) wait in the
 // queue and form the next batch.
 func (w *writer) run() {
-	defer close(w.s.stopped)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
 	// callers is how many appends the previous batch held: about how many
 	// callers are appending concurrently right now.
 	callers := 0
-	for {
-		select {
-		case <-w.s.done:
-			w.failQueued()
-			return
-		case req := <-w.requests:
-			w.gather(req, callers, timer)
-			callers = len(w.batch)
-			if len(w.batch) > 0 {
-				start := time.Now()
-				w.commit()
-				w.lastCommit = time.Since(start)
-			}
+	groupcommit.Serve(w.requests, w.s.done, w.s.stopped, func(req *appendRequest, timer *time.Timer) {
+		w.gather(req, callers, timer)
+		callers = len(w.batch)
+		if len(w.batch) > 0 {
+			start := time.Now()
+			w.commit()
+			w.lastCommit = time.Since(start)
 		}
-	}
+	})
 }
 
 // gather makes the batch: req, every append queued behind it, and, while
@@ -292,33 +250,11 @@ func (w *writer) run() {
 func (w *writer) gather(req *appendRequest, callers int, timer *time.Timer) {
 	w.batch = w.batch[:0]
 	w.returners, w.events, w.round = 0, 0, w.answered.Load()
-	w.take(req)
-drain:
-	for !w.full() {
-		select {
-		case req := <-w.requests:
-			w.take(req)
-		default:
-			break drain
-		}
-	}
 	wait, more := w.linger, func() bool { return len(w.batch) < callers }
 	if w.s.cfg.Sync == SyncFull {
 		wait, more = min(w.lastCommit/2, w.window), func() bool { return w.returners < callers }
 	}
-	if wait <= 0 || w.full() || !more() {
-		return
-	}
-	timer.Reset(wait)
-	defer timer.Stop()
-	for more() && !w.full() {
-		select {
-		case req := <-w.requests:
-			w.take(req)
-		case <-timer.C:
-			return
-		}
-	}
+	groupcommit.Gather(w.requests, req, w.add, w.full, more, wait, timer)
 }
 
 // full reports whether the batch reached a group-commit limit.
@@ -326,29 +262,12 @@ func (w *writer) full() bool {
 	return len(w.batch) >= maxBatchAppends || w.events >= maxBatchEvents
 }
 
-// take adds req to the batch unless its caller abandoned it.
-func (w *writer) take(req *appendRequest) {
-	if !req.state.CompareAndSwap(requestQueued, requestTaken) {
-		return
-	}
+// add puts a request the writer took into the batch.
+func (w *writer) add(req *appendRequest) {
 	w.batch = append(w.batch, req)
 	w.events += len(req.events)
 	if req.round >= w.round {
 		w.returners++
-	}
-}
-
-// failQueued answers every append still queued after Close.
-func (w *writer) failQueued() {
-	for {
-		select {
-		case req := <-w.requests:
-			if req.state.CompareAndSwap(requestQueued, requestTaken) {
-				req.reply <- appendReply{err: eventstore.ErrClosed}
-			}
-		default:
-			return
-		}
 	}
 }
 
@@ -391,14 +310,14 @@ func (w *writer) commit() {
 		err = fmt.Errorf("%w: sqlite %s: %v", eventstore.ErrUnavailable, w.s.path, err)
 		w.answered.Add(1)
 		for _, req := range w.batch {
-			req.reply <- appendReply{err: err}
+			req.Answer(eventstore.AppendResult{}, err)
 		}
 		return
 	}
 	w.commits.Add(1)
 	w.answered.Add(1)
 	for i, req := range w.batch {
-		req.reply <- w.replies[i]
+		req.Answer(w.replies[i].res, w.replies[i].err)
 	}
 	if wrote {
 		w.s.notifyCommit()
