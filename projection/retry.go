@@ -198,6 +198,8 @@ func (r *Runner) execRetry(ctx context.Context, retryKey, raw string, rec *event
 				if err := r.proj.Apply(ctx, tx, *rec); err != nil {
 					return &applyError{err: err}
 				}
+				// The write helpers' merged writes, as after a batch.
+				tx.flush(ctx)
 			}
 			pipe.LRem(ctx, retryKey, 1, raw)
 			if failed != nil {

@@ -19,7 +19,8 @@ import (
 
 // fixable is a projection whose "poison" records fail until fixed is set;
 // once fixed, each applied one increments the key "fixed", so a record
-// applied twice shows as 2.
+// applied twice shows as 2, and the field n of the hash "fixedh" through the
+// write helpers, whose merged writes must reach the retry's transaction too.
 func fixable(fixed *atomic.Bool) Projection {
 	return Define("c", 1, func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
 		switch rec.Type {
@@ -30,6 +31,7 @@ func fixable(fixed *atomic.Bool) Projection {
 				return errors.New("cannot apply poison")
 			}
 			tx.Pipe().Incr(ctx, tx.Key("fixed"))
+			tx.HIncrBy(ctx, tx.Key("fixedh"), "n", 1)
 		}
 		return nil
 	}, "inc", "poison")
@@ -97,6 +99,9 @@ func TestRetryDeadLetterAppliesOnce(t *testing.T) {
 	}
 	if got := rdb.Get(ctx, query.Key("c", 1, "fixed")).Val(); got != "1" {
 		t.Fatalf("fixed = %q, want 1", got)
+	}
+	if got := rdb.HGet(ctx, query.Key("c", 1, "fixedh"), "n").Val(); got != "1" {
+		t.Fatalf("fixedh n = %q, want 1 (the write helpers' writes of a retry)", got)
 	}
 	if got := rdb.Get(ctx, query.Key("c", 1, "total")).Val(); got != "11" {
 		t.Fatalf("total = %q, want 11", got)
