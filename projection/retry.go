@@ -177,17 +177,8 @@ func (r *Runner) readRecord(ctx context.Context, e DeadLetterEntry) (eventstore.
 func (r *Runner) execRetry(ctx context.Context, retryKey, raw string, rec *eventstore.Record, failed error) error {
 	for range 5 {
 		err := r.cfg.Redis.Watch(ctx, func(rtx *redis.Tx) error {
-			vals, err := rtx.MGet(ctx, r.leaseKey, r.activeKey).Result()
-			if err != nil {
+			if err := r.fence(ctx, rtx); err != nil {
 				return err
-			}
-			if holder, _ := vals[0].(string); holder != r.cfg.ID {
-				return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
-			}
-			if s, _ := vals[1].(string); s != "" {
-				if a, err := query.ParseBuild(s); err == nil && r.build.Before(a) {
-					return superseded(r.name, r.build, a)
-				}
 			}
 			if head, err := rtx.LIndex(ctx, retryKey, 0).Result(); err != nil || head != raw {
 				return errWatchFailed // handled by someone else meanwhile
@@ -209,7 +200,7 @@ func (r *Runner) execRetry(ctx context.Context, retryKey, raw string, rec *event
 				b, _ := json.Marshal(e)
 				pipe.RPush(ctx, r.deadKey, b)
 			}
-			_, err = pipe.Exec(ctx)
+			_, err := pipe.Exec(ctx)
 			return err
 		}, r.leaseKey, r.activeKey, retryKey)
 		switch {

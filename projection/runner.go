@@ -939,18 +939,8 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 	start := time.Now()
 	applied, skipped := 0, 0
 	err := r.cfg.Redis.Watch(ctx, func(rtx *redis.Tx) error {
-		vals, err := rtx.MGet(ctx, r.leaseKey, r.activeKey).Result()
-		if err != nil {
+		if err := r.fence(ctx, rtx); err != nil {
 			return err
-		}
-		holder, _ := vals[0].(string)
-		if holder != r.cfg.ID {
-			return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
-		}
-		if s, _ := vals[1].(string); s != "" {
-			if a, err := query.ParseBuild(s); err == nil && r.build.Before(a) {
-				return superseded(r.name, r.build, a)
-			}
 		}
 		pipe := rtx.TxPipeline()
 		tx := &Tx{name: r.name, build: r.build, pipe: pipe, read: rtx}
@@ -1043,6 +1033,26 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 	r.mu.Unlock()
 	if r.afterCommit != nil {
 		r.afterCommit(batch)
+	}
+	return nil
+}
+
+// fence is the check of a fenced transaction, run under WATCH of the lease
+// and the active version: the lease is still this runner's and no newer
+// build is active. A batch (execOnce) and a retried dead letter (execRetry)
+// share it, so that both are refused for the same reasons.
+func (r *Runner) fence(ctx context.Context, rtx *redis.Tx) error {
+	vals, err := rtx.MGet(ctx, r.leaseKey, r.activeKey).Result()
+	if err != nil {
+		return err
+	}
+	if holder, _ := vals[0].(string); holder != r.cfg.ID {
+		return fmt.Errorf("%w: lease %s is held by %q", ErrFenced, r.leaseKey, holder)
+	}
+	if s, _ := vals[1].(string); s != "" {
+		if a, err := query.ParseBuild(s); err == nil && r.build.Before(a) {
+			return superseded(r.name, r.build, a)
+		}
 	}
 	return nil
 }
