@@ -87,7 +87,9 @@ func ServeRebuildRequests(ctx context.Context, cfg Config, opts RebuildOptions, 
 func serveRequest(ctx context.Context, cfg Config, opts RebuildOptions, log *slog.Logger) error {
 	name := cfg.Projection.Name()
 	claim := rebuildClaimKey(name)
-	ok, err := cfg.Redis.SetNX(ctx, claim, cfg.ID, cfg.LeaseTTL).Result()
+	// The runner's lease script: a claim this process still holds (its
+	// release failed) is taken again rather than waited out.
+	ok, err := runScript(ctx, cfg.Redis, acquireScript, claim, cfg.ID, cfg.LeaseTTL.Milliseconds())
 	if err != nil || !ok {
 		return err
 	}
