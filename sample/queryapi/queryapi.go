@@ -76,7 +76,6 @@ type API struct {
 	watch *query.Watcher
 	wait  time.Duration
 	log   *slog.Logger
-	hdr   struct{ contentType, nosniff, noStore []string }
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
@@ -90,11 +89,7 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 	}
 	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: cfg.FallbackPoll, MaxWaiters: cfg.MaxWaiters,
 		ActiveTTL: cfg.ActiveTTL, Logger: cfg.Logger})
-	a := &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
-	a.hdr.contentType = []string{"application/json; charset=utf-8"}
-	a.hdr.nosniff = []string{"nosniff"}
-	a.hdr.noStore = []string{"no-store"}
-	return a
+	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
 }
 
 // Close stops the API's watcher: queries still waiting for ?after= are
@@ -244,20 +239,27 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 	}
 	b = append(b, '\n')
 	h := w.Header()
-	a.setHeaders(h)
+	setHeaders(h)
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(http.StatusOK)
 	// The status is sent; a failed write means the client is gone.
 	_, _ = w.Write(b)
 }
 
-// setHeaders sets the headers of every answer. The value slices are shared
-// by all answers and never modified: that saves three allocations a request
-// over Header.Set, which copies its value into a new slice each time.
-func (a *API) setHeaders(h http.Header) {
-	h["Content-Type"] = a.hdr.contentType
-	h["X-Content-Type-Options"] = a.hdr.nosniff
-	h["Cache-Control"] = a.hdr.noStore
+// The header values of every answer. They are shared by all answers and
+// never modified: that saves three allocations a request over Header.Set,
+// which copies its value into a new slice each time.
+var (
+	hdrContentType = []string{"application/json; charset=utf-8"}
+	hdrNosniff     = []string{"nosniff"}
+	hdrNoStore     = []string{"no-store"}
+)
+
+// setHeaders sets the headers of every answer.
+func setHeaders(h http.Header) {
+	h["Content-Type"] = hdrContentType
+	h["X-Content-Type-Options"] = hdrNosniff
+	h["Cache-Control"] = hdrNoStore
 }
 
 // ErrorBody is the JSON body of every error response, the same as package
@@ -311,7 +313,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
 	}
 	h := w.Header()
-	a.setHeaders(h)
+	setHeaders(h)
 	if e.status == http.StatusServiceUnavailable || e.status == http.StatusGatewayTimeout {
 		h.Set("Retry-After", "1")
 	}
