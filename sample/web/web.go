@@ -36,7 +36,6 @@ const (
 	CodeMalformed     = "malformed"      // 400
 	CodeNotFound      = "not_found"      // 404: no such projection
 	CodeConflict      = "conflict"       // 409: a rebuild of it is already running
-	CodeNotSupported  = "not_supported"  // 501: this process cannot do it
 	CodeUnavailable   = "unavailable"    // 502/503: the command API or Redis cannot be reached
 )
 
