@@ -18,6 +18,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/sample/apierror"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
 
@@ -34,17 +35,16 @@ const (
 // command side.
 const MaxIDLen = 128
 
-// Error codes, the "code" of an error body. The first ones are the codes of
-// package sample/api, which this package cannot import (it depends on the
-// command side).
+// Error codes, the "code" of an error body. The first ones are the codes
+// every API of the sample shares (package sample/apierror).
 const (
-	CodeMalformed   = "malformed"   // 400
-	CodeNotFound    = "not_found"   // 404
-	CodeInternal    = "internal"    // 500
-	CodeUnavailable = "unavailable" // 503: Redis unreachable
-	CodeNotReady    = "not_ready"   // 503: the projection has no active version yet
-	CodeTimeout     = "timeout"     // 504: ?after= not reached within Config.WaitTimeout
-	CodeOverloaded  = "overloaded"  // 503: Config.MaxWaiters queries already wait for ?after=
+	CodeMalformed   = apierror.CodeMalformed   // 400
+	CodeNotFound    = apierror.CodeNotFound    // 404
+	CodeInternal    = apierror.CodeInternal    // 500
+	CodeUnavailable = apierror.CodeUnavailable // 503: Redis unreachable
+	CodeNotReady    = "not_ready"              // 503: the projection has no active version yet
+	CodeTimeout     = "timeout"                // 504: ?after= not reached within Config.WaitTimeout
+	CodeOverloaded  = "overloaded"             // 503: Config.MaxWaiters queries already wait for ?after=
 )
 
 // Config configures an API. Every field has a usable zero value.
@@ -262,12 +262,9 @@ func setHeaders(h http.Header) {
 	h["Cache-Control"] = hdrNoStore
 }
 
-// ErrorBody is the JSON body of every error response, the same as package
-// sample/api's.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
+// ErrorBody is the JSON body of every error response, the one of every API
+// of the sample.
+type ErrorBody = apierror.Body
 
 // apiError is an error with the status and code to answer it with.
 type apiError struct {
