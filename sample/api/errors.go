@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/sample/apierror"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/domain"
@@ -16,14 +17,14 @@ import (
 
 // Machine-readable error codes, the "code" of an error body.
 const (
-	CodeMalformed            = "malformed"              // 400
-	CodeNotFound             = "not_found"              // 404
-	CodeConflict             = "conflict"               // 409
+	CodeMalformed            = apierror.CodeMalformed   // 400
+	CodeNotFound             = apierror.CodeNotFound    // 404
+	CodeConflict             = apierror.CodeConflict    // 409
 	CodeTooLarge             = "too_large"              // 413
 	CodeUnsupportedMediaType = "unsupported_media_type" // 415
 	CodeRuleViolated         = "rule_violated"          // 422
-	CodeInternal             = "internal"               // 500
-	CodeUnavailable          = "unavailable"            // 503
+	CodeInternal             = apierror.CodeInternal    // 500
+	CodeUnavailable          = apierror.CodeUnavailable // 503
 )
 
 // Error is an error with the HTTP status and code to answer it with. Message
@@ -126,7 +127,4 @@ func WriteErrorWith(w http.ResponseWriter, err error, mappings []ErrorMapping) {
 }
 
 // ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
+type ErrorBody = apierror.Body

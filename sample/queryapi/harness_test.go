@@ -198,6 +198,37 @@ func (h *harness) get(path string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
+// answer is the status and body of a GET sent by getLater; status 0 means
+// the request failed, and body holds why.
+type answer struct {
+	status int
+	body   []byte
+}
+
+// getLater sends GET path from a goroutine of its own and delivers the
+// answer on the returned channel, for a query that waits. The goroutine
+// reports a failure in the answer rather than through h.t: FailNow may only
+// be called from the test's goroutine. It ends with the request, which the
+// API's WaitTimeout bounds.
+func (h *harness) getLater(path string) <-chan answer {
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get(h.url + path)
+		if err != nil {
+			done <- answer{body: []byte(err.Error())}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			done <- answer{body: []byte(err.Error())}
+			return
+		}
+		done <- answer{resp.StatusCode, body}
+	}()
+	return done
+}
+
 // getJSON decodes a 200 answer of GET path into dst.
 func (h *harness) getJSON(path string, dst any) {
 	h.t.Helper()

@@ -26,15 +26,7 @@ func TestAfterWokenByTheRunnersCommit(t *testing.T) {
 	api := h.serve(queryapi.Config{WaitTimeout: 15 * time.Second, FallbackPoll: time.Hour})
 
 	next := eventstore.SeqPosition(pos.Commit + 1) // the memory log numbers records 1, 2, ...
-	type answer struct {
-		status int
-		body   []byte
-	}
-	done := make(chan answer, 1)
-	go func() {
-		status, body := h.get("/carts/w1" + after(next))
-		done <- answer{status, body}
-	}()
+	done := h.getLater("/carts/w1" + after(next))
 	h.eventually(func() bool { return api.Waiting() == 1 })
 	if got := h.cart("w1", cart.AddItem{ProductID: "tea", Quantity: 1, UnitPriceCents: 300}).Position; got != next {
 		t.Fatalf("append at %s, want %s", got, next)
@@ -61,11 +53,7 @@ func TestMaxWaiters(t *testing.T) {
 	api := h.serve(queryapi.Config{WaitTimeout: 15 * time.Second, MaxWaiters: 1, FallbackPoll: time.Hour})
 
 	next := eventstore.SeqPosition(pos.Commit + 1)
-	done := make(chan int, 1)
-	go func() {
-		status, _ := h.get("/carts/m1" + after(next))
-		done <- status
-	}()
+	done := h.getLater("/carts/m1" + after(next))
 	h.eventually(func() bool { return api.Waiting() == 1 })
 	h.wantError("/carts/m1"+after(next), http.StatusServiceUnavailable, queryapi.CodeOverloaded)
 	resp, err := http.Get(h.url + "/orders/none" + after(next))
@@ -80,8 +68,8 @@ func TestMaxWaiters(t *testing.T) {
 	h.getJSON("/carts/m1", &schema.Cart{})
 
 	h.cart("m1", cart.AddItem{ProductID: "tea", Quantity: 1, UnitPriceCents: 300})
-	if status := <-done; status != http.StatusOK {
-		t.Fatalf("the waiting query: %d", status)
+	if a := <-done; a.status != http.StatusOK {
+		t.Fatalf("the waiting query: %d %s", a.status, a.body)
 	}
 	h.getJSON("/carts/m1"+after(next), &schema.Cart{})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/sample/apierror"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
 
@@ -34,17 +35,16 @@ const (
 // command side.
 const MaxIDLen = 128
 
-// Error codes, the "code" of an error body. The first ones are the codes of
-// package sample/api, which this package cannot import (it depends on the
-// command side).
+// Error codes, the "code" of an error body. The first ones are the codes
+// every API of the sample shares (package sample/apierror).
 const (
-	CodeMalformed   = "malformed"   // 400
-	CodeNotFound    = "not_found"   // 404
-	CodeInternal    = "internal"    // 500
-	CodeUnavailable = "unavailable" // 503: Redis unreachable
-	CodeNotReady    = "not_ready"   // 503: the projection has no active version yet
-	CodeTimeout     = "timeout"     // 504: ?after= not reached within Config.WaitTimeout
-	CodeOverloaded  = "overloaded"  // 503: Config.MaxWaiters queries already wait for ?after=
+	CodeMalformed   = apierror.CodeMalformed   // 400
+	CodeNotFound    = apierror.CodeNotFound    // 404
+	CodeInternal    = apierror.CodeInternal    // 500
+	CodeUnavailable = apierror.CodeUnavailable // 503: Redis unreachable
+	CodeNotReady    = "not_ready"              // 503: the projection has no active version yet
+	CodeTimeout     = "timeout"                // 504: ?after= not reached within Config.WaitTimeout
+	CodeOverloaded  = "overloaded"             // 503: Config.MaxWaiters queries already wait for ?after=
 )
 
 // Config configures an API. Every field has a usable zero value.
@@ -76,7 +76,6 @@ type API struct {
 	watch *query.Watcher
 	wait  time.Duration
 	log   *slog.Logger
-	hdr   struct{ contentType, nosniff, noStore []string }
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
@@ -90,11 +89,7 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 	}
 	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: cfg.FallbackPoll, MaxWaiters: cfg.MaxWaiters,
 		ActiveTTL: cfg.ActiveTTL, Logger: cfg.Logger})
-	a := &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
-	a.hdr.contentType = []string{"application/json; charset=utf-8"}
-	a.hdr.nosniff = []string{"nosniff"}
-	a.hdr.noStore = []string{"no-store"}
-	return a
+	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
 }
 
 // Close stops the API's watcher: queries still waiting for ?after= are
@@ -244,28 +239,32 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 	}
 	b = append(b, '\n')
 	h := w.Header()
-	a.setHeaders(h)
+	setHeaders(h)
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(http.StatusOK)
 	// The status is sent; a failed write means the client is gone.
 	_, _ = w.Write(b)
 }
 
-// setHeaders sets the headers of every answer. The value slices are shared
-// by all answers and never modified: that saves three allocations a request
-// over Header.Set, which copies its value into a new slice each time.
-func (a *API) setHeaders(h http.Header) {
-	h["Content-Type"] = a.hdr.contentType
-	h["X-Content-Type-Options"] = a.hdr.nosniff
-	h["Cache-Control"] = a.hdr.noStore
+// The header values of every answer. They are shared by all answers and
+// never modified: that saves three allocations a request over Header.Set,
+// which copies its value into a new slice each time.
+var (
+	hdrContentType = []string{"application/json; charset=utf-8"}
+	hdrNosniff     = []string{"nosniff"}
+	hdrNoStore     = []string{"no-store"}
+)
+
+// setHeaders sets the headers of every answer.
+func setHeaders(h http.Header) {
+	h["Content-Type"] = hdrContentType
+	h["X-Content-Type-Options"] = hdrNosniff
+	h["Cache-Control"] = hdrNoStore
 }
 
-// ErrorBody is the JSON body of every error response, the same as package
-// sample/api's.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
+// ErrorBody is the JSON body of every error response, the one of every API
+// of the sample.
+type ErrorBody = apierror.Body
 
 // apiError is an error with the status and code to answer it with.
 type apiError struct {
@@ -311,7 +310,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
 	}
 	h := w.Header()
-	a.setHeaders(h)
+	setHeaders(h)
 	if e.status == http.StatusServiceUnavailable || e.status == http.StatusGatewayTimeout {
 		h.Set("Retry-After", "1")
 	}

@@ -251,20 +251,9 @@ func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeMalformed, "projection must be a projection name")
 		return
 	}
-	var b query.Build
-	if s := r.URL.Query().Get("build"); s != "" {
-		var err error
-		if b, err = query.ParseBuild(s); err != nil {
-			writeError(w, http.StatusBadRequest, CodeMalformed, "build must be like 2 or 2g1")
-			return
-		}
-	} else {
-		v, err := query.Resolve(r.Context(), h.cfg.Redis, name)
-		if err != nil {
-			h.redisError(w, err)
-			return
-		}
-		b = v.Build()
+	b, ok := h.build(w, r, name, r.URL.Query().Get("build"))
+	if !ok {
+		return
 	}
 	raw, err := h.cfg.Redis.LRange(r.Context(), projection.BuildDeadLetterKey(name, b), -MaxDeadLetters, -1).Result()
 	if err != nil {
@@ -317,19 +306,9 @@ func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeMalformed, "position must be a dead letter's position")
 		return
 	}
-	var b query.Build
-	if req.Build != "" {
-		if b, err = query.ParseBuild(req.Build); err != nil {
-			writeError(w, http.StatusBadRequest, CodeMalformed, "build must be like 2 or 2g1")
-			return
-		}
-	} else {
-		v, err := query.Resolve(r.Context(), h.cfg.Redis, req.Projection)
-		if err != nil {
-			h.redisError(w, err)
-			return
-		}
-		b = v.Build()
+	b, ok := h.build(w, r, req.Projection, req.Build)
+	if !ok {
+		return
 	}
 	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, req.Projection, b, pos)
 	switch {
@@ -344,6 +323,26 @@ func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 		"position", pos.String())
 	writeJSON(w, http.StatusAccepted, map[string]any{"projection": req.Projection, "build": b.String(),
 		"position": pos.String(), "state": "queued"})
+}
+
+// build returns the build s names, or the active build of projection name
+// when s is empty. When it cannot, it has answered the error and returns
+// false.
+func (h *Handler) build(w http.ResponseWriter, r *http.Request, name, s string) (query.Build, bool) {
+	if s != "" {
+		b, err := query.ParseBuild(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, CodeMalformed, "build must be like 2 or 2g1")
+			return query.Build{}, false
+		}
+		return b, true
+	}
+	v, err := query.Resolve(r.Context(), h.cfg.Redis, name)
+	if err != nil {
+		h.redisError(w, err)
+		return query.Build{}, false
+	}
+	return v.Build(), true
 }
 
 func (h *Handler) redisError(w http.ResponseWriter, err error) {

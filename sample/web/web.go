@@ -18,6 +18,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
+	"github.com/eventline/eventline/sample/apierror"
 )
 
 //go:embed assets
@@ -27,17 +28,16 @@ var assets embed.FS
 // status and the tail when Config.Interval is zero.
 const DefaultInterval = 500 * time.Millisecond
 
-// Error codes of the JSON errors this package answers, the same shape
-// ({"error","code"}) as the command and query APIs.
+// Error codes of the JSON errors this package answers. The last four are
+// the codes every API of the sample shares (package sample/apierror).
 const (
-	CodeAdminDisabled = "admin_disabled" // 403: no admin token is configured
-	CodeUnauthorized  = "unauthorized"   // 401: the token is missing or wrong
-	CodeForbidden     = "forbidden"      // 403: the request comes from another origin
-	CodeMalformed     = "malformed"      // 400
-	CodeNotFound      = "not_found"      // 404: no such projection
-	CodeConflict      = "conflict"       // 409: a rebuild of it is already running
-	CodeNotSupported  = "not_supported"  // 501: this process cannot do it
-	CodeUnavailable   = "unavailable"    // 502/503: the command API or Redis cannot be reached
+	CodeAdminDisabled = "admin_disabled"         // 403: no admin token is configured
+	CodeUnauthorized  = "unauthorized"           // 401: the token is missing or wrong
+	CodeForbidden     = "forbidden"              // 403: the request comes from another origin
+	CodeMalformed     = apierror.CodeMalformed   // 400
+	CodeNotFound      = apierror.CodeNotFound    // 404: no such projection
+	CodeConflict      = apierror.CodeConflict    // 409: a rebuild of it is already running
+	CodeUnavailable   = apierror.CodeUnavailable // 502/503: the command API or Redis cannot be reached
 )
 
 // Config configures a Handler.
@@ -226,11 +226,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	h.proxy.ServeHTTP(w, r)
 }
 
-// ErrorBody is the JSON body of an error.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
+// ErrorBody is the JSON body of an error, the one of every API of the
+// sample.
+type ErrorBody = apierror.Body
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, ErrorBody{Error: msg, Code: code})
