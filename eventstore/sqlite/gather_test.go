@@ -67,19 +67,22 @@ func waitBatch(t *testing.T, done <-chan int) int {
 func TestGatherFullWaitsForTheCallersItAnswered(t *testing.T) {
 	s := gatherStore(t, SyncFull)
 	s.w.answered.Store(7)
-	first := request(6) // queued while batch 7 was committing
-	s.w.requests <- request(6)
-	s.w.requests <- request(7) // one caller of batch 7 is back
-	done := gatherAsync(s, first, 3)
+	first := request(6)        // queued while batch 7 was committing
+	s.w.requests <- request(6) // likewise
+	s.w.requests <- request(7) // two callers of batch 7 are back
 	s.w.requests <- request(7)
-	select {
-	case n := <-done:
-		t.Fatalf("gather returned a batch of %d with a caller of the last batch still to come", n)
-	default:
+	done := gatherAsync(s, first, 3)
+	// Once gather has taken everything queued, it holds four appends but
+	// only two of the three callers it answered: it must still be waiting,
+	// so the third, sent now, joins the batch.
+	for deadline := time.Now().Add(10 * time.Second); len(s.w.requests) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("gather did not take the queued appends within 10s")
+		}
 	}
 	s.w.requests <- request(7) // the third is back
 	if n := waitBatch(t, done); n != 5 {
-		t.Errorf("batch of %d appends, want 5", n)
+		t.Errorf("batch of %d appends, want 5: gather did not wait for the third caller it answered", n)
 	}
 	if s.w.returners != 3 {
 		t.Errorf("%d returners, want 3", s.w.returners)
