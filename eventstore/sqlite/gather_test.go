@@ -60,6 +60,17 @@ func waitBatch(t *testing.T, done <-chan int) int {
 	}
 }
 
+// waitTaken waits until gather has taken every queued append: from then on,
+// a gather that does not wait has returned without the appends sent next.
+func waitTaken(t *testing.T, s *Store) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(s.w.requests) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("gather did not take the queued appends within 10s")
+		}
+	}
+}
+
 // TestGatherFullWaitsForTheCallersItAnswered: with SyncFull, after a batch of
 // three appends, the writer takes what is queued and waits for the three
 // callers it answered to come back. Appends that were queued during the last
@@ -75,11 +86,7 @@ func TestGatherFullWaitsForTheCallersItAnswered(t *testing.T) {
 	// Once gather has taken everything queued, it holds four appends but
 	// only two of the three callers it answered: it must still be waiting,
 	// so the third, sent now, joins the batch.
-	for deadline := time.Now().Add(10 * time.Second); len(s.w.requests) > 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("gather did not take the queued appends within 10s")
-		}
-	}
+	waitTaken(t, s)
 	s.w.requests <- request(7) // the third is back
 	if n := waitBatch(t, done); n != 5 {
 		t.Errorf("batch of %d appends, want 5: gather did not wait for the third caller it answered", n)
@@ -120,8 +127,9 @@ func TestGatherNormalWaitsForAsManyAsBefore(t *testing.T) {
 	s.w.answered.Store(2)
 	s.w.requests <- request(1)
 	done := gatherAsync(s, request(1), 3)
+	waitTaken(t, s) // two appends taken, one short of the previous batch
 	s.w.requests <- request(1)
 	if n := waitBatch(t, done); n != 3 {
-		t.Errorf("batch of %d appends, want 3", n)
+		t.Errorf("batch of %d appends, want 3: gather did not wait for the previous batch's size", n)
 	}
 }
