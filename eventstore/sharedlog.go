@@ -130,13 +130,14 @@ func (s *SharedLog) Subscribe(ctx context.Context, after Position) iter.Seq2[Rec
 			if c == nil {
 				c = s.start(cursor)
 			}
-			if c.last == cursor || (c.first != nil && c.from == cursor) {
-				var att *attachment
-				if c.last == cursor {
-					att = s.attach(c)
-				} else {
-					att = s.attachAt(c, c.first)
-				}
+			var att *attachment
+			switch {
+			case c.last == cursor:
+				att = s.attach(c, c.head, c.head.n)
+			case c.first != nil && c.from == cursor:
+				att = s.attach(c, c.first, 0)
+			}
+			if att != nil {
 				s.mu.Unlock()
 				var ok bool
 				if cursor, ok = s.follow(ctx, att, cursor, yield); ok {
@@ -152,7 +153,6 @@ func (s *SharedLog) Subscribe(ctx context.Context, after Position) iter.Seq2[Rec
 			// Behind the convoy: read alone until level with it, then join.
 			// The join happens outside ReadAll's loop, whose iterator may hold
 			// resources of the underlying store while it yields.
-			var att *attachment
 			for rec, err := range s.Store.ReadAll(ctx, cursor) {
 				if err != nil {
 					yield(Record{}, err)
@@ -164,7 +164,7 @@ func (s *SharedLog) Subscribe(ctx context.Context, after Position) iter.Seq2[Rec
 				cursor = rec.Position
 				s.mu.Lock()
 				if c := s.convoy; c != nil && c.last == cursor {
-					att = s.attach(c)
+					att = s.attach(c, c.head, c.head.n)
 				}
 				s.mu.Unlock()
 				if att != nil {
@@ -206,19 +206,13 @@ type attachment struct {
 	idx int
 }
 
-// attach adds a member at the convoy's current end. s.mu is held.
-func (s *SharedLog) attach(c *convoy) *attachment {
-	m := &member{seq: c.head.seq, moved: time.Now()}
-	c.members[m] = struct{}{}
-	return &attachment{c: c, m: m, ch: c.head, idx: c.head.n}
-}
-
-// attachAt adds a member reading from the start of ch, a chunk of c the
-// reader has not let go of. s.mu is held.
-func (s *SharedLog) attachAt(c *convoy, ch *chunk) *attachment {
+// attach adds a member to c reading ch from its record idx: the convoy's
+// current end (c.head, c.head.n), or the start of a chunk the reader has not
+// let go of. s.mu is held.
+func (s *SharedLog) attach(c *convoy, ch *chunk, idx int) *attachment {
 	m := &member{seq: ch.seq, moved: time.Now()}
 	c.members[m] = struct{}{}
-	return &attachment{c: c, m: m, ch: ch}
+	return &attachment{c: c, m: m, ch: ch, idx: idx}
 }
 
 // leave removes m from c, whether it left (its subscription ended) or was

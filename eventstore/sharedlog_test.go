@@ -187,10 +187,22 @@ func TestSharedLogAheadOfTheConvoy(t *testing.T) {
 	}()
 	<-held
 	ahead := make(chan error, 1)
-	go func() { ahead <- consume(ctx, s, eventstore.SeqPosition(900), final, nil) }()
-	// Live appends reach the subscriber that is ahead while the convoy is
-	// held back far behind them.
-	time.Sleep(10 * time.Millisecond)
+	caughtUp := make(chan struct{})
+	go func() {
+		ahead <- consume(ctx, s, eventstore.SeqPosition(900), final, func(rec eventstore.Record) {
+			if rec.Position.Commit == 1_000 {
+				close(caughtUp)
+			}
+		})
+	}()
+	// Once it has read the log's last record, the appends below reach the
+	// subscriber that is ahead live, while the convoy is held back far
+	// behind them.
+	select {
+	case <-caughtUp:
+	case err := <-ahead:
+		t.Fatalf("subscriber ahead of the convoy ended before the head: %v", err)
+	}
 	if got := appendN(t, under, 100); got != final {
 		t.Fatalf("appended up to %v, want %v", got, final)
 	}

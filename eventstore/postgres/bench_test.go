@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/postgres"
+	"github.com/eventline/eventline/internal/pgtest"
 	"github.com/eventline/eventline/sample/app"
 	"github.com/eventline/eventline/sample/cart"
 )
@@ -35,7 +36,7 @@ var (
 
 func benchStore(b *testing.B, cfg postgres.Config) (*postgres.Store, string) {
 	b.Helper()
-	db := newDatabase(b, sharedServer(b))
+	db := pgtest.Database(b)
 	cfg.Logger = nil
 	return openStore(b, db, cfg), db
 }

@@ -15,24 +15,21 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/eventstoretest"
 	"github.com/eventline/eventline/eventstore/postgres"
+	"github.com/eventline/eventline/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(envChild); role != "" {
 		os.Exit(runChild(role))
 	}
-	code := m.Run()
-	if shared.private != nil {
-		shared.private.stop()
-	}
-	os.Exit(code)
+	os.Exit(pgtest.Run(m))
 }
 
 // testDB is one database for the tests of this run that need a fresh store;
 // each store gets a schema of its own in it.
 func testDB(t testing.TB) string {
 	t.Helper()
-	return newDatabase(t, sharedServer(t))
+	return pgtest.Database(t)
 }
 
 var schemas atomic.Int64

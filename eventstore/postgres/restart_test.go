@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,21 +13,8 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/postgres"
+	"github.com/eventline/eventline/internal/pgtest"
 )
-
-// privateServer starts a PostgreSQL server of the test's own, which it may
-// restart or stop; the shared server is never touched.
-func privateServer(t *testing.T) *pgServer {
-	t.Helper()
-	sharedServer(t) // skips or fails the same way when PostgreSQL is missing
-	// In /tmp, not t.TempDir(): the postgres user must reach the directory.
-	srv, err := startServer(os.TempDir())
-	if err != nil {
-		noServer(t, err)
-	}
-	t.Cleanup(func() { srv.stop() })
-	return srv
-}
 
 // TestRestartUnderLoad restarts PostgreSQL (pg_ctl restart -m fast) while 16
 // goroutines append and a subscription reads. Appends that fail must fail
@@ -37,8 +23,8 @@ func privateServer(t *testing.T) *pgServer {
 // once, at the version it was acknowledged with, and the subscription, which
 // resumed by itself, saw the whole log in order.
 func TestRestartUnderLoad(t *testing.T) {
-	srv := privateServer(t)
-	db := newDatabase(t, srv.url("postgres"))
+	srv := pgtest.StartPrivate(t)
+	db := pgtest.NewDatabase(t, srv.URL("postgres"))
 	s := openStore(t, db, postgres.Config{Schema: "restart", CommitTimeout: 5 * time.Second})
 	reader := openStore(t, db, postgres.Config{Schema: "restart", PageSize: 50})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -127,7 +113,7 @@ func TestRestartUnderLoad(t *testing.T) {
 		})
 	}
 	waitUntil(t, ctx, func() bool { return ackedCount.Load() >= 2000 }, "2000 events appended before the restart")
-	if err := srv.restart(); err != nil {
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	restarted.Store(true)

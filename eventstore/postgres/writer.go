@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -123,10 +124,8 @@ func checkText(e eventstore.Event) error {
 		if !utf8.ValidString(f.v) {
 			return fmt.Errorf("%s is not valid UTF-8", f.name)
 		}
-		for i := 0; i < len(f.v); i++ {
-			if f.v[i] == 0 {
-				return fmt.Errorf("%s contains a NUL byte", f.name)
-			}
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return fmt.Errorf("%s contains a NUL byte", f.name)
 		}
 	}
 	return nil

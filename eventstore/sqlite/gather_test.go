@@ -60,6 +60,17 @@ func waitBatch(t *testing.T, done <-chan int) int {
 	}
 }
 
+// waitTaken waits until gather has taken every queued append: from then on,
+// a gather that does not wait has returned without the appends sent next.
+func waitTaken(t *testing.T, s *Store) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(s.w.requests) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("gather did not take the queued appends within 10s")
+		}
+	}
+}
+
 // TestGatherFullWaitsForTheCallersItAnswered: with SyncFull, after a batch of
 // three appends, the writer takes what is queued and waits for the three
 // callers it answered to come back. Appends that were queued during the last
@@ -67,19 +78,18 @@ func waitBatch(t *testing.T, done <-chan int) int {
 func TestGatherFullWaitsForTheCallersItAnswered(t *testing.T) {
 	s := gatherStore(t, SyncFull)
 	s.w.answered.Store(7)
-	first := request(6) // queued while batch 7 was committing
-	s.w.requests <- request(6)
-	s.w.requests <- request(7) // one caller of batch 7 is back
-	done := gatherAsync(s, first, 3)
+	first := request(6)        // queued while batch 7 was committing
+	s.w.requests <- request(6) // likewise
+	s.w.requests <- request(7) // two callers of batch 7 are back
 	s.w.requests <- request(7)
-	select {
-	case n := <-done:
-		t.Fatalf("gather returned a batch of %d with a caller of the last batch still to come", n)
-	default:
-	}
+	done := gatherAsync(s, first, 3)
+	// Once gather has taken everything queued, it holds four appends but
+	// only two of the three callers it answered: it must still be waiting,
+	// so the third, sent now, joins the batch.
+	waitTaken(t, s)
 	s.w.requests <- request(7) // the third is back
 	if n := waitBatch(t, done); n != 5 {
-		t.Errorf("batch of %d appends, want 5", n)
+		t.Errorf("batch of %d appends, want 5: gather did not wait for the third caller it answered", n)
 	}
 	if s.w.returners != 3 {
 		t.Errorf("%d returners, want 3", s.w.returners)
@@ -117,8 +127,9 @@ func TestGatherNormalWaitsForAsManyAsBefore(t *testing.T) {
 	s.w.answered.Store(2)
 	s.w.requests <- request(1)
 	done := gatherAsync(s, request(1), 3)
+	waitTaken(t, s) // two appends taken, one short of the previous batch
 	s.w.requests <- request(1)
 	if n := waitBatch(t, done); n != 3 {
-		t.Errorf("batch of %d appends, want 3", n)
+		t.Errorf("batch of %d appends, want 3: gather did not wait for the previous batch's size", n)
 	}
 }

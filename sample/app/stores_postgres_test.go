@@ -3,33 +3,33 @@ package app
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/eventline/eventline/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // TestPostgresStoreSettingErrors checks that a PostgreSQL URL that cannot be
 // used (a database or role that does not exist, a malformed URL) stops a role
 // with one line naming EVENTLINE_STORE_URL, which the cart command turns into
-// exit status 2. It needs the server on 127.0.0.1:5432.
+// exit status 2. It needs a PostgreSQL server (see internal/pgtest).
 func TestPostgresStoreSettingErrors(t *testing.T) {
-	const server = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	server := pgtest.ServerURL(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, server)
+	noRole, err := url.Parse(server)
 	if err != nil {
-		if os.Getenv("EVENTLINE_REQUIRE_POSTGRES") != "" {
-			t.Fatalf("no PostgreSQL on 127.0.0.1:5432: %v", err)
-		}
-		t.Skipf("no PostgreSQL on 127.0.0.1:5432: %v", err)
+		t.Fatal(err)
 	}
-	conn.Close(ctx)
+	noRole.User = url.UserPassword("eventline_no_such_role", "secret")
 	for _, c := range []struct{ url, want string }{
-		{"postgres://postgres@127.0.0.1:5432/eventline_no_such_db?sslmode=disable", `database "eventline_no_such_db" does not exist`},
-		{"postgres://eventline_no_such_role:secret@127.0.0.1:5432/postgres?sslmode=disable", `role "eventline_no_such_role" does not exist`},
+		{pgtest.WithDatabase(t, server, "eventline_no_such_db"), `database "eventline_no_such_db" does not exist`},
+		{noRole.String(), `role "eventline_no_such_role" does not exist`},
 		{"postgres://a b@127.0.0.1:5432/x", "not a usable PostgreSQL URL"},
 	} {
 		err := run(ctx, RoleCommandAPI, Config{StoreURL: c.url, Addr: "127.0.0.1:0"}, parts{})

@@ -226,8 +226,18 @@ func TestGatherWaitsWhileMoreAreComing(t *testing.T) {
 		Gather(requests, newRequest(1), add, func() bool { return false }, func() bool { return n < 3 }, time.Hour, stoppedTimer())
 	}()
 	within(t, batch)
-	requests <- newRequest(2)
-	requests <- newRequest(3)
+	// requests is unbuffered: a send completes only if Gather, still
+	// waiting, takes it. A Gather that returned early fails the test here
+	// instead of leaving the send blocked until the test binary times out.
+	for n := 2; n <= 3; n++ {
+		select {
+		case requests <- newRequest(n):
+		case <-returned:
+			t.Fatalf("Gather returned with %d requests while more reported more to come", n-1)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Gather did not take request %d within 10s", n)
+		}
+	}
 	within(t, returned)
 	if n != 3 {
 		t.Fatalf("batch of %d, want 3", n)

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/pgtest"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/sample/cart"
 )
@@ -57,7 +58,7 @@ func cartBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Run(m) // stops the private PostgreSQL server, if one was started
 	if binPath != "" {
 		_ = os.RemoveAll(filepath.Dir(binPath))
 	}

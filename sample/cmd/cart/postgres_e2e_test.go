@@ -5,55 +5,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/eventline/eventline/internal/pgtest"
 )
 
 // TestTwoCommandAPIsOnOnePostgres runs two command-api processes on one
 // PostgreSQL database while 64 clients add items to the same 8 carts through
 // both at once. No acknowledged command may be lost or doubled: each
 // acknowledged item is in its cart's stream exactly once, and nothing else
-// is. It needs the PostgreSQL server on 127.0.0.1:5432 (or the one named by
-// EVENTLINE_POSTGRES_URL).
+// is. It needs a PostgreSQL server (see internal/pgtest).
 func TestTwoCommandAPIsOnOnePostgres(t *testing.T) {
-	server := os.Getenv("EVENTLINE_POSTGRES_URL")
-	if server == "" {
-		server = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
+	dbURL := pgtest.Database(t) // dropped after the processes stopped
+	storeURL := "EVENTLINE_STORE_URL=" + dbURL
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		if os.Getenv("EVENTLINE_REQUIRE_POSTGRES") != "" {
-			t.Fatalf("no PostgreSQL: %v", err)
-		}
-		t.Skipf("no PostgreSQL: %v", err)
-	}
-	defer admin.Close(ctx)
-	dbName := fmt.Sprintf("eventline_e2e_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+dbName); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { // after the processes stopped
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, server)
-		if err == nil {
-			defer conn.Close(ctx)
-			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
-		}
-		if err != nil {
-			t.Errorf("drop database %s: %v", dbName, err)
-		}
-	})
-	u, _ := url.Parse(server)
-	u.Path = "/" + dbName
-	storeURL := "EVENTLINE_STORE_URL=" + u.String()
 	apis := []*proc{start(t, "command-api", storeURL), start(t, "command-api", storeURL)}
 
 	const carts, clients, adds = 8, 64, 12
@@ -107,7 +78,7 @@ func TestTwoCommandAPIsOnOnePostgres(t *testing.T) {
 	}
 	t.Logf("%d adds acknowledged, %d refused as conflicts", len(acked), len(refused))
 
-	db, err := pgx.Connect(ctx, u.String())
+	db, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
