@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"reflect"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/google/uuid"
 )
 
@@ -32,8 +32,9 @@ type Config struct {
 	// DefaultMaxAttempts.
 	MaxAttempts int
 	// MinBackoff and MaxBackoff bound the pause before a retry: before retry n
-	// Handle waits a random time in [0, min(MaxBackoff, MinBackoff·2ⁿ⁻¹)) ("full
-	// jitter"), so that writers that collided do not collide again in lockstep.
+	// Handle waits a random time in [0, 2d] with d = MinBackoff·2ⁿ⁻¹, never
+	// more than MaxBackoff ("full jitter"), so that writers that collided do
+	// not collide again in lockstep.
 	// 0 means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives a debug line per retry. nil means slog.Default().
@@ -179,6 +180,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 		hash = commandHash(cmd)
 	}
 	md := h.metadata(ctx, key, hash)
+	var pause *retry.Backoff
 	for attempt := 1; ; attempt++ {
 		if err := h.locks.lock(ctx, stream); err != nil {
 			return Result[E]{}, err
@@ -193,8 +195,11 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 		}
 		h.cfg.Logger.DebugContext(ctx, "command: concurrent write, retrying",
 			"stream", stream, "attempt", attempt, "error", err)
-		if err := h.backoff(ctx, attempt); err != nil {
-			return Result[E]{}, err
+		if pause == nil {
+			pause = retry.New(h.cfg.MinBackoff, h.cfg.MaxBackoff, retry.FullJitter)
+		}
+		if retry.Sleep(ctx, pause.Next()) != nil {
+			return Result[E]{}, context.Cause(ctx)
 		}
 	}
 }
@@ -206,21 +211,6 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 func retryable(err error, key string) bool {
 	return errors.Is(err, eventstore.ErrWrongVersion) ||
 		key != "" && errors.Is(err, eventstore.ErrDuplicateEvent)
-}
-
-func (h *Handler[S, C, E]) backoff(ctx context.Context, attempt int) error {
-	ceiling := h.cfg.MinBackoff << min(attempt-1, 30)
-	if ceiling <= 0 || ceiling > h.cfg.MaxBackoff {
-		ceiling = h.cfg.MaxBackoff
-	}
-	t := time.NewTimer(rand.N(ceiling) + 1)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }
 
 // metadata is what every event of one Handle call carries.

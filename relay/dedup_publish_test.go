@@ -47,7 +47,7 @@ func TestDeduplicatedHandlerOutputSurvivesAFailedPublish(t *testing.T) {
 			flaky.failures.Store(1)
 			r, err := relay.NewRouter(relay.RouterConfig{
 				Dedup: store, PoisonPublisher: ps, PoisonTopic: "poison",
-				MaxRetries: 1, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond,
+				MaxRetries: 1, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
 				Logger: slog.New(slog.DiscardHandler),
 			})
 			if err != nil {

@@ -36,7 +36,7 @@
 //     publishes that batch again on restart (at most Config.BatchSize messages
 //     per relay): duplicates, never loss.
 //   - A Publish error is retried, with exponential back-off and jitter between
-//     Config.RetryInitial and Config.RetryMax, until it succeeds; the relay
+//     Config.MinBackoff and Config.MaxBackoff, until it succeeds; the relay
 //     never moves on, and never saves a checkpoint past an unpublished event.
 //     A publisher that fails half-way through a call may have sent some of the
 //     messages (RedisStreamsPublisher's pipeline included); the retry sends
@@ -86,11 +86,15 @@
 // # Running several instances
 //
 // Two relays with the same checkpoint and no Lease both publish everything:
-// each event arrives twice, none is lost. Config.Lease (RedisLease: SET NX PX,
-// renewed by token, released by a token-checked script) lets one instance
-// publish at a time while the others wait to take over. The lease is advisory:
-// an instance that stalls past the lease TTL can publish one more batch after
-// another took over, which again means duplicates, not loss.
+// each event arrives twice, none is lost. Config.Lease (RedisLease, the same
+// Redis lease the projection runner uses: one hash key with a fencing token,
+// expiring by the Redis server's clock) lets one instance publish at a time
+// while the others wait to take over. The holder stops as soon as it cannot
+// prove it still holds the lease (a renewal finds it taken, or Redis has not
+// answered for a TTL counted from before its last successful renewal). The
+// lease is advisory: an instance that stalls past the lease TTL can publish
+// one more batch after another took over, which again means duplicates, not
+// loss.
 //
 // # Consumers
 //

@@ -28,9 +28,9 @@ type RouterConfig struct {
 	// MaxRetries is how many times a failing handler is retried before the
 	// message is poisoned. Default 5; negative means no retry.
 	MaxRetries int
-	// RetryInitial, RetryMax: the back-off between retries doubles from
-	// RetryInitial up to RetryMax, each randomised by ±50%. Defaults 100ms, 10s.
-	RetryInitial, RetryMax time.Duration
+	// MinBackoff, MaxBackoff: the back-off between retries doubles from
+	// MinBackoff up to MaxBackoff, each randomised by ±50%. Defaults 100ms, 10s.
+	MinBackoff, MaxBackoff time.Duration
 	// CloseTimeout bounds how long Router.Close waits for handlers. Default 30s.
 	CloseTimeout time.Duration
 	// Logger receives the router's logs. Default slog.Default().
@@ -74,11 +74,11 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	case cfg.MaxRetries < 0:
 		cfg.MaxRetries = 0
 	}
-	if cfg.RetryInitial <= 0 {
-		cfg.RetryInitial = 100 * time.Millisecond
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
 	}
-	if cfg.RetryMax < cfg.RetryInitial {
-		cfg.RetryMax = max(10*time.Second, cfg.RetryInitial)
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(10*time.Second, cfg.MinBackoff)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,8 +122,8 @@ func routerMiddleware(cfg RouterConfig, dedup *Deduplicator, logger watermill.Lo
 		interrupted,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
-			InitialInterval:     cfg.RetryInitial,
-			MaxInterval:         cfg.RetryMax,
+			InitialInterval:     cfg.MinBackoff,
+			MaxInterval:         cfg.MaxBackoff,
 			Multiplier:          2,
 			RandomizationFactor: 0.5,
 			ResetContextOnRetry: true,

@@ -20,7 +20,7 @@ func TestRouterPoisonsAPermanentlyFailingMessageAfterRetries(t *testing.T) {
 	poisoned := collect(t, ps, "poison")
 	r, err := relay.NewRouter(relay.RouterConfig{
 		Dedup: relay.NewMemoryDedup(time.Hour, time.Minute), PoisonPublisher: ps, PoisonTopic: "poison",
-		MaxRetries: 3, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond,
+		MaxRetries: 3, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -64,7 +63,11 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 			return nil, fmt.Errorf("app: saga subscriber: %w", err)
 		}
 		pub, sub = p, s
-		lease = relay.NewRedisLease(rdb, relayLeaseKey, 10*time.Second)
+		if lease, err = relay.NewRedisLease(relay.RedisLeaseConfig{Redis: rdb, Key: relayLeaseKey}); err != nil {
+			_ = s.Close()
+			_ = p.Close()
+			return nil, fmt.Errorf("app: saga relay lease: %w", err)
+		}
 		dedup = relay.NewRedisDedup(rdb, sagaDedupPrefix, 0, 0)
 		closeTransport = func() { _ = s.Close(); _ = p.Close() }
 	}

@@ -28,10 +28,10 @@ const (
 	// DefaultMaxRetries is how many times a failing message is retried
 	// before it is poisoned.
 	DefaultMaxRetries = 5
-	// DefaultRetryInitial and DefaultRetryMax bound the back-off between
+	// DefaultMinBackoff and DefaultMaxBackoff bound the back-off between
 	// retries.
-	DefaultRetryInitial = 100 * time.Millisecond
-	DefaultRetryMax     = 10 * time.Second
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Run waits for messages being
 	// handled when its context ends.
 	DefaultCloseTimeout = 30 * time.Second
@@ -80,12 +80,12 @@ type Config struct {
 	// idempotent on its own.
 	Dedup relay.DedupStore
 	// MaxRetries is how many times a failing message is retried, with
-	// exponential back-off from RetryInitial up to RetryMax, before it is
+	// exponential back-off from MinBackoff up to MaxBackoff, before it is
 	// published to PoisonTopic and acked. Defaults DefaultMaxRetries,
-	// DefaultRetryInitial, DefaultRetryMax. A negative MaxRetries disables
+	// DefaultMinBackoff, DefaultMaxBackoff. A negative MaxRetries disables
 	// retries.
 	MaxRetries             int
-	RetryInitial, RetryMax time.Duration
+	MinBackoff, MaxBackoff time.Duration
 	// CloseTimeout bounds how long Run waits for messages being handled once
 	// its context ends. Default DefaultCloseTimeout.
 	CloseTimeout time.Duration
@@ -124,11 +124,11 @@ func (c Config) withDefaults() Config {
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
 	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = DefaultRetryInitial
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
 	}
-	if c.RetryMax == 0 {
-		c.RetryMax = max(DefaultRetryMax, c.RetryInitial)
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
@@ -180,8 +180,8 @@ func (c Config) Validate() error {
 		}
 		seen[t] = true
 	}
-	if c.RetryInitial < 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, fmt.Errorf("RetryInitial %s and RetryMax %s: want 0 < initial <= max", c.RetryInitial, c.RetryMax))
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, fmt.Errorf("MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
 	}
 	if c.CloseTimeout < 0 || c.HandleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("CloseTimeout %s and HandleTimeout %s must not be negative", c.CloseTimeout, c.HandleTimeout))

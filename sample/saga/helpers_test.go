@@ -232,7 +232,7 @@ func startSaga(t testing.TB, cfg saga.Config) (s *saga.Saga, stop func() error) 
 func startRelay(t testing.TB, w *world, pub message.Publisher, cp relay.Checkpoint) func() error {
 	t.Helper()
 	r, err := relay.New(relay.Config{Store: w.store, Publisher: pub, Checkpoint: cp,
-		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, Logger: quiet})
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func redisSubscriber(t *testing.T, srv *redistest.Server, consumer string) *redi
 
 func redisSagaConfig(w *world, store eventstore.Store, sub *redisstream.Subscriber, pub message.Publisher, dedup relay.DedupStore) saga.Config {
 	return saga.Config{Store: store, Registry: w.reg, Subscriber: sub, Publisher: pub, Dedup: dedup,
-		MaxRetries: 2, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, Logger: quiet}
+		MaxRetries: 2, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: quiet}
 }
 
 // waitAllAcked waits until the consumer group has no pending message.

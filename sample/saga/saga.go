@@ -129,8 +129,8 @@ func (s *Saga) Run(ctx context.Context) error {
 		PoisonPublisher: s.cfg.Publisher,
 		PoisonTopic:     s.cfg.PoisonTopic,
 		MaxRetries:      s.cfg.MaxRetries,
-		RetryInitial:    s.cfg.RetryInitial,
-		RetryMax:        s.cfg.RetryMax,
+		MinBackoff:      s.cfg.MinBackoff,
+		MaxBackoff:      s.cfg.MaxBackoff,
 		CloseTimeout:    s.cfg.CloseTimeout,
 		Logger:          s.cfg.Logger,
 	})

@@ -28,7 +28,7 @@ func inProcess(t *testing.T, w *world, dedup relay.DedupStore, reg prometheus.Re
 	t.Helper()
 	ps := orderedChannel(t)
 	startSaga(t, saga.Config{Store: w.store, Registry: w.reg, Subscriber: ps, Publisher: ps, Dedup: dedup,
-		MaxRetries: 2, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		MaxRetries: 2, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 		Logger: quiet, Registerer: reg})
 	startRelay(t, w, ps, &relay.MemoryCheckpoint{})
 	return ps
@@ -278,7 +278,7 @@ func TestConfig(t *testing.T) {
 		"registry without order events": with(valid, func(c *saga.Config) { c.Registry = cartsOnly }),
 		"a topic twice":                 with(valid, func(c *saga.Config) { c.Topics = []string{"a", "a"} }),
 		"an empty topic":                with(valid, func(c *saga.Config) { c.Topics = []string{""} }),
-		"retry max below initial":       with(valid, func(c *saga.Config) { c.RetryInitial, c.RetryMax = time.Second, time.Millisecond }),
+		"retry max below initial":       with(valid, func(c *saga.Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }),
 		"negative command attempts":     with(valid, func(c *saga.Config) { c.Command.MaxAttempts = -1 }),
 	} {
 		if err := cfg.Validate(); !errors.Is(err, saga.ErrInvalidConfig) {
