@@ -1,7 +1,10 @@
-// Package relay forwards committed events from an eventstore.Store to a
-// watermill message.Publisher, and gives consumers the watermill pieces they
-// need to handle those events safely: de-duplication by event id, a router with
-// retry and a poison queue, and RecordFrom to turn a message back into a record.
+// Package relay forwards committed events from an [eventstore.Store] to a
+// watermill [message.Publisher]: the producing side of eventline's
+// integration events. A [Relay] follows the log from its own [Checkpoint],
+// publishes in batches, and moves the checkpoint afterwards; a [Lease] lets
+// one of several instances publish at a time. The consuming side (turning a
+// message back into a record, de-duplication by event id, a router with retry
+// and a poison queue) is package [github.com/eventline/eventline/relay/consume].
 //
 // # The event store is the outbox
 //
@@ -15,12 +18,13 @@
 //
 // # Redis Streams
 //
-// NewRedisStreamsPublisher returns the publisher to use for Redis Streams. It
+// [NewRedisStreamsPublisher] returns the publisher to use for Redis Streams. It
 // writes entries in watermill-redisstream's format (through its Marshaller),
 // so watermill-redisstream's Subscriber reads them, but it sends all the XADDs
 // of a Publish call in one pipeline: one round trip per batch, where
 // redisstream.Publisher waits for one per message: the relay runs at the
-// pipelined-XADD ceiling, seven times faster (docs/benchmarks.md). A failed
+// pipelined-XADD ceiling, about seven times faster in the project's
+// benchmarks. A failed
 // pipeline fails the whole call, though Redis may have added part of it, and
 // the relay retries the batch: duplicates, never loss, as below. Its Close
 // leaves the Redis client open, unlike redisstream.Publisher's, which closes
@@ -47,8 +51,8 @@
 //     past them.
 //
 // Consumers therefore de-duplicate by event id: the message UUID and the
-// MetaEventID metadata are the event's id, stable across re-publication.
-// A Deduplicator does that in a watermill router.
+// [MetaEventID] metadata are the event's id, stable across re-publication.
+// consume.Deduplicator does that in a watermill router.
 //
 // # Metadata
 //
@@ -59,7 +63,7 @@
 // MetaHeaderPrefix. watermill's middleware.CorrelationIDMetadataKey carries the
 // correlation id (the event id when the event has none) so watermill's
 // CorrelationID middleware passes it on to the messages a handler produces.
-// RecordFrom reverses the mapping.
+// [NewMessage] builds such a message; consume.RecordFrom reverses the mapping.
 //
 // # Back-pressure
 //
@@ -98,20 +102,8 @@
 //
 // # Consumers
 //
-// NewRouter returns a watermill router with CorrelationID, a Deduplicator,
-// PoisonQueue, Retry and Recoverer in that order (outermost first); its
-// documentation says why. The Deduplicator marks an event handled only once
-// the handler succeeded and the router published the messages the handler
-// produced (its publisher decorator marks the event after the publish, and
-// releases the claim when the publish fails), so a failed or interrupted
-// handling, or an output that could not be published, is redelivered and
-// handled again rather than lost; and it claims the event while handling it,
-// so two deliveries never run at once. The guarantee is at least once: a
-// crash between the handler's effects (or the publish of its output) and the
-// mark handles the event again, so effects must be idempotent and produced
-// messages may arrive twice. Deduplicate is the middleware alone, for
-// consumer handlers; it refuses a handler that produces messages
-// (ErrProducedMessages) rather than mark its event done before they are out.
-// RedisDedup shares the marks between consumer processes; MemoryDedup keeps
-// them in one process.
+// Package [github.com/eventline/eventline/relay/consume] holds what a
+// consumer needs: RecordFrom, the Deduplicator with its Redis and in-memory
+// stores, and NewRouter, a watermill router with de-duplication, retry and a
+// poison queue in the right order.
 package relay

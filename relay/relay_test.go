@@ -16,6 +16,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -198,7 +199,7 @@ type flakyPublisher struct {
 }
 
 func (p *flakyPublisher) Publish(topic string, msgs ...*message.Message) error {
-	first, err := relay.RecordFrom(msgs[0])
+	first, err := consume.RecordFrom(msgs[0])
 	if err != nil {
 		return err
 	}

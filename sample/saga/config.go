@@ -12,6 +12,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -73,12 +74,12 @@ type Config struct {
 	// DefaultPoisonTopic.
 	PoisonTopic string
 	// Dedup remembers which events the saga handled, by event id. Use
-	// relay.RedisDedup when the saga runs in more than one process (or
+	// consume.RedisDedup when the saga runs in more than one process (or
 	// restarts while its transport keeps messages); the in-process default,
-	// relay.NewMemoryDedup(0, 0), only suits one process with GoChannel.
+	// consume.MemoryDedup, only suits one process with GoChannel.
 	// De-duplication is an optimisation: every command the saga sends is
 	// idempotent on its own.
-	Dedup relay.DedupStore
+	Dedup consume.DedupStore
 	// MaxRetries is how many times a failing message is retried, with
 	// exponential back-off from MinBackoff up to MaxBackoff, before it is
 	// published to PoisonTopic and acked. Defaults DefaultMaxRetries,
@@ -119,7 +120,7 @@ func (c Config) withDefaults() Config {
 		c.PoisonTopic = DefaultPoisonTopic
 	}
 	if c.Dedup == nil {
-		c.Dedup = relay.NewMemoryDedup(0, 0)
+		c.Dedup, _ = consume.NewMemoryDedup(consume.MemoryDedupConfig{}) // the zero config is valid
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries

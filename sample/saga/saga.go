@@ -15,6 +15,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -124,7 +125,7 @@ func (s *Saga) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	router, err := relay.NewRouter(relay.RouterConfig{
+	router, err := consume.NewRouter(consume.RouterConfig{
 		Dedup:           s.cfg.Dedup,
 		PoisonPublisher: s.cfg.Publisher,
 		PoisonTopic:     s.cfg.PoisonTopic,
@@ -189,7 +190,7 @@ func (s *Saga) handle(msg *message.Message) error {
 	err := s.handleEvent(msg)
 	if errors.Is(err, ErrMalformedEvent) {
 		// No retry can mend a malformed event: straight to the poison topic.
-		err = relay.Permanent(err)
+		err = consume.Permanent(err)
 	}
 	result := "handled"
 	if err != nil {
@@ -200,7 +201,7 @@ func (s *Saga) handle(msg *message.Message) error {
 }
 
 func (s *Saga) handleEvent(msg *message.Message) error {
-	rec, err := relay.RecordFrom(msg)
+	rec, err := consume.RecordFrom(msg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedEvent, err)
 	}

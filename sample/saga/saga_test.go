@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -24,7 +25,7 @@ import (
 )
 
 // inProcess wires the world as `cart serve` does: relay → GoChannel → saga.
-func inProcess(t *testing.T, w *world, dedup relay.DedupStore, reg prometheus.Registerer) *gochannel.GoChannel {
+func inProcess(t *testing.T, w *world, dedup consume.DedupStore, reg prometheus.Registerer) *gochannel.GoChannel {
 	t.Helper()
 	ps := orderedChannel(t)
 	startSaga(t, saga.Config{Store: w.store, Registry: w.reg, Subscriber: ps, Publisher: ps, Dedup: dedup,
@@ -141,10 +142,10 @@ func TestUnknownCustomerRejectsTheOrder(t *testing.T) {
 func TestDuplicateDeliveryReservesCreditOnce(t *testing.T) {
 	for _, c := range []struct {
 		name    string
-		dedup   relay.DedupStore
+		dedup   consume.DedupStore
 		handled float64 // times the checkout reached the handler
 	}{
-		{"deduplicated", relay.NewMemoryDedup(0, 0), 1},
+		{"deduplicated", must(consume.NewMemoryDedup(consume.MemoryDedupConfig{})), 1},
 		{"without de-duplication", forgetfulDedup{}, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package relay
+package consume
 
 import (
 	"context"
