@@ -49,20 +49,21 @@ type Config struct {
 	NoCache bool
 }
 
-// Validate reports a Config that NewHandler would refuse.
+// Validate reports a Config that NewHandler would refuse. The error matches
+// ErrInvalidConfig (and ErrInvalidID for a bad Name).
 func (c Config) Validate() error {
 	if err := validateName("Config.Name", c.Name, MaxNameLen); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	switch {
 	case c.MaxAttempts < 0:
-		return fmt.Errorf("command: Config.MaxAttempts is %d, must be ≥ 0", c.MaxAttempts)
+		return fmt.Errorf("%w: Config.MaxAttempts is %d, must be ≥ 0", ErrInvalidConfig, c.MaxAttempts)
 	case c.MinBackoff < 0 || c.MaxBackoff < 0:
-		return errors.New("command: Config.MinBackoff and MaxBackoff must be ≥ 0")
+		return fmt.Errorf("%w: Config.MinBackoff and MaxBackoff must be ≥ 0", ErrInvalidConfig)
 	case c.CacheSize < 0:
-		return fmt.Errorf("command: Config.CacheSize is %d, must be ≥ 0", c.CacheSize)
+		return fmt.Errorf("%w: Config.CacheSize is %d, must be ≥ 0", ErrInvalidConfig, c.CacheSize)
 	case c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff:
-		return fmt.Errorf("command: Config.MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
+		return fmt.Errorf("%w: Config.MinBackoff %v exceeds MaxBackoff %v", ErrInvalidConfig, c.MinBackoff, c.MaxBackoff)
 	}
 	return nil
 }
@@ -124,11 +125,11 @@ type Handler[S, C, E any] struct {
 func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Registry, decider Decider[S, C, E], cfg Config) (*Handler[S, C, E], error) {
 	switch {
 	case store == nil:
-		return nil, errors.New("command: NewHandler: nil store")
+		return nil, fmt.Errorf("%w: NewHandler: nil store", ErrInvalidConfig)
 	case registry == nil:
-		return nil, errors.New("command: NewHandler: nil registry")
+		return nil, fmt.Errorf("%w: NewHandler: nil registry", ErrInvalidConfig)
 	case decider.Initial == nil || decider.Decide == nil || decider.Evolve == nil:
-		return nil, errors.New("command: NewHandler: the decider needs Initial, Decide and Evolve")
+		return nil, fmt.Errorf("%w: NewHandler: the decider needs Initial, Decide and Evolve", ErrInvalidConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -72,7 +72,7 @@
 // fills and the subscription stops reading: nothing piles up in memory and
 // the store is not read ahead of the transport. The lag shows as the distance
 // between the store's head and Status().Position (metric
-// eventline_relay_position). With Redis Streams, bound each stream with
+// eventline_relay_checkpoint_position). With Redis Streams, bound each stream with
 // RedisStreamsConfig.Maxlens or DefaultMaxlen (approximate trimming, as
 // watermill's) if consumers may fall far behind: entries trimmed before a
 // consumer group read them are lost to it.

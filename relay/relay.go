@@ -342,7 +342,7 @@ func newMetrics(name string) metrics {
 		skipped:            counter("skipped_events_total", "Records the filter refused."),
 		publishFailures:    counter("publish_failures_total", "Failed Publish attempts."),
 		checkpointFailures: counter("checkpoint_failures_total", "Failed checkpoint loads and saves."),
-		position:           gauge("position", "Commit part of the last checkpointed position."),
+		position:           gauge("checkpoint_position", "Commit part of the last checkpointed position."),
 		failing:            gauge("failing", "1 while an operation is failing and being retried, else 0."),
 	}
 }

@@ -86,7 +86,7 @@ func New(cfg Config) (*Saga, error) {
 		return nil, err
 	}
 	s.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "eventline_sample_saga_messages_total",
+		Name: "eventline_saga_messages_total",
 		Help: "Messages the order/credit saga received, by event type and result: handled, ignored (not a saga event) or failed (one failed attempt; it is retried, then poisoned).",
 	}, []string{"type", "result"})
 	if cfg.Registerer != nil {
