@@ -124,29 +124,16 @@
 // There are no snapshots. A stream's first command (or its first after its
 // cache entry was evicted, or after an error) reads and folds the whole
 // stream; every later one, with the state cache on, reads only what is new.
-// Measured with BenchmarkLoad on a shared 2-core machine (load, JSON-decode
-// and fold, decide nothing; the store's raw read, without decoding, beside it):
-//
-//	events   first command:           later commands
-//	         memory     SQLite (raw)  (cached, SQLite)
-//	   100   0.09 ms    0.23 ms (0.17)   0.011 ms
-//	 1,000   0.8 ms     2.4 ms (1.7)     0.011 ms
-//	10,000   6.7 ms     23 ms (16)       0.011 ms
-//
-// A cart has at most about 200 events (100 lines, added and removed): its
-// first command costs well under a millisecond of loading, the rest almost
-// nothing. With the cache, even a stream of 10,000 events costs only its
-// first load per process; streams that grow without bound still want closing
-// the books into a new stream (or snapshots) so that restarts and cache misses
-// stay cheap.
+// Loading costs grow with the stream (BenchmarkLoad measures them; the
+// project's docs/benchmarks.md holds the figures): a cart of about 200 events
+// costs well under a millisecond on its first command, and almost nothing
+// after. Streams that grow without bound still want closing the books into a
+// new stream (or snapshots) so that restarts and cache misses stay cheap.
 //
 // # Throughput
 //
-// BenchmarkHandleCarts runs the shopping-cart workload (10,000 carts
-// × open, 5 add-item, checkout) on SQLite. On a shared 2-core machine it
-// measured about 8k commands/s with 1 caller (p99 0.4 ms) and 33–45k with 64
-// callers (p99 7–14 ms), against about 9k and 8.6k for plain Go on SQLite with
-// one transaction per command; 64 callers gain from the SQLite store's group
-// commit and from the state cache (20–28k with the cache off). One hot
-// stream takes 11k commands/s with 1 caller and 13k with 64 (BenchmarkHandle).
+// BenchmarkHandleCarts runs the shopping-cart workload (10,000 carts × open,
+// 5 add-item, checkout) on SQLite, and BenchmarkHandle one hot stream: with
+// many callers a Handler gains from the SQLite store's group commit and from
+// the state cache.
 package command
