@@ -40,14 +40,14 @@
 //     publishes that batch again on restart (at most Config.BatchSize messages
 //     per relay): duplicates, never loss.
 //   - A Publish error is retried, with exponential back-off and jitter between
-//     Config.MinBackoff and Config.MaxBackoff, until it succeeds; the relay
+//     [Config].MinBackoff and MaxBackoff, until it succeeds; the relay
 //     never moves on, and never saves a checkpoint past an unpublished event.
 //     A publisher that fails half-way through a call may have sent some of the
 //     messages (RedisStreamsPublisher's pipeline included); the retry sends
 //     them again.
 //   - A failing checkpoint save is retried the same way before the next batch
 //     is read, so at most one batch is ever unsaved.
-//   - Records the Config.Filter refuses are skipped and the checkpoint moves
+//   - Records the [Config].Filter refuses are skipped and the checkpoint moves
 //     past them.
 //
 // Consumers therefore de-duplicate by event id: the message UUID and the
@@ -57,10 +57,10 @@
 // # Metadata
 //
 // Each message's UUID is the event id and its payload the event data. Its
-// metadata holds MetaEventID, MetaType, MetaStream, MetaVersion, MetaPosition
-// (the position's opaque token), MetaRecordedAt (RFC 3339, UTC),
-// MetaCorrelationID and MetaCausationID when set, and each event header under
-// MetaHeaderPrefix. watermill's middleware.CorrelationIDMetadataKey carries the
+// metadata holds [MetaEventID], [MetaType], [MetaStream], [MetaVersion],
+// [MetaPosition] (the position's opaque token), [MetaRecordedAt] (RFC 3339,
+// UTC), [MetaCorrelationID] and [MetaCausationID] when set, and each event
+// header under [MetaHeaderPrefix]. watermill's middleware.CorrelationIDMetadataKey carries the
 // correlation id (the event id when the event has none) so watermill's
 // CorrelationID middleware passes it on to the messages a handler produces.
 // [NewMessage] builds such a message; consume.RecordFrom reverses the mapping.
@@ -71,9 +71,9 @@
 // Config.BatchSize records. While the publisher is slow or failing, the buffer
 // fills and the subscription stops reading: nothing piles up in memory and
 // the store is not read ahead of the transport. The lag shows as the distance
-// between the store's head and Status().Position (metric
+// between the store's head and [Relay.Status]().Position (metric
 // eventline_relay_checkpoint_position). With Redis Streams, bound each stream with
-// RedisStreamsConfig.Maxlens or DefaultMaxlen (approximate trimming, as
+// [RedisStreamsConfig].Maxlens or DefaultMaxlen (approximate trimming, as
 // watermill's) if consumers may fall far behind: entries trimmed before a
 // consumer group read them are lost to it.
 //
@@ -90,7 +90,7 @@
 // # Running several instances
 //
 // Two relays with the same checkpoint and no Lease both publish everything:
-// each event arrives twice, none is lost. Config.Lease (RedisLease, the same
+// each event arrives twice, none is lost. [Config].Lease ([RedisLease], the same
 // Redis lease the projection runner uses: one hash key with a fencing token,
 // expiring by the Redis server's clock) lets one instance publish at a time
 // while the others wait to take over. The holder stops as soon as it cannot
