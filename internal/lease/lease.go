@@ -24,7 +24,8 @@
 //
 // Writes that must not land after a takeover are fenced on the server side:
 // in a MULTI/EXEC, WATCH the lease key and run Fence.Check inside the WATCH
-// callback; in a Lua script, prepend FenceLua and call lease_held.
+// callback (or Fence.Queue, to share its round trip with other reads); in a
+// Lua script, prepend FenceLua and call lease_held.
 package lease
 
 import (
@@ -384,35 +385,32 @@ func (f Fence) TokenArg() string { return strconv.FormatUint(f.Token, 10) }
 // f's holding. Run it inside a WATCH of f.Key, before MULTI: if the lease
 // changes hands between the check and EXEC, the EXEC aborts.
 func (f Fence) Check(ctx context.Context, c redis.Cmdable) error {
-	st, err := readFence(ctx, c, f.Key)
-	if err != nil {
-		return err
+	pipe := c.Pipeline()
+	check := f.Queue(ctx, pipe)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("lease %s: read: %w", f.Key, err)
 	}
-	if st.Owner != f.Owner || st.Token != f.Token {
-		return fmt.Errorf("%w: %s is held by %q (token %d), not %q (token %d)", ErrLost, f.Key, st.Owner, st.Token, f.Owner, f.Token)
-	}
-	return nil
+	return check()
 }
 
-// readFence reads the lease with HMGET and TIME (no script: a WATCH
-// transaction's connection may be a *redis.Tx, which runs scripts too, but
-// plain reads keep the check obvious).
-func readFence(ctx context.Context, c redis.Cmdable, key string) (State, error) {
-	pipe := c.Pipeline()
-	hm := pipe.HMGet(ctx, key, FieldOwner, FieldToken, FieldExpires)
+// Queue adds the reads of Check to pipe, so that a caller checking other
+// keys too (under the same WATCH) pays one round trip; after pipe.Exec, the
+// returned func gives Check's result.
+func (f Fence) Queue(ctx context.Context, pipe redis.Pipeliner) (check func() error) {
+	hm := pipe.HMGet(ctx, f.Key, FieldOwner, FieldToken, FieldExpires)
 	now := pipe.Time(ctx)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return State{}, fmt.Errorf("lease %s: read: %w", key, err)
+	return func() error {
+		if err := errors.Join(hm.Err(), now.Err()); err != nil {
+			return fmt.Errorf("lease %s: read: %w", f.Key, err)
+		}
+		v := hm.Val()
+		owner, _ := v[0].(string)
+		tok, _ := v[1].(string)
+		exp, _ := v[2].(string)
+		e, _ := strconv.ParseInt(exp, 10, 64)
+		if owner != f.Owner || tok != f.TokenArg() || e <= now.Val().UnixMilli() {
+			return fmt.Errorf("%w: %s is held by %q (token %s), not %q (token %d)", ErrLost, f.Key, owner, tok, f.Owner, f.Token)
+		}
+		return nil
 	}
-	v := hm.Val()
-	owner, _ := v[0].(string)
-	tok, _ := v[1].(string)
-	exp, _ := v[2].(string)
-	e, _ := strconv.ParseInt(exp, 10, 64)
-	left := time.Duration(e-now.Val().UnixMilli()) * time.Millisecond
-	if owner == "" || left <= 0 {
-		return State{}, nil
-	}
-	n, _ := strconv.ParseUint(tok, 10, 64)
-	return State{Owner: owner, Token: n, Left: left}, nil
 }

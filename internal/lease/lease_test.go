@@ -329,3 +329,35 @@ func TestReadFree(t *testing.T) {
 		t.Fatalf("Read of a missing key = %+v, %v; want zero", st, err)
 	}
 }
+
+// TestFenceQueueSharesThePipeline checks the fence and another key in one
+// round trip, as a projection's batch checks the lease and the active
+// version; and a holding that expired without a successor fails the fence,
+// as lease_held does.
+func TestFenceQueueSharesThePipeline(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	rdb.Set(ctx, "{p}:active", "3", 0)
+	l := newLease(t, rdb, "{p}:lease", "a", 100*time.Millisecond)
+	h, err := l.TryAcquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipe := rdb.Pipeline()
+	check := h.Fence().Queue(ctx, pipe)
+	active := pipe.Get(ctx, "{p}:active")
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(); err != nil || active.Val() != "3" {
+		t.Fatalf("fence %v, active %q; want nil, 3", err, active.Val())
+	}
+	waitUntil(t, 10*time.Second, "the holding to expire on the server", func() bool {
+		st, err := lease.Read(ctx, rdb, "{p}:lease")
+		return err == nil && st.Owner == ""
+	})
+	if err := h.Fence().Check(ctx, rdb); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("fence of an expired holding: %v, want ErrLost", err)
+	}
+}
