@@ -1,3 +1,9 @@
+// The project's development tools, apart from go.mod so that they never enter
+// the module graph of the project's users. Run one from the repository root:
+//
+//	go tool -modfile=.ci/tools.mod staticcheck ./...
+//
+// Upgrade one with go get -modfile=.ci/tools.mod -tool MODULE/cmd@VERSION.
 module github.com/eventline/eventline
 
 go 1.26.8
