@@ -33,7 +33,7 @@ var Counter = command.Decider[int, Add, Added]{
 
 func main() {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: "events.db"})
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: "data/counter.db"})
 	if err != nil {
 		log.Fatal(err)
 	}

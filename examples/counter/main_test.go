@@ -9,7 +9,7 @@ import (
 )
 
 // TestRun runs main twice in an empty directory: the second run finds the
-// first one's event in events.db.
+// first one's event in data/counter.db.
 func TestRun(t *testing.T) {
 	t.Chdir(t.TempDir())
 	for _, want := range []string{
