@@ -72,7 +72,7 @@ var accountDecider = command.Decider[account, accountCommand, accountEvent]{
 			if s.Open {
 				return nil, errAlreadyOpen
 			}
-			return []accountEvent{accountOpened{Owner: c.Owner}}, nil
+			return []accountEvent{accountOpened(c)}, nil
 		case openWithDeposit:
 			switch {
 			case s.Open:
@@ -88,7 +88,7 @@ var accountDecider = command.Decider[account, accountCommand, accountEvent]{
 			case c.Amount <= 0:
 				return nil, errInvalidAmount
 			}
-			return []accountEvent{deposited{Amount: c.Amount}}, nil
+			return []accountEvent{deposited(c)}, nil
 		case withdraw:
 			switch {
 			case !s.Open:
@@ -98,7 +98,7 @@ var accountDecider = command.Decider[account, accountCommand, accountEvent]{
 			case c.Amount > s.Balance:
 				return nil, &overdraftError{Balance: s.Balance, Amount: c.Amount}
 			}
-			return []accountEvent{withdrawn{Amount: c.Amount}}, nil
+			return []accountEvent{withdrawn(c)}, nil
 		case checkBalance:
 			if !s.Open {
 				return nil, errNotOpen

@@ -96,19 +96,19 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	if c.Store == nil {
-		errs = append(errs, errors.New("Store is required"))
+		errs = append(errs, errors.New("Config.Store is required"))
 	}
 	if c.Publisher == nil {
-		errs = append(errs, errors.New("Publisher is required"))
+		errs = append(errs, errors.New("Config.Publisher is required"))
 	}
 	if c.Checkpoint == nil {
-		errs = append(errs, errors.New("Checkpoint is required"))
+		errs = append(errs, errors.New("Config.Checkpoint is required"))
 	}
 	if c.BatchSize < 1 {
-		errs = append(errs, fmt.Errorf("BatchSize is %d, want at least 1", c.BatchSize))
+		errs = append(errs, fmt.Errorf("Config.BatchSize is %d, want at least 1", c.BatchSize))
 	}
 	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
-		errs = append(errs, fmt.Errorf("MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
+		errs = append(errs, fmt.Errorf("Config.MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w %q: %w", ErrInvalidConfig, c.Name, errors.Join(errs...))

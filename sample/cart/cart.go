@@ -193,7 +193,7 @@ func decideOpen(s State, c Open) ([]Event, error) {
 	if !validID(c.CustomerID, MaxIDLen) {
 		return nil, fmt.Errorf("%w: %q", ErrInvalidCustomerID, c.CustomerID)
 	}
-	return []Event{Opened{CustomerID: c.CustomerID}}, nil
+	return []Event{Opened(c)}, nil
 }
 
 func decideAddItem(s State, c AddItem) ([]Event, error) {

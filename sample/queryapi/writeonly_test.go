@@ -141,7 +141,7 @@ func checkUnitsClean(t *testing.T, h *harness, checkedOut map[string]bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	low, err := h.rdb.ZRangeByScore(h.ctx, v.Key(schema.PartUnits), &redis.ZRangeBy{Min: "-inf", Max: "0"}).Result()
+	low, err := h.rdb.ZRangeArgs(h.ctx, redis.ZRangeArgs{Key: v.Key(schema.PartUnits), Start: "-inf", Stop: "0", ByScore: true}).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}

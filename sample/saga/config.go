@@ -152,16 +152,16 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	if c.Store == nil {
-		errs = append(errs, errors.New("Store is required"))
+		errs = append(errs, errors.New("Config.Store is required"))
 	}
 	if c.Subscriber == nil {
-		errs = append(errs, errors.New("Subscriber is required"))
+		errs = append(errs, errors.New("Config.Subscriber is required"))
 	}
 	if c.Publisher == nil {
-		errs = append(errs, errors.New("Publisher (for the poison topic) is required"))
+		errs = append(errs, errors.New("Config.Publisher (for the poison topic) is required"))
 	}
 	if c.Registry == nil {
-		errs = append(errs, errors.New("Registry is required"))
+		errs = append(errs, errors.New("Config.Registry is required"))
 	} else {
 		for _, v := range []any{
 			cart.CheckedOut{}, cart.Reopened{},
@@ -169,28 +169,28 @@ func (c Config) Validate() error {
 			customer.Registered{}, customer.CreditReserved{}, customer.CreditRefused{}, customer.CreditReleased{},
 		} {
 			if _, ok := c.Registry.Name(v); !ok {
-				errs = append(errs, fmt.Errorf("Registry lacks %T (register the cart, order and customer events)", v))
+				errs = append(errs, fmt.Errorf("Config.Registry lacks %T (register the cart, order and customer events)", v))
 			}
 		}
 	}
 	seen := make(map[string]bool, len(c.Topics))
 	for _, t := range c.Topics {
 		if t == "" || seen[t] {
-			errs = append(errs, fmt.Errorf("Topics %q: each topic must be non-empty and listed once", c.Topics))
+			errs = append(errs, fmt.Errorf("Config.Topics %q: each topic must be non-empty and listed once", c.Topics))
 			break
 		}
 		seen[t] = true
 	}
 	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
-		errs = append(errs, fmt.Errorf("MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
+		errs = append(errs, fmt.Errorf("Config.MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
 	}
 	if c.CloseTimeout < 0 || c.HandleTimeout < 0 {
-		errs = append(errs, fmt.Errorf("CloseTimeout %s and HandleTimeout %s must not be negative", c.CloseTimeout, c.HandleTimeout))
+		errs = append(errs, fmt.Errorf("Config.CloseTimeout %s and HandleTimeout %s must not be negative", c.CloseTimeout, c.HandleTimeout))
 	}
 	cmd := c.Command
 	cmd.Name = kindOrder
 	if err := cmd.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("Command: %w", err))
+		errs = append(errs, fmt.Errorf("Config.Command: %w", err))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w %q: %w", ErrInvalidConfig, c.Name, errors.Join(errs...))

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/eventline/eventline/command/commandtest"
+)
+
+func TestStock(t *testing.T) {
+	// Given past events, when a command, then the events it decides...
+	commandtest.For(t, Stock).
+		Given(Received{Quantity: 5}).
+		When(Ship{Quantity: 2}).
+		Then(Shipped{Quantity: 2})
+	// ...or the rule it breaks...
+	commandtest.For(t, Stock).
+		Given(Received{Quantity: 5}, Shipped{Quantity: 4}).
+		When(Ship{Quantity: 2}).
+		ThenError(ErrNotEnoughStock)
+	commandtest.For(t, Stock).
+		When(Receive{Quantity: 0}).
+		ThenError(ErrInvalidQuantity)
+	// ...or the state it leads to.
+	commandtest.For(t, Stock).
+		Given(Received{Quantity: 5}).
+		When(Receive{Quantity: 3}).
+		ThenState(Item{OnHand: 8})
+}
