@@ -41,7 +41,10 @@ const (
 const MaxIdempotencyKeyLen = 128
 
 // idSpace is the UUIDv5 namespace of ids derived from idempotency keys. It is
-// itself derived from the project URL, so that it is reproducible.
+// itself derived from the project URL, so that it is reproducible. The URL
+// is the package's path when the namespace was chosen; it stays as it is
+// after the package moved, or a retry across an upgrade would name another
+// entity.
 var idSpace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/eventline/eventline/sample/commandapi"))
 
 // Config configures an API. Every field has a usable zero value.
