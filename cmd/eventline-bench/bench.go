@@ -29,9 +29,9 @@ import (
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
 	"github.com/eventline/eventline/sample/app"
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/commandapi"
-	"github.com/eventline/eventline/sample/queryapi"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/queryapi"
 	"github.com/eventline/eventline/sample/readmodel"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
@@ -558,7 +558,7 @@ func checkCarts(ctx context.Context, rdb redis.Cmdable, runs []*cartRun) (bool, 
 	for range 8 {
 		wg.Go(func() {
 			for j := range jobs {
-				c, err := schema.ReadCart(ctx, rdb, v, j.r.id(j.i))
+				c, _, err := schema.ReadCart(ctx, rdb, v, j.r.id(j.i))
 				mu.Lock()
 				switch {
 				case err != nil && !errors.Is(err, query.ErrNotFound):
