@@ -146,7 +146,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		checks = append(checks, check{"projections", pool.check})
 	}
 	if role == RoleServe || role == RoleSaga {
-		closeSaga, err := startSaga(runCtx, &runners, role, store, rdb, reg, metrics, log)
+		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log)
 		if err != nil {
 			return err
 		}

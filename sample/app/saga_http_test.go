@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventline/eventline/internal/brokertest"
 	"github.com/eventline/eventline/internal/redistest"
 )
 
@@ -22,15 +23,23 @@ type server struct {
 
 func startServe(t *testing.T) *server {
 	t.Helper()
+	return startServeOn(t, "")
+}
+
+// startServeOn is startServe with the saga's broker at brokerURL (empty: the
+// in-process GoChannel).
+func startServeOn(t *testing.T, brokerURL string) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	lines := make(lineWriter, 1)
 	cfg := Config{
 		StoreURL: filepath.Join(t.TempDir(), "events.db"),
 		// A real redis-server, not serve's embedded default.
-		RedisURL: redistest.Start(t).URL,
-		Addr:     "127.0.0.1:0",
-		Stdout:   lines,
-		Logger:   slog.New(slog.DiscardHandler),
+		RedisURL:  redistest.Start(t).URL,
+		Addr:      "127.0.0.1:0",
+		BrokerURL: brokerURL,
+		Stdout:    lines,
+		Logger:    slog.New(slog.DiscardHandler),
 	}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, RoleServe, cfg) }()
@@ -144,7 +153,18 @@ type checkout struct {
 // retried; one over the limit, or by an unknown customer, is rejected and its
 // cart reopened (the compensation), ready for new commands.
 func TestSagaThroughHTTP(t *testing.T) {
-	s := startServe(t)
+	sagaThroughHTTP(t, startServe(t))
+}
+
+// TestSagaThroughHTTPOverNATS is TestSagaThroughHTTP with --broker naming a
+// NATS JetStream server (a private one: the app's stream and consumer names
+// are fixed). Package relay/broker and sample/saga test the brokers
+// themselves, RabbitMQ included.
+func TestSagaThroughHTTPOverNATS(t *testing.T) {
+	sagaThroughHTTP(t, startServeOn(t, brokertest.StartNATS(t).URL))
+}
+
+func sagaThroughHTTP(t *testing.T, s *server) {
 	s.must("POST", "/customers", `{"customer_id":"ann","credit_limit_cents":5000}`, 201, nil)
 	s.must("POST", "/customers", `{"customer_id":"bob","credit_limit_cents":1000}`, 201, nil)
 
