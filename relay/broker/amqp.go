@@ -41,9 +41,13 @@ func (b *groupQueueBuilder) ExchangeDeclare(ch *amqp091.Channel, exchange string
 func amqpConfig(cfg Config) wmamqp.Config {
 	c := wmamqp.NewDurablePubSubConfig(cfg.URL, wmamqp.GenerateQueueNameTopicNameWithSuffix(cfg.Group))
 	c.TopologyBuilder = &groupQueueBuilder{group: cfg.Group}
-	// Publish returns once the broker confirmed every message: a publish the
-	// relay counts as done has reached the queue (persistent messages).
-	c.Publish.ConfirmDelivery = true
+	// Each Publish call is one AMQP transaction: it returns once the broker
+	// committed every message of the batch (persistent messages in durable
+	// queues), so a publish the relay counts as done is in the queue. One
+	// commit per batch instead of a confirm per message (watermill-amqp's
+	// ConfirmDelivery waits for each in turn): same guarantee, a fraction of
+	// the round trips and of the broker's disk syncs.
+	c.Publish.Transactional = true
 	c.Publish.ChannelPoolSize = 1
 	return c
 }
