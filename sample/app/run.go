@@ -20,6 +20,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/openapi"
 )
 
 // Timeouts of the process's life.
@@ -238,6 +239,7 @@ func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check) 
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	openapi.Mount(mux)
 }
 
 // projections are the runners of one process.

@@ -30,17 +30,23 @@ func startServe(t *testing.T) *server {
 // in-process GoChannel).
 func startServeOn(t *testing.T, brokerURL string) *server {
 	t.Helper()
+	return startServeWith(t, func(c *Config) { c.BrokerURL = brokerURL })
+}
+
+// startServeWith is startServe with the configuration changed by edit.
+func startServeWith(t *testing.T, edit func(*Config)) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	lines := make(lineWriter, 1)
 	cfg := Config{
 		StoreURL: filepath.Join(t.TempDir(), "events.db"),
 		// A real redis-server, not serve's embedded default.
-		RedisURL:  redistest.Start(t).URL,
-		Addr:      "127.0.0.1:0",
-		BrokerURL: brokerURL,
-		Stdout:    lines,
-		Logger:    slog.New(slog.DiscardHandler),
+		RedisURL: redistest.Start(t).URL,
+		Addr:     "127.0.0.1:0",
+		Stdout:   lines,
+		Logger:   slog.New(slog.DiscardHandler),
 	}
+	edit(&cfg)
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, RoleServe, cfg) }()
 	t.Cleanup(func() {
