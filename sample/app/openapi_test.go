@@ -121,6 +121,56 @@ func (c *contract) call(method, path, contentType string, body []byte, want int,
 	return got
 }
 
+// unrouted sends a request no operation of the document describes and checks
+// the answer against components.responses[response]: its status, its JSON
+// error body and, for a 405, the Allow header.
+func (c *contract) unrouted(method, path string, want int, response, allow string) {
+	t := c.t
+	t.Helper()
+	ref := c.doc.Components.Responses[response]
+	if ref == nil || ref.Value == nil {
+		t.Fatalf("components.responses.%s missing", response)
+	}
+	res, err := http.DefaultClient.Do(mustRequest(t, method, c.s.url+path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		t.Errorf("%s %s: status %d, want %d: %s", method, path, res.StatusCode, want, body)
+	}
+	mt := ref.Value.Content.Get(res.Header.Get("Content-Type"))
+	if mt == nil {
+		t.Fatalf("%s %s: content type %q not in components.responses.%s", method, path, res.Header.Get("Content-Type"), response)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("%s %s: body %s: %v", method, path, body, err)
+	}
+	if err := mt.Schema.Value.VisitJSON(v); err != nil {
+		t.Errorf("%s %s → %d %s: body does not match components.responses.%s: %v", method, path, res.StatusCode, body, response, err)
+	}
+	for name, h := range ref.Value.Headers {
+		if h.Value.Required && res.Header.Get(name) == "" {
+			t.Errorf("%s %s: header %s missing", method, path, name)
+		}
+	}
+	if allow != "" && res.Header.Get("Allow") != allow {
+		t.Errorf("%s %s: Allow %q, want %q", method, path, res.Header.Get("Allow"), allow)
+	}
+	c.seen[fmt.Sprintf("%s %d", response, res.StatusCode)] = true
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
 func (c *contract) json(method, path, body string, want int, validReq bool, headers ...string) map[string]any {
 	c.t.Helper()
 	var ct string
@@ -282,6 +332,12 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 	c.json("POST", "/web/deadletters/retry", `{"projection":"carts","position":"3"}`, 403, true, "Authorization", "Bearer secret-token", "Sec-Fetch-Site", "cross-site")
 	c.json("POST", "/web/deadletters/retry", `{"projection":"carts","position":"x"}`, 400, false, auth...)
 	c.json("POST", "/web/deadletters/retry", `{"projection":"carts","position":"3"}`, 404, true, auth...)
+
+	// Routes the mux does not have: no path item can carry these answers,
+	// so they are checked against the document's shared responses.
+	c.unrouted("GET", "/nowhere", 404, "RouteNotFound", "")
+	c.unrouted("GET", "/carts", 405, "MethodNotAllowed", "POST")
+	c.unrouted("PATCH", "/carts/c1/items/apple", 405, "MethodNotAllowed", "DELETE, PUT")
 
 	// Operations.
 	c.call("GET", "/healthz", "", nil, 200, true)
