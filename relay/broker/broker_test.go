@@ -135,7 +135,7 @@ func TestGroupDelivery(t *testing.T) {
 				}
 			}
 			for range 2 {
-				b := open(t, broker.Config{URL: url, Group: group, AckWait: 5 * time.Second})
+				b := open(t, broker.Config{URL: url, Group: group})
 				msgs, err := b.Subscriber().Subscribe(ctx, topic)
 				if err != nil {
 					t.Fatal(err)
