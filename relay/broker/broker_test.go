@@ -100,6 +100,12 @@ func TestGroupDelivery(t *testing.T) {
 			topic := brokertest.Name("el.test.delivery.")
 			group, other := brokertest.Name("g"), brokertest.Name("h")
 			const n = 40
+			switch name {
+			case "nats":
+				brokertest.DeleteNATSStreams(t, url, broker.StreamName(topic))
+			case "amqp":
+				brokertest.DeleteAMQP(t, url, []string{broker.AMQPQueueName(topic, group), broker.AMQPQueueName(topic, other)}, []string{topic})
+			}
 			// On RabbitMQ the publisher declares its group's queue; the
 			// other group's queue exists once that group subscribed.
 			pub := open(t, broker.Config{URL: url, Group: group})

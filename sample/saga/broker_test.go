@@ -125,6 +125,7 @@ func TestSagaOverBrokers(t *testing.T) {
 			t.Fatal(err)
 		}
 		proxy := brokertest.NewProxy(t, u.Host)
+		u.Host = proxy.Addr
 		if raceEnabled {
 			// watermill-amqp v3.0.2 races with itself when it reconnects
 			// (ConnectionWrapper.connected is replaced by its
@@ -133,10 +134,10 @@ func TestSagaOverBrokers(t *testing.T) {
 			// this test. The outage runs in the build without -race
 			// (.ci/run runs it so); the relay SIGKILL runs in both.
 			t.Log("race build: RabbitMQ outage left to the run without -race (watermill-amqp reconnect race)")
-			sagaOverBroker(t, proxy.URL(u.String()), nil)
+			sagaOverBroker(t, u.String(), nil)
 			return
 		}
-		sagaOverBroker(t, proxy.URL(u.String()), func() {
+		sagaOverBroker(t, u.String(), func() {
 			proxy.Down()
 			waitFor(t, "every connection through the proxy cut", func() bool { return proxy.Conns() == 0 })
 			proxy.Up()
@@ -158,6 +159,13 @@ func sagaOverBroker(t *testing.T, brokerURL string, outage func()) {
 
 	topic := brokertest.Name("eventline.events.")
 	group := brokertest.Name("saga")
+	poison := brokertest.Name("eventline.saga.poison.")
+	if scheme, _ := broker.Scheme(brokerURL); scheme == broker.SchemeAMQP {
+		// The shared server keeps durable queues; the private nats-server
+		// goes with the test.
+		brokertest.DeleteAMQP(t, brokerURL, []string{broker.AMQPQueueName(topic, group), broker.AMQPQueueName(poison, group)},
+			[]string{topic, poison})
+	}
 	b, err := broker.Open(broker.Config{URL: brokerURL, Group: group, AckWait: 10 * time.Second, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +173,7 @@ func sagaOverBroker(t *testing.T, brokerURL string, outage func()) {
 	t.Cleanup(func() { _ = b.Close() })
 	sub := &countingSubscriber{Subscriber: b.Subscriber(), seen: map[string]int{}}
 	startSaga(t, saga.Config{Store: store, Registry: w.reg, Subscriber: sub, Publisher: b.Publisher(),
-		Topics: []string{topic}, PoisonTopic: brokertest.Name("eventline.saga.poison."),
+		Topics: []string{topic}, PoisonTopic: poison,
 		Dedup:      relay.NewRedisDedup(rdb, brokertest.Name("el:test:dedup:")+":", 0, 0),
 		MaxRetries: 20, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: quiet})
 
