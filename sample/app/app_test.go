@@ -30,6 +30,8 @@ func TestSettingErrorsNameTheSetting(t *testing.T) {
 		{RoleServe, Config{StoreURL: "x.db", Addr: ":0", LogLevel: "loud"}, EnvLogLevel},
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: ":0", MaxWaiters: -1}, EnvMaxWaiters},
 		{RoleCommandAPI, Config{StoreURL: dir, Addr: "127.0.0.1:0"}, EnvStoreURL},
+		{RoleSaga, Config{StoreURL: "x.db", RedisURL: "redis://x", Addr: ":0", BrokerURL: "kafka://x"}, EnvBrokerURL},
+		{RoleServe, Config{StoreURL: "x.db", Addr: ":0", BrokerURL: "nats://"}, EnvBrokerURL},
 	}
 	for _, c := range cases {
 		err := run(t.Context(), c.role, c.cfg, parts{})

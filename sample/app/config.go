@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/eventline/eventline/relay/broker"
 )
 
 // Role is what one process of the sample does.
@@ -40,6 +42,9 @@ const (
 	EnvAdminToken = "EVENTLINE_ADMIN_TOKEN"
 	// EnvMaxWaiters is --max-waiters: the cap on queries waiting for ?after=.
 	EnvMaxWaiters = "EVENTLINE_MAX_WAITERS"
+	// EnvBrokerURL is --broker: the message broker of the saga's relay and
+	// consumers (serve and saga).
+	EnvBrokerURL = "EVENTLINE_BROKER_URL"
 )
 
 // DefaultMaxWaiters is the cap on queries waiting for ?after= at once in one
@@ -91,6 +96,11 @@ type Config struct {
 	// MaxWaiters caps the queries waiting for ?after= at once (serve and
 	// query-api); 0 means no cap. Default DefaultMaxWaiters.
 	MaxWaiters int
+	// BrokerURL is the broker the saga's relay publishes to and the saga
+	// consumes from (serve and saga): nats://, amqp:// or redis://, as
+	// package relay/broker reads it. Empty: serve uses an in-process
+	// GoChannel, saga Redis Streams on RedisURL.
+	BrokerURL string
 
 	// Stdout receives the one line saying where the process listens. nil
 	// means os.Stdout.
@@ -132,6 +142,10 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 	if role == RoleServe || role == RoleQueryAPI {
 		fs.StringVar(&c.AdminToken, "admin-token", env(EnvAdminToken, ""),
 			"enables the web page's actions (rebuilds) for requests carrying this token; prefer the env var (env "+EnvAdminToken+")")
+	}
+	if role == RoleServe || role == RoleSaga {
+		fs.StringVar(&c.BrokerURL, "broker", env(EnvBrokerURL, ""),
+			"broker of the saga's events: nats://host:4222 (JetStream), amqp://user:pass@host:5672/ (RabbitMQ) or redis://host:6379; empty: in-process for serve, Redis Streams on --redis for saga (env "+EnvBrokerURL+")")
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
 	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
@@ -211,6 +225,11 @@ func (c Config) Validate(role Role) error {
 		if u, err := url.Parse(c.CommandURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return &SettingError{Env: EnvCommandURL, Flag: "command-url",
 				Reason: fmt.Sprintf("%q is not an http(s)://host:port URL", c.CommandURL)}
+		}
+	}
+	if c.BrokerURL != "" && (role == RoleServe || role == RoleSaga) {
+		if err := (broker.Config{URL: c.BrokerURL}).Validate(); err != nil {
+			return &SettingError{Env: EnvBrokerURL, Flag: "broker", Reason: "unusable", Err: err}
 		}
 	}
 	if c.Addr == "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/http/commandapi"
 	"github.com/eventline/eventline/sample/http/httpjson"
+	"github.com/eventline/eventline/sample/http/openapi"
 )
 
 // Timeouts of the process's life.
@@ -147,7 +148,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		checks = append(checks, check{"projections", pool.check})
 	}
 	if role == RoleServe || role == RoleSaga {
-		closeSaga, err := startSaga(runCtx, &runners, role, store, rdb, reg, metrics, log)
+		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log)
 		if err != nil {
 			return err
 		}
@@ -241,6 +242,7 @@ func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check) 
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	openapi.Mount(mux)
 }
 
 // projections are the runners of one process.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/broker"
 	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
@@ -33,24 +34,34 @@ const (
 )
 
 // startSaga starts the relay that forwards the saga's events and the saga
-// itself, owned by wg until ctx ends. In serve they meet on an in-process
-// GoChannel; in the saga role on Redis Streams, with a lease so that one
-// replica's relay publishes at a time and a consumer group so that replicas
-// share the messages. The returned func closes the transport after wg is
-// done.
-func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventstore.Store, rdb redis.UniversalClient,
+// itself, owned by wg until ctx ends. With brokerURL set they meet on that
+// broker (NATS JetStream, RabbitMQ or Redis Streams, package relay/broker);
+// otherwise serve uses an in-process GoChannel and the saga role Redis Streams
+// on rdb. Between processes a lease lets one replica's relay publish at a time
+// and a consumer group lets replicas share the messages; the lease, the relay's
+// checkpoint and the de-duplication marks stay in rdb whatever the broker.
+// The returned func closes the transport after wg is done.
+func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL string, store eventstore.Store, rdb redis.UniversalClient,
 	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger) (closeTransport func(), err error) {
 	wlog := watermill.NewSlogLogger(log.With("component", "watermill"))
 	var pub message.Publisher
 	var sub message.Subscriber
 	var lease relay.Lease
 	var dedup consume.DedupStore
-	if role == RoleServe {
+	switch {
+	case brokerURL != "":
+		b, err := broker.Open(broker.Config{URL: brokerURL, Group: sagaGroup, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("app: saga broker: %w", err)
+		}
+		pub, sub = b.Publisher(), b.Subscriber()
+		closeTransport = func() { _ = b.Close() }
+	case role == RoleServe:
 		// BlockPublishUntilSubscriberAck keeps the events in order.
 		ch := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, wlog)
 		pub, sub = ch, ch
 		closeTransport = func() { _ = ch.Close() }
-	} else {
+	default:
 		p, err := relay.NewRedisStreamsPublisher(rdb, relay.RedisStreamsConfig{})
 		if err != nil {
 			return nil, fmt.Errorf("app: saga publisher: %w", err)
@@ -64,17 +75,19 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 			return nil, fmt.Errorf("app: saga subscriber: %w", err)
 		}
 		pub, sub = p, s
+		closeTransport = func() { _ = s.Close(); _ = p.Close() }
+	}
+	if role != RoleServe || brokerURL != "" {
+		// A broker outlives the process: de-duplicate across processes and
+		// restarts.
 		if lease, err = relay.NewRedisLease(relay.RedisLeaseConfig{Redis: rdb, Key: relayLeaseKey}); err != nil {
-			_ = s.Close()
-			_ = p.Close()
+			closeTransport()
 			return nil, fmt.Errorf("app: saga relay lease: %w", err)
 		}
 		if dedup, err = consume.NewRedisDedup(consume.RedisDedupConfig{Redis: rdb, Prefix: sagaDedupPrefix}); err != nil {
-			_ = s.Close()
-			_ = p.Close()
+			closeTransport()
 			return nil, fmt.Errorf("app: saga dedup: %w", err)
 		}
-		closeTransport = func() { _ = s.Close(); _ = p.Close() }
 	}
 	sg, err := saga.New(saga.Config{
 		Store: store, Registry: reg, Subscriber: sub, Publisher: pub, Dedup: dedup,

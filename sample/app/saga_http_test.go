@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventline/eventline/internal/brokertest"
 	"github.com/eventline/eventline/internal/redistest"
 )
 
@@ -22,6 +23,19 @@ type server struct {
 
 func startServe(t *testing.T) *server {
 	t.Helper()
+	return startServeOn(t, "")
+}
+
+// startServeOn is startServe with the saga's broker at brokerURL (empty: the
+// in-process GoChannel).
+func startServeOn(t *testing.T, brokerURL string) *server {
+	t.Helper()
+	return startServeWith(t, func(c *Config) { c.BrokerURL = brokerURL })
+}
+
+// startServeWith is startServe with the configuration changed by edit.
+func startServeWith(t *testing.T, edit func(*Config)) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	lines := make(lineWriter, 1)
 	cfg := Config{
@@ -32,6 +46,7 @@ func startServe(t *testing.T) *server {
 		Stdout:   lines,
 		Logger:   slog.New(slog.DiscardHandler),
 	}
+	edit(&cfg)
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, RoleServe, cfg) }()
 	t.Cleanup(func() {
@@ -144,7 +159,18 @@ type checkout struct {
 // retried; one over the limit, or by an unknown customer, is rejected and its
 // cart reopened (the compensation), ready for new commands.
 func TestSagaThroughHTTP(t *testing.T) {
-	s := startServe(t)
+	sagaThroughHTTP(t, startServe(t))
+}
+
+// TestSagaThroughHTTPOverNATS is TestSagaThroughHTTP with --broker naming a
+// NATS JetStream server (a private one: the app's stream and consumer names
+// are fixed). Package relay/broker and sample/saga test the brokers
+// themselves, RabbitMQ included.
+func TestSagaThroughHTTPOverNATS(t *testing.T) {
+	sagaThroughHTTP(t, startServeOn(t, brokertest.StartNATS(t).URL))
+}
+
+func sagaThroughHTTP(t *testing.T, s *server) {
 	s.must("POST", "/customers", `{"customer_id":"ann","credit_limit_cents":5000}`, 201, nil)
 	s.must("POST", "/customers", `{"customer_id":"bob","credit_limit_cents":1000}`, 201, nil)
 
