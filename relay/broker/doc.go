@@ -13,7 +13,7 @@
 // published), and the subscribers of one Config.Group share the messages of a
 // topic, each message going to one of them (a consumer group), while other
 // groups each get every message. Delivery is at least once on every broker;
-// relay.Deduplicator turns it into once in effect.
+// consume.Deduplicator turns it into once in effect.
 //
 // # NATS JetStream
 //

@@ -21,6 +21,7 @@ import (
 	"github.com/eventline/eventline/internal/brokertest"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/relay/broker"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
@@ -65,7 +66,7 @@ func TestHelperRelayProcess(t *testing.T) {
 		Checkpoint: relay.NewRedisCheckpoint(rdb, childCheckpointKey),
 		Topic:      os.Getenv(envChildTopic), Filter: relay.Types(saga.EventTypes()...),
 		// Small batches: a kill lands between many publishes and saves.
-		BatchSize: 4, RetryInitial: 5 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: quiet})
+		BatchSize: 4, MinBackoff: 5 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +173,14 @@ func sagaOverBroker(t *testing.T, brokerURL string, outage func()) {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	sub := &countingSubscriber{Subscriber: b.Subscriber(), seen: map[string]int{}}
+	dedup, err := consume.NewRedisDedup(consume.RedisDedupConfig{Redis: rdb, Prefix: brokertest.Name("el:test:dedup:") + ":"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	startSaga(t, saga.Config{Store: store, Registry: w.reg, Subscriber: sub, Publisher: b.Publisher(),
 		Topics: []string{topic}, PoisonTopic: poison,
-		Dedup:      relay.NewRedisDedup(rdb, brokertest.Name("el:test:dedup:")+":", 0, 0),
-		MaxRetries: 20, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: quiet})
+		Dedup:      dedup,
+		MaxRetries: 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: quiet})
 
 	// Each customer's credit covers two orders of 399 cents, not three.
 	const customers, ordersEach = 6, 3
