@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for Config fields left zero.
@@ -46,6 +47,10 @@ type Config struct {
 	// NoCache turns the state cache off: every command reads and folds its
 	// whole stream.
 	NoCache bool
+	// Registerer, when set, receives the eventline_command_* metrics of the
+	// Handler, labelled with Name (docs/metrics.md). Handlers of several
+	// entities share one set of collectors.
+	Registerer prometheus.Registerer
 }
 
 // Validate reports a Config that NewHandler would refuse.
@@ -114,6 +119,7 @@ type Handler[S, C, E any] struct {
 	cfg      Config
 	locks    streamLocks
 	cache    *stateCache[S] // nil: Config.NoCache
+	metrics  *metrics       // nil: no Config.Registerer
 }
 
 // NewHandler returns a Handler that keeps the entities of decider in store,
@@ -135,6 +141,13 @@ func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Regist
 	h := &Handler[S, C, E]{store: store, registry: registry, decider: decider, cfg: cfg.withDefaults()}
 	if !cfg.NoCache {
 		h.cache = newStateCache[S](h.cfg.CacheSize)
+	}
+	if cfg.Registerer != nil {
+		m, err := newMetrics(cfg.Registerer, cfg.Name)
+		if err != nil {
+			return nil, fmt.Errorf("command: metrics: %w", err)
+		}
+		h.metrics = m
 	}
 	return h, nil
 }
@@ -165,7 +178,11 @@ func (h *Handler[S, C, E]) StreamID(id string) (string, error) {
 // When ctx carries a command id (WithID) the command is idempotent: see the
 // package documentation. Metadata from ctx (WithMetadata, CausedBy) is written
 // onto every event.
-func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result[E], error) {
+func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (res Result[E], err error) {
+	if h.metrics != nil {
+		start := time.Now()
+		defer func() { h.metrics.observe(cmd, start, err) }()
+	}
 	stream, err := h.StreamID(id)
 	if err != nil {
 		return Result[E]{}, err
@@ -188,6 +205,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 		if err == nil || !retryable(err, key) {
 			return res, err
 		}
+		h.metrics.conflict(attempt < h.cfg.MaxAttempts)
 		if attempt >= h.cfg.MaxAttempts {
 			return Result[E]{}, fmt.Errorf("%w: stream %q: gave up after %d attempts: %w", ErrConflict, stream, attempt, err)
 		}
@@ -298,7 +316,9 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 		ev.Metadata = md
 		events[i] = ev
 	}
+	appendStart := time.Now()
 	res, err := h.store.Append(ctx, stream, eventstore.Exact(e.version), events...)
+	h.metrics.appended(appendStart)
 	if err != nil {
 		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)
 	}
@@ -484,6 +504,7 @@ func (h *Handler[S, C, E]) repeated(ctx context.Context, e *entry[S], key, hash 
 		}
 	}
 	h.putEntry(e)
+	h.metrics.repeat()
 	return Result[E]{StreamID: e.stream, Version: prior.last, Position: prior.position, Events: events}, nil
 }
 
