@@ -104,7 +104,7 @@ type Config struct {
 	// rejected) and the router's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the saga's metric
-	// eventline_sample_saga_messages_total{type,result}.
+	// eventline_saga_messages_total{type,result}.
 	Registerer prometheus.Registerer
 }
 

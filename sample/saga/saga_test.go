@@ -342,7 +342,7 @@ func types(recs []eventstore.Record) []string {
 	return out
 }
 
-// counter reads eventline_sample_saga_messages_total{type,result}.
+// counter reads eventline_saga_messages_total{type,result}.
 func counter(t *testing.T, g prometheus.Gatherer, typ, result string) float64 {
 	t.Helper()
 	families, err := g.Gather()
@@ -350,7 +350,7 @@ func counter(t *testing.T, g prometheus.Gatherer, typ, result string) float64 {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "eventline_sample_saga_messages_total" {
+		if f.GetName() != "eventline_saga_messages_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {
