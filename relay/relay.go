@@ -224,6 +224,11 @@ func (r *Relay) forward(ctx context.Context, pos *eventstore.Position, failures 
 		*pos = last
 		r.setStatus(func(s *Status) { s.Position = last })
 		r.metrics.position.Set(float64(last.Commit))
+		lag := 0.0
+		if len(records) > 0 {
+			lag = time.Since(batch[len(batch)-1].RecordedAt).Seconds()
+		}
+		r.metrics.lagSeconds.Set(lag)
 	}
 }
 
@@ -384,7 +389,7 @@ func (r *Relay) setStatus(f func(*Status)) {
 
 type metrics struct {
 	published, skipped, publishFailures, checkpointFailures prometheus.Counter
-	position, failing                                       prometheus.Gauge
+	position, failing, lagSeconds                           prometheus.Gauge
 }
 
 func newMetrics(name string) metrics {
@@ -404,11 +409,12 @@ func newMetrics(name string) metrics {
 		checkpointFailures: counter("checkpoint_failures_total", "Failed checkpoint loads and saves."),
 		position:           gauge("position", "Commit part of the last checkpointed position."),
 		failing:            gauge("failing", "1 while an operation is failing and being retried, else 0."),
+		lagSeconds:         gauge("lag_seconds", "Age of the last published record while more records wait, 0 when caught up."),
 	}
 }
 
 func (m metrics) register(reg prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.published, m.skipped, m.publishFailures, m.checkpointFailures, m.position, m.failing}
+	cs := []prometheus.Collector{m.published, m.skipped, m.publishFailures, m.checkpointFailures, m.position, m.failing, m.lagSeconds}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {
