@@ -1,0 +1,49 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/eventline/eventline/command"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/http/api"
+)
+
+// A command endpoint decodes its body strictly, decides, and writes any error
+// with an honest status. Here the decider stands in for a command.Handler.
+func Example() {
+	addItem := func(w http.ResponseWriter, r *http.Request) {
+		req, err := api.DecodeAddItem(w, r)
+		if err != nil {
+			api.WriteError(w, err)
+			return
+		}
+		state := cart.Decider.Fold(cart.Opened{CustomerID: "ann"})
+		if _, err := cart.Decide(state, req.Command()); err != nil {
+			// command.Handler returns refusals wrapped like this.
+			api.WriteError(w, &command.RejectedError{StreamID: "cart-1", Err: err})
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+
+	for _, body := range []string{
+		`{"product_id":"apple","quantity":2,"unit_price_cents":1299}`,
+		`{"product_id":"apple","quantity":1000,"unit_price_cents":1299}`,
+		`{"product_id":"apple","quantity":"2","unit_price_cents":1299}`,
+		`{"product_id":"apple","quantity":2}`,
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/carts/1/items", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		addItem(w, r)
+		fmt.Println(strings.TrimSpace(fmt.Sprint(w.Code, " ", w.Body.String())))
+	}
+	// Output:
+	// 200
+	// 422 {"error":"command rejected by stream \"cart-1\": cart: quantity out of range: adding 1000 of product \"apple\", want 1..999","code":"rule_violated"}
+	// 400 {"error":"field \"quantity\" must be an integer that fits in 64 bits, got string","code":"malformed"}
+	// 400 {"error":"field \"unit_price_cents\" is required","code":"malformed"}
+}
