@@ -45,6 +45,9 @@ func (e *OpenError) Error() string {
 	return fmt.Sprintf("%s unavailable: circuit breaker open, retry in %s", e.Name, e.RetryAfter)
 }
 
+// Dependency returns Name: the dependency that is down.
+func (e *OpenError) Dependency() string { return e.Name }
+
 // Is makes an *OpenError match ErrOpen.
 func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 

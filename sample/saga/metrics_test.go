@@ -5,8 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/order"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/domain/order"
 )
 
 // A refused order counts its steps, one compensation and one completion as

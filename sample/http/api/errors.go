@@ -34,6 +34,9 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// Dependency and RetryAfter are set when a circuit breaker refused the
+	// request: the dependency that is down, and the Retry-After header.
+	Dependency, RetryAfter string
 }
 
 // NewError returns an *Error with no cause.
@@ -94,6 +97,10 @@ func Classify(err error, mappings []ErrorMapping) *Error {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}
+	if d, ok := apierror.DownFrom(err); ok {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: apierror.DownMessage(d),
+			Err: err, Dependency: d.Dependency(), RetryAfter: d.RetryAfterSeconds()}
+	}
 	for _, m := range mappings {
 		if errors.Is(err, m.Target) {
 			e := &Error{Status: m.Status, Code: m.Code, Message: err.Error(), Err: err}
@@ -119,11 +126,15 @@ func WriteErrorWith(w http.ResponseWriter, err error, mappings []ErrorMapping) {
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if e.Status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "1")
+		retry := "1"
+		if e.RetryAfter != "" {
+			retry = e.RetryAfter
+		}
+		h.Set("Retry-After", retry)
 	}
 	w.WriteHeader(e.Status)
 	// The status is already sent; a failed write means the client is gone.
-	_ = json.NewEncoder(w).Encode(ErrorBody{Error: e.Message, Code: e.Code})
+	_ = json.NewEncoder(w).Encode(ErrorBody{Error: e.Message, Code: e.Code, Dependency: e.Dependency})
 }
 
 // ErrorBody is the JSON body of every error response.

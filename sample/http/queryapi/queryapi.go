@@ -271,6 +271,8 @@ type apiError struct {
 	status    int
 	code, msg string
 	err       error
+	// dependency and retryAfter are set when a circuit breaker refused.
+	dependency, retryAfter string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -285,6 +287,10 @@ func malformed(msg string) *apiError {
 func classify(ctx context.Context, err error) *apiError {
 	if e, ok := errors.AsType[*apiError](err); ok {
 		return e
+	}
+	if d, ok := apierror.DownFrom(err); ok {
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, msg: apierror.DownMessage(d),
+			err: err, dependency: d.Dependency(), retryAfter: d.RetryAfterSeconds()}
 	}
 	switch {
 	case errors.Is(err, query.ErrNotFound):
@@ -306,16 +312,20 @@ func classify(ctx context.Context, err error) *apiError {
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(r.Context(), err)
-	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout && e.code != CodeOverloaded {
+	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout && e.code != CodeOverloaded && e.dependency == "" {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
 	}
 	h := w.Header()
 	setHeaders(h)
 	if e.status == http.StatusServiceUnavailable || e.status == http.StatusGatewayTimeout {
-		h.Set("Retry-After", "1")
+		retry := "1"
+		if e.retryAfter != "" {
+			retry = e.retryAfter
+		}
+		h.Set("Retry-After", retry)
 	}
 	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(ErrorBody{Error: e.msg, Code: e.code})
+	_ = json.NewEncoder(w).Encode(ErrorBody{Error: e.msg, Code: e.code, Dependency: e.dependency})
 }
 
 // unavailable reports errors that mean Redis could not be reached or cannot
