@@ -145,13 +145,20 @@ func redisClient(url string, log *slog.Logger) (rdb *redis.Client, stop func(), 
 	} else if opts, err = parseRedisURL(url); err != nil {
 		return nil, nil, err
 	}
-	// Fail fast while Redis is down, so that a query answers 503 at once
-	// rather than after the client's default retries.
+	return redis.NewClient(boundRedis(opts)), stop, nil
+}
+
+// boundRedis sets the client timeouts of every Redis connection of the
+// sample: fail fast while Redis is down, so that a query answers 503 at once
+// rather than after the client's default retries (and the breaker opens
+// after a few of them). Blocking commands (XREADGROUP BLOCK) get their
+// block time on top of ReadTimeout from go-redis.
+func boundRedis(opts *redis.Options) *redis.Options {
 	opts.DialTimeout = time.Second
 	opts.ReadTimeout = 2 * time.Second
 	opts.WriteTimeout = 2 * time.Second
 	opts.MaxRetries = 1
-	return redis.NewClient(opts), stop, nil
+	return opts
 }
 
 // pingStore checks that the event store answers.
@@ -192,5 +199,5 @@ func OpenRedis(url string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewClient(opts), nil
+	return redis.NewClient(boundRedis(opts)), nil
 }
