@@ -184,3 +184,25 @@ func value(t *testing.T, reg *prometheus.Registry, name string, labels ...string
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
 }
+
+// BenchmarkOpen is the cost of a call refused by an open breaker: what a
+// request pays instead of the dependency's timeout.
+func BenchmarkOpen(b *testing.B) {
+	br := breaker.Must(breaker.Config{Name: "redis", Failures: 1, OpenFor: time.Hour, Registerer: prometheus.NewRegistry()})
+	_ = br.Do(func() error { return errDown })
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := br.Do(func() error { return nil }); !errors.Is(err, breaker.ErrOpen) {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClosed is the cost the breaker adds to a call that goes through.
+func BenchmarkClosed(b *testing.B) {
+	br := breaker.Must(breaker.Config{Name: "redis", Registerer: prometheus.NewRegistry()})
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = br.Do(func() error { return nil })
+	}
+}
