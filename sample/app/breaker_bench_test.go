@@ -87,4 +87,3 @@ func BenchmarkQueryWhileRedisHangs(b *testing.B) {
 		})
 	}
 }
-
