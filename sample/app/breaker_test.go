@@ -14,7 +14,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/pgtest"
 	"github.com/eventline/eventline/internal/redistest"
-	"github.com/eventline/eventline/sample/http/apierror"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // reply is one HTTP answer.
@@ -45,9 +45,9 @@ func do(t *testing.T, method, url, body string) reply {
 // failsFast reports whether r is the answer of an open breaker of dep: 503,
 // a Retry-After, and the JSON error body naming dep.
 func failsFast(r reply, dep string) bool {
-	var body apierror.Body
+	var body httpjson.Body
 	return r.status == http.StatusServiceUnavailable && r.header.Get("Retry-After") != "" &&
-		json.Unmarshal([]byte(r.body), &body) == nil && body.Code == apierror.CodeUnavailable && body.Dependency == dep
+		json.Unmarshal([]byte(r.body), &body) == nil && body.Code == httpjson.CodeUnavailable && body.Dependency == dep
 }
 
 func readyBody(t *testing.T, url string) (int, ReadyBody) {

@@ -22,6 +22,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // Timeouts of the process's life.
@@ -181,9 +182,11 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	mountOps(mux, metrics, checks, deps)
 
 	srv := &http.Server{
-		Handler:           mux,
+		// Unknown routes and wrong methods answer the JSON error body of
+		// every other error, on every role (the ops endpoints included).
+		Handler:           httpjson.Mux(mux),
 		ReadHeaderTimeout: 10 * time.Second,
-		// Bodies are small (sample/http/api.MaxBodyBytes); the longest answer is a
+		// Bodies are small (httpjson.MaxBodyBytes); the longest answer is a
 		// query waiting for ?after= (queryapi.DefaultWaitTimeout), well inside
 		// WriteTimeout. Idle keep-alive connections are closed eventually.
 		ReadTimeout:  30 * time.Second,

@@ -19,7 +19,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
-	"github.com/eventline/eventline/sample/http/api"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // Header names the API reads.
@@ -41,7 +41,10 @@ const (
 const MaxIdempotencyKeyLen = 128
 
 // idSpace is the UUIDv5 namespace of ids derived from idempotency keys. It is
-// itself derived from the project URL, so that it is reproducible.
+// itself derived from the project URL, so that it is reproducible. The URL
+// is the package's path when the namespace was chosen; it stays as it is
+// after the package moved, or a retry across an upgrade would name another
+// entity.
 var idSpace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/eventline/eventline/sample/commandapi"))
 
 // Config configures an API. Every field has a usable zero value.
@@ -72,7 +75,7 @@ type API struct {
 	customers *command.Handler[customer.State, customer.Command, customer.Event]
 	log       *slog.Logger
 	newID     func() string
-	errors    []api.ErrorMapping
+	errors    []httpjson.Mapping
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 }
@@ -110,8 +113,8 @@ func New(store eventstore.Store, reg *eventstore.Registry, cfg Config) (*API, er
 		newID:     cfg.NewID,
 		// A client that went away cannot read any status; 503 keeps such
 		// requests out of the 500s that mean a bug.
-		errors: append(api.DefaultErrorMappings(),
-			api.ErrorMapping{Target: context.Canceled, Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable}),
+		errors: append(ErrorMappings(),
+			httpjson.Mapping{Target: context.Canceled, Status: http.StatusServiceUnavailable, Code: httpjson.CodeUnavailable}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventline_http_requests_total", ConstLabels: prometheus.Labels{"api": "command"},
 			Help: "HTTP requests answered, by API, route and status.",
@@ -157,11 +160,12 @@ func (a *API) Mount(mux *http.ServeMux) {
 	}
 }
 
-// Handler returns a new ServeMux with only the command endpoints mounted.
+// Handler returns a handler of only the command endpoints; unknown routes
+// and wrong methods get the JSON error body (httpjson.Mux).
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	a.Mount(mux)
-	return mux
+	return httpjson.Mux(mux)
 }
 
 // endpoint adapts a handler that returns its error, writes that error, and
@@ -171,13 +175,13 @@ func (a *API) endpoint(route string, h func(http.ResponseWriter, *http.Request) 
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		if err := h(sw, r); err != nil {
-			e := api.Classify(err, a.errors)
+			e := httpjson.Classify(clientError(err), a.errors)
 			// A client that went away is not a server failure worth an error log.
 			if e.Status >= 500 && r.Context().Err() == nil {
 				a.log.ErrorContext(r.Context(), "command failed", "method", r.Method, "path", r.URL.Path,
 					"status", e.Status, "error", err)
 			}
-			api.WriteErrorWith(sw, e, a.errors)
+			httpjson.Write(sw, e)
 		}
 		a.requests.WithLabelValues(route, strconv.Itoa(sw.status())).Inc()
 		a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
@@ -241,7 +245,7 @@ func (a *API) openCart(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := api.DecodeOpenCart(w, r)
+	req, err := DecodeOpenCart(w, r)
 	if err != nil {
 		return err
 	}
@@ -262,7 +266,7 @@ func (a *API) addItem(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := api.DecodeAddItem(w, r)
+	req, err := DecodeAddItem(w, r)
 	if err != nil {
 		return err
 	}
@@ -278,7 +282,7 @@ func (a *API) changeQuantity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := api.DecodeChangeQuantity(w, r)
+	req, err := DecodeChangeQuantity(w, r)
 	if err != nil {
 		return err
 	}
@@ -349,7 +353,7 @@ func (a *API) registerCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := api.DecodeRegisterCustomer(w, r)
+	req, err := DecodeRegisterCustomer(w, r)
 	if err != nil {
 		return err
 	}
@@ -429,13 +433,13 @@ func singleHeader(r *http.Request, name string) (string, error) {
 func productID(r *http.Request) (string, error) {
 	p := r.PathValue("product_id")
 	if err := cart.ValidateProductID(p); err != nil {
-		return "", &api.Error{Status: http.StatusBadRequest, Code: api.CodeMalformed, Message: err.Error(), Err: err}
+		return "", &httpjson.Error{Status: http.StatusBadRequest, Code: httpjson.CodeMalformed, Message: err.Error(), Err: err}
 	}
 	return p, nil
 }
 
 func badRequest(msg string) error {
-	return api.NewError(http.StatusBadRequest, api.CodeMalformed, msg)
+	return httpjson.NewError(http.StatusBadRequest, httpjson.CodeMalformed, msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -250,6 +250,7 @@ func TestErrorStatuses(t *testing.T) {
 			if msg, _ := res.json(t)["error"].(string); msg == "" {
 				t.Fatalf("no error message: %s", res.body)
 			}
+			checkNoInternalNames(t, res.body)
 			if after, _ := f.store.Head(t.Context()); after != before {
 				t.Fatalf("a refused request wrote events: head %s → %s", before, after)
 			}
@@ -275,6 +276,7 @@ func TestClosedStoreIs503(t *testing.T) {
 		if res.json(t)["code"] != "unavailable" || res.header.Get("Retry-After") == "" {
 			t.Fatalf("%s %s: %s, Retry-After %q", r[0], r[1], res.body, res.header.Get("Retry-After"))
 		}
+		checkNoInternalNames(t, res.body)
 	}
 }
 

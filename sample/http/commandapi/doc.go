@@ -1,5 +1,5 @@
 // Package commandapi is the sample's command HTTP API: the write side of the
-// shopping cart. It decodes requests with package api, hands commands to a
+// shopping cart. It decodes requests strictly (httpjson.Decode), hands commands to a
 // command.Handler per kind of entity (carts and customers) over any
 // eventstore.Store, and answers with the global position the command
 // committed, so that a client can read its own write on the query side
@@ -51,6 +51,9 @@
 // cart or customer that exists already, an Idempotency-Key reused on the same
 // entity for another request, or too many concurrent writes; 413 body too large, 415 not JSON,
 // 422 a domain rule refused the command, 503 the event store is unreachable
-// or closed (with Retry-After). Errors are {"error","code"} bodies written by
-// api.WriteError.
+// or closed (with Retry-After); 404 and 405 (with Allow) also answer unknown
+// routes and wrong methods. Errors are {"error","code"} bodies of package
+// httpjson, classified by ErrorMappings. A message names what the client got
+// wrong in the client's words: never a stream name or a Go package; the log
+// keeps the details.
 package commandapi

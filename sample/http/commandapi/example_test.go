@@ -41,5 +41,5 @@ func Example() {
 	// 201 {"cart_id":"c1","position":"1"}
 	// 200 {"position":"2"}
 	// 200 {"position":"2"}
-	// 422 {"error":"command rejected by stream \"cart-c1\": cart: quantity out of range: adding 0 of product \"apple\", want 1..999","code":"rule_violated"}
+	// 422 {"error":"cart: quantity out of range: adding 0 of product \"apple\", want 1..999","code":"rule_violated"}
 }

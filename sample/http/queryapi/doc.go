@@ -25,8 +25,19 @@
 //
 // # Errors
 //
+// # Freshness
+//
+// Every answer carries the header Eventline-Position (HeaderPosition): the
+// position of the read model's checkpoint, read in the same MULTI/EXEC as
+// the answer, so the answer is the model exactly at that position (every
+// event up to it, none after) at no extra round trip. A client compares it with
+// the position a command returned to see whether the answer includes its
+// write, or waits for that with ?after=.
+//
+// # Errors
+//
 // Errors are JSON {"error": "...", "code": "..."}, the body of package
-// sample/http/api:
+// httpjson, with fixed messages that name no key or Go package:
 //
 //	400 malformed    an id that is not 1..128 bytes of [A-Za-z0-9._~-], a bad
 //	                 limit, an after that is not a position token
@@ -37,5 +48,7 @@
 //	504 timeout      the projection did not reach ?after= within WaitTimeout;
 //	                 the model is up but behind (a 503 would suggest it is down)
 //
-// 503 and 504 carry Retry-After: 1.
+// 503 and 504 carry Retry-After: 1. Through Handler (or httpjson.Mux), an
+// unknown route is a 404 not_found and a wrong method a 405
+// method_not_allowed with Allow, in the same body.
 package queryapi

@@ -24,6 +24,7 @@ import (
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
 	"github.com/eventline/eventline/sample/domain/order"
+	"github.com/eventline/eventline/sample/http/httpjson"
 	"github.com/eventline/eventline/sample/http/queryapi"
 	"github.com/eventline/eventline/sample/readmodel"
 	"github.com/eventline/eventline/sample/readmodel/schema"
@@ -87,9 +88,7 @@ func (h *harness) serve(cfg queryapi.Config) *queryapi.API {
 	}
 	api := queryapi.New(h.rdb, cfg)
 	h.t.Cleanup(func() { _ = api.Close() })
-	mux := http.NewServeMux()
-	api.Mount(mux)
-	hs := httptest.NewServer(mux)
+	hs := httptest.NewServer(api.Handler())
 	h.t.Cleanup(hs.Close)
 	h.url = hs.URL
 	return api
@@ -245,7 +244,7 @@ func (h *harness) getJSON(path string, dst any) {
 func (h *harness) wantError(path string, status int, code string) {
 	h.t.Helper()
 	got, body := h.get(path)
-	var e queryapi.ErrorBody
+	var e httpjson.Body
 	if err := json.Unmarshal(body, &e); err != nil || got != status || e.Code != code || e.Error == "" {
 		h.t.Fatalf("GET %s: %d %s, want %d with code %q", path, got, body, status, code)
 	}

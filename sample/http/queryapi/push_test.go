@@ -9,6 +9,7 @@ import (
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/http/httpjson"
 	"github.com/eventline/eventline/sample/http/queryapi"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
@@ -55,7 +56,7 @@ func TestMaxWaiters(t *testing.T) {
 	next := eventstore.SeqPosition(pos.Commit + 1)
 	done := h.getLater("/carts/m1" + after(next))
 	h.eventually(func() bool { return api.Waiting() == 1 })
-	h.wantError("/carts/m1"+after(next), http.StatusServiceUnavailable, queryapi.CodeOverloaded)
+	h.wantError("/carts/m1"+after(next), http.StatusServiceUnavailable, httpjson.CodeOverloaded)
 	resp, err := http.Get(h.url + "/orders/none" + after(next))
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/query"
-	"github.com/eventline/eventline/sample/http/apierror"
+	"github.com/eventline/eventline/sample/http/httpjson"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
 
@@ -35,17 +35,12 @@ const (
 // command side.
 const MaxIDLen = 128
 
-// Error codes, the "code" of an error body. The first ones are the codes
-// every API of the sample shares (package sample/http/apierror).
-const (
-	CodeMalformed   = apierror.CodeMalformed   // 400
-	CodeNotFound    = apierror.CodeNotFound    // 404
-	CodeInternal    = apierror.CodeInternal    // 500
-	CodeUnavailable = apierror.CodeUnavailable // 503: Redis unreachable
-	CodeNotReady    = "not_ready"              // 503: the projection has no active version yet
-	CodeTimeout     = "timeout"                // 504: ?after= not reached within Config.WaitTimeout
-	CodeOverloaded  = "overloaded"             // 503: Config.MaxWaiters queries already wait for ?after=
-)
+// HeaderPosition answers every successful query: the position token of the
+// read model's checkpoint, read in the same MULTI/EXEC as the answer (the
+// runner writes a batch and its checkpoint in one transaction too). The
+// answer is the model exactly at that position, so a client sees how fresh
+// it is and can compare it with the position a command returned.
+const HeaderPosition = "Eventline-Position"
 
 // Config configures an API. Every field has a usable zero value.
 type Config struct {
@@ -108,6 +103,14 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /products/top", a.getTopProducts)
 }
 
+// Handler returns a handler of only the query endpoints; unknown routes and
+// wrong methods get the JSON error body (httpjson.Mux).
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.Mount(mux)
+	return httpjson.Mux(mux)
+}
+
 // ReadModels are the projections the API reads, in the order Ready checks
 // them.
 var ReadModels = []string{schema.Carts, schema.Customers, schema.Orders, schema.Products}
@@ -147,40 +150,41 @@ type TopProducts struct {
 }
 
 func (a *API) getCart(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
+	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadCart(ctx, a.rdb, v, id)
 	})
 }
 
 func (a *API) getOrder(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Orders, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
-		return schema.ReadOrder(ctx, v, id)
+	a.serve(w, r, schema.Orders, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
+		return schema.ReadOrder(ctx, a.rdb, v, id)
 	})
 }
 
 func (a *API) getCustomer(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Customers, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
+	a.serve(w, r, schema.Customers, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadCustomer(ctx, a.rdb, v, id)
 	})
 }
 
 func (a *API) getTopProducts(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Products, false, func(ctx context.Context, v *query.View, _ string, q url.Values) (any, error) {
+	a.serve(w, r, schema.Products, false, func(ctx context.Context, v *query.View, _ string, q url.Values) (any, eventstore.Position, error) {
 		limit := DefaultTopLimit
 		if q.Has("limit") {
 			n, err := strconv.Atoi(q.Get("limit"))
 			if err != nil || n < 1 || n > MaxTopLimit {
-				return nil, malformed("limit must be an integer from 1 to " + strconv.Itoa(MaxTopLimit))
+				return nil, eventstore.Position{}, malformed("limit must be an integer from 1 to " + strconv.Itoa(MaxTopLimit))
 			}
 			limit = n
 		}
-		ps, err := schema.TopProducts(ctx, a.rdb, v, limit)
-		return TopProducts{Products: ps}, err
+		ps, pos, err := schema.TopProducts(ctx, a.rdb, v, limit)
+		return TopProducts{Products: ps}, pos, err
 	})
 }
 
-// readFunc reads one answer from a resolved view.
-type readFunc func(ctx context.Context, v *query.View, id string, q url.Values) (any, error)
+// readFunc reads one answer from a resolved view, and the position of the
+// model it read.
+type readFunc func(ctx context.Context, v *query.View, id string, q url.Values) (any, eventstore.Position, error)
 
 // serve checks the request, resolves projection name (waiting for ?after=
 // when given), reads and answers.
@@ -221,13 +225,13 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 	}
 	if err != nil {
 		if timedOut {
-			err = &apiError{status: http.StatusGatewayTimeout, code: CodeTimeout,
-				msg: "the read model did not reach position " + after.String() + " in " + a.wait.String(), err: err}
+			err = &httpjson.Error{Status: http.StatusGatewayTimeout, Code: httpjson.CodeTimeout,
+				Message: "the read model did not reach position " + after.String() + " in " + a.wait.String(), Err: err}
 		}
 		a.fail(w, r, err)
 		return
 	}
-	body, err := read(ctx, v, id, q)
+	body, pos, err := read(ctx, v, id, q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -241,6 +245,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 	h := w.Header()
 	setHeaders(h)
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	h[HeaderPosition] = []string{pos.String()}
 	w.WriteHeader(http.StatusOK)
 	// The status is sent; a failed write means the client is gone.
 	_, _ = w.Write(b)
@@ -262,70 +267,36 @@ func setHeaders(h http.Header) {
 	h["Cache-Control"] = hdrNoStore
 }
 
-// ErrorBody is the JSON body of every error response, the one of every API
-// of the sample.
-type ErrorBody = apierror.Body
-
-// apiError is an error with the status and code to answer it with.
-type apiError struct {
-	status    int
-	code, msg string
-	err       error
-	// dependency and retryAfter are set when a circuit breaker refused.
-	dependency, retryAfter string
+func malformed(msg string) *httpjson.Error {
+	return httpjson.NewError(http.StatusBadRequest, httpjson.CodeMalformed, msg)
 }
 
-func (e *apiError) Error() string { return e.msg }
-func (e *apiError) Unwrap() error { return e.err }
-
-func malformed(msg string) *apiError {
-	return &apiError{status: http.StatusBadRequest, code: CodeMalformed, msg: msg}
-}
-
-// classify maps an error to the answer the client gets. 5xx messages are
-// generic, so that internal details do not leak.
-func classify(ctx context.Context, err error) *apiError {
-	if e, ok := errors.AsType[*apiError](err); ok {
-		return e
-	}
-	if d, ok := apierror.DownFrom(err); ok {
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, msg: apierror.DownMessage(d),
-			err: err, dependency: d.Dependency(), retryAfter: d.RetryAfterSeconds()}
-	}
-	switch {
-	case errors.Is(err, query.ErrNotFound):
-		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "not found", err: err}
-	case errors.Is(err, query.ErrTooManyWaiters):
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeOverloaded,
-			msg: "too many queries are waiting for a position; retry later", err: err}
-	case errors.Is(err, query.ErrNotReady):
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeNotReady,
-			msg: "the read model is being built; retry later", err: err}
-	case unavailable(err) || ctx.Err() != nil:
-		// A client that went away reads no status; 503 keeps it out of the
-		// 500s that mean a bug.
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
-			msg: "the read model store is unavailable; retry later", err: err}
-	}
-	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "internal error", err: err}
+// errorMappings map the errors of a query to the answer the client gets.
+// Every message is fixed: Redis's and package query's errors name keys and
+// Go packages.
+var errorMappings = []httpjson.Mapping{
+	{Target: query.ErrNotFound, Status: http.StatusNotFound, Code: httpjson.CodeNotFound, Message: "not found"},
+	{Target: query.ErrTooManyWaiters, Status: http.StatusServiceUnavailable, Code: httpjson.CodeOverloaded,
+		Message: "too many queries are waiting for a position; retry later"},
+	{Target: query.ErrNotReady, Status: http.StatusServiceUnavailable, Code: httpjson.CodeNotReady,
+		Message: "the read model is being built; retry later"},
+	{Match: unavailable, Status: http.StatusServiceUnavailable, Code: httpjson.CodeUnavailable,
+		Message: "the read model store is unavailable; retry later"},
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	e := classify(r.Context(), err)
-	if e.status >= 500 && e.code != CodeNotReady && e.code != CodeTimeout && e.code != CodeOverloaded && e.dependency == "" {
-		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.status, "error", err)
+	e := httpjson.Classify(err, errorMappings)
+	if e.Code == httpjson.CodeInternal && r.Context().Err() != nil {
+		// A client that went away reads no status; 503 keeps it out of the
+		// 500s that mean a bug.
+		e = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: httpjson.CodeUnavailable,
+			Message: "the read model store is unavailable; retry later", Err: err}
 	}
-	h := w.Header()
-	setHeaders(h)
-	if e.status == http.StatusServiceUnavailable || e.status == http.StatusGatewayTimeout {
-		retry := "1"
-		if e.retryAfter != "" {
-			retry = e.retryAfter
-		}
-		h.Set("Retry-After", retry)
+	// An open breaker is logged once, by the breaker, not per query.
+	if e.Status >= 500 && e.Code != httpjson.CodeNotReady && e.Code != httpjson.CodeTimeout && e.Code != httpjson.CodeOverloaded && e.Dependency == "" {
+		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "error", err)
 	}
-	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(ErrorBody{Error: e.msg, Code: e.code, Dependency: e.dependency})
+	httpjson.Write(w, e)
 }
 
 // unavailable reports errors that mean Redis could not be reached or cannot

@@ -18,6 +18,7 @@ import (
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
 	"github.com/eventline/eventline/sample/domain/order"
+	"github.com/eventline/eventline/sample/http/httpjson"
 	"github.com/eventline/eventline/sample/http/queryapi"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
@@ -84,7 +85,7 @@ func TestCartLifecycle(t *testing.T) {
 	if got.Status != "checked_out" || got.OrderID != "o2" || got.Version != 11 {
 		t.Fatalf("after a second checkout: %+v", got)
 	}
-	h.wantError("/carts/nope", http.StatusNotFound, queryapi.CodeNotFound)
+	h.wantError("/carts/nope", http.StatusNotFound, httpjson.CodeNotFound)
 }
 
 // TestBatchComposes applies a whole log in one batch per projection, so that
@@ -233,7 +234,7 @@ func TestLeaderboard(t *testing.T) {
 		t.Fatalf("after reopen\n got %+v\nwant %+v", top.Products, want)
 	}
 	for _, bad := range []string{"0", "101", "-1", "abc", "", "1.5", "10x", "99999999999999999999"} {
-		h.wantError("/products/top?limit="+url.QueryEscape(bad), http.StatusBadRequest, queryapi.CodeMalformed)
+		h.wantError("/products/top?limit="+url.QueryEscape(bad), http.StatusBadRequest, httpjson.CodeMalformed)
 	}
 	h.getJSON("/products/top?limit=100", &top)
 	h.getJSON("/products/top?limit=1", &top)
@@ -273,7 +274,7 @@ func TestCustomerCartsAndOrders(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("unregistered customer\n got %+v\nwant %+v", got, want)
 	}
-	h.wantError("/customers/nobody/carts", http.StatusNotFound, queryapi.CodeNotFound)
+	h.wantError("/customers/nobody/carts", http.StatusNotFound, httpjson.CodeNotFound)
 }
 
 func TestOrderStatus(t *testing.T) {
@@ -323,7 +324,7 @@ func TestOrderStatus(t *testing.T) {
 	if c.Status != "open" || c.OrderID != "" || len(c.Items) != 2 {
 		t.Fatalf("reopened cart: %+v", c)
 	}
-	h.wantError("/orders/o404", http.StatusNotFound, queryapi.CodeNotFound)
+	h.wantError("/orders/o404", http.StatusNotFound, httpjson.CodeNotFound)
 }
 
 // TestAfterReadsYourWrites appends and queries at once with the returned
@@ -372,8 +373,8 @@ func TestAfterTimeout(t *testing.T) {
 	h.getJSON("/carts/t1"+after(pos), &schema.Cart{})
 	// A position the log has not reached yet.
 	future := eventstore.SeqPosition(pos.Commit + 1000)
-	h.wantError("/carts/t1"+after(future), http.StatusGatewayTimeout, queryapi.CodeTimeout)
-	h.wantError("/products/top"+after(future), http.StatusGatewayTimeout, queryapi.CodeTimeout)
+	h.wantError("/carts/t1"+after(future), http.StatusGatewayTimeout, httpjson.CodeTimeout)
+	h.wantError("/products/top"+after(future), http.StatusGatewayTimeout, httpjson.CodeTimeout)
 }
 
 func TestMalformedRequests(t *testing.T) {
@@ -391,10 +392,10 @@ func TestMalformedRequests(t *testing.T) {
 		"/carts/ok?after=" + strings.Repeat("9", 50), "/orders/ok?after=x", "/customers/hank/carts?after=%20",
 		"/products/top?after=z", "/carts/ok?%zz", "/products/top?limit=%zz",
 	} {
-		h.wantError(path, http.StatusBadRequest, queryapi.CodeMalformed)
+		h.wantError(path, http.StatusBadRequest, httpjson.CodeMalformed)
 	}
 	// The longest id is fine (and unknown).
-	h.wantError("/carts/"+long[:128], http.StatusNotFound, queryapi.CodeNotFound)
+	h.wantError("/carts/"+long[:128], http.StatusNotFound, httpjson.CodeNotFound)
 	h.getJSON("/carts/ok?after=", &schema.Cart{})
 	h.getJSON("/carts/ok?unknown=1", &schema.Cart{})
 }
@@ -403,7 +404,7 @@ func TestNotReady(t *testing.T) {
 	h := newHarness(t, redistest.Options{})
 	h.cart("n1", cart.Open{CustomerID: "ivy"})
 	for _, path := range []string{"/carts/n1", "/carts/n1?after=1", "/orders/o1", "/customers/ivy/carts", "/products/top"} {
-		h.wantError(path, http.StatusServiceUnavailable, queryapi.CodeNotReady)
+		h.wantError(path, http.StatusServiceUnavailable, httpjson.CodeNotReady)
 	}
 	// Not ready either, naming every read model it serves.
 	err := h.api.Ready(h.ctx)
@@ -432,7 +433,7 @@ func TestRedisDown(t *testing.T) {
 
 	h.redis.Kill()
 	for _, path := range []string{"/carts/r1", "/carts/r1" + after(pos), "/orders/o1", "/customers/jo/carts", "/products/top"} {
-		h.wantError(path, http.StatusServiceUnavailable, queryapi.CodeUnavailable)
+		h.wantError(path, http.StatusServiceUnavailable, httpjson.CodeUnavailable)
 	}
 	if err := h.api.Ready(h.ctx); err == nil || errors.Is(err, queryapi.ErrNotReady) {
 		t.Fatalf("Ready with Redis down: %v, want the error that Redis cannot be reached", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // sameOrigin reports whether a state-changing request comes from the page's
@@ -41,12 +42,12 @@ func sameOrigin(r *http.Request) bool {
 func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.cfg.AdminToken == "" {
-			writeError(w, http.StatusForbidden, CodeAdminDisabled,
+			writeError(w, http.StatusForbidden, httpjson.CodeAdminDisabled,
 				"actions are disabled: no admin token is configured (--admin-token, EVENTLINE_ADMIN_TOKEN)")
 			return
 		}
 		if !sameOrigin(r) {
-			writeError(w, http.StatusForbidden, CodeForbidden, "cross-origin request refused")
+			writeError(w, http.StatusForbidden, httpjson.CodeForbidden, "cross-origin request refused")
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -54,7 +55,7 @@ func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 		have := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(want[:], have[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="eventline"`)
-			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing or wrong admin token")
+			writeError(w, http.StatusUnauthorized, httpjson.CodeUnauthorized, "missing or wrong admin token")
 			return
 		}
 		next(w, r)
@@ -145,7 +146,7 @@ func (j *job) add(p projection.Progress, now time.Time) {
 func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 	var req RebuildRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, CodeMalformed, "body must be {\"projection\": name}")
+		writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "body must be {\"projection\": name}")
 		return
 	}
 	var proj projection.Projection
@@ -155,7 +156,7 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if proj == nil {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such projection")
+		writeError(w, http.StatusNotFound, httpjson.CodeNotFound, "no such projection")
 		return
 	}
 	if h.cfg.Store == nil {
@@ -165,12 +166,12 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	if j := h.jobs[proj.Name()]; j != nil && !j.Done {
 		h.mu.Unlock()
-		writeError(w, http.StatusConflict, CodeConflict, "a rebuild of this projection is already running")
+		writeError(w, http.StatusConflict, httpjson.CodeConflict, "a rebuild of this projection is already running")
 		return
 	}
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "shutting down")
+		writeError(w, http.StatusServiceUnavailable, httpjson.CodeUnavailable, "shutting down")
 		return
 	}
 	h.nextJob++
@@ -196,7 +197,9 @@ func (h *Handler) rebuild(w http.ResponseWriter, r *http.Request) {
 		defer h.mu.Unlock()
 		j.Done = true
 		if err != nil {
-			j.Error = err.Error()
+			// The page shows this; the log keeps the error, which names
+			// keys and Go packages.
+			j.Error = "the rebuild failed; the server log says why"
 			log.Error("rebuild failed", "error", err)
 			return
 		}
@@ -215,7 +218,7 @@ func (h *Handler) requestRebuild(w http.ResponseWriter, r *http.Request, name st
 	err := projection.RequestRebuild(r.Context(), h.cfg.Redis, name)
 	switch {
 	case errors.Is(err, projection.ErrRebuildRequested):
-		writeError(w, http.StatusConflict, CodeConflict, "a rebuild of this projection is already requested")
+		writeError(w, http.StatusConflict, httpjson.CodeConflict, "a rebuild of this projection is already requested")
 		return
 	case err != nil:
 		h.redisError(w, err)
@@ -248,7 +251,7 @@ const MaxDeadLetters = 100
 func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("projection")
 	if err := query.ValidateName(name); err != nil {
-		writeError(w, http.StatusBadRequest, CodeMalformed, "projection must be a projection name")
+		writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "projection must be a projection name")
 		return
 	}
 	b, ok := h.build(w, r, name, r.URL.Query().Get("build"))
@@ -294,16 +297,16 @@ type RetryRequest struct {
 func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 	var req RetryRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, CodeMalformed, "body must be {\"projection\": name, \"position\": p}")
+		writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "body must be {\"projection\": name, \"position\": p}")
 		return
 	}
 	if err := query.ValidateName(req.Projection); err != nil {
-		writeError(w, http.StatusBadRequest, CodeMalformed, "projection must be a projection name")
+		writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "projection must be a projection name")
 		return
 	}
 	pos, err := eventstore.ParsePosition(req.Position)
 	if err != nil || req.Position == "" {
-		writeError(w, http.StatusBadRequest, CodeMalformed, "position must be a dead letter's position")
+		writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "position must be a dead letter's position")
 		return
 	}
 	b, ok := h.build(w, r, req.Projection, req.Build)
@@ -313,7 +316,7 @@ func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, req.Projection, b, pos)
 	switch {
 	case errors.Is(err, projection.ErrNoDeadLetter):
-		writeError(w, http.StatusNotFound, CodeNotFound, "no dead letter at this position (already retried?)")
+		writeError(w, http.StatusNotFound, httpjson.CodeNotFound, "no dead letter at this position (already retried?)")
 		return
 	case err != nil:
 		h.redisError(w, err)
@@ -332,7 +335,7 @@ func (h *Handler) build(w http.ResponseWriter, r *http.Request, name, s string) 
 	if s != "" {
 		b, err := query.ParseBuild(s)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, CodeMalformed, "build must be like 2 or 2g1")
+			writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "build must be like 2 or 2g1")
 			return query.Build{}, false
 		}
 		return b, true
@@ -347,9 +350,9 @@ func (h *Handler) build(w http.ResponseWriter, r *http.Request, name, s string) 
 
 func (h *Handler) redisError(w http.ResponseWriter, err error) {
 	if errors.Is(err, query.ErrNotReady) {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no active build of this projection")
+		writeError(w, http.StatusNotFound, httpjson.CodeNotFound, "no active build of this projection")
 		return
 	}
 	h.log.Warn("web: redis", "error", err)
-	writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "the read model store is unavailable; retry later")
+	writeError(w, http.StatusServiceUnavailable, httpjson.CodeUnavailable, "the read model store is unavailable; retry later")
 }

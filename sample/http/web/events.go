@@ -14,6 +14,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // tailBacklog is how many tail entries a new event stream starts with.
@@ -70,7 +71,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	wantStatus, wantTail := q.Get("status") != "0", q.Get("tail") != "0"
 	tail := &tailReader{rdb: h.cfg.Redis, filter: TailFilter{Stream: q.Get("stream"), Type: q.Get("type")}}
 	if len(tail.filter.Stream) > 256 || len(tail.filter.Type) > 256 {
-		writeError(w, http.StatusBadRequest, CodeMalformed, "stream and type filters are at most 256 bytes")
+		writeError(w, http.StatusBadRequest, httpjson.CodeMalformed, "stream and type filters are at most 256 bytes")
 		return
 	}
 	rc := http.NewResponseController(w)

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +20,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
-	"github.com/eventline/eventline/sample/http/apierror"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 //go:embed assets
@@ -27,18 +29,6 @@ var assets embed.FS
 // DefaultInterval is how often the event stream samples the projections'
 // status and the tail when Config.Interval is zero.
 const DefaultInterval = 500 * time.Millisecond
-
-// Error codes of the JSON errors this package answers. The last four are
-// the codes every API of the sample shares (package sample/http/apierror).
-const (
-	CodeAdminDisabled = "admin_disabled"         // 403: no admin token is configured
-	CodeUnauthorized  = "unauthorized"           // 401: the token is missing or wrong
-	CodeForbidden     = "forbidden"              // 403: the request comes from another origin
-	CodeMalformed     = apierror.CodeMalformed   // 400
-	CodeNotFound      = apierror.CodeNotFound    // 404: no such projection
-	CodeConflict      = apierror.CodeConflict    // 409: a rebuild of it is already running
-	CodeUnavailable   = apierror.CodeUnavailable // 502/503: the command API or Redis cannot be reached
-)
 
 // Config configures a Handler.
 type Config struct {
@@ -77,6 +67,7 @@ type Config struct {
 type Handler struct {
 	cfg     Config
 	log     *slog.Logger
+	files   fs.FS // the assets
 	static  http.Handler
 	proxy   http.Handler
 	ctx     context.Context // ended by Close
@@ -102,7 +93,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: assets: %w", err)
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, static: http.FileServerFS(sub), jobs: map[string]*job{}}
+	h := &Handler{cfg: cfg, log: cfg.Logger, files: sub, static: http.FileServerFS(sub), jobs: map[string]*job{}}
 	if cfg.CommandURL != "" {
 		u, err := url.Parse(cfg.CommandURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -116,7 +107,7 @@ func New(cfg Config) (*Handler, error) {
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				h.log.Warn("web: command API unreachable", "url", cfg.CommandURL, "path", r.URL.Path, "error", err)
-				writeError(w, http.StatusBadGateway, CodeUnavailable, "the command API cannot be reached; retry later")
+				writeError(w, http.StatusBadGateway, httpjson.CodeUnavailable, "the command API cannot be reached; retry later")
 			},
 		}
 	}
@@ -171,7 +162,7 @@ func (h *Handler) page(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		b, err := assets.ReadFile("assets/" + name)
 		if err != nil {
-			http.Error(w, "missing page", http.StatusInternalServerError)
+			writeError(w, http.StatusInternalServerError, httpjson.CodeInternal, "internal error")
 			return
 		}
 		secure(w)
@@ -183,6 +174,13 @@ func (h *Handler) page(name string) http.HandlerFunc {
 
 func (h *Handler) assets() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only files: a missing one, or a directory (which http.FileServer
+		// would list), is a JSON 404 like every other error.
+		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+		if st, err := fs.Stat(h.files, name); err != nil || st.IsDir() {
+			writeError(w, http.StatusNotFound, httpjson.CodeNotFound, "no such asset")
+			return
+		}
 		secure(w)
 		w.Header().Set("Cache-Control", "no-cache")
 		h.static.ServeHTTP(w, r)
@@ -215,23 +213,21 @@ func (h *Handler) config(w http.ResponseWriter, r *http.Request) {
 // only.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
-		writeError(w, http.StatusForbidden, CodeForbidden, "cross-origin request refused")
+		writeError(w, http.StatusForbidden, httpjson.CodeForbidden, "cross-origin request refused")
 		return
 	}
 	if h.proxy == nil {
-		writeError(w, http.StatusServiceUnavailable, CodeUnavailable,
+		writeError(w, http.StatusServiceUnavailable, httpjson.CodeUnavailable,
 			"no command API is configured for this query API (--command-url, EVENTLINE_COMMAND_URL)")
 		return
 	}
 	h.proxy.ServeHTTP(w, r)
 }
 
-// ErrorBody is the JSON body of an error, the one of every API of the
-// sample.
-type ErrorBody = apierror.Body
-
+// writeError answers the JSON error body every API of the sample answers
+// (package httpjson).
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, ErrorBody{Error: msg, Code: code})
+	httpjson.Write(w, httpjson.NewError(status, code, msg))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

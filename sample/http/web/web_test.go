@@ -21,6 +21,7 @@ import (
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/sample/http/httpjson"
 	"github.com/eventline/eventline/sample/http/web"
 )
 
@@ -72,7 +73,7 @@ func newFixtureStore(t *testing.T, cfg web.Config, withStore bool) *fixture {
 	}
 	mux := http.NewServeMux()
 	h.Mount(mux)
-	f.srv = httptest.NewServer(mux)
+	f.srv = httptest.NewServer(httpjson.Mux(mux))
 	t.Cleanup(func() { f.srv.Close(); h.Close() })
 	return f
 }
@@ -119,16 +120,16 @@ func TestAdminActionsNeedTheToken(t *testing.T) {
 	t.Run("disabled without a token", func(t *testing.T) {
 		f := newFixture(t, web.Config{})
 		status, body := do(t, "POST", f.srv.URL+"/web/rebuild", `{"projection":"eventlog"}`, map[string]string{"Authorization": "Bearer x"})
-		if status != http.StatusForbidden || body["code"] != web.CodeAdminDisabled {
-			t.Fatalf("got %d %v, want 403 %s", status, body, web.CodeAdminDisabled)
+		if status != http.StatusForbidden || body["code"] != httpjson.CodeAdminDisabled {
+			t.Fatalf("got %d %v, want 403 %s", status, body, httpjson.CodeAdminDisabled)
 		}
 	})
 	t.Run("retry disabled without a token", func(t *testing.T) {
 		f := newFixture(t, web.Config{})
 		status, body := do(t, "POST", f.srv.URL+"/web/deadletters/retry", `{"projection":"eventlog","position":"2"}`,
 			map[string]string{"Authorization": "Bearer x"})
-		if status != http.StatusForbidden || body["code"] != web.CodeAdminDisabled {
-			t.Fatalf("got %d %v, want 403 %s", status, body, web.CodeAdminDisabled)
+		if status != http.StatusForbidden || body["code"] != httpjson.CodeAdminDisabled {
+			t.Fatalf("got %d %v, want 403 %s", status, body, httpjson.CodeAdminDisabled)
 		}
 	})
 	f := newFixture(t, web.Config{AdminToken: "s3cret"})
@@ -138,8 +139,8 @@ func TestAdminActionsNeedTheToken(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"/web/rebuild", `{"projection":"nope"}`, http.StatusNotFound, web.CodeNotFound},
-		{"/web/deadletters/retry", `{"projection":"eventlog","position":"2"}`, http.StatusNotFound, web.CodeNotFound},
+		{"/web/rebuild", `{"projection":"nope"}`, http.StatusNotFound, httpjson.CodeNotFound},
+		{"/web/deadletters/retry", `{"projection":"eventlog","position":"2"}`, http.StatusNotFound, httpjson.CodeNotFound},
 	} {
 		checkAdmin(t, f, a.path, a.body, a.status, a.code)
 	}
@@ -156,11 +157,11 @@ func checkAdmin(t *testing.T, f *fixture, path, reqBody string, okStatus int, ok
 		status int
 		code   string
 	}{
-		{"no token", nil, http.StatusUnauthorized, web.CodeUnauthorized},
-		{"wrong token", map[string]string{"Authorization": "Bearer s3cre"}, http.StatusUnauthorized, web.CodeUnauthorized},
-		{"token as a cookie", map[string]string{"Cookie": "token=s3cret"}, http.StatusUnauthorized, web.CodeUnauthorized},
-		{"another site", map[string]string{"Authorization": "Bearer s3cret", "Origin": "http://evil.example"}, http.StatusForbidden, web.CodeForbidden},
-		{"cross-site fetch", map[string]string{"Authorization": "Bearer s3cret", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, web.CodeForbidden},
+		{"no token", nil, http.StatusUnauthorized, httpjson.CodeUnauthorized},
+		{"wrong token", map[string]string{"Authorization": "Bearer s3cre"}, http.StatusUnauthorized, httpjson.CodeUnauthorized},
+		{"token as a cookie", map[string]string{"Cookie": "token=s3cret"}, http.StatusUnauthorized, httpjson.CodeUnauthorized},
+		{"another site", map[string]string{"Authorization": "Bearer s3cret", "Origin": "http://evil.example"}, http.StatusForbidden, httpjson.CodeForbidden},
+		{"cross-site fetch", map[string]string{"Authorization": "Bearer s3cret", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, httpjson.CodeForbidden},
 		{"the token, same origin", map[string]string{"Authorization": "Bearer s3cret", "Origin": f.srv.URL}, okStatus, okCode},
 	} {
 		status, body := do(t, "POST", url, reqBody, c.hdr)
@@ -363,7 +364,7 @@ func TestCommandsForwardedToTheCommandAPI(t *testing.T) {
 	}
 
 	g := newFixture(t, web.Config{ProxyCommands: true})
-	if status, body := do(t, "POST", g.srv.URL+"/carts", `{}`, nil); status != http.StatusServiceUnavailable || body["code"] != web.CodeUnavailable {
+	if status, body := do(t, "POST", g.srv.URL+"/carts", `{}`, nil); status != http.StatusServiceUnavailable || body["code"] != httpjson.CodeUnavailable {
 		t.Fatalf("no command URL: %d %v, want 503", status, body)
 	}
 }
@@ -473,5 +474,39 @@ func TestRebuildRequestedWithoutStore(t *testing.T) {
 	}
 	if a := f.rdb.Get(ctx, query.ActiveKey(web.TailName)).Val(); a != "1g1" {
 		t.Fatalf("active build %q, want 1g1", a)
+	}
+}
+
+func TestUnknownRoutesAndWrongMethodsAnswerJSON(t *testing.T) {
+	f := newFixture(t, web.Config{})
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{http.MethodGet, "/no-such-page", http.StatusNotFound, httpjson.CodeNotFound, ""},
+		{http.MethodGet, "/assets/no-such.js", http.StatusNotFound, httpjson.CodeNotFound, ""},
+		{http.MethodGet, "/assets/", http.StatusNotFound, httpjson.CodeNotFound, ""},
+		{http.MethodPost, "/ops", http.StatusMethodNotAllowed, httpjson.CodeMethodNotAllowed, "GET, HEAD"},
+		{http.MethodDelete, "/web/config", http.StatusMethodNotAllowed, httpjson.CodeMethodNotAllowed, "GET, HEAD"},
+	} {
+		req, err := http.NewRequest(c.method, f.srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e httpjson.Body
+		what := c.method + " " + c.path
+		if resp.StatusCode != c.status || json.Unmarshal(b, &e) != nil || e.Code != c.code || e.Error == "" {
+			t.Errorf("%s: %d %s, want %d with code %q", what, resp.StatusCode, b, c.status, c.code)
+		}
+		if got := resp.Header.Get("Allow"); got != c.allow {
+			t.Errorf("%s: Allow %q, want %q", what, got, c.allow)
+		}
 	}
 }

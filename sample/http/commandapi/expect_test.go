@@ -1,4 +1,4 @@
-package api_test
+package commandapi_test
 
 import (
 	"encoding/json"
@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventline/eventline/sample/http/api"
+	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // countingReader counts the bytes the client took from the body to send.
@@ -32,8 +33,8 @@ func (c countingReader) Read(p []byte) (int, error) {
 // answer instead of a reset connection.
 func TestOversizedBodyWithExpectContinue(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := api.DecodeOpenCart(w, r); err != nil {
-			api.WriteError(w, err)
+		if _, err := commandapi.DecodeOpenCart(w, r); err != nil {
+			commandapi.WriteError(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
@@ -45,7 +46,7 @@ func TestOversizedBodyWithExpectContinue(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Minute}
 
-	for _, size := range []int{api.MaxBodyBytes + 1, 4 << 20} {
+	for _, size := range []int{httpjson.MaxBodyBytes + 1, 4 << 20} {
 		var sent atomic.Int64
 		var continued atomic.Bool
 		body := `{"customer_id":"` + strings.Repeat("a", size) + `"}`
@@ -64,11 +65,11 @@ func TestOversizedBodyWithExpectContinue(t *testing.T) {
 			t.Fatalf("%d-byte body: %v (the server told the client to continue: %v; %d bytes sent)",
 				len(body), err, continued.Load(), sent.Load())
 		}
-		var e api.ErrorBody
+		var e httpjson.Body
 		decErr := json.NewDecoder(res.Body).Decode(&e)
 		res.Body.Close()
-		if res.StatusCode != http.StatusRequestEntityTooLarge || decErr != nil || e.Code != api.CodeTooLarge {
-			t.Errorf("%d-byte body: %d %+v (%v), want 413 %s", len(body), res.StatusCode, e, decErr, api.CodeTooLarge)
+		if res.StatusCode != http.StatusRequestEntityTooLarge || decErr != nil || e.Code != httpjson.CodeTooLarge {
+			t.Errorf("%d-byte body: %d %+v (%v), want 413 %s", len(body), res.StatusCode, e, decErr, httpjson.CodeTooLarge)
 		}
 		if continued.Load() || sent.Load() != 0 {
 			t.Errorf("%d-byte body: the server said 100 Continue (%v) and the client sent %d bytes; want a refusal before the body",

@@ -1,4 +1,4 @@
-package api_test
+package commandapi_test
 
 import (
 	"bytes"
@@ -12,16 +12,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/eventline/eventline/sample/http/api"
+	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // The fuzz targets prove, for any Content-Type and body, that a decoder does
-// not panic, that every error it returns is an *api.Error with a 4xx status
+// not panic, that every error it returns is an *httpjson.Error with a 4xx status
 // that WriteError writes as a JSON error body, and that what it accepts was
 // JSON with the required fields, which re-encodes and decodes to itself.
 
 var codes4xx = map[string]bool{
-	api.CodeMalformed: true, api.CodeTooLarge: true, api.CodeUnsupportedMediaType: true,
+	httpjson.CodeMalformed: true, httpjson.CodeTooLarge: true, httpjson.CodeUnsupportedMediaType: true,
 }
 
 // commonSeeds are bodies every decoder should meet: valid and broken JSON,
@@ -54,16 +55,16 @@ func fuzzDecode[T any](t *testing.T, decode func(http.ResponseWriter, *http.Requ
 	r.Header.Set("Content-Type", contentType)
 	got, err := decode(httptest.NewRecorder(), r)
 	if err != nil {
-		e, ok := errors.AsType[*api.Error](err)
+		e, ok := errors.AsType[*httpjson.Error](err)
 		if !ok {
-			t.Fatalf("error %v (%T) is not an *api.Error", err, err)
+			t.Fatalf("error %v (%T) is not an *httpjson.Error", err, err)
 		}
 		if e.Status < 400 || e.Status > 499 || !codes4xx[e.Code] || e.Message == "" {
 			t.Fatalf("error maps to %d %q %q", e.Status, e.Code, e.Message)
 		}
 		w := httptest.NewRecorder()
-		api.WriteError(w, err)
-		var out api.ErrorBody
+		commandapi.WriteError(w, err)
+		var out httpjson.Body
 		if jerr := json.Unmarshal(w.Body.Bytes(), &out); jerr != nil || w.Code != e.Status || out.Code != e.Code || out.Error != e.Message {
 			t.Fatalf("WriteError wrote %d %q (%v), want %d %s", w.Code, w.Body, jerr, e.Status, e.Code)
 		}
@@ -72,7 +73,7 @@ func fuzzDecode[T any](t *testing.T, decode func(http.ResponseWriter, *http.Requ
 	if mt, _, perr := mime.ParseMediaType(contentType); perr != nil || mt != "application/json" {
 		t.Fatalf("accepted Content-Type %q", contentType)
 	}
-	if len(body) > api.MaxBodyBytes {
+	if len(body) > httpjson.MaxBodyBytes {
 		t.Fatalf("accepted a body of %d bytes", len(body))
 	}
 	if !json.Valid(body) {
@@ -97,7 +98,7 @@ func FuzzDecodeOpenCart(f *testing.F) {
 	addSeeds(f, `{"customer_id":"ann","cart_id":"c-1"}`, `{"customer_id":"ann","cart_id":null}`, `{"customer_id":""}`,
 		`{"customer_id":1}`, `{"customer_id":"ann","extra":1}`, `{"CUSTOMER_ID":"ann"}`)
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
-		fuzzDecode(t, api.DecodeOpenCart, contentType, body, func(r api.OpenCartRequest) error {
+		fuzzDecode(t, commandapi.DecodeOpenCart, contentType, body, func(r commandapi.OpenCartRequest) error {
 			if r.CustomerID == "" {
 				return fmt.Errorf("empty customer_id")
 			}
@@ -111,7 +112,7 @@ func FuzzDecodeAddItem(f *testing.F) {
 		`{"product_id":"apple","quantity":"2","unit_price_cents":1}`, `{"product_id":"","quantity":2,"unit_price_cents":1}`,
 		`{"product_id":"a","quantity":2.0,"unit_price_cents":1}`, `{"product_id":"a","quantity":1,"unit_price_cents":9223372036854775807}`)
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
-		fuzzDecode(t, api.DecodeAddItem, contentType, body, func(r api.AddItemRequest) error {
+		fuzzDecode(t, commandapi.DecodeAddItem, contentType, body, func(r commandapi.AddItemRequest) error {
 			if r.ProductID == "" {
 				return fmt.Errorf("empty product_id")
 			}
@@ -123,7 +124,7 @@ func FuzzDecodeAddItem(f *testing.F) {
 func FuzzDecodeChangeQuantity(f *testing.F) {
 	addSeeds(f, `{"quantity":3}`, `{"quantity":0}`, `{"quantity":null}`, `{"quantity":3,"product_id":"a"}`, `{"quantity":3}   `)
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
-		fuzzDecode(t, api.DecodeChangeQuantity, contentType, body, func(api.ChangeQuantityRequest) error { return nil })
+		fuzzDecode(t, commandapi.DecodeChangeQuantity, contentType, body, func(commandapi.ChangeQuantityRequest) error { return nil })
 	})
 }
 
@@ -131,6 +132,6 @@ func FuzzDecodeRegisterCustomer(f *testing.F) {
 	addSeeds(f, `{"credit_limit_cents":50000}`, `{"customer_id":"ann","credit_limit_cents":0}`, `{"customer_id":"ann"}`,
 		`{"credit_limit_cents":-1}`, `{"credit_limit_cents":1.5}`, `{"customer_id":null,"credit_limit_cents":1}`)
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
-		fuzzDecode(t, api.DecodeRegisterCustomer, contentType, body, func(api.RegisterCustomerRequest) error { return nil })
+		fuzzDecode(t, commandapi.DecodeRegisterCustomer, contentType, body, func(commandapi.RegisterCustomerRequest) error { return nil })
 	})
 }

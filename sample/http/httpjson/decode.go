@@ -1,4 +1,4 @@
-package api
+package httpjson
 
 import (
 	"encoding/json"
@@ -15,10 +15,12 @@ import (
 // valid command body is well under 1 KiB.
 const MaxBodyBytes = 64 << 10
 
-// decodeJSON reads r's body into v strictly: application/json only, at most
+// Decode reads r's body into v strictly: application/json only, at most
 // MaxBodyBytes, one JSON value with no unknown fields and nothing after it.
-// Every error is an *Error with a 4xx status.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+// Every error is an *Error with a 4xx status whose message names what was
+// wrong. Decode pointer fields to tell an absent field from a zero one, and
+// check them with Required and RequiredString.
+func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		return err
 	}
@@ -98,7 +100,8 @@ func decodeError(err error) error {
 		// encoding/json has no typed error for this; the message names the field.
 		return malformed(fmt.Sprintf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field ")), err)
 	}
-	return malformed(fmt.Sprintf("malformed JSON: %v", err), err)
+	// Other encoding/json errors carry its package prefix; say it plainly.
+	return malformed("malformed JSON", err)
 }
 
 // tooLarge returns a 413 when err says the body went past MaxBodyBytes, and
@@ -137,18 +140,19 @@ func malformed(msg string, err error) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: CodeMalformed, Message: msg, Err: err}
 }
 
-// required returns a 400 naming field when it is absent or null.
-func required(field string, present bool) error {
+// Required returns a 400 naming field when it is absent or null (present is
+// false).
+func Required(field string, present bool) error {
 	if present {
 		return nil
 	}
 	return malformed(fmt.Sprintf("field %q is required", field), nil)
 }
 
-// requiredString returns a 400 naming field when it is absent, null or empty.
-func requiredString(field string, s *string) error {
+// RequiredString returns a 400 naming field when it is absent, null or empty.
+func RequiredString(field string, s *string) error {
 	if s != nil && *s == "" {
 		return malformed(fmt.Sprintf("field %q must not be empty", field), nil)
 	}
-	return required(field, s != nil)
+	return Required(field, s != nil)
 }

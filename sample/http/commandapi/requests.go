@@ -1,10 +1,11 @@
-package api
+package commandapi
 
 import (
 	"net/http"
 
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // OpenCartRequest is the body of POST /carts.
@@ -75,14 +76,14 @@ type (
 )
 
 // DecodeOpenCart decodes the body of POST /carts. customer_id is required and
-// non-empty; an empty cart_id counts as absent. Every error is an *Error with
-// a 4xx status.
+// non-empty; an empty cart_id counts as absent. Every error is an *httpjson.Error
+// with a 4xx status.
 func DecodeOpenCart(w http.ResponseWriter, r *http.Request) (OpenCartRequest, error) {
 	var in openCartWire
-	if err := decodeJSON(w, r, &in); err != nil {
+	if err := httpjson.Decode(w, r, &in); err != nil {
 		return OpenCartRequest{}, err
 	}
-	if err := requiredString("customer_id", in.CustomerID); err != nil {
+	if err := httpjson.RequiredString("customer_id", in.CustomerID); err != nil {
 		return OpenCartRequest{}, err
 	}
 	return OpenCartRequest{CustomerID: *in.CustomerID, CartID: deref(in.CartID)}, nil
@@ -92,13 +93,13 @@ func DecodeOpenCart(w http.ResponseWriter, r *http.Request) (OpenCartRequest, er
 // required and product_id must not be empty.
 func DecodeAddItem(w http.ResponseWriter, r *http.Request) (AddItemRequest, error) {
 	var in addItemWire
-	if err := decodeJSON(w, r, &in); err != nil {
+	if err := httpjson.Decode(w, r, &in); err != nil {
 		return AddItemRequest{}, err
 	}
 	for _, err := range []error{
-		requiredString("product_id", in.ProductID),
-		required("quantity", in.Quantity != nil),
-		required("unit_price_cents", in.UnitPriceCents != nil),
+		httpjson.RequiredString("product_id", in.ProductID),
+		httpjson.Required("quantity", in.Quantity != nil),
+		httpjson.Required("unit_price_cents", in.UnitPriceCents != nil),
 	} {
 		if err != nil {
 			return AddItemRequest{}, err
@@ -111,10 +112,10 @@ func DecodeAddItem(w http.ResponseWriter, r *http.Request) (AddItemRequest, erro
 // quantity is required.
 func DecodeChangeQuantity(w http.ResponseWriter, r *http.Request) (ChangeQuantityRequest, error) {
 	var in changeQuantityWire
-	if err := decodeJSON(w, r, &in); err != nil {
+	if err := httpjson.Decode(w, r, &in); err != nil {
 		return ChangeQuantityRequest{}, err
 	}
-	if err := required("quantity", in.Quantity != nil); err != nil {
+	if err := httpjson.Required("quantity", in.Quantity != nil); err != nil {
 		return ChangeQuantityRequest{}, err
 	}
 	return ChangeQuantityRequest{Quantity: *in.Quantity}, nil
@@ -124,10 +125,10 @@ func DecodeChangeQuantity(w http.ResponseWriter, r *http.Request) (ChangeQuantit
 // credit_limit_cents is required; an empty customer_id counts as absent.
 func DecodeRegisterCustomer(w http.ResponseWriter, r *http.Request) (RegisterCustomerRequest, error) {
 	var in registerCustomerWire
-	if err := decodeJSON(w, r, &in); err != nil {
+	if err := httpjson.Decode(w, r, &in); err != nil {
 		return RegisterCustomerRequest{}, err
 	}
-	if err := required("credit_limit_cents", in.CreditLimitCents != nil); err != nil {
+	if err := httpjson.Required("credit_limit_cents", in.CreditLimitCents != nil); err != nil {
 		return RegisterCustomerRequest{}, err
 	}
 	return RegisterCustomerRequest{CustomerID: deref(in.CustomerID), CreditLimitCents: *in.CreditLimitCents}, nil

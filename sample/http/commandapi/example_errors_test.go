@@ -1,4 +1,4 @@
-package api_test
+package commandapi_test
 
 import (
 	"fmt"
@@ -8,22 +8,24 @@ import (
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/sample/domain/cart"
-	"github.com/eventline/eventline/sample/http/api"
+	"github.com/eventline/eventline/sample/http/commandapi"
 )
 
 // A command endpoint decodes its body strictly, decides, and writes any error
-// with an honest status. Here the decider stands in for a command.Handler.
-func Example() {
+// with an honest status and a message for the client: a refusal answers the
+// domain's rule, not the stream it was refused on. Here the decider stands in
+// for a command.Handler.
+func ExampleWriteError() {
 	addItem := func(w http.ResponseWriter, r *http.Request) {
-		req, err := api.DecodeAddItem(w, r)
+		req, err := commandapi.DecodeAddItem(w, r)
 		if err != nil {
-			api.WriteError(w, err)
+			commandapi.WriteError(w, err)
 			return
 		}
 		state := cart.Decider.Fold(cart.Opened{CustomerID: "ann"})
 		if _, err := cart.Decide(state, req.Command()); err != nil {
 			// command.Handler returns refusals wrapped like this.
-			api.WriteError(w, &command.RejectedError{StreamID: "cart-1", Err: err})
+			commandapi.WriteError(w, &command.RejectedError{StreamID: "cart-1", Err: err})
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -43,7 +45,7 @@ func Example() {
 	}
 	// Output:
 	// 200
-	// 422 {"error":"command rejected by stream \"cart-1\": cart: quantity out of range: adding 1000 of product \"apple\", want 1..999","code":"rule_violated"}
+	// 422 {"error":"cart: quantity out of range: adding 1000 of product \"apple\", want 1..999","code":"rule_violated"}
 	// 400 {"error":"field \"quantity\" must be an integer that fits in 64 bits, got string","code":"malformed"}
 	// 400 {"error":"field \"unit_price_cents\" is required","code":"malformed"}
 }
