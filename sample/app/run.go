@@ -87,7 +87,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	var store eventstore.Store
 	if needsStore(role) {
 		spec, _ := parseStoreURL(cfg.StoreURL) // validated above
-		if store, err = openStore(ctx, spec, log); err != nil {
+		if store, err = openStore(ctx, spec, log, metrics); err != nil {
 			return err
 		}
 		closers = append(closers, func() {
