@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, entity string) (*metrics, error) {
 		prometheus.NewCounterVec(opts("handled_total", "Commands handled, by entity, command type and outcome."),
 			[]string{"entity", "command", "outcome"}),
 		prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "eventline", Subsystem: "command", Name: "duration_seconds",
+			Namespace: "eventline", Subsystem: "command", Name: "handle_duration_seconds",
 			Help:    "Time to handle one command (load, fold, decide, append, retries), by entity and command type.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"entity", "command"}),

@@ -66,7 +66,7 @@ eventline_command_repeats_total{entity="counter"} 2
 	if err := testutil.GatherAndCompare(prom, strings.NewReader(expect), "eventline_command_handled_total", "eventline_command_repeats_total"); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := testutil.GatherAndCount(prom, "eventline_command_append_duration_seconds", "eventline_command_duration_seconds"); n != 2 {
+	if n, _ := testutil.GatherAndCount(prom, "eventline_command_append_duration_seconds", "eventline_command_handle_duration_seconds"); n != 2 {
 		t.Fatalf("%d histogram series, want 2", n)
 	}
 }
