@@ -11,6 +11,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for Config fields left zero.
@@ -47,6 +48,10 @@ type Config struct {
 	// NoCache turns the state cache off: every command reads and folds its
 	// whole stream.
 	NoCache bool
+	// Registerer, when set, receives the eventline_command_* metrics of the
+	// Handler, labelled with Name (docs/metrics.md). Handlers of several
+	// entities share one set of collectors.
+	Registerer prometheus.Registerer
 }
 
 // Validate reports a Config that NewHandler would refuse. The error matches
@@ -116,6 +121,7 @@ type Handler[S, C, E any] struct {
 	cfg      Config
 	locks    streamLocks
 	cache    *stateCache[S] // nil: Config.NoCache
+	metrics  *metrics       // nil: no Config.Registerer
 }
 
 // NewHandler returns a Handler that keeps the entities of decider in store,
@@ -137,6 +143,13 @@ func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Regist
 	h := &Handler[S, C, E]{store: store, registry: registry, decider: decider, cfg: cfg.withDefaults()}
 	if !cfg.NoCache {
 		h.cache = newStateCache[S](h.cfg.CacheSize)
+	}
+	if cfg.Registerer != nil {
+		m, err := newMetrics(cfg.Registerer, cfg.Name)
+		if err != nil {
+			return nil, fmt.Errorf("command: metrics: %w", err)
+		}
+		h.metrics = m
 	}
 	return h, nil
 }
@@ -167,7 +180,11 @@ func (h *Handler[S, C, E]) StreamID(id string) (string, error) {
 // When ctx carries a command id (WithID) the command is idempotent: see the
 // package documentation. Metadata from ctx (WithMetadata, CausedBy) is written
 // onto every event.
-func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result[E], error) {
+func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (res Result[E], err error) {
+	if h.metrics != nil {
+		start := time.Now()
+		defer func() { h.metrics.observe(cmd, start, err) }()
+	}
 	stream, err := h.StreamID(id)
 	if err != nil {
 		return Result[E]{}, err
@@ -191,6 +208,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 		if err == nil || !retryable(err, key) {
 			return res, err
 		}
+		h.metrics.conflict(attempt < h.cfg.MaxAttempts)
 		if attempt >= h.cfg.MaxAttempts {
 			return Result[E]{}, fmt.Errorf("%w: stream %q: gave up after %d attempts: %w", ErrConflict, stream, attempt, err)
 		}
@@ -289,7 +307,9 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 		ev.Metadata = md
 		events[i] = ev
 	}
+	appendStart := time.Now()
 	res, err := h.store.Append(ctx, stream, eventstore.Exact(e.version), events...)
+	h.metrics.appended(appendStart)
 	if err != nil {
 		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)
 	}
@@ -475,6 +495,7 @@ func (h *Handler[S, C, E]) repeated(ctx context.Context, e *entry[S], key, hash 
 		}
 	}
 	h.putEntry(e)
+	h.metrics.repeat()
 	return Result[E]{StreamID: e.stream, Version: prior.last, Position: prior.position, Events: events}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/eventline/eventline/eventstore"
@@ -184,6 +185,11 @@ func (r *Relay) forward(ctx context.Context, pos *eventstore.Position, resubscri
 			*pos = last
 			r.setStatus(func(s *Status) { s.Position = last })
 			r.metrics.position.Set(float64(last.Commit))
+			lag := 0.0
+			if b.Pending() > 0 {
+				lag = time.Since(recs[len(recs)-1].RecordedAt).Seconds()
+			}
+			r.metrics.lagSeconds.Set(lag)
 		}
 		if subErr != nil {
 			return subErr
@@ -324,7 +330,7 @@ func (r *Relay) setStatus(f func(*Status)) {
 
 type metrics struct {
 	published, skipped, publishFailures, checkpointFailures prometheus.Counter
-	position, failing                                       prometheus.Gauge
+	position, failing, lagSeconds                           prometheus.Gauge
 }
 
 func newMetrics(name string) metrics {
@@ -344,11 +350,12 @@ func newMetrics(name string) metrics {
 		checkpointFailures: counter("checkpoint_failures_total", "Failed checkpoint loads and saves."),
 		position:           gauge("checkpoint_position", "Commit part of the last checkpointed position."),
 		failing:            gauge("failing", "1 while an operation is failing and being retried, else 0."),
+		lagSeconds:         gauge("lag_seconds", "Age of the last published record while more records wait, 0 when caught up."),
 	}
 }
 
 func (m metrics) register(reg prometheus.Registerer) error {
-	cs := []prometheus.Collector{m.published, m.skipped, m.publishFailures, m.checkpointFailures, m.position, m.failing}
+	cs := []prometheus.Collector{m.published, m.skipped, m.publishFailures, m.checkpointFailures, m.position, m.failing, m.lagSeconds}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

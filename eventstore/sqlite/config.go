@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // SyncMode says how hard a commit works to reach the disk.
@@ -82,6 +84,10 @@ type Config struct {
 	// Logger receives the store's rare operational messages. nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, receives the group-commit metrics
+	// (eventline_store_group_commit_appends, eventline_store_group_commit_events,
+	// eventline_store_commit_duration_seconds, labelled backend="sqlite").
+	Registerer prometheus.Registerer
 }
 
 // Validate reports the first unusable field, as an error matching

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/internal/groupcommit"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -58,13 +59,14 @@ CREATE UNIQUE INDEX events_id ON events (id);
 // safe for concurrent use. Appends are group-committed by a single writer
 // goroutine; reads use a separate pool of read-only connections.
 type Store struct {
-	cfg    Config
-	path   string
-	wdb    *sql.DB // one connection, owned by the writer
-	rdb    *sql.DB // read-only pool
-	w      *writer
-	reads  readStmts
-	closed atomic.Bool
+	cfg     Config
+	path    string
+	metrics *groupcommit.Metrics // nil: no Config.Registerer
+	wdb     *sql.DB              // one connection, owned by the writer
+	rdb     *sql.DB              // read-only pool
+	w       *writer
+	reads   readStmts
+	closed  atomic.Bool
 	// done is closed by Close; stopped is closed when the writer has exited,
 	// checkpointStopped when the checkpointer has.
 	done, stopped, checkpointStopped chan struct{}
@@ -109,7 +111,14 @@ func openStore(ctx context.Context, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
+	var metrics *groupcommit.Metrics
+	if cfg.Registerer != nil {
+		if metrics, err = groupcommit.NewMetrics(cfg.Registerer, "sqlite"); err != nil {
+			return nil, fmt.Errorf("sqlite: metrics: %w", err)
+		}
+	}
 	s := &Store{
+		metrics:           metrics,
 		cfg:               cfg,
 		path:              path,
 		done:              make(chan struct{}),

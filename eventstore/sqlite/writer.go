@@ -228,6 +228,7 @@ func (w *writer) run() {
 			start := time.Now()
 			w.commit()
 			w.lastCommit = time.Since(start)
+			w.s.metrics.Committed(len(w.batch), w.events, w.lastCommit)
 		}
 	})
 }

@@ -174,6 +174,10 @@ func (b *Batcher[T]) add(it item[T], ok bool) bool {
 	return true
 }
 
+// Pending reports how many read-ahead items wait beyond the last batch: more
+// than zero means the reader is behind the subscription.
+func (b *Batcher[T]) Pending() int { return len(b.ch) }
+
 // Stop stops reading the subscription and waits for the reader to end.
 func (b *Batcher[T]) Stop() {
 	b.cancel()

@@ -9,9 +9,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/eventline/eventline/breaker"
+	"github.com/eventline/eventline/breaker/storebreaker"
 	"github.com/eventline/eventline/relay/broker"
 )
 
@@ -45,6 +48,14 @@ const (
 	// EnvBrokerURL is --broker: the message broker of the saga's relay and
 	// consumers (serve and saga).
 	EnvBrokerURL = "EVENTLINE_BROKER_URL"
+	// EnvBreakerFailures and EnvBreakerOpenFor are --breaker-failures and
+	// --breaker-open-for: when the circuit breaker of a dependency opens and
+	// how long it stays open before a probe.
+	EnvBreakerFailures = "EVENTLINE_BREAKER_FAILURES"
+	EnvBreakerOpenFor  = "EVENTLINE_BREAKER_OPEN_FOR"
+	// EnvStoreTimeout is --store-timeout: the bound on one event store call
+	// of a command.
+	EnvStoreTimeout = "EVENTLINE_STORE_TIMEOUT"
 )
 
 // DefaultMaxWaiters is the cap on queries waiting for ?after= at once in one
@@ -101,6 +112,16 @@ type Config struct {
 	// package relay/broker reads it. Empty: serve uses an in-process
 	// GoChannel, saga Redis Streams on RedisURL.
 	BrokerURL string
+	// BreakerFailures is how many consecutive failures of a dependency (the
+	// store, Redis, the broker) open its circuit breaker. 0 means
+	// breaker.DefaultFailures.
+	BreakerFailures int
+	// BreakerOpenFor is how long an open breaker answers 503 at once before
+	// it lets a probe through. 0 means breaker.DefaultOpenFor.
+	BreakerOpenFor time.Duration
+	// StoreTimeout bounds each event store call of a command (append, read
+	// of its stream). 0 means storebreaker.DefaultTimeout.
+	StoreTimeout time.Duration
 
 	// Stdout receives the one line saying where the process listens. nil
 	// means os.Stdout.
@@ -149,6 +170,14 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
 	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
+	fs.IntVar(&c.BreakerFailures, "breaker-failures", envInt(EnvBreakerFailures, breaker.DefaultFailures),
+		"consecutive failures of a dependency that open its circuit breaker (env "+EnvBreakerFailures+")")
+	fs.DurationVar(&c.BreakerOpenFor, "breaker-open-for", envDuration(EnvBreakerOpenFor, breaker.DefaultOpenFor),
+		"how long an open circuit breaker answers 503 before it lets a probe through (env "+EnvBreakerOpenFor+")")
+	if needsStore(role) {
+		fs.DurationVar(&c.StoreTimeout, "store-timeout", envDuration(EnvStoreTimeout, storebreaker.DefaultTimeout),
+			"bound on one event store call of a command (env "+EnvStoreTimeout+")")
+	}
 	if role == RoleServe || role == RoleQueryAPI {
 		def := DefaultMaxWaiters
 		if v, ok := os.LookupEnv(EnvMaxWaiters); ok {
@@ -241,6 +270,15 @@ func (c Config) Validate(role Role) error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	if c.BreakerFailures < 0 {
+		return &SettingError{Env: EnvBreakerFailures, Flag: "breaker-failures", Reason: "must be a non-negative integer"}
+	}
+	if c.BreakerOpenFor < 0 {
+		return &SettingError{Env: EnvBreakerOpenFor, Flag: "breaker-open-for", Reason: "must be a non-negative duration such as 5s"}
+	}
+	if c.StoreTimeout < 0 {
+		return &SettingError{Env: EnvStoreTimeout, Flag: "store-timeout", Reason: "must be a non-negative duration such as 5s"}
+	}
 	if c.MaxWaiters < 0 {
 		return &SettingError{Env: EnvMaxWaiters, Flag: "max-waiters", Reason: "must be a non-negative integer"}
 	}
@@ -266,4 +304,32 @@ func parseLevel(s string) (slog.Level, error) {
 			Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", s)}
 	}
 	return l, nil
+}
+
+// envInt reads an integer environment variable; a value that is not one
+// becomes -1, which Validate refuses with the setting's name.
+func envInt(name string, def int) int {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// envDuration reads a duration environment variable (5s, 250ms); a value
+// that is not one becomes -1, which Validate refuses with the setting's name.
+func envDuration(name string, def time.Duration) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < 0 {
+		return -1
+	}
+	return d
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // startRole runs role with cfg until the test ends and returns its URL.
-func startRole(t *testing.T, role Role, cfg Config) (url string, stop func()) {
+func startRole(t testing.TB, role Role, cfg Config) (url string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	lines := make(lineWriter, 1)

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventline/eventline/breaker/redisbreaker"
+	"github.com/eventline/eventline/breaker/storebreaker"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/http/commandapi"
@@ -52,6 +54,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	log = log.With("role", string(role))
+	logRedisTo(log, lowestLevel(ctx, log))
 	stdout := cfg.Stdout
 	if stdout == nil {
 		stdout = os.Stdout
@@ -79,11 +82,13 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	reg := NewRegistry()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// One circuit breaker per dependency of the process, shared by its roles.
+	deps := newBreakers(cfg, log, metrics)
 
 	var store eventstore.Store
 	if needsStore(role) {
 		spec, _ := parseStoreURL(cfg.StoreURL) // validated above
-		if store, err = openStore(ctx, spec, log); err != nil {
+		if store, err = openStore(ctx, spec, log, metrics); err != nil {
 			return err
 		}
 		closers = append(closers, func() {
@@ -98,6 +103,15 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		if err != nil {
 			return err
 		}
+		b, err := deps.get(breakerRedis)
+		if err != nil {
+			_ = c.Close()
+			stop()
+			return err
+		}
+		// Every use of Redis in the process (read models, checkpoints,
+		// leases, Streams) goes through the breaker.
+		c.AddHook(redisbreaker.Hook(b))
 		rdb = c
 		closers = append(closers, stop, func() { _ = c.Close() })
 	}
@@ -105,7 +119,18 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	mux := http.NewServeMux()
 	var checks []check
 	if role == RoleServe || role == RoleCommandAPI {
-		cmds, err := commandapi.New(store, reg, commandapi.Config{Logger: log, Registerer: metrics})
+		b, err := deps.get(breakerStore)
+		if err != nil {
+			return err
+		}
+		// The commands reach the store through its breaker, each call
+		// bounded by StoreTimeout; the projectors and the saga follow the
+		// log on their own terms (they retry with back-off).
+		guarded, err := storebreaker.Wrap(store, storebreaker.Config{Breaker: b, Timeout: cfg.StoreTimeout})
+		if err != nil {
+			return err
+		}
+		cmds, err := commandapi.New(guarded, reg, commandapi.Config{Logger: log, Registerer: metrics})
 		if err != nil {
 			return err
 		}
@@ -148,14 +173,14 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		checks = append(checks, check{"projections", pool.check})
 	}
 	if role == RoleServe || role == RoleSaga {
-		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log)
+		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log, deps)
 		if err != nil {
 			return err
 		}
 		closeTransport = closeSaga
 	}
 
-	mountOps(mux, metrics, checks)
+	mountOps(mux, metrics, checks, deps)
 
 	srv := &http.Server{
 		// Unknown routes and wrong methods answer the JSON error body of
@@ -205,9 +230,13 @@ type ReadyBody struct {
 	Status string `json:"status"`
 	// Checks maps each dependency to "ok" or what went wrong.
 	Checks map[string]string `json:"checks"`
+	// Breakers maps each dependency's circuit breaker to its state:
+	// closed, half-open or open. An open one makes the process unavailable.
+	Breakers map[string]string `json:"breakers,omitempty"`
 }
 
-func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check) {
+func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check, deps *breakers) {
+	checks = append(checks, check{"breakers", deps.check})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -215,7 +244,7 @@ func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check) 
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(checks))}
+		body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(checks)), Breakers: deps.states()}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, c := range checks {
@@ -310,4 +339,15 @@ func (p *projections) check(context.Context) error {
 		errs = append(errs, fmt.Errorf("projection %s stopped: %w", name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// lowestLevel is the lowest level log writes, for the libraries that take a
+// level of their own (go-redis).
+func lowestLevel(ctx context.Context, log *slog.Logger) slog.Level {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if log.Enabled(ctx, l) {
+			return l
+		}
+	}
+	return slog.LevelError
 }

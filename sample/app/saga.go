@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventline/eventline/breaker/pubbreaker"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/relay/broker"
@@ -42,7 +43,7 @@ const (
 // checkpoint and the de-duplication marks stay in rdb whatever the broker.
 // The returned func closes the transport after wg is done.
 func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL string, store eventstore.Store, rdb redis.UniversalClient,
-	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger) (closeTransport func(), err error) {
+	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, deps *breakers) (closeTransport func(), err error) {
 	wlog := watermill.NewSlogLogger(log.With("component", "watermill"))
 	var pub message.Publisher
 	var sub message.Subscriber
@@ -88,6 +89,16 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL str
 			closeTransport()
 			return nil, fmt.Errorf("app: saga dedup: %w", err)
 		}
+	}
+	// The relay and the saga publish to the broker through its breaker.
+	b, err := deps.get(breakerBroker)
+	if err != nil {
+		closeTransport()
+		return nil, err
+	}
+	if pub, err = pubbreaker.Wrap(pub, b); err != nil {
+		closeTransport()
+		return nil, fmt.Errorf("app: %w", err)
 	}
 	sg, err := saga.New(saga.Config{
 		Store: store, Registry: reg, Subscriber: sub, Publisher: pub, Dedup: dedup,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventline/eventline/eventstore"
@@ -83,7 +84,7 @@ func parseSQLiteURL(s string) (storeSpec, error) {
 // process may start before its server); SQLite opens its file at once;
 // PostgreSQL is connected to and its schema checked or created, so that a
 // wrong URL, password or database name stops the process at once.
-func openStore(ctx context.Context, s storeSpec, log *slog.Logger) (eventstore.Store, error) {
+func openStore(ctx context.Context, s storeSpec, log *slog.Logger, reg prometheus.Registerer) (eventstore.Store, error) {
 	if s.postgresURL != "" {
 		st, err := postgres.Open(ctx, postgres.Config{URL: s.postgresURL, Logger: log})
 		if err != nil {
@@ -102,7 +103,7 @@ func openStore(ctx context.Context, s storeSpec, log *slog.Logger) (eventstore.S
 		return nil, storeError(fmt.Sprintf("%q is a directory; want a file path such as %s", s.sqlitePath,
 			filepath.Join(s.sqlitePath, "events.db")), nil)
 	}
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: s.sqlitePath, Sync: s.sqliteSync, Logger: log})
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: s.sqlitePath, Sync: s.sqliteSync, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, storeError("cannot open the SQLite event store", err)
 	}
@@ -145,13 +146,20 @@ func redisClient(url string, log *slog.Logger) (rdb *redis.Client, stop func(), 
 	} else if opts, err = parseRedisURL(url); err != nil {
 		return nil, nil, err
 	}
-	// Fail fast while Redis is down, so that a query answers 503 at once
-	// rather than after the client's default retries.
+	return redis.NewClient(boundRedis(opts)), stop, nil
+}
+
+// boundRedis sets the client timeouts of every Redis connection of the
+// sample: fail fast while Redis is down, so that a query answers 503 at once
+// rather than after the client's default retries (and the breaker opens
+// after a few of them). Blocking commands (XREADGROUP BLOCK) get their
+// block time on top of ReadTimeout from go-redis.
+func boundRedis(opts *redis.Options) *redis.Options {
 	opts.DialTimeout = time.Second
 	opts.ReadTimeout = 2 * time.Second
 	opts.WriteTimeout = 2 * time.Second
 	opts.MaxRetries = 1
-	return redis.NewClient(opts), stop, nil
+	return opts
 }
 
 // pingStore checks that the event store answers.
@@ -179,7 +187,7 @@ func OpenStore(ctx context.Context, url string, log *slog.Logger) (eventstore.St
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return openStore(ctx, spec, log)
+	return openStore(ctx, spec, log, nil)
 }
 
 // OpenRedis returns a client of the Redis named by url, which is required
@@ -192,5 +200,5 @@ func OpenRedis(url string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewClient(opts), nil
+	return redis.NewClient(boundRedis(opts)), nil
 }

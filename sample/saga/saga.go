@@ -63,6 +63,7 @@ type Saga struct {
 	orders    *command.Handler[order.State, order.Command, order.Event]
 	customers *command.Handler[customer.State, customer.Command, customer.Event]
 	messages  *prometheus.CounterVec
+	metrics   *metrics
 	started   atomic.Bool
 	running   chan struct{}
 }
@@ -102,6 +103,9 @@ func New(cfg Config) (*Saga, error) {
 			}
 			s.messages = existing
 		}
+	}
+	if s.metrics, err = newMetrics(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("saga: register metrics: %w", err)
 	}
 	return s, nil
 }
@@ -262,7 +266,9 @@ func (s *Saga) onCheckedOut(ctx context.Context, rec eventstore.Record, e cart.C
 		items[i] = order.Line(l)
 	}
 	place := order.Place{OrderID: e.OrderID, CartID: cartID, CustomerID: e.CustomerID, Items: items, TotalCents: e.TotalCents}
-	if _, err := s.orders.Handle(step(ctx, rec, StepPlace), e.OrderID, place); err != nil {
+	_, err = s.orders.Handle(step(ctx, rec, StepPlace), e.OrderID, place)
+	s.metrics.step(StepPlace, err)
+	if err != nil {
 		return fmt.Errorf("saga: place order %q from cart %q (event %s): %w", e.OrderID, cartID, rec.ID, err)
 	}
 	o, err := s.loadOrder(ctx, e.OrderID)
@@ -280,6 +286,7 @@ func (s *Saga) onCheckedOut(ctx context.Context, rec eventstore.Record, e cart.C
 	}
 	reserve := customer.ReserveCredit{OrderID: e.OrderID, AmountCents: e.TotalCents}
 	_, err = s.customers.Handle(step(ctx, rec, StepReserve), e.CustomerID, reserve)
+	s.metrics.step(StepReserve, err)
 	if err == nil {
 		return nil
 	}
@@ -317,7 +324,9 @@ func (s *Saga) onCreditReserved(ctx context.Context, rec eventstore.Record, e cu
 		return nil
 	case order.StatusPending:
 		_, err := s.orders.Handle(step(ctx, rec, StepConfirm), e.OrderID, order.Confirm{})
+		s.metrics.step(StepConfirm, err)
 		if err == nil {
+			s.completed(ctx, e.OrderID, string(order.StatusConfirmed))
 			s.cfg.Logger.InfoContext(ctx, "saga: order confirmed", "order", e.OrderID, "amount_cents", e.AmountCents)
 			return nil
 		}
@@ -336,7 +345,9 @@ func (s *Saga) onCreditReserved(ctx context.Context, rec eventstore.Record, e cu
 	if err != nil {
 		return err
 	}
-	if _, err := s.customers.Handle(step(ctx, rec, StepRelease), customerID, customer.ReleaseCredit{OrderID: e.OrderID}); err != nil {
+	_, err = s.customers.Handle(step(ctx, rec, StepRelease), customerID, customer.ReleaseCredit{OrderID: e.OrderID})
+	s.metrics.step(StepRelease, err)
+	if err != nil {
 		return fmt.Errorf("saga: release credit of customer %q for rejected order %q (event %s): %w", customerID, e.OrderID, rec.ID, err)
 	}
 	s.cfg.Logger.InfoContext(ctx, "saga: credit released for a rejected order", "order", e.OrderID, "customer", customerID)
@@ -368,6 +379,10 @@ func (s *Saga) compensate(ctx context.Context, rec eventstore.Record, o order.St
 			reason = "credit refused"
 		}
 		_, err := s.orders.Handle(step(ctx, rec, StepReject), o.OrderID, order.Reject{Reason: reason})
+		s.metrics.step(StepReject, err)
+		if err == nil {
+			s.completed(ctx, o.OrderID, string(order.StatusRejected))
+		}
 		if err != nil && !errors.Is(err, order.ErrNotPending) {
 			return fmt.Errorf("saga: reject order %q (event %s): %w", o.OrderID, rec.ID, err)
 		}
@@ -387,9 +402,12 @@ func (s *Saga) compensate(ctx context.Context, rec eventstore.Record, o order.St
 // compensation. The cart decides nothing when it was already reopened for o.
 func (s *Saga) reopenCart(ctx context.Context, rec eventstore.Record, o order.State) error {
 	reason := truncate(o.Reason, cart.MaxReasonLen)
-	if _, err := s.carts.Handle(step(ctx, rec, StepReopen), o.CartID, cart.Reopen{OrderID: o.OrderID, Reason: reason}); err != nil {
+	_, err := s.carts.Handle(step(ctx, rec, StepReopen), o.CartID, cart.Reopen{OrderID: o.OrderID, Reason: reason})
+	s.metrics.step(StepReopen, err)
+	if err != nil {
 		return fmt.Errorf("saga: reopen cart %q for rejected order %q (event %s): %w", o.CartID, o.OrderID, rec.ID, err)
 	}
+	s.metrics.compensations.Inc()
 	s.cfg.Logger.InfoContext(ctx, "saga: order rejected, cart reopened", "order", o.OrderID, "cart", o.CartID, "reason", o.Reason)
 	return nil
 }

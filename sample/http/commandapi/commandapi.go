@@ -53,8 +53,10 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, gets the API's request metrics
-	// (eventline_command_requests_total and
-	// eventline_command_duration_seconds).
+	// (eventline_http_requests_total and
+	// eventline_http_request_duration_seconds, labelled api="command") and,
+	// unless Handler names another, the command handlers' metrics
+	// (eventline_command_*).
 	Registerer prometheus.Registerer
 	// NewID returns a fresh entity id for carts, customers and orders created
 	// without an Idempotency-Key. It must return valid command entity ids.
@@ -91,6 +93,9 @@ func New(store eventstore.Store, reg *eventstore.Registry, cfg Config) (*API, er
 	if hc.Logger == nil {
 		hc.Logger = cfg.Logger
 	}
+	if hc.Registerer == nil {
+		hc.Registerer = cfg.Registerer
+	}
 	hc.Name = "cart"
 	carts, err := command.NewHandler(store, reg, cart.Decider, hc)
 	if err != nil {
@@ -111,12 +116,12 @@ func New(store eventstore.Store, reg *eventstore.Registry, cfg Config) (*API, er
 		errors: append(ErrorMappings(),
 			httpjson.Mapping{Target: context.Canceled, Status: http.StatusServiceUnavailable, Code: httpjson.CodeUnavailable}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventline_command_requests_total",
-			Help: "Command API requests answered, by route and HTTP status.",
+			Name: "eventline_http_requests_total", ConstLabels: prometheus.Labels{"api": "command"},
+			Help: "HTTP requests answered, by API, route and status.",
 		}, []string{"route", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "eventline_command_duration_seconds",
-			Help:    "Time to answer a command API request, by route.",
+			Name: "eventline_http_request_duration_seconds", ConstLabels: prometheus.Labels{"api": "command"},
+			Help:    "Time to answer an HTTP request, by API and route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),
 	}

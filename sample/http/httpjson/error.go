@@ -12,6 +12,10 @@ type Body struct {
 	Error string `json:"error"`
 	// Code says it for a program: one of the codes below.
 	Code string `json:"code"`
+	// Dependency names the backing service that is down ("store", "redis",
+	// "broker") when its circuit breaker refused the request; empty
+	// otherwise.
+	Dependency string `json:"dependency,omitempty"`
 }
 
 // The machine-readable codes of the sample's APIs, the "code" of a Body.
@@ -40,6 +44,10 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// Dependency and RetryAfter are set when a circuit breaker refused the
+	// request (a Down error): the dependency that is down, and the
+	// Retry-After header's value.
+	Dependency, RetryAfter string
 }
 
 // NewError returns an *Error with no cause.
@@ -84,6 +92,10 @@ func Classify(err error, mappings []Mapping) *Error {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}
+	if d, ok := DownFrom(err); ok {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: DownMessage(d),
+			Err: err, Dependency: d.Dependency(), RetryAfter: d.RetryAfterSeconds()}
+	}
 	for _, m := range mappings {
 		if !m.matches(err) {
 			continue
@@ -107,16 +119,20 @@ func WriteError(w http.ResponseWriter, err error, mappings []Mapping) {
 }
 
 // Write writes e as a JSON error body with e's status. A 503 or 504 also
-// gets Retry-After: 1.
+// gets Retry-After: e.RetryAfter, else 1.
 func Write(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusGatewayTimeout {
-		h.Set("Retry-After", "1")
+		retry := "1"
+		if e.RetryAfter != "" {
+			retry = e.RetryAfter
+		}
+		h.Set("Retry-After", retry)
 	}
 	w.WriteHeader(e.Status)
 	// The status is already sent; a failed write means the client is gone.
-	_ = json.NewEncoder(w).Encode(Body{Error: e.Message, Code: e.Code})
+	_ = json.NewEncoder(w).Encode(Body{Error: e.Message, Code: e.Code, Dependency: e.Dependency})
 }

@@ -292,7 +292,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = &httpjson.Error{Status: http.StatusServiceUnavailable, Code: httpjson.CodeUnavailable,
 			Message: "the read model store is unavailable; retry later", Err: err}
 	}
-	if e.Status >= 500 && e.Code != httpjson.CodeNotReady && e.Code != httpjson.CodeTimeout && e.Code != httpjson.CodeOverloaded {
+	// An open breaker is logged once, by the breaker, not per query.
+	if e.Status >= 500 && e.Code != httpjson.CodeNotReady && e.Code != httpjson.CodeTimeout && e.Code != httpjson.CodeOverloaded && e.Dependency == "" {
 		a.log.Warn("query failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "error", err)
 	}
 	httpjson.Write(w, e)
