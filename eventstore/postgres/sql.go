@@ -10,7 +10,7 @@ type statements struct {
 	takePositions, insertEvents          string
 	updateStreams, notify                string
 	writeAssumed, lockHead               string
-	streamPage, logPage                  string
+	streamPage, logPage, streamNames     string
 }
 
 func newStatements(schema string) statements {
@@ -94,10 +94,12 @@ func newStatements(schema string) statements {
 				e.headers, coalesce(e.data, '')
 			FROM %[1]s.streams s LEFT JOIN %[1]s.events e ON e.stream = s.id AND e.version >= $2
 			WHERE s.name = $1 AND s.version > 0 ORDER BY e.version LIMIT $3`),
-		// A page of the log: a range scan of the events' primary key.
-		logPage: q(`SELECT e.position, e.version, e.id, e.type, e.recorded_at, coalesce(e.correlation_id, ''),
-				coalesce(e.causation_id, ''), e.headers, e.data, s.name
-			FROM %[1]s.events e JOIN %[1]s.streams s ON s.id = e.stream
-			WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position LIMIT $3`),
+		// A page of the log: a range scan of the events' primary key. The
+		// stream comes as its id; readers name it from streamNames.
+		logPage: q(`SELECT position, version, id, type, recorded_at, coalesce(correlation_id, ''),
+				coalesce(causation_id, ''), headers, data, stream
+			FROM %[1]s.events
+			WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3`),
+		streamNames: q(`SELECT id, name FROM %s.streams WHERE id = ANY($1::bigint[])`),
 	}
 }
