@@ -60,15 +60,18 @@
 //
 // An append whose transaction fails on the database (server down, restarted,
 // commit timeout) fails with an error matching eventstore.ErrUnavailable.
-// When the connection broke while COMMIT was in flight, the error also
-// matches ErrOutcomeUnknown: the append may have been written. Otherwise it
-// was not. Retrying with the same event ids is always safe: a retry of an
+// When the connection broke while the request that commits was in flight
+// (the COMMIT, or on the one-statement path the statement itself), the error
+// also matches ErrOutcomeUnknown: the append may have been written.
+// Otherwise it was not. Retrying with the same event ids is always safe: a retry of an
 // append that was written returns the original result with Repeated set.
 //
 // # Reads and subscriptions
 //
 // ReadStream and ReadAll page (Config.PageSize records or 4 MiB per query) on pooled
-// connections released between pages, so memory stays flat. Subscribe
+// connections released between pages, so memory stays flat. Log pages
+// carry stream ids; a reader names them from a cache of its own, asking the
+// server only for ids it has not seen. Subscribe
 // catches up the same way, then waits. Commits through the same Store wake it
 // at once; commits of other processes wake it through LISTEN/NOTIFY on a
 // dedicated connection, which reconnects with back-off and wakes every

@@ -24,8 +24,8 @@ var (
 	// package, or holds tables that are not an eventline store; the store
 	// refuses to open it rather than misread or alter it.
 	ErrSchemaVersion = errors.New("postgres: unsupported schema version")
-	// ErrOutcomeUnknown means the connection broke while a COMMIT was in
-	// flight: the append may or may not have been written. Retrying it with the
+	// ErrOutcomeUnknown means the connection broke while the request that
+	// commits was in flight: the append may or may not have been written. Retrying it with the
 	// same event ids is safe; the retry returns the original result (Repeated)
 	// if the first attempt was written. Errors matching it also match
 	// eventstore.ErrUnavailable.
