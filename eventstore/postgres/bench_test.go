@@ -25,9 +25,11 @@ import (
 // The benchmarks run on the shared server, each on a fresh database. Events
 // are shaped like the sample's: a small JSON payload and a correlation id.
 // The ceilings insert the same rows into the same table with plain pgx, no
-// framework: 100 rows per INSERT and transaction, and COPY.
+// framework: 100 rows per INSERT and transaction, and COPY; and read them
+// back in pages of 1,000 (CeilingReadAll).
 //
-//	go test -run='^$' -bench=. -benchtime=3s ./eventstore/postgres/
+//	go test -run='^$' -bench='Ceiling|Append' -benchtime=3s ./eventstore/postgres/
+//	go test -run='^$' -bench='CartWorkload|ReadAll' -benchtime=1x ./eventstore/postgres/
 
 var (
 	benchData     = []byte(`{"sku":"tea-000123","qty":2,"unit_price":1250,"currency":"EUR"}`)
@@ -196,17 +198,18 @@ func BenchmarkCartWorkload(b *testing.B) {
 	}
 }
 
-// BenchmarkReadAll reads a log of 200,000 events from the start, as a
-// projection catching up does.
-func BenchmarkReadAll(b *testing.B) {
-	const events = 200_000
-	s, _ := benchStore(b, postgres.Config{})
+// readEvents is the length of the log the read benchmarks read.
+const readEvents = 200_000
+
+// seedLog appends readEvents events to 100 streams of s, 1,000 per append.
+func seedLog(b *testing.B, s *postgres.Store) {
+	b.Helper()
 	ctx := context.Background()
 	batch := make([]eventstore.Event, 1000)
 	for i := range batch {
 		batch[i] = eventstore.Event{Type: "cart.item_added", Data: benchData, Metadata: benchMetadata}
 	}
-	for i := range events / len(batch) {
+	for i := range readEvents / len(batch) {
 		for k := range batch {
 			batch[k].ID = uuid.Nil
 		}
@@ -214,6 +217,67 @@ func BenchmarkReadAll(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCeilingReadAll is the ceiling of reads: the same log read with
+// plain pgx on one connection, pages of 1,000 rows by position, each row
+// scanned into Go values (the data copied) and its stream named by a join.
+func BenchmarkCeilingReadAll(b *testing.B) {
+	s, db := benchStore(b, postgres.Config{Schema: "ceiling"})
+	seedLog(b, s)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	b.ResetTimer()
+	read := 0
+	for range b.N {
+		for after := int64(0); ; {
+			rows, err := conn.Query(ctx, `SELECT e.position, e.version, e.id, e.type, e.recorded_at,
+					e.correlation_id, e.causation_id, e.headers, e.data, s.name
+				FROM ceiling.events e JOIN ceiling.streams s ON s.id = e.stream
+				WHERE e.position > $1 ORDER BY e.position LIMIT 1000`, after)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			var pos, version int64
+			var id [16]byte
+			var typ, stream string
+			var corr, caus *string
+			var at time.Time
+			var headers, data []byte
+			for rows.Next() {
+				if err := rows.Scan(&pos, &version, &id, &typ, &at, &corr, &caus, &headers, &data, &stream); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				b.Fatal(err)
+			}
+			read += n
+			if n == 0 {
+				break
+			}
+			after = pos
+		}
+	}
+	if read != b.N*readEvents {
+		b.Fatalf("read %d rows, want %d", read, b.N*readEvents)
+	}
+	reportRate(b, read, "rows/s")
+}
+
+// BenchmarkReadAll reads a log of 200,000 events from the start, as a
+// projection catching up does.
+func BenchmarkReadAll(b *testing.B) {
+	const events = readEvents
+	s, _ := benchStore(b, postgres.Config{})
+	ctx := context.Background()
+	seedLog(b, s)
 	b.ResetTimer()
 	read := 0
 	for range b.N {

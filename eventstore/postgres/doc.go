@@ -15,28 +15,39 @@
 // in the batch left it; one that conflicts or repeats event ids fails or
 // returns alone, its neighbours commit.
 //
-// A batch transaction makes two round trips: (1) BEGIN, create and lock the
-// rows of the streams it writes, in name order (so writers of different
-// processes never deadlock), and look up the batch's event ids; (2) take the
-// batch's positions from the one-row head table, insert the events as arrays
-// in one statement, update the streams' versions, NOTIFY and COMMIT. The
-// writer has a connection of its own, apart from the pool of reads. Another process that inserted one of the batch's event ids
-// meanwhile makes the insert fail; the batch then runs again and sees it.
+// A batch whose appends all expect an exact version (or no stream), as
+// command handlers' appends do, is one statement in one round trip: the
+// writer decides every append in Go, assuming each stream is at the version
+// its first append in the batch expects, and the statement takes the head
+// row, moves each stream from the assumed version to the decided one (only
+// if it is at the assumed version), inserts the events as arrays, NOTIFYs
+// and checks that none of the event ids was already in the log. If any
+// assumption is wrong or an id is already written, the statement fails
+// before anything commits and the batch runs on the path that reads first:
+// two round trips, (1) BEGIN, lock the head row, create and lock the stream
+// rows, look up the event ids; (2) take positions, insert, update the
+// streams, NOTIFY, COMMIT. Either way a repeated append gets the original
+// result and a wrong version is refused exactly as if the stream had been
+// read. The writer has a connection of its own, apart from the pool of reads.
+// Another process that inserted one of the batch's event ids meanwhile
+// makes the insert fail; the batch then runs again and sees it.
 //
 // # Global order without gaps
 //
 // PostgreSQL sequences hand out numbers before commit, and transactions commit
 // in any order, so a reader paging by a sequence can pass number 7 while the
 // transaction holding 6 has not committed yet, and never see 6. This store
-// takes positions from a row instead: UPDATE head SET position = position + n,
-// the last statement before COMMIT. The row lock is held until COMMIT, so the
-// next transaction that writes events gets its positions only after this one
-// committed and became visible. Hence positions are gapless (a rolled-back
-// transaction returns its numbers with the row), they increase in commit
-// order, and a snapshot that sees position P sees every position below P: a
-// reader that has seen P never later finds a record below it. The lock is
-// held only for the insert and the commit, and group commit shares it among
-// all the appends of a batch; processes take turns.
+// takes positions from a row instead: UPDATE head SET position = position
+// + n, as the first thing a writing transaction does. The row lock is held
+// until COMMIT, so the next transaction that writes events gets its
+// positions only after this one committed and became visible. Hence
+// positions are gapless (a rolled-back transaction returns its numbers with
+// the row), they increase in commit order, and a snapshot that sees position
+// P sees every position below P: a reader that has seen P never later finds
+// a record below it. Because every writer takes the head row before any
+// stream row, writers never deadlock. On the one-statement path the lock is
+// held for that statement and the commit; group commit shares it among all
+// the appends of a batch; processes take turns.
 //
 // The alternative, ordering by transaction ids (pg_current_xact_id and
 // pg_snapshot_xmin), lets transactions commit in parallel but makes every
@@ -49,15 +60,18 @@
 //
 // An append whose transaction fails on the database (server down, restarted,
 // commit timeout) fails with an error matching eventstore.ErrUnavailable.
-// When the connection broke while COMMIT was in flight, the error also
-// matches ErrOutcomeUnknown: the append may have been written. Otherwise it
-// was not. Retrying with the same event ids is always safe: a retry of an
+// When the connection broke while the request that commits was in flight
+// (the COMMIT, or on the one-statement path the statement itself), the error
+// also matches ErrOutcomeUnknown: the append may have been written.
+// Otherwise it was not. Retrying with the same event ids is always safe: a retry of an
 // append that was written returns the original result with Repeated set.
 //
 // # Reads and subscriptions
 //
 // ReadStream and ReadAll page (Config.PageSize records or 4 MiB per query) on pooled
-// connections released between pages, so memory stays flat. Subscribe
+// connections released between pages, so memory stays flat. Log pages
+// carry stream ids; a reader names them from a cache of its own, asking the
+// server only for ids it has not seen. Subscribe
 // catches up the same way, then waits. Commits through the same Store wake it
 // at once; commits of other processes wake it through LISTEN/NOTIFY on a
 // dedicated connection, which reconnects with back-off and wakes every

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"iter"
 	"math"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,7 +89,7 @@ func (s *Store) streamPage(ctx context.Context, stream string, from uint64, page
 	for rows.Next() {
 		exists = true
 		rec := eventstore.Record{StreamID: stream}
-		if err := sc.scan(rows, &rec, false); err != nil {
+		if err := sc.scan(rows, &rec, nil); err != nil {
 			return page, false, exists, err
 		}
 		if rec.Position.IsZero() { // the stream's row, without events from `from`
@@ -116,12 +118,13 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 		}
 		next := after.Commit
 		var page []eventstore.Record
+		lr := s.newLogReader()
 		for next < head {
 			if err := ctx.Err(); err != nil {
 				yield(eventstore.Record{}, err)
 				return
 			}
-			page, err = s.logPage(ctx, next, head, page[:0])
+			page, err = s.logPage(ctx, lr, next, head, page[:0])
 			if err != nil {
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("read all after %d", next)))
 				return
@@ -140,7 +143,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 }
 
 // logPage reads records with positions in (after, upTo].
-func (s *Store) logPage(ctx context.Context, after, upTo uint64, page []eventstore.Record) ([]eventstore.Record, error) {
+func (s *Store) logPage(ctx context.Context, lr *logReader, after, upTo uint64, page []eventstore.Record) ([]eventstore.Record, error) {
 	if after >= math.MaxInt64 {
 		return page, nil
 	}
@@ -149,17 +152,147 @@ func (s *Store) logPage(ctx context.Context, after, upTo uint64, page []eventsto
 		return page, err
 	}
 	defer rows.Close()
-	var sc scanner
+	lr.streams = lr.streams[:0]
+	raw := lr.binary(rows.FieldDescriptions())
 	size := 0
 	for size < pageBytes && rows.Next() {
 		var rec eventstore.Record
-		if err := sc.scan(rows, &rec, true); err != nil {
+		var stream int64
+		if raw {
+			err = lr.decode(rows.RawValues(), &rec, &stream)
+		} else {
+			err = lr.sc.scan(rows, &rec, &stream)
+		}
+		if err != nil {
 			return page, err
 		}
 		size += len(rec.Data)
 		page = append(page, rec)
+		lr.streams = append(lr.streams, stream)
 	}
-	return page, rows.Err()
+	if err := rows.Err(); err != nil {
+		return page, err
+	}
+	rows.Close()
+	return page, lr.name(ctx, page)
+}
+
+// logReader is the state one ReadAll or Subscribe keeps across pages. The
+// log gives streams as ids; it names them from a cache of its own, asking the
+// server only for ids it has not seen, and it shares the strings that repeat
+// (stream names, event types) among records, so that a page allocates little
+// beyond its records' own data.
+type logReader struct {
+	s       *Store
+	names   map[int64]string
+	types   map[string]string
+	streams []int64 // of the page's records
+	missing []int64
+	sc      scanner
+}
+
+// Bounds of a logReader's caches; past them a cache starts afresh.
+const (
+	maxCachedNames = 1 << 16
+	maxCachedTypes = 1 << 10
+)
+
+func (s *Store) newLogReader() *logReader {
+	return &logReader{s: s, names: map[int64]string{}, types: map[string]string{}}
+}
+
+// binary reports whether the page's columns come in binary format, which
+// decode reads; with the simple protocol they come as text, and scan reads
+// them.
+func (lr *logReader) binary(fds []pgconn.FieldDescription) bool {
+	if len(fds) != 10 {
+		return false
+	}
+	for i, fd := range fds {
+		// Text columns (type, correlation_id, causation_id) read the same
+		// in either format.
+		if fd.Format != pgx.BinaryFormatCode && i != 3 && i != 5 && i != 6 {
+			return false
+		}
+	}
+	return true
+}
+
+// pgEpoch is PostgreSQL's timestamp epoch, 2000-01-01 UTC, in Unix
+// microseconds.
+const pgEpoch = 946_684_800_000_000
+
+// decode reads a row of logPage in binary format: position, version, id,
+// type, recorded_at, correlation_id, causation_id, headers, data, stream.
+func (lr *logReader) decode(v [][]byte, rec *eventstore.Record, stream *int64) error {
+	if len(v) != 10 || len(v[0]) != 8 || len(v[1]) != 8 || len(v[2]) != 16 || len(v[4]) != 8 || len(v[9]) != 8 {
+		return errors.New("postgres: unexpected row shape in the log")
+	}
+	rec.Position = eventstore.SeqPosition(binary.BigEndian.Uint64(v[0]))
+	rec.Version = binary.BigEndian.Uint64(v[1])
+	copy(rec.ID[:], v[2])
+	typ, ok := lr.types[string(v[3])]
+	if !ok {
+		if len(lr.types) >= maxCachedTypes {
+			clear(lr.types)
+		}
+		typ = string(v[3])
+		lr.types[typ] = typ
+	}
+	rec.Type = typ
+	rec.RecordedAt = time.UnixMicro(int64(binary.BigEndian.Uint64(v[4])) + pgEpoch).UTC()
+	rec.Metadata.CorrelationID = string(v[5])
+	rec.Metadata.CausationID = string(v[6])
+	if len(v[7]) > 0 {
+		if err := json.Unmarshal(v[7], &rec.Metadata.Headers); err != nil {
+			return fmt.Errorf("record at position %d: headers: %w", rec.Position.Commit, err)
+		}
+	}
+	rec.Data = make([]byte, len(v[8]))
+	copy(rec.Data, v[8])
+	*stream = int64(binary.BigEndian.Uint64(v[9]))
+	return nil
+}
+
+// name sets the StreamID of the page's records, asking the server for the
+// names of streams it has not seen yet.
+func (lr *logReader) name(ctx context.Context, page []eventstore.Record) error {
+	recs := page[len(page)-len(lr.streams):]
+	lr.missing = lr.missing[:0]
+	for _, id := range lr.streams {
+		if _, ok := lr.names[id]; !ok {
+			lr.missing = append(lr.missing, id)
+		}
+	}
+	if len(lr.missing) > 0 {
+		if len(lr.names)+len(lr.missing) > maxCachedNames {
+			clear(lr.names)
+			lr.missing = lr.missing[:0]
+			lr.missing = append(lr.missing, lr.streams...)
+		}
+		slices.Sort(lr.missing)
+		lr.missing = slices.Compact(lr.missing)
+		rows, err := lr.s.pool.Query(ctx, lr.s.sql.streamNames, lr.missing)
+		if err != nil {
+			return err
+		}
+		var id int64
+		var name string
+		if _, err := pgx.ForEachRow(rows, []any{&id, &name}, func() error {
+			lr.names[id] = name
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	for i, id := range lr.streams {
+		name, ok := lr.names[id]
+		if !ok {
+			return fmt.Errorf("postgres: record at position %d: stream %d has no name", recs[i].Position.Commit, id)
+		}
+		recs[i].StreamID = name
+	}
+	return nil
 }
 
 // scanner reads records from the rows of the page queries.
@@ -170,9 +303,9 @@ type scanner struct {
 }
 
 // scan reads the columns position, version, id, type, recorded_at,
-// correlation_id, causation_id, headers, data and, when withStream, the
-// stream name. A row of a stream without events has position 0.
-func (sc *scanner) scan(rows pgx.Rows, rec *eventstore.Record, withStream bool) error {
+// correlation_id, causation_id, headers, data and, when stream is not nil,
+// the stream's id. A row of a stream without events has position 0.
+func (sc *scanner) scan(rows pgx.Rows, rec *eventstore.Record, stream *int64) error {
 	if sc.dest == nil {
 		sc.dest = make([]any, 10)
 	}
@@ -180,8 +313,8 @@ func (sc *scanner) scan(rows pgx.Rows, rec *eventstore.Record, withStream bool) 
 	sc.headers = sc.headers[:0]
 	sc.dest = append(sc.dest[:0], &sc.position, &sc.version, id, &rec.Type, &rec.RecordedAt,
 		&rec.Metadata.CorrelationID, &rec.Metadata.CausationID, &sc.headers, &rec.Data)
-	if withStream {
-		sc.dest = append(sc.dest, &rec.StreamID)
+	if stream != nil {
+		sc.dest = append(sc.dest, stream)
 	}
 	if err := rows.Scan(sc.dest...); err != nil {
 		return err
@@ -209,6 +342,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 	return func(yield func(eventstore.Record, error) bool) {
 		next := after.Commit
 		var page []eventstore.Record
+		lr := s.newLogReader()
 		var timer *time.Timer
 		defer func() {
 			if timer != nil {
@@ -230,7 +364,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 			// wakes us.
 			notify := s.notifyChan()
 			var err error
-			page, err = s.logPage(ctx, next, math.MaxInt64, page[:0])
+			page, err = s.logPage(ctx, lr, next, math.MaxInt64, page[:0])
 			wait := s.cfg.PollInterval
 			switch {
 			case err != nil && (ctx.Err() != nil || s.closed.Load() || !isTransient(err)):

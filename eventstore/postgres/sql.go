@@ -9,7 +9,8 @@ type statements struct {
 	lockStreams, readStreams, eventsByID string
 	takePositions, insertEvents          string
 	updateStreams, notify                string
-	streamPage, logPage                  string
+	writeAssumed, lockHead               string
+	streamPage, logPage, streamNames     string
 }
 
 func newStatements(schema string) statements {
@@ -41,6 +42,47 @@ func newStatements(schema string) statements {
 		updateStreams: q(`UPDATE %[1]s.streams s SET version = u.version, position = h.position - $1 + u.rel
 			FROM %[1]s.head h, unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, version, rel)
 			WHERE s.id = u.id`),
+		// The one-round-trip path: a whole batch in one statement. It takes
+		// the head row first (every writing transaction does, so writers
+		// never deadlock on stream rows and commit one at a time: see
+		// doc.go), then sets each stream the batch appends to from the
+		// version the writer assumed to the version it decided: existing
+		// streams ($2-$5: name, assumed, new version, last position
+		// relative to the batch, 0 when nothing is written) only when they
+		// are at the assumed version, new ones ($6-$8) only when missing or
+		// at version 0. It inserts the events ($9-$17), NOTIFYs on commit and
+		// returns the position before the batch's first. A stream at
+		// another version, or one of the batch's event ids ($19) already in
+		// the log, makes it fail with division_by_zero (22012) before
+		// anything commits; the writer then runs the batch on the path that
+		// reads first. (pgx sends an empty slice as NULL, hence coalesce.)
+		writeAssumed: q(`WITH h AS (UPDATE %[1]s.head SET position = position + $1 RETURNING position - $1 AS base),
+			upd AS (UPDATE %[1]s.streams s SET version = u.version,
+					position = CASE WHEN u.rel = 0 THEN s.position ELSE (SELECT base FROM h) + u.rel END
+				FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(name, assumed, version, rel)
+				WHERE s.name = u.name AND s.version = u.assumed
+				RETURNING s.id, s.name),
+			ins AS (INSERT INTO %[1]s.streams AS s (name, version, position)
+				SELECT u.name, u.version, CASE WHEN u.rel = 0 THEN 0 ELSE (SELECT base FROM h) + u.rel END
+				FROM unnest($6::text[], $7::bigint[], $8::bigint[]) AS u(name, version, rel)
+				ON CONFLICT (name) DO UPDATE SET version = excluded.version, position = excluded.position
+				WHERE s.version = 0
+				RETURNING s.id, s.name),
+			ev AS (INSERT INTO %[1]s.events
+				(position, stream, version, id, type, recorded_at, correlation_id, causation_id, headers, data)
+				SELECT (SELECT base FROM h) + u.rel, st.id, u.version, u.id, u.type, now(),
+					nullif(u.correlation, ''), nullif(u.causation, ''), u.headers, u.data
+				FROM unnest($9::text[], $10::bigint[], $11::bigint[], $12::uuid[], $13::text[], $14::text[],
+						$15::text[], $16::bytea[], $17::bytea[])
+					AS u(stream, rel, version, id, type, correlation, causation, headers, data)
+				JOIN (SELECT id, name FROM upd UNION ALL SELECT id, name FROM ins) st ON st.name = u.stream)
+			SELECT h.base, pg_notify($18, ''),
+				1 / ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) = coalesce(cardinality($2::text[]), 0) + coalesce(cardinality($6::text[]), 0)
+					AND NOT EXISTS (SELECT FROM %[1]s.events WHERE id = ANY($19::uuid[])))::int
+			FROM h`),
+		// Locks the head row at the start of a transaction of the path that
+		// reads first, before any stream row, as writeAssumed does.
+		lockHead: q(`SELECT position FROM %s.head FOR UPDATE`),
 		// Delivered to listeners when the transaction commits.
 		notify: `SELECT pg_notify($1, '')`,
 		// A page of a stream from a version. The stream's row is joined to its
@@ -52,10 +94,12 @@ func newStatements(schema string) statements {
 				e.headers, coalesce(e.data, '')
 			FROM %[1]s.streams s LEFT JOIN %[1]s.events e ON e.stream = s.id AND e.version >= $2
 			WHERE s.name = $1 AND s.version > 0 ORDER BY e.version LIMIT $3`),
-		// A page of the log: a range scan of the events' primary key.
-		logPage: q(`SELECT e.position, e.version, e.id, e.type, e.recorded_at, coalesce(e.correlation_id, ''),
-				coalesce(e.causation_id, ''), e.headers, e.data, s.name
-			FROM %[1]s.events e JOIN %[1]s.streams s ON s.id = e.stream
-			WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position LIMIT $3`),
+		// A page of the log: a range scan of the events' primary key. The
+		// stream comes as its id; readers name it from streamNames.
+		logPage: q(`SELECT position, version, id, type, recorded_at, coalesce(correlation_id, ''),
+				coalesce(causation_id, ''), headers, data, stream
+			FROM %[1]s.events
+			WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3`),
+		streamNames: q(`SELECT id, name FROM %s.streams WHERE id = ANY($1::bigint[])`),
 	}
 }

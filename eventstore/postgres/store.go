@@ -24,8 +24,8 @@ var (
 	// package, or holds tables that are not an eventline store; the store
 	// refuses to open it rather than misread or alter it.
 	ErrSchemaVersion = errors.New("postgres: unsupported schema version")
-	// ErrOutcomeUnknown means the connection broke while a COMMIT was in
-	// flight: the append may or may not have been written. Retrying it with the
+	// ErrOutcomeUnknown means the connection broke while the request that
+	// commits was in flight: the append may or may not have been written. Retrying it with the
 	// same event ids is safe; the retry returns the original result (Repeated)
 	// if the first attempt was written. Errors matching it also match
 	// eventstore.ErrUnavailable.
@@ -128,6 +128,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	pc.MinConns = 0
 	wc := pc.Copy()
 	wc.MaxConns = 1
+	// Every statement of the writer finds a few rows by key (streams by
+	// name, event ids) in tables that only grow. The planner, costing
+	// cached index probes as disk reads, scans a table of some thousand
+	// streams whole instead, and a generic plan made while the tables were
+	// small keeps doing so once they are large. So the writer plans each
+	// execution with its arrays' real sizes and without sequential scans
+	// (its one-row head table has a primary key), and does not JIT compile
+	// statements that run in a millisecond. A URL that sets any of these
+	// keeps its own.
+	for k, v := range map[string]string{"plan_cache_mode": "force_custom_plan", "enable_seqscan": "off", "jit": "off"} {
+		if _, set := wc.ConnConfig.RuntimeParams[k]; !set {
+			wc.ConnConfig.RuntimeParams[k] = v
+		}
+	}
 	where := describe(pc.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -169,6 +169,16 @@ func (w *writer) commit() {
 	var wrote, committing bool
 	var err error
 	for attempt := 1; ; attempt++ {
+		if attempt == 1 {
+			var fallback bool
+			replies, wrote, committing, fallback, err = w.tryAssumed(ctx)
+			if !fallback {
+				if err == nil || !isConflict(err) {
+					break
+				}
+				continue
+			}
+		}
 		replies, wrote, committing, err = w.try(ctx)
 		if err == nil || attempt == maxAttempts || !isConflict(err) {
 			break
@@ -276,13 +286,16 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 	locked = slices.Compact(locked)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(w.s.sql.lockHead)
 	b.Queue(w.s.sql.lockStreams, locked)
 	b.Queue(w.s.sql.readStreams, unlocked)
 	b.Queue(w.s.sql.eventsByID, ids)
 	br := conn.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, false, false, err
+	for range 2 { // BEGIN, lockHead
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, false, false, err
+		}
 	}
 	streams := make(map[string]*streamState, len(locked)+len(unlocked))
 	for range 2 {
@@ -321,49 +334,8 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 		return nil, false, false, err
 	}
 
-	// Decide each append against its stream as the appends before it left it.
-	results := make([]pending, len(w.batch))
-	var rows eventRows
-	for i, req := range w.batch {
-		st := streams[req.stream]
-		if st == nil {
-			st = &streamState{}
-			streams[req.stream] = st
-		}
-		if res, rel, done, appendErr := repeated(req, seen); done {
-			results[i] = pending{appendReply{res: res, err: appendErr}, rel}
-			continue
-		}
-		if !req.expected.Allows(st.version) {
-			results[i].err = &eventstore.WrongVersionError{StreamID: req.stream, Expected: req.expected, Actual: st.version}
-			continue
-		}
-		if len(req.events) == 0 {
-			results[i] = pending{appendReply{res: eventstore.AppendResult{StreamID: req.stream,
-				FirstVersion: st.version, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, st.rel}
-			continue
-		}
-		for k, e := range req.events {
-			rel := uint64(len(rows.rel)) + 1
-			version := st.version + uint64(k) + 1
-			rows.add(rel, st.id, version, e, req.headers[k])
-			seen[e.ID] = written{stream: req.stream, version: version, position: rel, rel: true}
-		}
-		n := uint64(len(req.events))
-		st.version += n
-		st.position, st.rel = uint64(len(rows.rel)), true
-		results[i] = pending{appendReply{res: eventstore.AppendResult{StreamID: req.stream,
-			FirstVersion: st.version - n + 1, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, true}
-	}
-	// Each written stream's row gets its final version and position, once.
-	var streamIDs, streamVersions, streamRels []int64
-	for _, st := range streams {
-		if st.rel {
-			streamIDs = append(streamIDs, st.id)
-			streamVersions = append(streamVersions, int64(st.version))
-			streamRels = append(streamRels, int64(st.position))
-		}
-	}
+	d := w.decide(streams, seen)
+	rows := &d.rows
 
 	// Take positions last, so the head row is locked only for the inserts and
 	// the commit: the lock orders commits, and one batch shares it. COMMIT
@@ -374,7 +346,7 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 		b.Queue(w.s.sql.takePositions, total)
 		b.Queue(w.s.sql.insertEvents, total, rows.rel, rows.stream, rows.version, rows.id, rows.typ,
 			rows.correlation, rows.causation, rows.headers, rows.data)
-		b.Queue(w.s.sql.updateStreams, total, streamIDs, streamVersions, streamRels)
+		b.Queue(w.s.sql.updateStreams, total, d.ids, d.versions, d.rels)
 		b.Queue(w.s.sql.notify, w.s.channel)
 	}
 	hook := w.beforeCommit
@@ -414,14 +386,188 @@ func (w *writer) try(ctx context.Context) (replies []appendReply, wrote, committ
 		}
 		return nil, false, committing, err
 	}
-	replies = make([]appendReply, len(results))
-	for i, p := range results {
+	return d.replies(base), total > 0, false, nil
+}
+
+// decision is what a batch writes and answers.
+type decision struct {
+	results []pending
+	rows    eventRows
+	// The written streams, each once: name, id (0 when unknown), final
+	// version and last position relative to the batch.
+	names               []string
+	ids, versions, rels []int64
+}
+
+// decide decides each append of the batch against its stream as the appends
+// before it left it. streams holds the state of every stream the batch
+// appends events to (a missing one is taken as new), seen the event ids
+// already in the log.
+func (w *writer) decide(streams map[string]*streamState, seen map[uuid.UUID]written) *decision {
+	d := &decision{results: make([]pending, len(w.batch))}
+	rows := &d.rows
+	for i, req := range w.batch {
+		st := streams[req.stream]
+		if st == nil {
+			st = &streamState{}
+			streams[req.stream] = st
+		}
+		if res, rel, done, appendErr := repeated(req, seen); done {
+			d.results[i] = pending{appendReply{res: res, err: appendErr}, rel}
+			continue
+		}
+		if !req.expected.Allows(st.version) {
+			d.results[i].err = &eventstore.WrongVersionError{StreamID: req.stream, Expected: req.expected, Actual: st.version}
+			continue
+		}
+		if len(req.events) == 0 {
+			d.results[i] = pending{appendReply{res: eventstore.AppendResult{StreamID: req.stream,
+				FirstVersion: st.version, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, st.rel}
+			continue
+		}
+		for k, e := range req.events {
+			rel := uint64(len(rows.rel)) + 1
+			version := st.version + uint64(k) + 1
+			rows.add(rel, st.id, req.stream, version, e, req.headers[k])
+			if seen == nil {
+				seen = map[uuid.UUID]written{}
+			}
+			seen[e.ID] = written{stream: req.stream, version: version, position: rel, rel: true}
+		}
+		n := uint64(len(req.events))
+		st.version += n
+		if !st.rel {
+			d.names = append(d.names, req.stream)
+		}
+		st.position, st.rel = uint64(len(rows.rel)), true
+		d.results[i] = pending{appendReply{res: eventstore.AppendResult{StreamID: req.stream,
+			FirstVersion: st.version - n + 1, LastVersion: st.version, Position: eventstore.SeqPosition(st.position)}}, true}
+	}
+	// Each written stream's row gets its final version and position, once.
+	for _, name := range d.names {
+		st := streams[name]
+		d.ids = append(d.ids, st.id)
+		d.versions = append(d.versions, int64(st.version))
+		d.rels = append(d.rels, int64(st.position))
+	}
+	return d
+}
+
+// replies returns the answers of the batch once its positions start after
+// base.
+func (d *decision) replies(base uint64) []appendReply {
+	replies := make([]appendReply, len(d.results))
+	for i, p := range d.results {
 		if p.rel && p.err == nil {
 			p.res.Position = eventstore.SeqPosition(base + p.res.Position.Commit)
 		}
 		replies[i] = p.appendReply
 	}
-	return replies, total > 0, false, nil
+	return replies
+}
+
+// tryAssumed runs the batch as one statement in one round trip, when every
+// stream it appends to can be assumed to be at the version its first append
+// expects (Exact or NoStream, as command handlers append). The appends are
+// decided in Go from those versions; the statement (writeAssumed) checks
+// the assumption and that none of the batch's event ids is in the log, and
+// writes. fallback reports that the batch must run on the path that reads
+// first (try): an append the assumption cannot serve (Any, StreamExists, no
+// events), a stream at another version, an event id already written.
+// committing is as for try.
+func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, committing, fallback bool, err error) {
+	streams := make(map[string]*streamState, len(w.batch))
+	var names []string
+	var ids [][16]byte
+	for _, req := range w.batch {
+		if len(req.events) == 0 {
+			return nil, false, false, true, nil
+		}
+		for _, e := range req.events {
+			ids = append(ids, e.ID)
+		}
+		if streams[req.stream] != nil {
+			continue
+		}
+		v, exact := req.expected.Exact()
+		if !exact && !req.expected.IsNoStream() {
+			return nil, false, false, true, nil
+		}
+		streams[req.stream] = &streamState{version: v}
+		names = append(names, req.stream)
+	}
+	assumed := make([]uint64, len(names))
+	for i, name := range names {
+		assumed[i] = streams[name].version
+	}
+	d := w.decide(streams, nil)
+	rows := &d.rows
+	total := len(rows.rel)
+	var upd, ins struct {
+		names                  []string
+		assumed, versions, rel []int64
+	}
+	for i, name := range names {
+		st := streams[name]
+		rel := int64(0)
+		if st.rel {
+			rel = int64(st.position)
+		}
+		to := &upd
+		if assumed[i] == 0 {
+			to = &ins
+		}
+		to.names = append(to.names, name)
+		to.assumed = append(to.assumed, int64(assumed[i]))
+		to.versions = append(to.versions, int64(st.version))
+		to.rel = append(to.rel, rel)
+	}
+
+	conn, err := w.s.wpool.Acquire(ctx)
+	if err != nil {
+		return nil, false, false, false, err
+	}
+	defer conn.Release() // the pool drops a connection left in a transaction
+	hook := w.beforeCommit
+	if hook != nil {
+		// A test holds the transaction open before COMMIT: run the statement
+		// in an explicit transaction.
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			return nil, false, false, false, err
+		}
+		defer func() {
+			if err != nil && !committing {
+				conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			}
+		}()
+	}
+	committing = true
+	var base int64
+	err = conn.QueryRow(ctx, w.s.sql.writeAssumed, total,
+		upd.names, upd.assumed, upd.versions, upd.rel, ins.names, ins.versions, ins.rel,
+		rows.streamName, rows.rel, rows.version, rows.id, rows.typ, rows.correlation, rows.causation, rows.headers, rows.data,
+		w.s.channel, ids).Scan(&base, nil, nil)
+	if err == nil && hook != nil {
+		hook()
+		_, err = conn.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		if !isSent(err) {
+			committing = false
+		}
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "22012" {
+			// The assumption failed: nothing was written.
+			if hook != nil {
+				if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+					return nil, false, false, false, err
+				}
+			}
+			return nil, false, false, true, nil
+		}
+		return nil, false, committing, false, err
+	}
+	return d.replies(uint64(base)), total > 0, false, false, nil
 }
 
 // isSent reports whether a failure of the round trip that holds the COMMIT
@@ -482,19 +628,21 @@ func repeated(req *appendRequest, seen map[uuid.UUID]written) (res eventstore.Ap
 // and unnested by the server: one statement whatever the batch's size.
 type eventRows struct {
 	rel, stream, version   []int64
+	streamName             []string
 	id                     [][16]byte
 	typ                    []string
 	correlation, causation []string
 	headers, data          [][]byte
 }
 
-func (r *eventRows) add(rel uint64, stream int64, version uint64, e eventstore.Event, headers []byte) {
+func (r *eventRows) add(rel uint64, stream int64, streamName string, version uint64, e eventstore.Event, headers []byte) {
 	data := e.Data
 	if data == nil {
 		data = []byte{}
 	}
 	r.rel = append(r.rel, int64(rel))
 	r.stream = append(r.stream, stream)
+	r.streamName = append(r.streamName, streamName)
 	r.version = append(r.version, int64(version))
 	r.id = append(r.id, e.ID)
 	r.typ = append(r.typ, e.Type)
