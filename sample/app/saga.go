@@ -30,6 +30,15 @@ const (
 	relayLeaseKey      = "{el:relay:saga}:lease"
 	sagaDedupPrefix    = "el:saga:dedup:"
 	sagaGroup          = "order-credit"
+	// sagaClaimTTL bounds how long a delivery of an event stays claimed
+	// when its handling could not be settled (the process died, or Redis
+	// was cut off while marking it done). The transport redelivers the
+	// event in order, so until the claim expires the saga handles nothing
+	// else: relay.DefaultClaimTTL (5 min) made a 7-second partition cost
+	// minutes of pending orders (found by cart chaos). A saga step takes
+	// milliseconds, and handling an event twice is safe (every step decides
+	// from the order's state, with command ids), so a short claim suffices.
+	sagaClaimTTL = 15 * time.Second
 )
 
 // startSaga starts the relay that forwards the saga's events and the saga
@@ -65,7 +74,7 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 		}
 		pub, sub = p, s
 		lease = relay.NewRedisLease(rdb, relayLeaseKey, 10*time.Second)
-		dedup = relay.NewRedisDedup(rdb, sagaDedupPrefix, 0, 0)
+		dedup = relay.NewRedisDedup(rdb, sagaDedupPrefix, 0, sagaClaimTTL)
 		closeTransport = func() { _ = s.Close(); _ = p.Close() }
 	}
 	sg, err := saga.New(saga.Config{
