@@ -54,6 +54,10 @@ type Config struct {
 	SettleBound time.Duration
 	// Out receives progress and the report. nil: os.Stdout.
 	Out io.Writer
+
+	// afterVerify, when set (by tests), runs after the checks, with the
+	// topology still up and the checker's fold.
+	afterVerify func(ctx context.Context, t *topology, w *world)
 }
 
 // Validate checks the settings.
@@ -270,11 +274,38 @@ func verify(ctx context.Context, t *topology, cfg Config, rep *Report) error {
 	rep.add("every acknowledged command is in the log exactly once", len(rep.ops), checkExactlyOnce(records, rep.ops))
 	rep.add("every order is final; its cart and credit agree", len(w.orders), checkOrders(w))
 
-	// Every read model at the head on every query API, then equal to the fold.
+	checked, models := checkModels(ctx, t.queries, w, deadline)
+	rep.add("every read model equals the checker's fold of the log, on every query API", checked, models)
+	if cfg.afterVerify != nil {
+		cfg.afterVerify(ctx, t, w)
+	}
+	rep.Carts, rep.Orders, rep.Customers = len(w.carts), len(w.orders), len(w.customers)
+	for _, o := range w.orders {
+		switch o.Status {
+		case "confirmed":
+			rep.Confirmed++
+		case "rejected":
+			rep.Rejected++
+		}
+	}
+	var slow []string
+	for _, in := range rep.Injected {
+		if in.RecoveryErr != "" {
+			slow = append(slow, fmt.Sprintf("%s %s: %s", in.Kind, in.Target, in.RecoveryErr))
+		}
+	}
+	rep.add(fmt.Sprintf("read-your-writes again within %s after each fault", cfg.RecoveryBound), len(rep.Injected), slow)
+	return nil
+}
+
+// checkModels waits (until deadline) for every query API to have applied
+// the head of the fold, then compares every document they serve with the
+// fold. It returns how many documents it compared and the differences.
+func checkModels(ctx context.Context, queries []string, w *world, deadline time.Time) (int, []string) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	head := w.head.String()
 	var models []string
-	for _, q := range t.queries {
+	for _, q := range queries {
 		paths := []string{"/products/top?limit=100", "/customers/cust-0/carts"}
 		if len(w.carts) > 0 {
 			paths = append(paths, "/carts/"+anyKey(w.carts))
@@ -320,7 +351,7 @@ func verify(ctx context.Context, t *topology, cfg Config, rep *Report) error {
 			return compareJSON("GET "+q+path, body, want)
 		}
 	}
-	for _, q := range t.queries {
+	for _, q := range queries {
 		for _, id := range slices.Sorted(mapKeys(w.carts)) {
 			jobs <- get(q, "/carts/"+id, w.carts[id])
 		}
@@ -341,24 +372,7 @@ func verify(ctx context.Context, t *topology, cfg Config, rep *Report) error {
 	close(jobs)
 	wg.Wait()
 	slices.Sort(models)
-	rep.add("every read model equals the checker's fold of the log, on every query API", checked, models)
-	rep.Carts, rep.Orders, rep.Customers = len(w.carts), len(w.orders), len(w.customers)
-	for _, o := range w.orders {
-		switch o.Status {
-		case "confirmed":
-			rep.Confirmed++
-		case "rejected":
-			rep.Rejected++
-		}
-	}
-	var slow []string
-	for _, in := range rep.Injected {
-		if in.RecoveryErr != "" {
-			slow = append(slow, fmt.Sprintf("%s %s: %s", in.Kind, in.Target, in.RecoveryErr))
-		}
-	}
-	rep.add(fmt.Sprintf("read-your-writes again within %s after each fault", cfg.RecoveryBound), len(rep.Injected), slow)
-	return nil
+	return checked, models
 }
 
 func readLog(ctx context.Context, store eventstore.Store) ([]eventstore.Record, error) {
