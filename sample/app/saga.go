@@ -67,12 +67,17 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 		host, _ := os.Hostname()
 		s, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 			Client: rdb, ConsumerGroup: sagaGroup, Consumer: host + "-" + strconv.Itoa(os.Getpid()),
+			// A nacked message (its event still claimed by an unsettled
+			// delivery) is redelivered at once by default: a busy loop that
+			// logged ~3,000 errors a second under cart chaos.
+			NackResendSleep: 100 * time.Millisecond,
 		}, wlog)
 		if err != nil {
 			_ = p.Close()
 			return nil, fmt.Errorf("app: saga subscriber: %w", err)
 		}
 		pub, sub = p, s
+		wg.Go(func() { keepConsumerGroup(ctx, rdb, relay.DefaultTopic, sagaGroup, time.Second, log) })
 		lease = relay.NewRedisLease(rdb, relayLeaseKey, 10*time.Second)
 		dedup = relay.NewRedisDedup(rdb, sagaDedupPrefix, 0, sagaClaimTTL)
 		closeTransport = func() { _ = s.Close(); _ = p.Close() }
@@ -112,4 +117,31 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 		}
 	})
 	return closeTransport, nil
+}
+
+// keepConsumerGroup creates the consumer group of topic again whenever it is
+// gone, checking every interval until ctx ends. The Redis Streams subscriber
+// creates it only when it subscribes; a Redis restarted empty (no
+// persistence, or a failover to a replica that lacked it) loses it, and the
+// subscriber then fails every read with NOGROUP for good (found by cart
+// chaos). The relay's checkpoint went with it, so the relay publishes the
+// log again from the start into the new stream; the group is created at "0"
+// to read all of it, and the saga's steps are idempotent.
+func keepConsumerGroup(ctx context.Context, rdb redis.UniversalClient, topic, group string, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := rdb.XGroupCreateMkStream(ctx, topic, group, "0").Err()
+		switch {
+		case err == nil:
+			log.Warn("saga: consumer group was gone; created it again", "topic", topic, "group", group)
+		case redis.HasErrorPrefix(err, "BUSYGROUP"):
+			// It exists: the common case.
+		}
+	}
 }

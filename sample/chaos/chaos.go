@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,7 +51,7 @@ type Config struct {
 	// read-your-writes again. Default 30 s.
 	RecoveryBound time.Duration
 	// SettleBound is how long after the workload every order may take to
-	// reach a final state and every read model the head. Default 60 s.
+	// reach a final state and every read model the head. Default 90 s.
 	SettleBound time.Duration
 	// Out receives progress and the report. nil: os.Stdout.
 	Out io.Writer
@@ -96,7 +97,7 @@ func (c *Config) defaults() {
 		c.RecoveryBound = 30 * time.Second
 	}
 	if c.SettleBound == 0 {
-		c.SettleBound = time.Minute
+		c.SettleBound = 90 * time.Second
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout
@@ -269,6 +270,17 @@ func verify(ctx context.Context, t *topology, cfg Config, rep *Report) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The saga is the only writer left; stopped, it leaves the log as it is
+	// while the read models are compared with it.
+	for _, p := range t.roles {
+		if strings.HasPrefix(p.name, "saga-") {
+			p.stop(app.ShutdownTimeout + 5*time.Second)
+		}
+	}
+	if records, err = readLog(ctx, store); err != nil {
+		return err
+	}
+	w = fold(records)
 	rep.Events = len(records)
 	rep.add("the checker's fold reads every record", len(records), w.problems)
 	rep.add("every acknowledged command is in the log exactly once", len(rep.ops), checkExactlyOnce(records, rep.ops))

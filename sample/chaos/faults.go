@@ -15,10 +15,12 @@ import (
 const (
 	FaultKill       = "kill"        // SIGKILL a role, restart it after Down
 	FaultPause      = "pause"       // SIGSTOP a role for longer than the lease TTL, then SIGCONT
-	FaultRedisEmpty = "redis-empty" // SIGKILL redis-server and start it again empty
+	FaultRedisEmpty = "redis-empty" // SIGKILL the read models' redis-server and start it again empty
+	FaultBrokerKill = "broker-kill" // SIGKILL the saga's redis-server and start it again (its data persists)
 	FaultLatency    = "latency"     // added latency on a role's link to a dependency
 	FaultLoss       = "loss"        // lost segments (held back a retransmission timeout) on a link
 	FaultPartition  = "partition"   // a link cut: connections closed, new ones refused
+	FaultBlackhole  = "blackhole"   // a link silent: nothing passes, nothing is closed
 )
 
 // leaseTTL is the projection runners' lease TTL (projection.DefaultLeaseTTL,
@@ -32,7 +34,7 @@ type Fault struct {
 	// starts later if the system has not recovered from the previous one.
 	At     time.Duration
 	Kind   string
-	Target string // a role process ("projector-2"), a link ("query-api-1→redis") or "redis"
+	Target string // a role process ("projector-2"), a link ("query-api-1→redis"), "redis" or "broker"
 	// For is how long the fault lasts (a killed role stays down, a role
 	// stays paused, a link stays degraded).
 	For     time.Duration
@@ -60,7 +62,7 @@ func Schedule(seed uint64, duration, gap time.Duration, roles, links []string) [
 	kinds := []struct {
 		kind   string
 		weight int
-	}{{FaultKill, 4}, {FaultPause, 3}, {FaultRedisEmpty, 1}, {FaultLatency, 2}, {FaultLoss, 2}, {FaultPartition, 3}}
+	}{{FaultKill, 4}, {FaultPause, 3}, {FaultRedisEmpty, 1}, {FaultBrokerKill, 1}, {FaultLatency, 2}, {FaultLoss, 2}, {FaultPartition, 2}, {FaultBlackhole, 2}}
 	total := 0
 	for _, k := range kinds {
 		total += k.weight
@@ -88,11 +90,13 @@ func Schedule(seed uint64, duration, gap time.Duration, roles, links []string) [
 			f.Target, f.For = roles[rng.IntN(len(roles))], leaseTTL+secs(1, 3)
 		case FaultRedisEmpty:
 			f.Target, f.For = "redis", secs(0.2, 1)
+		case FaultBrokerKill:
+			f.Target, f.For = "broker", secs(0.2, 1)
 		case FaultLatency:
 			f.Target, f.For, f.Latency = links[rng.IntN(len(links))], secs(2, 5), time.Duration(20+rng.IntN(180))*time.Millisecond
 		case FaultLoss:
 			f.Target, f.For, f.Loss = links[rng.IntN(len(links))], secs(2, 5), 0.1+0.4*rng.Float64()
-		case FaultPartition:
+		case FaultPartition, FaultBlackhole:
 			// Sometimes longer than the lease: a projector cut from Redis
 			// loses its lease to the other.
 			f.Target, f.For = links[rng.IntN(len(links))], secs(1, leaseTTL.Seconds()+3)
@@ -135,6 +139,15 @@ func (t *topology) inject(ctx context.Context, f Fault) error {
 		t.redis.kill()
 		wait(f.For)
 		return t.redis.start(startTimeout)
+	case FaultBrokerKill:
+		t.broker.kill()
+		wait(f.For)
+		return t.broker.start(startTimeout)
+	case FaultBlackhole:
+		px := t.proxies[f.Target]
+		px.blackhole()
+		wait(f.For)
+		px.heal()
 	case FaultLatency, FaultLoss, FaultPartition:
 		px := t.proxies[f.Target]
 		px.set(f.Latency, f.Loss, f.Kind == FaultPartition)
@@ -190,9 +203,14 @@ func (t *topology) healAll() error {
 	for _, px := range t.proxies {
 		px.heal()
 	}
-	if t.redis.cmd == nil {
-		if err := t.redis.start(startTimeout); err != nil {
-			return err
+	for _, r := range []*proc{t.redis, t.broker} {
+		r.mu.Lock()
+		down := r.cmd == nil
+		r.mu.Unlock()
+		if down {
+			if err := r.start(startTimeout); err != nil {
+				return err
+			}
 		}
 	}
 	for _, p := range t.roles {

@@ -181,17 +181,22 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
-// newRedisProc is a redis-server without persistence on addr: a restart
-// brings it back empty.
-func newRedisProc(bin, dir, addr string) *proc {
+// newRedisProc is a redis-server on addr, in dir. Without persistence a
+// restart brings it back empty; with it, every write is in the append-only
+// file (fsync always) before it is acknowledged, so a SIGKILL loses nothing.
+func newRedisProc(name, bin, dir, addr string, persistent bool) *proc {
 	_, port, _ := net.SplitHostPort(addr)
+	aof := []string{"--appendonly", "no"}
+	if persistent {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
 	p := &proc{
-		name: "redis",
+		name: name,
 		bin:  bin,
-		args: []string{"--bind", "127.0.0.1", "--port", port, "--dir", dir, "--save", "", "--appendonly", "no",
-			"--daemonize", "no", "--protected-mode", "no", "--maxmemory-policy", "noeviction"},
+		args: append([]string{"--bind", "127.0.0.1", "--port", port, "--dir", dir, "--save", "",
+			"--daemonize", "no", "--protected-mode", "no", "--maxmemory-policy", "noeviction"}, aof...),
 		addr: addr,
-		log:  filepath.Join(dir, "redis.log"),
+		log:  filepath.Join(dir, name+".log"),
 	}
 	p.ready = func(ctx context.Context) error {
 		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})

@@ -1,8 +1,6 @@
 package chaos
 
 import (
-	"errors"
-	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -11,8 +9,11 @@ import (
 
 // proxy is a TCP forwarder between one role and one of its dependencies,
 // through which network faults are injected without root: added latency,
-// loss (a chunk held back as long as a TCP retransmission would take) and a
-// cut (every connection closed, new ones refused) for a partition.
+// loss (a chunk held back as long as a TCP retransmission would take), a
+// cut (every connection closed, new ones refused: a partition whose ends
+// learn of it at once) and a black hole (nothing passes, nothing is closed:
+// a partition where packets vanish, which the ends only notice by their
+// timeouts; what was sent arrives once it heals, as TCP retransmits it).
 type proxy struct {
 	name   string
 	ln     net.Listener
@@ -22,6 +23,7 @@ type proxy struct {
 	latency time.Duration
 	loss    float64 // probability that a chunk is held back lossDelay
 	cut     bool
+	hole    chan struct{} // non-nil while a black hole: closed when it heals
 	conns   map[net.Conn]struct{}
 	rng     *rand.Rand
 	wg      sync.WaitGroup
@@ -63,6 +65,7 @@ func (p *proxy) accept() {
 }
 
 func (p *proxy) serve(c net.Conn) {
+	p.waitHole()
 	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		_ = c.Close()
@@ -111,6 +114,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 			if cut {
 				return
 			}
+			p.waitHole()
 			if delay > 0 {
 				time.Sleep(delay)
 			}
@@ -119,11 +123,18 @@ func (p *proxy) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				return
-			}
-			return
+			return // EOF or a closed connection: close both ends
 		}
+	}
+}
+
+// waitHole blocks while the proxy is a black hole.
+func (p *proxy) waitHole() {
+	p.mu.Lock()
+	h := p.hole
+	p.mu.Unlock()
+	if h != nil {
+		<-h
 	}
 }
 
@@ -139,12 +150,30 @@ func (p *proxy) set(latency time.Duration, loss float64, cut bool) {
 	}
 }
 
+// blackhole stops every byte, in open and new connections, until heal.
+func (p *proxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hole == nil {
+		p.hole = make(chan struct{})
+	}
+}
+
 // heal removes every fault.
-func (p *proxy) heal() { p.set(0, 0, false) }
+func (p *proxy) heal() {
+	p.set(0, 0, false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hole != nil {
+		close(p.hole)
+		p.hole = nil
+	}
+}
 
 // Close stops the proxy and closes its connections.
 func (p *proxy) Close() {
 	_ = p.ln.Close()
+	p.heal()
 	p.set(0, 0, true)
 	p.wg.Wait()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,8 @@ type topology struct {
 	cfg      Config
 	storeURL string // as the checker opens it (not through a proxy)
 	dropDB   func() error
-	redis    *proc
+	redis    *proc             // the read models' Redis: projectors and query APIs
+	broker   *proc             // the saga's Redis: its relay's checkpoint and lease, its streams
 	roles    []*proc           // every role process
 	byName   map[string]*proc  // role processes by name
 	proxies  map[string]*proxy // "<role process>→<dependency>"
@@ -58,8 +60,22 @@ func startTopology(ctx context.Context, cfg Config) (t *topology, err error) {
 	if err != nil {
 		return t, err
 	}
-	t.redis = newRedisProc(redisBin, cfg.Dir, raddr)
+	t.redis = newRedisProc("redis", redisBin, cfg.Dir, raddr, false)
 	if err := t.redis.start(startTimeout); err != nil {
+		return t, err
+	}
+	// The saga's messages live in Redis Streams: unlike the read models,
+	// they cannot be rebuilt from the log once lost, so its Redis persists.
+	baddr, err := freeAddr()
+	if err != nil {
+		return t, err
+	}
+	bdir := filepath.Join(cfg.Dir, "broker")
+	if err := os.MkdirAll(bdir, 0o755); err != nil {
+		return t, err
+	}
+	t.broker = newRedisProc("broker", redisBin, bdir, baddr, true)
+	if err := t.broker.start(startTimeout); err != nil {
 		return t, err
 	}
 
@@ -85,7 +101,13 @@ func startTopology(ctx context.Context, cfg Config) (t *topology, err error) {
 				return t, err
 			}
 			env := []string{"EVENTLINE_ADDR=" + addr, "EVENTLINE_LOG_LEVEL=info"}
-			if r.role != "command-api" {
+			if r.role == "saga" {
+				px, err := t.proxy(name, "broker", baddr)
+				if err != nil {
+					return t, err
+				}
+				env = append(env, "EVENTLINE_REDIS_URL=redis://"+px.Addr())
+			} else if r.role != "command-api" {
 				px, err := t.proxy(name, "redis", raddr)
 				if err != nil {
 					return t, err
@@ -142,8 +164,10 @@ func (t *topology) close() {
 	for _, px := range t.proxies {
 		px.Close()
 	}
-	if t.redis != nil {
-		t.redis.kill()
+	for _, r := range []*proc{t.redis, t.broker} {
+		if r != nil {
+			r.kill()
+		}
 	}
 	if t.dropDB != nil {
 		_ = t.dropDB()

@@ -166,7 +166,7 @@ func (w *workload) run(ctx context.Context, worker int, seed uint64) {
 		i := rng.IntN(len(carts))
 		c := carts[i]
 		p := products[rng.IntN(len(products))]
-		switch k := rng.IntN(20); {
+		switch k := rng.IntN(22); {
 		case k < 11:
 			price := p.price
 			if rng.IntN(15) == 0 {
@@ -184,6 +184,9 @@ func (w *workload) run(ctx context.Context, worker int, seed uint64) {
 			if o.Outcome == outcomeAcked {
 				delete(c.lines, p.id)
 			}
+		case k < 20:
+			w.send(ctx, rng, "add", "POST", "/carts/"+c.id+"/items",
+				fmt.Sprintf(`{"product_id":%q,"quantity":0,"unit_price_cents":%d}`, p.id, p.price)) // refused: no quantity
 		default:
 			if len(c.lines) == 0 {
 				continue
