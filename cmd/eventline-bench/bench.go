@@ -29,9 +29,9 @@ import (
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
 	"github.com/eventline/eventline/sample/app"
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/commandapi"
-	"github.com/eventline/eventline/sample/queryapi"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/queryapi"
 	"github.com/eventline/eventline/sample/readmodel"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )

@@ -12,7 +12,7 @@ import (
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
-	"github.com/eventline/eventline/sample/cart"
+	"github.com/eventline/eventline/sample/domain/cart"
 )
 
 // storeAppends makes n appends of one event each through store, from writers

@@ -19,7 +19,7 @@ import (
 	"github.com/eventline/eventline/eventstore/postgres"
 	"github.com/eventline/eventline/internal/pgtest"
 	"github.com/eventline/eventline/sample/app"
-	"github.com/eventline/eventline/sample/cart"
+	"github.com/eventline/eventline/sample/domain/cart"
 )
 
 // The benchmarks run on the shared server, each on a fresh database. Events

@@ -35,7 +35,7 @@ const (
 	EnvAddr     = "EVENTLINE_ADDR"
 	EnvLogLevel = "EVENTLINE_LOG_LEVEL"
 	// EnvCommandURL and EnvAdminToken configure the web page (package
-	// sample/web) of serve and query-api.
+	// sample/http/web) of serve and query-api.
 	EnvCommandURL = "EVENTLINE_COMMAND_URL"
 	EnvAdminToken = "EVENTLINE_ADMIN_TOKEN"
 	// EnvMaxWaiters is --max-waiters: the cap on queries waiting for ?after=.

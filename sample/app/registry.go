@@ -2,9 +2,9 @@ package app
 
 import (
 	"github.com/eventline/eventline/eventstore"
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/customer"
-	"github.com/eventline/eventline/sample/order"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/domain/customer"
+	"github.com/eventline/eventline/sample/domain/order"
 )
 
 // NewRegistry returns a Registry with every event type of the sample: carts,

@@ -19,7 +19,8 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
-	"github.com/eventline/eventline/sample/commandapi"
+	"github.com/eventline/eventline/sample/http/commandapi"
+	"github.com/eventline/eventline/sample/http/httpjson"
 )
 
 // Timeouts of the process's life.
@@ -123,7 +124,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 			closers = append(closers, closeQueries)
 			checks = append(checks, check{"read-models", ready})
 		} else {
-			log.Warn("this build has no query API (sample/queryapi)")
+			log.Warn("this build has no query API (sample/http/queryapi)")
 		}
 		page, err := mountWeb(ctx, role, cfg, store, rdb, reg, mux, log, p)
 		if err != nil {
@@ -156,9 +157,11 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	mountOps(mux, metrics, checks)
 
 	srv := &http.Server{
-		Handler:           mux,
+		// Unknown routes and wrong methods answer the JSON error body of
+		// every other error, on every role (the ops endpoints included).
+		Handler:           httpjson.Mux(mux),
 		ReadHeaderTimeout: 10 * time.Second,
-		// Bodies are small (sample/api.MaxBodyBytes); the longest answer is a
+		// Bodies are small (httpjson.MaxBodyBytes); the longest answer is a
 		// query waiting for ?after= (queryapi.DefaultWaitTimeout), well inside
 		// WriteTimeout. Idle keep-alive connections are closed eventually.
 		ReadTimeout:  30 * time.Second,

@@ -18,8 +18,8 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/customer"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/domain/customer"
 	"github.com/eventline/eventline/sample/saga"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
-	"github.com/eventline/eventline/sample/queryapi"
+	"github.com/eventline/eventline/sample/http/queryapi"
+	"github.com/eventline/eventline/sample/http/web"
 	"github.com/eventline/eventline/sample/readmodel"
-	"github.com/eventline/eventline/sample/web"
 )
 
 // parts are the pieces of the sample that the roles plug in: the read models
@@ -47,7 +47,7 @@ func sampleProjections(reg *eventstore.Registry) []projection.Projection {
 	return append(readmodel.Projections(reg), web.TailProjection())
 }
 
-// mountWeb mounts the web page (package sample/web) of serve and query-api.
+// mountWeb mounts the web page (package sample/http/web) of serve and query-api.
 // Its event streams end when ctx does, so that they do not hold up the
 // graceful shutdown; serve gives it the store, for rebuilds.
 func mountWeb(ctx context.Context, role Role, cfg Config, store eventstore.Store, rdb redis.UniversalClient,

@@ -4,9 +4,9 @@ import (
 	"fmt"
 
 	"github.com/eventline/eventline/eventstore"
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/customer"
-	"github.com/eventline/eventline/sample/order"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/domain/customer"
+	"github.com/eventline/eventline/sample/domain/order"
 	"github.com/eventline/eventline/sample/readmodel"
 )
 

@@ -12,9 +12,9 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
-	"github.com/eventline/eventline/sample/cart"
-	"github.com/eventline/eventline/sample/customer"
-	"github.com/eventline/eventline/sample/order"
+	"github.com/eventline/eventline/sample/domain/cart"
+	"github.com/eventline/eventline/sample/domain/customer"
+	"github.com/eventline/eventline/sample/domain/order"
 )
 
 // Defaults Config.Validate and New apply to zero fields.

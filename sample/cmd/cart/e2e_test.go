@@ -27,7 +27,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/pgtest"
 	"github.com/eventline/eventline/internal/redistest"
-	"github.com/eventline/eventline/sample/cart"
+	"github.com/eventline/eventline/sample/domain/cart"
 )
 
 var (
