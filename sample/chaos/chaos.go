@@ -56,6 +56,14 @@ type Config struct {
 	// Out receives progress and the report. nil: os.Stdout.
 	Out io.Writer
 
+	// Netns is "auto" (default: namespaces when root on Linux with ip and
+	// iptables), "on" or "off". With namespaces every role process runs in
+	// a network namespace of its own, and partitions and black holes are
+	// packets the kernel refuses or drops; latency and loss stay the
+	// proxies' (the kernels tried lacked tc netem).
+	Netns string
+	netns bool
+
 	// afterVerify, when set (by tests), runs after the checks, with the
 	// topology still up and the checker's fold.
 	afterVerify func(ctx context.Context, t *topology, w *world)
@@ -68,6 +76,10 @@ func (c Config) Validate() error {
 		return errors.New("chaos: no cart binary")
 	case c.Store != "" && c.Store != StorePostgres && c.Store != StoreSQLite:
 		return fmt.Errorf("chaos: store %q: want %s or %s", c.Store, StorePostgres, StoreSQLite)
+	case c.Netns != "" && c.Netns != "auto" && c.Netns != "on" && c.Netns != "off":
+		return fmt.Errorf("chaos: netns %q: want auto, on or off", c.Netns)
+	case c.Netns == "on" && !canNetns():
+		return errors.New("chaos: netns on needs root on Linux with ip and iptables")
 	case c.Duration < 0 || c.Gap < 0 || c.RecoveryBound < 0 || c.SettleBound < 0 || c.Workers < 0:
 		return errors.New("chaos: durations and workers must not be negative")
 	}
@@ -102,6 +114,7 @@ func (c *Config) defaults() {
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
+	c.netns = c.Netns == "on" || ((c.Netns == "" || c.Netns == "auto") && canNetns())
 }
 
 // Run starts the topology, drives the workload while injecting the seed's
@@ -126,13 +139,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(cfg.Out, "chaos: "+format+"\n", args...)
 	}
+	rep := &Report{Seed: cfg.Seed, Store: cfg.Store, Duration: cfg.Duration, Dir: cfg.Dir,
+		Network: "TCP fault proxies (not root: no network namespaces)"}
+	if cfg.netns {
+		rep.Network = "a network namespace per role; partitions and black holes by iptables, latency and loss by TCP fault proxies"
+	}
 	logf("seed %d, %s store, %s of workload, logs in %s", cfg.Seed, cfg.Store, cfg.Duration, cfg.Dir)
+	logf("network faults: %s", rep.Network)
 	t, err := startTopology(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer t.close()
-	rep := &Report{Seed: cfg.Seed, Store: cfg.Store, Duration: cfg.Duration, Dir: cfg.Dir}
 	rep.Schedule = Schedule(cfg.Seed, cfg.Duration, cfg.Gap, t.roleNames(), t.linkNames())
 	logf("fault schedule (seed %d):", cfg.Seed)
 	for _, f := range rep.Schedule {

@@ -9,9 +9,12 @@
 //   - SIGSTOP of a role for longer than the projection lease TTL, then SIGCONT;
 //   - Redis killed and started again empty (the projectors rebuild every
 //     model from the log, the saga's relay starts over);
-//   - latency, loss and partitions between one role and Redis or the store,
-//     through a TCP fault proxy per link (every role reaches its
-//     dependencies through its own proxies).
+//   - latency, loss, partitions and black holes between one role and Redis
+//     or the store. Every role reaches its dependencies through TCP proxies
+//     of its own, which delay or hold back chunks; as root on Linux every
+//     role also runs in a network namespace of its own, and partitions are
+//     iptables rules there that reset or drop its packets (without root the
+//     proxies cut or stall the connections instead).
 //
 // The same seed gives the same fault schedule, printed at the start. After
 // each fault it measures the time until the system serves read-your-writes

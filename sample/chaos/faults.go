@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -124,6 +125,15 @@ func (t *topology) inject(ctx context.Context, f Fault) error {
 		case <-time.After(d):
 		}
 	}
+	if ns := t.linkNetns(f.Target); ns != nil && (f.Kind == FaultPartition || f.Kind == FaultBlackhole) {
+		// Real packets refused or dropped by the role's own kernel namespace.
+		_, port, _ := net.SplitHostPort(t.proxies[f.Target].Addr())
+		if err := ns.cut(f.Target, port, f.Kind == FaultBlackhole); err != nil {
+			return err
+		}
+		wait(f.For)
+		return ns.heal(f.Target)
+	}
 	switch f.Kind {
 	case FaultKill:
 		p := t.byName[f.Target]
@@ -197,11 +207,26 @@ func (t *topology) awaitRecovery(ctx context.Context, w *workload, rng *rand.Ran
 	return time.Since(start), fmt.Errorf("not recovered within %s: %s", bound, last)
 }
 
+// linkNetns returns the namespace of the role of a link ("saga-1→broker"),
+// nil when roles have none.
+func (t *topology) linkNetns(link string) *netns {
+	role, _, ok := strings.Cut(link, "→")
+	if !ok {
+		return nil
+	}
+	return t.nets[role]
+}
+
 // healAll undoes whatever a fault cut short may have left (the run ended
 // during it): every link healed, every role running and resumed, Redis up.
 func (t *topology) healAll() error {
-	for _, px := range t.proxies {
+	for link, px := range t.proxies {
 		px.heal()
+		if ns := t.linkNetns(link); ns != nil {
+			if err := ns.heal(link); err != nil {
+				return err
+			}
+		}
 	}
 	for _, r := range []*proc{t.redis, t.broker} {
 		r.mu.Lock()

@@ -33,8 +33,9 @@ type proxy struct {
 // retransmission timeout of Linux.
 const lossDelay = 200 * time.Millisecond
 
-func newProxy(name, target string) (*proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// newProxy listens on host (a free port) and forwards to target.
+func newProxy(name, host, target string) (*proxy, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@ type Report struct {
 	Duration time.Duration
 	// Dir holds the processes' logs; kept when the run failed.
 	Dir string
+	// Network says how network faults were made.
+	Network string
 	// Schedule is the planned faults; Injected the ones that ran (the run's
 	// time may end before the last planned ones).
 	Schedule []Fault
@@ -91,6 +93,7 @@ func quantile(d []time.Duration, q float64) time.Duration {
 // Print writes the report.
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nchaos report — seed %d, %s store, %s of workload\n", r.Seed, r.Store, r.Duration)
+	fmt.Fprintf(w, "network faults: %s\n", r.Network)
 	kinds := map[string]int{}
 	for _, in := range r.Injected {
 		kinds[in.Kind]++

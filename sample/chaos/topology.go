@@ -37,6 +37,7 @@ type topology struct {
 	byName   map[string]*proc  // role processes by name
 	proxies  map[string]*proxy // "<role process>→<dependency>"
 	links    []string          // keys of proxies, sorted as created
+	nets     map[string]*netns // role processes' network namespaces (root only), by name
 	commands []string          // command API base URLs
 	queries  []string          // query API base URLs
 }
@@ -93,22 +94,35 @@ func startTopology(ctx context.Context, cfg Config) (t *topology, err error) {
 		storeAddr = pu.Host
 	}
 
+	var prefix, subnet string
+	if cfg.netns {
+		t.nets = map[string]*netns{}
+		prefix, subnet = netnsPrefix()
+	}
 	for _, r := range topologyRoles {
 		for i := 1; i <= r.n; i++ {
 			name := fmt.Sprintf("%s-%d", r.role, i)
-			addr, err := freeAddr()
-			if err != nil {
+			proxyHost := "127.0.0.1"
+			var ns *netns
+			var addr string
+			if cfg.netns {
+				if ns, err = newNetns(prefix, subnet, len(t.nets)); err != nil {
+					return t, err
+				}
+				t.nets[name] = ns
+				proxyHost, addr = ns.hostIP, net.JoinHostPort(ns.nsIP, "8080")
+			} else if addr, err = freeAddr(); err != nil {
 				return t, err
 			}
 			env := []string{"EVENTLINE_ADDR=" + addr, "EVENTLINE_LOG_LEVEL=info"}
 			if r.role == "saga" {
-				px, err := t.proxy(name, "broker", baddr)
+				px, err := t.proxy(name, "broker", proxyHost, baddr)
 				if err != nil {
 					return t, err
 				}
 				env = append(env, "EVENTLINE_REDIS_URL=redis://"+px.Addr())
 			} else if r.role != "command-api" {
-				px, err := t.proxy(name, "redis", raddr)
+				px, err := t.proxy(name, "redis", proxyHost, raddr)
 				if err != nil {
 					return t, err
 				}
@@ -117,7 +131,7 @@ func startTopology(ctx context.Context, cfg Config) (t *topology, err error) {
 			if r.role != "query-api" {
 				su := t.storeURL
 				if storeAddr != "" {
-					px, err := t.proxy(name, "store", storeAddr)
+					px, err := t.proxy(name, "store", proxyHost, storeAddr)
 					if err != nil {
 						return t, err
 					}
@@ -127,6 +141,9 @@ func startTopology(ctx context.Context, cfg Config) (t *topology, err error) {
 			}
 			p := &proc{name: name, bin: cfg.CartBinary, args: []string{r.role}, env: env, addr: addr,
 				log: filepath.Join(cfg.Dir, name+".log")}
+			if ns != nil {
+				p.bin, p.args = ns.command(cfg.CartBinary, r.role)
+			}
 			t.roles = append(t.roles, p)
 			t.byName[name] = p
 			switch r.role {
@@ -145,8 +162,8 @@ func startTopology(ctx context.Context, cfg Config) (t *topology, err error) {
 	return t, nil
 }
 
-func (t *topology) proxy(role, dep, target string) (*proxy, error) {
-	px, err := newProxy(role+"→"+dep, target)
+func (t *topology) proxy(role, dep, host, target string) (*proxy, error) {
+	px, err := newProxy(role+"→"+dep, host, target)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +180,9 @@ func (t *topology) close() {
 	}
 	for _, px := range t.proxies {
 		px.Close()
+	}
+	for _, n := range t.nets {
+		n.close()
 	}
 	for _, r := range []*proc{t.redis, t.broker} {
 		if r != nil {
