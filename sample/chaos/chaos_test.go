@@ -54,7 +54,7 @@ func TestShortRun(t *testing.T) {
 	var caught []string
 	cfg := Config{
 		CartBinary: cartBinary(t), Dir: t.TempDir(), PostgresURL: server,
-		Seed: 20261202, Duration: 20 * time.Second, Gap: 2 * time.Second, Workers: 4, Out: &out,
+		Seed: 27, Duration: 20 * time.Second, Gap: 2 * time.Second, Workers: 4, Out: &out,
 		afterVerify: func(ctx context.Context, top *topology, w *world) {
 			rdb := redis.NewClient(&redis.Options{Addr: top.redis.addr})
 			defer rdb.Close()
