@@ -558,7 +558,7 @@ func checkCarts(ctx context.Context, rdb redis.Cmdable, runs []*cartRun) (bool, 
 	for range 8 {
 		wg.Go(func() {
 			for j := range jobs {
-				c, err := schema.ReadCart(ctx, rdb, v, j.r.id(j.i))
+				c, _, err := schema.ReadCart(ctx, rdb, v, j.r.id(j.i))
 				mu.Lock()
 				switch {
 				case err != nil && !errors.Is(err, query.ErrNotFound):

@@ -28,8 +28,9 @@
 // # Freshness
 //
 // Every answer carries the header Eventline-Position (HeaderPosition): the
-// position of the read model's checkpoint, read before the answer, so the
-// answer reflects at least every event up to it. A client compares it with
+// position of the read model's checkpoint, read in the same MULTI/EXEC as
+// the answer, so the answer is the model exactly at that position (every
+// event up to it, none after) at no extra round trip. A client compares it with
 // the position a command returned to see whether the answer includes its
 // write, or waits for that with ?after=.
 //

@@ -36,9 +36,10 @@ const (
 const MaxIDLen = 128
 
 // HeaderPosition answers every successful query: the position token of the
-// read model's checkpoint, read before the answer. The answer reflects at
-// least every event up to that position, so a client sees how fresh it is
-// and can compare it with the position a command returned.
+// read model's checkpoint, read in the same MULTI/EXEC as the answer (the
+// runner writes a batch and its checkpoint in one transaction too). The
+// answer is the model exactly at that position, so a client sees how fresh
+// it is and can compare it with the position a command returned.
 const HeaderPosition = "Eventline-Position"
 
 // Config configures an API. Every field has a usable zero value.
@@ -149,40 +150,41 @@ type TopProducts struct {
 }
 
 func (a *API) getCart(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
+	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadCart(ctx, a.rdb, v, id)
 	})
 }
 
 func (a *API) getOrder(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Orders, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
-		return schema.ReadOrder(ctx, v, id)
+	a.serve(w, r, schema.Orders, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
+		return schema.ReadOrder(ctx, a.rdb, v, id)
 	})
 }
 
 func (a *API) getCustomer(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Customers, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, error) {
+	a.serve(w, r, schema.Customers, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadCustomer(ctx, a.rdb, v, id)
 	})
 }
 
 func (a *API) getTopProducts(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Products, false, func(ctx context.Context, v *query.View, _ string, q url.Values) (any, error) {
+	a.serve(w, r, schema.Products, false, func(ctx context.Context, v *query.View, _ string, q url.Values) (any, eventstore.Position, error) {
 		limit := DefaultTopLimit
 		if q.Has("limit") {
 			n, err := strconv.Atoi(q.Get("limit"))
 			if err != nil || n < 1 || n > MaxTopLimit {
-				return nil, malformed("limit must be an integer from 1 to " + strconv.Itoa(MaxTopLimit))
+				return nil, eventstore.Position{}, malformed("limit must be an integer from 1 to " + strconv.Itoa(MaxTopLimit))
 			}
 			limit = n
 		}
-		ps, err := schema.TopProducts(ctx, a.rdb, v, limit)
-		return TopProducts{Products: ps}, err
+		ps, pos, err := schema.TopProducts(ctx, a.rdb, v, limit)
+		return TopProducts{Products: ps}, pos, err
 	})
 }
 
-// readFunc reads one answer from a resolved view.
-type readFunc func(ctx context.Context, v *query.View, id string, q url.Values) (any, error)
+// readFunc reads one answer from a resolved view, and the position of the
+// model it read.
+type readFunc func(ctx context.Context, v *query.View, id string, q url.Values) (any, eventstore.Position, error)
 
 // serve checks the request, resolves projection name (waiting for ?after=
 // when given), reads and answers.
@@ -229,13 +231,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 		a.fail(w, r, err)
 		return
 	}
-	// The checkpoint first: the answer read after it reflects at least it.
-	pos, err := v.Checkpoint(ctx)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	body, err := read(ctx, v, id, q)
+	body, pos, err := read(ctx, v, id, q)
 	if err != nil {
 		a.fail(w, r, err)
 		return

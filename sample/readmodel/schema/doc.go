@@ -29,5 +29,8 @@
 //
 // The readers take a View resolved by the caller (query.Resolve or
 // query.WaitFor), so that one request reads one version even while a
-// rebuild switches versions.
+// rebuild switches versions. Each reads its document and the build's
+// checkpoint in one MULTI/EXEC and returns both: the position is exactly the
+// one the document is at, since a runner writes a batch and its checkpoint in
+// one transaction too.
 package schema

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/query"
 )
 
@@ -155,20 +156,66 @@ type ProductUnits struct {
 	Units     int64  `json:"units"`
 }
 
-// ReadCart returns cart id from v, a view of projection Carts, read from rdb
-// with one HGETALL: the items in the order of their first addition, and the
-// total computed from them as the cart's decider does. An unknown cart gives
-// an error matching query.ErrNotFound.
-func ReadCart(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Cart, error) {
-	key := v.Key(PartCart, id)
-	h, err := rdb.HGetAll(ctx, key).Result()
+// Every reader below reads its document and the checkpoint of the view's
+// build in one MULTI/EXEC, one round trip: a runner writes a batch and its
+// checkpoint in one transaction too, so the position a reader returns is
+// exactly the one the document is at.
+
+// readAt runs the reads queue adds and the read of v's checkpoint in one
+// MULTI/EXEC, then decodes the reads with the function queue returned.
+func readAt[T any](ctx context.Context, rdb redis.Cmdable, v *query.View, what string,
+	queue func(p redis.Pipeliner) func() (T, error)) (T, eventstore.Position, error) {
+	var zero T
+	var decode func() (T, error)
+	var cp *redis.StringCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		decode = queue(p)
+		cp = p.HGet(ctx, query.BuildCheckpointKey(v.Name, v.Build()), query.FieldPosition)
+		return nil
+	})
+	// A missing checkpoint (nothing applied yet) is redis.Nil, and so is
+	// the whole pipeline's error then; every read's own error is checked
+	// by decode.
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return zero, eventstore.Position{}, fmt.Errorf("read %s: %w", what, err)
+	}
+	pos := eventstore.Start
+	switch s, err := cp.Result(); {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return zero, eventstore.Position{}, fmt.Errorf("read %s: checkpoint: %w", what, err)
+	default:
+		if pos, err = eventstore.ParsePosition(s); err != nil {
+			return zero, eventstore.Position{}, fmt.Errorf("read %s: checkpoint %q: %w", what, s, err)
+		}
+	}
+	t, err := decode()
 	if err != nil {
-		return Cart{}, fmt.Errorf("read cart %q: %w", id, err)
+		return zero, eventstore.Position{}, err
 	}
-	if len(h) == 0 {
-		return Cart{}, fmt.Errorf("%w: %s", query.ErrNotFound, key)
-	}
-	return cartOf(id, h)
+	return t, pos, nil
+}
+
+// ReadCart returns cart id from v, a view of projection Carts, read from rdb
+// with one HGETALL, and the position of the model it was read at: the items
+// in the order of their first addition, and the total computed from them as
+// the cart's decider does. An unknown cart gives an error matching
+// query.ErrNotFound.
+func ReadCart(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Cart, eventstore.Position, error) {
+	key := v.Key(PartCart, id)
+	return readAt(ctx, rdb, v, "cart "+strconv.Quote(id), func(p redis.Pipeliner) func() (Cart, error) {
+		res := p.HGetAll(ctx, key)
+		return func() (Cart, error) {
+			h, err := res.Result()
+			if err != nil {
+				return Cart{}, fmt.Errorf("read cart %q: %w", id, err)
+			}
+			if len(h) == 0 {
+				return Cart{}, fmt.Errorf("%w: %s", query.ErrNotFound, key)
+			}
+			return cartOf(id, h)
+		}
+	})
 }
 
 // cartOf assembles a Cart from the fields of its hash.
@@ -225,17 +272,33 @@ func cartOf(id string, h map[string]string) (Cart, error) {
 	return c, nil
 }
 
-// ReadOrder returns order id from v, a view of projection Orders: the order
-// as placed, with its current status and reason. An unknown order gives an
-// error matching query.ErrNotFound.
-func ReadOrder(ctx context.Context, v *query.View, id string) (Order, error) {
+// ReadOrder returns order id from v, a view of projection Orders, read from
+// rdb, and the position of the model it was read at: the order as placed,
+// with its current status and reason. An unknown order gives an error
+// matching query.ErrNotFound.
+func ReadOrder(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Order, eventstore.Position, error) {
+	key := v.Key(PartOrder, id)
+	return readAt(ctx, rdb, v, "order "+strconv.Quote(id), func(p redis.Pipeliner) func() (Order, error) {
+		res := p.HGetAll(ctx, key)
+		return func() (Order, error) { return orderOf(id, key, res) }
+	})
+}
+
+// orderOf decodes the order of hash key from res.
+func orderOf(id, key string, res *redis.MapStringStringCmd) (Order, error) {
+	if err := res.Err(); err != nil {
+		return Order{}, fmt.Errorf("read order %q: %w", id, err)
+	}
+	if len(res.Val()) == 0 {
+		return Order{}, fmt.Errorf("%w: %s", query.ErrNotFound, key)
+	}
 	var h struct {
 		Doc    string `redis:"doc"`
 		Status string `redis:"status"`
 		Reason string `redis:"reason"`
 	}
-	if err := v.HGetAll(ctx, &h, PartOrder, id); err != nil {
-		return Order{}, err
+	if err := res.Scan(&h); err != nil {
+		return Order{}, fmt.Errorf("read order %q: %w", id, err)
 	}
 	if h.Doc == "" {
 		// Settled but never placed: a log the model cannot explain, shown
@@ -255,20 +318,26 @@ func ReadOrder(ctx context.Context, v *query.View, id string) (Order, error) {
 
 // ReadCustomer returns customer id from v, a view of projection Customers,
 // read from rdb in one MULTI/EXEC so that carts, orders and credit come from
-// the same committed batch. A customer with no cart, no order and no
-// registration gives an error matching query.ErrNotFound.
-func ReadCustomer(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Customer, error) {
-	var carts, orders *redis.StringSliceCmd
-	var credit *redis.MapStringStringCmd
-	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		carts = p.ZRange(ctx, v.Key(PartCustomer, id, PartCarts), 0, -1)
-		orders = p.ZRange(ctx, v.Key(PartCustomer, id, PartOrders), 0, -1)
-		credit = p.HGetAll(ctx, v.Key(PartCustomer, id, PartCredit))
-		return nil
+// the same committed batch, and the position of the model it was read at. A
+// customer with no cart, no order and no registration gives an error matching
+// query.ErrNotFound.
+func ReadCustomer(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Customer, eventstore.Position, error) {
+	return readAt(ctx, rdb, v, "customer "+strconv.Quote(id), func(p redis.Pipeliner) func() (Customer, error) {
+		carts := p.ZRange(ctx, v.Key(PartCustomer, id, PartCarts), 0, -1)
+		orders := p.ZRange(ctx, v.Key(PartCustomer, id, PartOrders), 0, -1)
+		credit := p.HGetAll(ctx, v.Key(PartCustomer, id, PartCredit))
+		return func() (Customer, error) { return customerOf(id, carts, orders, credit) }
 	})
-	if err != nil {
-		return Customer{}, fmt.Errorf("read customer %q: %w", id, err)
+}
+
+// customerOf assembles a Customer from its reads.
+func customerOf(id string, carts, orders *redis.StringSliceCmd, credit *redis.MapStringStringCmd) (Customer, error) {
+	for _, c := range []redis.Cmder{carts, orders, credit} {
+		if err := c.Err(); err != nil {
+			return Customer{}, fmt.Errorf("read customer %q: %w", id, err)
+		}
 	}
+	var err error
 	c := Customer{CustomerID: id, Carts: carts.Val(), Orders: orders.Val()}
 	if c.Carts == nil {
 		c.Carts = []string{}
@@ -295,20 +364,29 @@ func ReadCustomer(ctx context.Context, rdb redis.Cmdable, v *query.View, id stri
 }
 
 // TopProducts returns the limit products with the most units in checked-out
-// carts, most first; products with equal units come in descending product id
-// order (Redis' order for equal scores read in reverse). limit < 1 gives none.
-func TopProducts(ctx context.Context, rdb redis.Cmdable, v *query.View, limit int) ([]ProductUnits, error) {
-	out := []ProductUnits{}
-	if limit < 1 {
-		return out, nil
-	}
-	zs, err := rdb.ZRevRangeWithScores(ctx, v.Key(PartUnits), 0, int64(limit-1)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read top products: %w", err)
-	}
-	for _, z := range zs {
-		id, _ := z.Member.(string)
-		out = append(out, ProductUnits{ProductID: id, Units: int64(z.Score)})
-	}
-	return out, nil
+// carts, most first, and the position of the model it was read at; products
+// with equal units come in descending product id order (Redis' order for
+// equal scores read in reverse). limit < 1 gives none.
+func TopProducts(ctx context.Context, rdb redis.Cmdable, v *query.View, limit int) ([]ProductUnits, eventstore.Position, error) {
+	return readAt(ctx, rdb, v, "top products", func(p redis.Pipeliner) func() ([]ProductUnits, error) {
+		var res *redis.ZSliceCmd
+		if limit >= 1 {
+			res = p.ZRevRangeWithScores(ctx, v.Key(PartUnits), 0, int64(limit-1))
+		}
+		return func() ([]ProductUnits, error) {
+			out := []ProductUnits{}
+			if res == nil {
+				return out, nil
+			}
+			zs, err := res.Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("read top products: %w", err)
+			}
+			for _, z := range zs {
+				id, _ := z.Member.(string)
+				out = append(out, ProductUnits{ProductID: id, Units: int64(z.Score)})
+			}
+			return out, nil
+		}
+	})
 }
