@@ -51,7 +51,9 @@ type Config struct {
 	// read-your-writes again. Default 30 s.
 	RecoveryBound time.Duration
 	// SettleBound is how long after the workload every order may take to
-	// reach a final state and every read model the head. Default 90 s.
+	// reach a final state and every read model the head. Default 90 s
+	// plus half of Duration: the saga handles orders one at a time, and on
+	// a loaded machine a long run leaves it a backlog.
 	SettleBound time.Duration
 	// Out receives progress and the report. nil: os.Stdout.
 	Out io.Writer
@@ -109,7 +111,7 @@ func (c *Config) defaults() {
 		c.RecoveryBound = 30 * time.Second
 	}
 	if c.SettleBound == 0 {
-		c.SettleBound = 90 * time.Second
+		c.SettleBound = 90*time.Second + c.Duration/2
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout

@@ -58,7 +58,7 @@ See "Chaos testing" in docs/operations.md.`,
 	f.IntVar(&cfg.Workers, "workers", 6, "concurrent clients")
 	f.DurationVar(&cfg.Gap, "gap", 3*time.Second, "mean time between the end of a fault and the next")
 	f.DurationVar(&cfg.RecoveryBound, "recovery-bound", 30*time.Second, "longest time after a fault until read-your-writes works again")
-	f.DurationVar(&cfg.SettleBound, "settle-bound", 90*time.Second, "longest time after the workload until every order is final and every read model at the head")
+	f.DurationVar(&cfg.SettleBound, "settle-bound", 0, "longest time after the workload until every order is final and every read model at the head (default 90s plus half the duration)")
 	f.StringVar(&cfg.Dir, "dir", "", "directory for the processes' logs (default: a temporary one, kept when the run fails)")
 	return cmd
 }
