@@ -165,6 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: t.redis.addr})
 	defer rdb.Close()
 	sub := rdb.PSubscribe(ctx, "{el:*}:commits")
+	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		return nil, fmt.Errorf("chaos: subscribe to the commit announcements: %w", err)
 	}
