@@ -22,7 +22,8 @@ type netns struct {
 }
 
 // canNetns reports whether roles can get namespaces of their own: root on
-// Linux with ip and iptables.
+// Linux with ip and iptables, allowed to create a namespace and a veth pair
+// (a container without CAP_NET_ADMIN is root but is not).
 func canNetns() bool {
 	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
 		return false
@@ -32,6 +33,12 @@ func canNetns() bool {
 			return false
 		}
 	}
+	prefix, subnet := netnsPrefix()
+	n, err := newNetns(prefix, subnet, 0)
+	if err != nil {
+		return false
+	}
+	n.close()
 	return true
 }
 
