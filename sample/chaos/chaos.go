@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fmt.Fprintf(cfg.Out, "chaos: "+format+"\n", args...)
 	}
 	rep := &Report{Seed: cfg.Seed, Store: cfg.Store, Duration: cfg.Duration, Dir: cfg.Dir,
-		Network: "TCP fault proxies (not root: no network namespaces)"}
+		Network: "TCP fault proxies (no network namespaces: --netns off, or not root on Linux)"}
 	if cfg.netns {
 		rep.Network = "a network namespace per role; partitions and black holes by iptables, latency and loss by TCP fault proxies"
 	}

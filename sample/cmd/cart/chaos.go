@@ -38,6 +38,9 @@ See "Chaos testing" in docs/operations.md.`,
 			}
 			cfg.CartBinary = bin
 			cfg.Out = cmd.OutOrStdout()
+			if err := cfg.Validate(); err != nil {
+				return err // a usage error: exit 2
+			}
 			rep, err := chaos.Run(cmd.Context(), cfg)
 			if err != nil {
 				return asRoleError(err)
@@ -59,6 +62,7 @@ See "Chaos testing" in docs/operations.md.`,
 	f.DurationVar(&cfg.Gap, "gap", 3*time.Second, "mean time between the end of a fault and the next")
 	f.DurationVar(&cfg.RecoveryBound, "recovery-bound", 30*time.Second, "longest time after a fault until read-your-writes works again")
 	f.DurationVar(&cfg.SettleBound, "settle-bound", 0, "longest time after the workload until every order is final and every read model at the head (default 90s plus half the duration)")
+	f.StringVar(&cfg.Netns, "netns", "auto", "a network namespace per role, so that partitions are packets the kernel drops: on, off, or auto (on when root on Linux may create namespaces)")
 	f.StringVar(&cfg.Dir, "dir", "", "directory for the processes' logs (default: a temporary one, kept when the run fails)")
 	return cmd
 }
