@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -32,6 +33,15 @@ const (
 	relayLeaseKey      = "{el:relay:saga}:lease"
 	sagaDedupPrefix    = "el:saga:dedup:"
 	sagaGroup          = "order-credit"
+	// sagaClaimTTL bounds how long a delivery of an event stays claimed
+	// when its handling could not be settled (the process died, or Redis
+	// was cut off while marking it done). The transport redelivers the
+	// event in order, so until the claim expires the saga handles nothing
+	// else: relay.DefaultClaimTTL (5 min) made a 7-second partition cost
+	// minutes of pending orders (found by cart chaos). A saga step takes
+	// milliseconds, and handling an event twice is safe (every step decides
+	// from the order's state, with command ids), so a short claim suffices.
+	sagaClaimTTL = 15 * time.Second
 )
 
 // startSaga starts the relay that forwards the saga's events and the saga
@@ -70,12 +80,17 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL str
 		host, _ := os.Hostname()
 		s, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 			Client: rdb, ConsumerGroup: sagaGroup, Consumer: host + "-" + strconv.Itoa(os.Getpid()),
+			// A nacked message (its event still claimed by an unsettled
+			// delivery) is redelivered at once by default: a busy loop that
+			// logged ~3,000 errors a second under cart chaos.
+			NackResendSleep: 100 * time.Millisecond,
 		}, wlog)
 		if err != nil {
 			_ = p.Close()
 			return nil, fmt.Errorf("app: saga subscriber: %w", err)
 		}
 		pub, sub = p, s
+		wg.Go(func() { keepConsumerGroup(ctx, rdb, relay.DefaultTopic, sagaGroup, time.Second, log) })
 		closeTransport = func() { _ = s.Close(); _ = p.Close() }
 	}
 	if role != RoleServe || brokerURL != "" {
@@ -85,7 +100,7 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL str
 			closeTransport()
 			return nil, fmt.Errorf("app: saga relay lease: %w", err)
 		}
-		if dedup, err = consume.NewRedisDedup(consume.RedisDedupConfig{Redis: rdb, Prefix: sagaDedupPrefix}); err != nil {
+		if dedup, err = consume.NewRedisDedup(consume.RedisDedupConfig{Redis: rdb, Prefix: sagaDedupPrefix, ClaimTTL: sagaClaimTTL}); err != nil {
 			closeTransport()
 			return nil, fmt.Errorf("app: saga dedup: %w", err)
 		}
@@ -135,4 +150,31 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL str
 		}
 	})
 	return closeTransport, nil
+}
+
+// keepConsumerGroup creates the consumer group of topic again whenever it is
+// gone, checking every interval until ctx ends. The Redis Streams subscriber
+// creates it only when it subscribes; a Redis restarted empty (no
+// persistence, or a failover to a replica that lacked it) loses it, and the
+// subscriber then fails every read with NOGROUP for good (found by cart
+// chaos). The relay's checkpoint went with it, so the relay publishes the
+// log again from the start into the new stream; the group is created at "0"
+// to read all of it, and the saga's steps are idempotent.
+func keepConsumerGroup(ctx context.Context, rdb redis.UniversalClient, topic, group string, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := rdb.XGroupCreateMkStream(ctx, topic, group, "0").Err()
+		switch {
+		case err == nil:
+			log.Warn("saga: consumer group was gone; created it again", "topic", topic, "group", group)
+		case redis.HasErrorPrefix(err, "BUSYGROUP"):
+			// It exists: the common case.
+		}
+	}
 }

@@ -109,6 +109,7 @@ fail separately. Every flag has an EVENTLINE_* environment variable.`,
 		cfg.BindFlags(cmd.Flags(), role)
 		root.AddCommand(cmd)
 	}
+	root.AddCommand(chaosCommand())
 	for _, c := range extraCommands() {
 		root.AddCommand(c)
 	}
