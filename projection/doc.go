@@ -141,7 +141,7 @@
 //
 // A forced rebuild that crashed before its switch is resumed from its
 // checkpoint by the next forced Rebuild (the versions set still
-// lists its generation); RebuildOptions.Restart (or DiscardBuild) removes it
+// lists its generation); RebuildOptions.Restart (or Discard) removes it
 // instead, for a rebuild that must start over.
 //
 // # Leases

@@ -114,14 +114,14 @@ func expected(name string, n int) map[string]string {
 		}
 	}
 	if total > 0 {
-		m[query.Key(name, 1, "total")] = strconv.Itoa(total)
+		m[query.Key(name, query.Version(1), "total")] = strconv.Itoa(total)
 	}
 	for st, c := range cnt {
-		m[query.Key(name, 1, "counts")+"#"+st] = strconv.Itoa(c)
+		m[query.Key(name, query.Version(1), "counts")+"#"+st] = strconv.Itoa(c)
 	}
 	for st, s := range sums {
 		b, _ := json.Marshal(s)
-		m[query.Key(name, 1, "sum", st)] = string(b)
+		m[query.Key(name, query.Version(1), "sum", st)] = string(b)
 	}
 	return m
 }
@@ -140,7 +140,7 @@ func dumpModel(t testing.TB, rdb *redis.Client, name string) map[string]string {
 func dump(rdb *redis.Client, name string) (map[string]string, error) {
 	ctx := context.Background()
 	m := map[string]string{}
-	prefix := query.VersionPrefix(name, 1)
+	prefix := query.Prefix(name, query.Version(1))
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
@@ -194,7 +194,7 @@ func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func checkpointOf(rdb redis.Cmdable, name string) eventstore.Position {
-	p, _ := query.ReadCheckpoint(context.Background(), rdb, name, 1)
+	p, _ := query.ReadCheckpoint(context.Background(), rdb, name, query.Version(1))
 	return p
 }
 

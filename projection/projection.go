@@ -96,7 +96,7 @@ type Tx struct {
 // later generation, see query.Build) followed by parts joined with ':'.
 // Build every key of the model with it, never with query.Key, so that a
 // forced rebuild writes its own generation.
-func (tx *Tx) Key(parts ...string) string { return query.BuildKey(tx.name, tx.build, parts...) }
+func (tx *Tx) Key(parts ...string) string { return query.Key(tx.name, tx.build, parts...) }
 
 // Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
 // writes only; the replies of queued commands are not known until the batch

@@ -65,7 +65,7 @@ func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build
 			return cur, superseded(name, b, cur)
 		}
 		res, err := switchScript.Run(ctx, rdb,
-			[]string{query.ActiveKey(name), query.BuildCheckpointKey(name, b), query.BuildCheckpointKey(name, cur),
+			[]string{query.ActiveKey(name), query.CheckpointKey(name, b), query.CheckpointKey(name, cur),
 				RetiredKey(name), leaseKey(name, b)},
 			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token).Slice()
 		if err != nil {
@@ -130,7 +130,7 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 	if active == b {
 		return 0, fmt.Errorf("%w: %s v%s will not be removed", ErrActive, name, b)
 	}
-	prefix := query.BuildPrefix(name, b)
+	prefix := query.Prefix(name, b)
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", RemoveBatch).Result()
@@ -177,20 +177,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Discard removes every key of generation 0 of a version that is not active:
-// the partial model of a cancelled rebuild, its checkpoint, status and dead
-// letters. It takes the version's lease for the time of the removal, so that
-// no runner of the version writes meanwhile; if a runner holds it (someone
-// else is building this version) it changes nothing and returns an error
-// matching ErrBusy. The active build is never discarded (ErrActive).
-// DiscardBuild does the same for any generation.
-func Discard(ctx context.Context, rdb redis.UniversalClient, name string, version int) (removed int, err error) {
-	return DiscardBuild(ctx, rdb, name, query.Build{Version: version})
-}
-
-// DiscardBuild is Discard for build b, e.g. a generation left by a forced
-// rebuild that crashed and that should not be resumed.
-func DiscardBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build) (removed int, err error) {
+// Discard removes every key of build b of a projection, which must not be
+// active: the partial model of a cancelled rebuild, or a generation left by a
+// forced rebuild that crashed and should not be resumed, with its
+// checkpoint, status and dead letters. It takes the build's lease for the
+// time of the removal, so that no runner of the build writes meanwhile; if a
+// runner holds it (someone else is building it) it changes nothing and
+// returns an error matching ErrBusy. The active build is never discarded
+// (ErrActive).
+func Discard(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build) (removed int, err error) {
 	if b.Version < 1 || b.Generation < 0 {
 		return 0, fmt.Errorf("%w: build %+v", ErrInvalidConfig, b)
 	}
@@ -316,7 +311,7 @@ func (r *RebuildResult) previous() query.Build {
 // A Rebuild that crashes resumes from the new build's checkpoint when run
 // again (or starts over with opts.Restart). A Rebuild whose ctx ends before
 // the switch leaves the live build untouched, removes the new build's partial
-// keys (with DiscardBuild, unless a projector is building it) and returns
+// keys (with Discard, unless a projector is building it) and returns
 // ctx's error. A version older than the
 // active one gives ErrSuperseded; the active version itself gives
 // AlreadyActive at once, unless opts.Force asks for a new generation of it.
@@ -339,7 +334,7 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 		return res, fmt.Errorf("projection: rebuild: %w", superseded(name, query.Build{Version: version}, prev))
 	case prev.Version == version && !opts.Force:
 		res.AlreadyActive, res.Generation = true, prev.Generation
-		res.Checkpoint, err = query.ReadBuildCheckpoint(ctx, rdb, name, prev)
+		res.Checkpoint, err = query.ReadCheckpoint(ctx, rdb, name, prev)
 		return res, err
 	case prev.Version == version:
 		if res.Generation, err = nextGeneration(ctx, rdb, name, prev); err != nil {
@@ -348,7 +343,7 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	}
 	target := res.build()
 	if opts.Restart && target != prev {
-		n, err := DiscardBuild(ctx, rdb, name, target)
+		n, err := Discard(ctx, rdb, name, target)
 		if err != nil {
 			return res, fmt.Errorf("projection: rebuild %s v%s from the start: %w", name, target, err)
 		}
@@ -447,7 +442,7 @@ func observe(ctx context.Context, cfg Config, b, prev query.Build) (Progress, er
 		Previous: prev.Version, PreviousGeneration: prev.Generation, Phase: PhaseCatchingUp}
 	pipe := cfg.Redis.Pipeline()
 	active := pipe.Get(ctx, query.ActiveKey(name))
-	cp := pipe.HGet(ctx, query.BuildCheckpointKey(name, b), query.FieldPosition)
+	cp := pipe.HGet(ctx, query.CheckpointKey(name, b), query.FieldPosition)
 	retired := pipe.SIsMember(ctx, RetiredKey(name), prev.String())
 	holder := pipe.Get(ctx, leaseKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -490,7 +485,7 @@ func cancelRebuild(ctx context.Context, cfg Config, res RebuildResult) error {
 		return fmt.Errorf("projection: rebuild of %s v%s cancelled after the switch (v%s is active); removal of v%s resumes with the next runner: %w",
 			name, b, b, prev, ctx.Err())
 	}
-	n, err := DiscardBuild(cctx, cfg.Redis, name, b)
+	n, err := Discard(cctx, cfg.Redis, name, b)
 	switch {
 	case errors.Is(err, ErrBusy):
 		return fmt.Errorf("projection: rebuild of %s v%s cancelled; v%s untouched; %w: %w", name, b, active, err, ctx.Err())

@@ -58,7 +58,7 @@ func TestRebuildRequestServedOnce(t *testing.T) {
 	if a := rdb.Get(ctx, query.ActiveKey("c")).Val(); a != "1g2" {
 		t.Fatalf("active build %q, want 1g2", a)
 	}
-	if cp, _ := query.ReadBuildCheckpoint(ctx, rdb, "c", query.Build{Version: 1, Generation: 2}); cp != head {
+	if cp, _ := query.ReadCheckpoint(ctx, rdb, "c", query.Build{Version: 1, Generation: 2}); cp != head {
 		t.Fatalf("checkpoint of the active build %s, want %s", cp, head)
 	}
 }

@@ -16,12 +16,12 @@ import (
 // asked for in the build's dead-letter list.
 var ErrNoDeadLetter = errors.New("projection: no such dead letter")
 
-// BuildRetryKey returns the key of the retry list of build b: dead letters
+// RetryKey returns the key of the retry list of build b: dead letters
 // an operator asked to apply again, as the JSON DeadLetterEntry they had in
 // the dead-letter list, oldest request first. The build's lease holder
 // empties it.
-func BuildRetryKey(name string, b query.Build) string {
-	return query.BuildPrefix(name, b) + "retry"
+func RetryKey(name string, b query.Build) string {
+	return query.Prefix(name, b) + "retry"
 }
 
 // retryRequestScript moves the dead letter of KEYS[1] whose position is
@@ -41,7 +41,7 @@ return 0`)
 // RetryDeadLetter asks the runner holding the lease of build b of projection
 // name to apply the dead letter at position again, once the projection's code
 // or data has been fixed. The request is recorded in Redis (the entry moves
-// from the dead-letter list to the build's retry list, BuildRetryKey), so it
+// from the dead-letter list to the build's retry list, RetryKey), so it
 // survives restarts: the lease holder picks it up between batches, within
 // about Config.StatusEvery, reads the record from the store again and applies
 // it in a fenced transaction that also removes the request, so that the
@@ -66,7 +66,7 @@ func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string
 		}
 		b = a
 	}
-	n, err := retryRequestScript.Run(ctx, rdb, []string{BuildDeadLetterKey(name, b), BuildRetryKey(name, b)}, position.String()).Int()
+	n, err := retryRequestScript.Run(ctx, rdb, []string{DeadLetterKey(name, b), RetryKey(name, b)}, position.String()).Int()
 	if err != nil {
 		return fmt.Errorf("projection: retry dead letter %s of %s v%s: %w", position, name, b, err)
 	}
@@ -79,7 +79,7 @@ func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string
 // ReadRetries returns the dead letters of build b waiting to be applied
 // again (RetryDeadLetter), oldest request first.
 func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]DeadLetterEntry, error) {
-	raw, err := rdb.LRange(ctx, BuildRetryKey(name, b), 0, -1).Result()
+	raw, err := rdb.LRange(ctx, RetryKey(name, b), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
 	}
@@ -97,7 +97,7 @@ func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Bu
 // first, until the list is empty. It runs on the session's goroutine between
 // batches, so the lease is the runner's and nothing else writes the build.
 func (r *Runner) retryDeadLetters(ctx context.Context) error {
-	retryKey := BuildRetryKey(r.name, r.build)
+	retryKey := RetryKey(r.name, r.build)
 	for {
 		raw, err := r.cfg.Redis.LIndex(ctx, retryKey, 0).Result()
 		switch {

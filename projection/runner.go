@@ -228,9 +228,9 @@ func New(cfg Config) (*Runner, error) {
 func (r *Runner) use(b query.Build) {
 	r.build = b
 	r.leaseKey = leaseKey(r.name, b)
-	r.checkpointKey = query.BuildCheckpointKey(r.name, b)
+	r.checkpointKey = query.CheckpointKey(r.name, b)
 	r.statusKey = statusKey(r.name, b)
-	r.deadKey = BuildDeadLetterKey(r.name, b)
+	r.deadKey = DeadLetterKey(r.name, b)
 	r.mu.Lock()
 	if r.st.Generation != b.Generation {
 		r.st.Checkpoint, r.recordedAt = eventstore.Position{}, time.Time{}
@@ -285,7 +285,7 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 	s.RecordedAt = r.recordedAt
 	r.mu.Unlock()
 	s.fillLag(s.RecordedAt, time.Now())
-	rs, err := ReadBuildStatus(ctx, r.cfg.Redis, r.name, query.Build{Version: s.Version, Generation: s.Generation})
+	rs, err := ReadStatus(ctx, r.cfg.Redis, r.name, query.Build{Version: s.Version, Generation: s.Generation})
 	if err != nil {
 		return s, err
 	}
@@ -510,7 +510,7 @@ func (r *Runner) session(ctx context.Context) error {
 			"so rebuild it explicitly (the replay command or projection.Rebuild) or use ActivateIfNewer",
 			ErrNewVersion, r.name, active, r.version)
 	}
-	cp, err := query.ReadBuildCheckpoint(ctx, rdb, r.name, r.build)
+	cp, err := query.ReadCheckpoint(ctx, rdb, r.name, r.build)
 	if err != nil {
 		return err
 	}
@@ -722,7 +722,7 @@ func (r *Runner) checkEmpty(ctx context.Context, active query.Build) error {
 	if err != nil {
 		return fmt.Errorf("projection %s v%s: look for a model without checkpoint: %w", r.name, r.build, err)
 	}
-	prefix := query.BuildPrefix(r.name, r.build)
+	prefix := query.Prefix(r.name, r.build)
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()

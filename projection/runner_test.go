@@ -76,12 +76,12 @@ func TestRunnerBatchesAppliesOnceAndSkipsUnknown(t *testing.T) {
 
 	// Status, from the runner and from Redis alone.
 	waitUntil(t, 10*time.Second, "status to show the head", func() bool {
-		s, err := ReadStatus(ctx, rdb, "c", 0)
+		s, err := ReadStatus(ctx, rdb, "c", query.Build{})
 		return err == nil && s.Head == last
 	})
 	for _, get := range []func() (Status, error){
 		func() (Status, error) { return r.Status(ctx) },
-		func() (Status, error) { return ReadStatus(ctx, rdb, "c", 1) },
+		func() (Status, error) { return ReadStatus(ctx, rdb, "c", query.Version(1)) },
 	} {
 		s, err := get()
 		if err != nil {
@@ -187,7 +187,7 @@ func TestPoisonStop(t *testing.T) {
 	if d := diffModels(expected("c", 50), dumpModel(t, rdb, "c")); d != "" {
 		t.Fatalf("model differs:\n%s", d)
 	}
-	s, err := ReadStatus(ctx, rdb, "c", 1)
+	s, err := ReadStatus(ctx, rdb, "c", query.Version(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestPoisonDeadLetter(t *testing.T) {
 	if d := diffModels(expected("c", 100), dumpModel(t, rdb, "c")); d != "" {
 		t.Fatalf("model differs:\n%s", d)
 	}
-	items, err := rdb.LRange(ctx, DeadLetterKey("c", 1), 0, -1).Result()
+	items, err := rdb.LRange(ctx, DeadLetterKey("c", query.Version(1)), 0, -1).Result()
 	if err != nil || len(items) != 1 {
 		t.Fatalf("dead letters = %v, %v; want one", items, err)
 	}

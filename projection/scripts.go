@@ -79,7 +79,7 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Buil
 		flag = "1"
 	}
 	res, err := activateScript.Run(ctx, rdb,
-		[]string{query.ActiveKey(name), query.BuildCheckpointKey(name, b)},
+		[]string{query.ActiveKey(name), query.CheckpointKey(name, b)},
 		b.String(), strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag).Slice()
 	if err != nil {
 		return false, previous, fmt.Errorf("projection: activate %s v%s: %w", name, b, err)

@@ -88,18 +88,13 @@ const (
 	fUpdatedAt = "updated_at"
 )
 
-func statusKey(name string, b query.Build) string { return query.BuildPrefix(name, b) + "status" }
-func leaseKey(name string, b query.Build) string  { return query.BuildPrefix(name, b) + "lease" }
+func statusKey(name string, b query.Build) string { return query.Prefix(name, b) + "status" }
+func leaseKey(name string, b query.Build) string  { return query.Prefix(name, b) + "lease" }
 
-// DeadLetterKey returns the key of the dead-letter list of generation 0 of
-// one version: a list of JSON DeadLetterEntry values, oldest first.
-func DeadLetterKey(name string, version int) string {
-	return BuildDeadLetterKey(name, query.Build{Version: version})
-}
-
-// BuildDeadLetterKey returns the key of the dead-letter list of build b.
-func BuildDeadLetterKey(name string, b query.Build) string {
-	return query.BuildPrefix(name, b) + "deadletter"
+// DeadLetterKey returns the key of the dead-letter list of build b: a list
+// of JSON DeadLetterEntry values, oldest first.
+func DeadLetterKey(name string, b query.Build) string {
+	return query.Prefix(name, b) + "deadletter"
 }
 
 // ProjectionsKey is a set of the names of every projection a runner has run,
@@ -110,23 +105,9 @@ const ProjectionsKey = "el:projections"
 // projection name that runners have run.
 func VersionsKey(name string) string { return query.Tag(name) + ":versions" }
 
-// ReadStatus reads the status of one version of a projection from Redis alone,
-// as another process (the CLI) sees it: of its active generation when the
-// version is active, of generation 0 otherwise. Version 0 means the active
-// build.
-func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, version int) (Status, error) {
-	return readStatus(ctx, rdb, name, query.Build{Version: version}, true)
-}
-
-// ReadBuildStatus reads the status of build b of a projection from Redis
-// alone. The zero Build means the active build.
-func ReadBuildStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) (Status, error) {
-	return readStatus(ctx, rdb, name, b, false)
-}
-
-// readStatus reads the status of b, or of the active build when b is zero;
-// with followActive, b's version at the active generation if it is active.
-func readStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, followActive bool) (Status, error) {
+// ReadStatus reads the status of build b of a projection from Redis alone, as
+// another process (the CLI) sees it. The zero Build means the active build.
+func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) (Status, error) {
 	if err := query.ValidateName(name); err != nil {
 		return Status{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -137,14 +118,14 @@ func readStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 	switch {
 	case b.IsZero() && active.IsZero():
 		return Status{}, fmt.Errorf("%w: projection %q has no active version", query.ErrNotReady, name)
-	case b.IsZero(), followActive && b.Version == active.Version:
+	case b.IsZero():
 		b = active
 	}
 	pipe := rdb.Pipeline()
 	st := pipe.HGetAll(ctx, statusKey(name, b))
-	cp := pipe.HGetAll(ctx, query.BuildCheckpointKey(name, b))
+	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, b))
 	holder := pipe.Get(ctx, leaseKey(name, b))
-	dead := pipe.LLen(ctx, BuildDeadLetterKey(name, b))
+	dead := pipe.LLen(ctx, DeadLetterKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}

@@ -16,8 +16,8 @@
 // has no active version: Resolve returns ErrNotReady rather than a half-built
 // model.
 //
-// This package owns the key layout (BuildKey, ActiveKey, BuildCheckpointKey,
-// ...; Key, VersionPrefix and CheckpointKey name generation 0): the
+// This package owns the key layout (Key, Prefix, CheckpointKey, ActiveKey,
+// each of one Build; Version(n) names generation 0 of version n): the
 // projection package writes through it, so writers and readers cannot drift
 // apart.
 //

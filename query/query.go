@@ -60,12 +60,12 @@ func Resolve(ctx context.Context, rdb redis.Cmdable, name string) (*View, error)
 func (v *View) Build() Build { return Build{Version: v.Version, Generation: v.Generation} }
 
 // Key returns the key of a read model entry of the View's build.
-func (v *View) Key(parts ...string) string { return BuildKey(v.Name, v.Build(), parts...) }
+func (v *View) Key(parts ...string) string { return Key(v.Name, v.Build(), parts...) }
 
 // Checkpoint returns the position of the last record applied to the View's
 // build (Start when none).
 func (v *View) Checkpoint(ctx context.Context) (eventstore.Position, error) {
-	return ReadBuildCheckpoint(ctx, v.rdb, v.Name, v.Build())
+	return ReadCheckpoint(ctx, v.rdb, v.Name, v.Build())
 }
 
 // GetJSON reads the string key made of parts and decodes it as JSON into dst.
@@ -103,17 +103,11 @@ func (v *View) HGetAll(ctx context.Context, dst any, parts ...string) error {
 	return nil
 }
 
-// ReadCheckpoint returns the checkpoint of generation 0 of one version of a
-// projection, Start when it has applied nothing. View.Checkpoint follows the
-// active generation.
-func ReadCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, version int) (eventstore.Position, error) {
-	return ReadBuildCheckpoint(ctx, rdb, name, Build{Version: version})
-}
-
-// ReadBuildCheckpoint returns the checkpoint of build b of a projection, Start
-// when the build has applied nothing.
-func ReadBuildCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, b Build) (eventstore.Position, error) {
-	key := BuildCheckpointKey(name, b)
+// ReadCheckpoint returns the checkpoint of build b of a projection, Start
+// when the build has applied nothing. View.Checkpoint reads the checkpoint of
+// the build the View resolved.
+func ReadCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, b Build) (eventstore.Position, error) {
+	key := CheckpointKey(name, b)
 	s, err := rdb.HGet(ctx, key, FieldPosition).Result()
 	if errors.Is(err, redis.Nil) {
 		return eventstore.Start, nil

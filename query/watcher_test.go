@@ -34,7 +34,7 @@ func commit(t *testing.T, rdb redis.UniversalClient, name string, b query.Build,
 	ctx := context.Background()
 	p := eventstore.SeqPosition(pos).String()
 	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HSet(ctx, query.BuildCheckpointKey(name, b), query.FieldPosition, p)
+		pipe.HSet(ctx, query.CheckpointKey(name, b), query.FieldPosition, p)
 		pipe.Publish(ctx, query.CommitChannel(name), query.CommitMessage(b, p))
 		return nil
 	})
@@ -259,7 +259,7 @@ func TestWatcherFallbackPoll(t *testing.T) {
 		done <- err
 	}()
 	eventually(t, "the waiter", func() bool { return w.Waiting() == 1 })
-	rdb.HSet(ctx, query.CheckpointKey("carts", 1), query.FieldPosition, "11")
+	rdb.HSet(ctx, query.CheckpointKey("carts", query.Version(1)), query.FieldPosition, "11")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

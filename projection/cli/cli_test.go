@@ -136,7 +136,7 @@ func TestReplaySwitchesAndPrintsPlainLines(t *testing.T) {
 	if err != nil || v.Version != 2 {
 		t.Fatalf("carts active: %v, %v", v, err)
 	}
-	if n := len(e.rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Val()); n != 0 {
+	if n := len(e.rdb.Keys(ctx, query.Prefix("carts", query.Version(1))+"*").Val()); n != 0 {
 		t.Fatalf("%d keys of carts v1 left", n)
 	}
 	var total int64
@@ -244,7 +244,7 @@ func TestReplayCancel(t *testing.T) {
 	// Cancel as soon as the new version has written something.
 	go func() {
 		for ctx.Err() == nil {
-			if cp, _ := query.ReadCheckpoint(context.Background(), e.rdb, "carts", 2); cp.Commit > 0 {
+			if cp, _ := query.ReadCheckpoint(context.Background(), e.rdb, "carts", query.Version(2)); cp.Commit > 0 {
 				cancel()
 				return
 			}
@@ -260,7 +260,7 @@ func TestReplayCancel(t *testing.T) {
 	if v, err := query.Resolve(bg, e.rdb, "carts"); err != nil || v.Version != 1 {
 		t.Fatalf("active after cancel: %v, %v", v, err)
 	}
-	if n := len(e.rdb.Keys(bg, query.VersionPrefix("carts", 2)+"*").Val()); n != 0 {
+	if n := len(e.rdb.Keys(bg, query.Prefix("carts", query.Version(2))+"*").Val()); n != 0 {
 		t.Fatalf("%d keys of the cancelled v2 left", n)
 	}
 }
@@ -342,7 +342,7 @@ func TestReplayForceRestoresDamagedModel(t *testing.T) {
 	if got := counts(v); !maps.Equal(got, want) {
 		t.Fatalf("carts after replay --force: %v, want %v", got, want)
 	}
-	if n := len(e.rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Val()); n != 0 {
+	if n := len(e.rdb.Keys(ctx, query.Prefix("carts", query.Version(1))+"*").Val()); n != 0 {
 		t.Errorf("%d keys of the damaged generation 0 left", n)
 	}
 
@@ -423,7 +423,7 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if cp, _ := query.ReadCheckpoint(ctx, e.rdb, "carts", 2); cp.Commit > 0 {
+		if cp, _ := query.ReadCheckpoint(ctx, e.rdb, "carts", query.Version(2)); cp.Commit > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -439,10 +439,10 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 	if err != nil || !strings.Contains(out, "carts: v2 active at 5000, replaced v1 (removed)") {
 		t.Fatalf("replay --restart: %v\n%s", err, out)
 	}
-	if n := e.rdb.Exists(ctx, query.Key("carts", 2, "stale")).Val(); n != 0 {
+	if n := e.rdb.Exists(ctx, query.Key("carts", query.Version(2), "stale")).Val(); n != 0 {
 		t.Error("a key of the crashed build survived replay --restart")
 	}
-	counts := e.rdb.HGetAll(ctx, query.Key("carts", 2, "counts")).Val()
+	counts := e.rdb.HGetAll(ctx, query.Key("carts", query.Version(2), "counts")).Val()
 	total := 0
 	for s, v := range counts {
 		n, _ := strconv.Atoi(v)

@@ -58,7 +58,7 @@ func TestStatusListsNoPhantomBuilds(t *testing.T) {
 	}
 	// A runner crashed before its first batch of generation 2 of a rebuild.
 	e.rdb.SAdd(ctx, projection.VersionsKey("carts"), "1g2")
-	e.rdb.HSet(ctx, query.BuildPrefix("carts", query.Build{Version: 1, Generation: 2})+"status", "state", "catching_up", "holder", "crashed")
+	e.rdb.HSet(ctx, query.Prefix("carts", query.Build{Version: 1, Generation: 2})+"status", "state", "catching_up", "holder", "crashed")
 
 	if rows := statusRows(t, e); len(rows) != 1 || rows[0] != "carts v1g1 stopped" {
 		t.Fatalf("status: %q, want only carts v1g1", rows)

@@ -255,7 +255,7 @@ func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := h.cfg.Redis.LRange(r.Context(), projection.BuildDeadLetterKey(name, b), -MaxDeadLetters, -1).Result()
+	raw, err := h.cfg.Redis.LRange(r.Context(), projection.DeadLetterKey(name, b), -MaxDeadLetters, -1).Result()
 	if err != nil {
 		h.redisError(w, err)
 		return

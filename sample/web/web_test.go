@@ -372,7 +372,7 @@ func TestDeadLettersListed(t *testing.T) {
 	f := newFixture(t, web.Config{})
 	ctx := context.Background()
 	entry, _ := json.Marshal(projection.DeadLetterEntry{Position: "2", StreamID: "order-o1", Version: 1, Type: "order.placed", Error: "boom <b>"})
-	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, 1), entry).Err(); err != nil {
+	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, query.Version(1)), entry).Err(); err != nil {
 		t.Fatal(err)
 	}
 	status, body := do(t, "GET", f.srv.URL+"/web/deadletters?projection="+web.TailName, "", nil)
@@ -405,7 +405,7 @@ func TestDeadLetterRetriedFromThePage(t *testing.T) {
 	// the fixture holding the build's lease.
 	entry, _ := json.Marshal(projection.DeadLetterEntry{Position: rec.Position.String(), StreamID: rec.StreamID,
 		Version: rec.Version, Type: rec.Type, EventID: rec.ID.String(), Error: "boom"})
-	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, 1), entry).Err(); err != nil {
+	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, query.Version(1)), entry).Err(); err != nil {
 		t.Fatal(err)
 	}
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
