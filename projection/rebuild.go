@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -26,74 +25,6 @@ const RemoveBatch = 500
 // the build out, so a removal interrupted by a crash is resumed by the next
 // lease holder of the active build.
 func RetiredKey(name string) string { return query.Tag(name) + ":retired" }
-
-// activeBuild reads the live build of name (zero: none).
-func activeBuild(ctx context.Context, rdb redis.Cmdable, name string) (query.Build, error) {
-	s, err := rdb.Get(ctx, query.ActiveKey(name)).Result()
-	if errors.Is(err, redis.Nil) {
-		return query.Build{}, nil
-	}
-	if err != nil {
-		return query.Build{}, fmt.Errorf("projection: read active build of %s: %w", name, err)
-	}
-	b, err := query.ParseBuild(s)
-	if err != nil {
-		return query.Build{}, fmt.Errorf("projection: %s: %w", name, err)
-	}
-	return b, nil
-}
-
-// superseded returns an error matching ErrSuperseded for a runner of build b
-// when active is newer.
-func superseded(name string, b, active query.Build) error {
-	return fmt.Errorf("%w: %s v%s is active, this is v%s; stopping so as not to write over it",
-		ErrSuperseded, name, active, b)
-}
-
-// switchTo makes build b the active build of name once its checkpoint has
-// reached target and the checkpoint of the build it replaces, provided token
-// still holds b's lease. It returns ErrBehind (wrapped) when b is not there
-// yet, ErrSuperseded when a newer build is active, and ErrFenced when the
-// lease was lost.
-func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, token string, target eventstore.Position) (previous query.Build, err error) {
-	cur, err := activeBuild(ctx, rdb, name)
-	if err != nil {
-		return previous, err
-	}
-	for range 10 {
-		if b.Before(cur) {
-			return cur, superseded(name, b, cur)
-		}
-		res, err := switchScript.Run(ctx, rdb,
-			[]string{query.ActiveKey(name), query.CheckpointKey(name, b), query.CheckpointKey(name, cur),
-				RetiredKey(name), leaseKey(name, b)},
-			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token).Slice()
-		if err != nil {
-			return previous, fmt.Errorf("projection: switch %s to v%s: %w", name, b, err)
-		}
-		if len(res) != 2 {
-			return previous, fmt.Errorf("projection: switch %s to v%s: unexpected reply %v", name, b, res)
-		}
-		code, _ := res[0].(int64)
-		s, _ := res[1].(string)
-		var got query.Build
-		if s != "" {
-			if got, err = query.ParseBuild(s); err != nil {
-				return previous, fmt.Errorf("projection: %s: active build: %w", name, err)
-			}
-		}
-		switch code {
-		case 1:
-			return got, nil
-		case -1:
-			return got, fmt.Errorf("%w: %s v%s has not reached %s and the checkpoint of v%s", ErrBehind, name, b, target, got)
-		case -3:
-			return got, fmt.Errorf("%w: %s v%s: cannot switch without the lease", ErrFenced, name, b)
-		}
-		cur = got // the active build moved under us: look again
-	}
-	return previous, fmt.Errorf("projection: switch %s to v%s: active build keeps changing", name, b)
-}
 
 // removeBuild deletes every key of one build of name in steps of RemoveBatch
 // keys (SCAN MATCH on the build prefix, then UNLINK, which frees memory off
