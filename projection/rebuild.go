@@ -201,6 +201,15 @@ type RebuildOptions struct {
 	Restart bool
 }
 
+// Validate reports options Rebuild would refuse, as an error matching
+// ErrInvalidConfig.
+func (o RebuildOptions) Validate() error {
+	if o.ProgressEvery < 0 {
+		return fmt.Errorf("%w: RebuildOptions.ProgressEvery %v is negative", ErrInvalidConfig, o.ProgressEvery)
+	}
+	return nil
+}
+
 // RebuildResult says what a Rebuild did.
 type RebuildResult struct {
 	Name string
@@ -250,6 +259,9 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	if err := cfg.Validate(); err != nil {
 		return RebuildResult{}, err
 	}
+	if err := opts.Validate(); err != nil {
+		return RebuildResult{}, err
+	}
 	cfg.Activation = ActivateIfNewer
 	cfg = cfg.withDefaults()
 	name, version := cfg.Projection.Name(), cfg.Projection.Version()
@@ -282,7 +294,7 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 			cfg.Logger.Info("rebuild starts over; partial build removed", "projection", name, "build", target.String(), "keys", n)
 		}
 	}
-	r, err := New(cfg)
+	r, err := NewRunner(cfg)
 	if err != nil {
 		return res, err
 	}

@@ -43,21 +43,51 @@ func RequestRebuild(ctx context.Context, rdb redis.Cmdable, name string) error {
 	return nil
 }
 
-// ServeRebuildRequests runs, until ctx ends, the rebuilds of cfg.Projection
-// that RequestRebuild records, looking every interval (default 1 s): a
-// forced blue/green Rebuild with opts, after which the request is removed,
-// whether the rebuild succeeded or failed (the failure is logged and left in
-// the new build's status). Among the processes serving one projection, one
-// claims a request (a lease renewed while it runs) and the others leave it;
-// if that process dies, the claim expires after cfg.LeaseTTL and another
-// takes the request over, resuming the generation from its checkpoint.
-func ServeRebuildRequests(ctx context.Context, cfg Config, opts RebuildOptions, interval time.Duration) error {
-	if err := cfg.Validate(); err != nil {
+// ServeRebuildOptions configures ServeRebuildRequests.
+type ServeRebuildOptions struct {
+	// Config is the configuration of the rebuild's runner: Store, Redis and
+	// Projection are required, as for NewRunner. Its LeaseTTL is also the
+	// TTL of the claim on a request, and its ID the claim's token.
+	Config Config
+	// Rebuild tunes each rebuild; Force is always set.
+	Rebuild RebuildOptions
+	// Interval is how often Redis is asked for a pending request. Default
+	// DefaultServeInterval.
+	Interval time.Duration
+}
+
+// DefaultServeInterval is the default of ServeRebuildOptions.Interval.
+const DefaultServeInterval = time.Second
+
+// Validate reports options ServeRebuildRequests would refuse, as an error
+// matching ErrInvalidConfig.
+func (o ServeRebuildOptions) Validate() error {
+	if o.Interval < 0 {
+		return fmt.Errorf("%w: ServeRebuildOptions.Interval %v is negative", ErrInvalidConfig, o.Interval)
+	}
+	if err := o.Rebuild.Validate(); err != nil {
 		return err
 	}
-	cfg = cfg.withDefaults()
-	if interval <= 0 {
-		interval = time.Second
+	return o.Config.Validate()
+}
+
+// ServeRebuildRequests runs, until ctx ends, the rebuilds of
+// opts.Config.Projection that RequestRebuild records, looking every
+// opts.Interval: a forced blue/green Rebuild with opts.Rebuild, after which
+// the request is removed, whether the rebuild succeeded or failed (the
+// failure is logged and left in the new build's status). Among the processes
+// serving one projection, one claims a request (a lease renewed while it
+// runs) and the others leave it; if that process dies, the claim expires
+// after Config.LeaseTTL and another takes the request over, resuming the
+// generation from its checkpoint.
+func ServeRebuildRequests(ctx context.Context, opts ServeRebuildOptions) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	cfg := opts.Config.withDefaults()
+	interval := opts.Interval
+	if interval == 0 {
+		interval = DefaultServeInterval
 	}
 	name := cfg.Projection.Name()
 	log := cfg.Logger.With("projection", name, "runner", cfg.ID)
@@ -76,7 +106,7 @@ func ServeRebuildRequests(ctx context.Context, cfg Config, opts RebuildOptions, 
 			}
 			continue
 		}
-		if err := serveRequest(ctx, cfg, opts, log); err != nil && ctx.Err() == nil {
+		if err := serveRequest(ctx, cfg, opts.Rebuild, log); err != nil && ctx.Err() == nil {
 			log.Warn("serve a rebuild request", "error", err)
 		}
 	}

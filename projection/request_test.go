@@ -32,7 +32,7 @@ func TestRebuildRequestServedOnce(t *testing.T) {
 	for _, id := range []string{"p1", "p2"} {
 		wg.Go(func() {
 			cfg := Config{Store: store, Redis: rdb, Projection: counts("c"), ID: id, LeaseTTL: time.Second, Logger: quietLogger()}
-			if err := ServeRebuildRequests(sctx, cfg, RebuildOptions{}, 5*time.Millisecond); err != nil {
+			if err := ServeRebuildRequests(sctx, ServeRebuildOptions{Config: cfg, Interval: 5 * time.Millisecond}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -82,7 +82,7 @@ func TestRebuildRequestTakenOverFromADeadClaim(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		cfg := Config{Store: store, Redis: rdb, Projection: counts("c"), ID: "p2", LeaseTTL: time.Second, Logger: quietLogger()}
-		done <- ServeRebuildRequests(sctx, cfg, RebuildOptions{}, 5*time.Millisecond)
+		done <- ServeRebuildRequests(sctx, ServeRebuildOptions{Config: cfg, Interval: 5 * time.Millisecond})
 	}()
 	defer func() { cancel(); <-done }()
 	waitUntil(t, 30*time.Second, "the request served after the claim expired", func() bool {

@@ -38,24 +38,49 @@ for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
 end
 return 0`)
 
-// RetryDeadLetter asks the runner holding the lease of build b of projection
-// name to apply the dead letter at position again, once the projection's code
-// or data has been fixed. The request is recorded in Redis (the entry moves
-// from the dead-letter list to the build's retry list, RetryKey), so it
-// survives restarts: the lease holder picks it up between batches, within
-// about Config.StatusEvery, reads the record from the store again and applies
-// it in a fenced transaction that also removes the request, so that the
-// record is applied once whatever crashes. If applying it fails
-// Config.MaxAttempts times again, it goes back to the dead-letter list with
-// the new error. The checkpoint does not move: the record is applied after
-// the records that followed it in the log.
-//
-// The zero Build means the active build. It returns an error matching
-// ErrNoDeadLetter if the build has no dead letter at position.
-func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, position eventstore.Position) error {
-	if err := query.ValidateName(name); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+// RetryDeadLetterOptions names the dead letter RetryDeadLetter applies
+// again.
+type RetryDeadLetterOptions struct {
+	// Projection is the projection's name. Required.
+	Projection string
+	// Build is the build whose dead letter it is; the zero Build means the
+	// active build.
+	Build query.Build
+	// Position is the dead letter's position in the log. Required.
+	Position eventstore.Position
+}
+
+// Validate reports options RetryDeadLetter would refuse, as an error
+// matching ErrInvalidConfig.
+func (o RetryDeadLetterOptions) Validate() error {
+	if err := query.ValidateName(o.Projection); err != nil {
+		return fmt.Errorf("%w: RetryDeadLetterOptions.Projection: %w", ErrInvalidConfig, err)
 	}
+	if !o.Build.IsZero() && (o.Build.Version < 1 || o.Build.Generation < 0) {
+		return fmt.Errorf("%w: RetryDeadLetterOptions.Build %+v", ErrInvalidConfig, o.Build)
+	}
+	return nil
+}
+
+// RetryDeadLetter asks the runner holding the lease of build opts.Build of
+// projection opts.Projection to apply the dead letter at opts.Position
+// again, once the projection's code or data has been fixed. The request is
+// recorded in Redis (the entry moves from the dead-letter list to the
+// build's retry list, RetryKey), so it survives restarts: the lease holder
+// picks it up between batches, within about Config.StatusEvery, reads the
+// record from the store again and applies it in a fenced transaction that
+// also removes the request, so that the record is applied once whatever
+// crashes. If applying it fails Config.MaxAttempts times again, it goes
+// back to the dead-letter list with the new error. The checkpoint does not
+// move: the record is applied after the records that followed it in the log.
+//
+// It returns an error matching ErrNoDeadLetter if the build has no dead
+// letter at that position.
+func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, opts RetryDeadLetterOptions) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	name, b, position := opts.Projection, opts.Build, opts.Position
 	if b.IsZero() {
 		a, err := activeBuild(ctx, rdb, name)
 		if err != nil {

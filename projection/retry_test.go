@@ -75,7 +75,7 @@ func TestRetryDeadLetterAppliesOnce(t *testing.T) {
 	r, _, pos := deadLettered(t, rdb, store, &fixed, "")
 
 	fixed.Store(true)
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); err != nil {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: pos}); err != nil {
 		t.Fatal(err)
 	}
 	retryKey := RetryKey("c", query.Build{Version: 1})
@@ -112,7 +112,7 @@ func TestRetryDeadLetterAppliesOnce(t *testing.T) {
 	if cp := checkpointOf(rdb, "c"); cp != res.Position {
 		t.Fatalf("checkpoint = %s, want %s", cp, res.Position)
 	}
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); !errors.Is(err, ErrNoDeadLetter) {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: pos}); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("second retry: %v, want ErrNoDeadLetter", err)
 	}
 }
@@ -125,7 +125,7 @@ func TestRetryDeadLetterFailsAgain(t *testing.T) {
 	r, _, pos := deadLettered(t, rdb, store, &fixed, "")
 	asked := time.Now()
 
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{Version: 1}, pos); err != nil {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{Version: 1}, Position: pos}); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.LLen(ctx, DeadLetterKey("c", query.Version(1))).Val(); n != 0 {
@@ -152,7 +152,7 @@ func TestRetryDeadLetterFailsAgain(t *testing.T) {
 	if testutil.ToFloat64(r.m.deadLetters) != 2 {
 		t.Fatalf("dead letter metric = %v, want 2", testutil.ToFloat64(r.m.deadLetters))
 	}
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, eventstore.Position{Commit: 999, Prepare: 999}); !errors.Is(err, ErrNoDeadLetter) {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: eventstore.Position{Commit: 999, Prepare: 999}}); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("retry of an unknown position: %v, want ErrNoDeadLetter", err)
 	}
 }
@@ -167,7 +167,7 @@ func TestRetryDeadLetterFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixed.Store(true)
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); err != nil {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: pos}); err != nil {
 		t.Fatal(err)
 	}
 	// Another runner holds the lease: this one must not apply the request.

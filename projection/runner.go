@@ -48,8 +48,8 @@ type Runner struct {
 	noRelease   bool
 }
 
-// New returns a Runner for cfg. It does not connect to anything.
-func New(cfg Config) (*Runner, error) {
+// NewRunner returns a Runner for cfg. It does not connect to anything.
+func NewRunner(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

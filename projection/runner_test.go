@@ -26,7 +26,7 @@ func newRunner(t testing.TB, cfg Config) *Runner {
 		cfg.MinBackoff = 5 * time.Millisecond
 		cfg.MaxBackoff = 100 * time.Millisecond
 	}
-	r, err := New(cfg)
+	r, err := NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,11 +323,11 @@ func TestConfigValidate(t *testing.T) {
 	rdb := srv.Client(t)
 	store := memory.New()
 	for _, p := range []Projection{Define("Bad Name", 1, nil), Define("ok", 0, nil), Define("", 1, nil)} {
-		if _, err := New(Config{Store: store, Redis: rdb, Projection: p}); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("New(%q v%d) = %v, want ErrInvalidConfig", p.Name(), p.Version(), err)
+		if _, err := NewRunner(Config{Store: store, Redis: rdb, Projection: p}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewRunner(%q v%d) = %v, want ErrInvalidConfig", p.Name(), p.Version(), err)
 		}
 	}
-	if _, err := New(Config{Redis: rdb, Projection: counts("c")}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewRunner(Config{Redis: rdb, Projection: counts("c")}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New without store = %v", err)
 	}
 }

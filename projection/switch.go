@@ -74,15 +74,41 @@ if d < 0 then return {-1, cur or ''} end
 redis.call('SET', KEYS[1], ARGV[1])
 return {1, cur or ''}`)
 
-// Activate makes generation 0 of version the active build of projection
-// name, atomically, provided its checkpoint has reached atLeast; otherwise it
-// returns an error matching ErrBehind and changes nothing. It returns the
-// version that was active before (0: none). A blue/green rebuild calls it with
-// the head of the log once the new version has caught up; queries resolving
-// the active build see either the old or the new one, never a mix.
-func Activate(ctx context.Context, rdb redis.Scripter, name string, version int, atLeast eventstore.Position) (previous int, err error) {
-	_, prev, err := activate(ctx, rdb, name, query.Build{Version: version}, atLeast, false)
-	return prev.Version, err
+// ActivateOptions says which build Activate makes active.
+type ActivateOptions struct {
+	// Projection is the projection's name. Required.
+	Projection string
+	// Build is the build to make active, e.g. query.Version(3). Required.
+	Build query.Build
+	// AtLeast is the position the build's checkpoint must have reached,
+	// typically the head of the log once the build has caught up.
+	AtLeast eventstore.Position
+}
+
+// Validate reports options Activate would refuse, as an error matching
+// ErrInvalidConfig.
+func (o ActivateOptions) Validate() error {
+	if err := query.ValidateName(o.Projection); err != nil {
+		return fmt.Errorf("%w: ActivateOptions.Projection: %w", ErrInvalidConfig, err)
+	}
+	if o.Build.Version < 1 || o.Build.Generation < 0 {
+		return fmt.Errorf("%w: ActivateOptions.Build %+v: version must be ≥ 1 and generation ≥ 0", ErrInvalidConfig, o.Build)
+	}
+	return nil
+}
+
+// Activate makes opts.Build the active build of opts.Projection, atomically,
+// provided its checkpoint has reached opts.AtLeast; otherwise it returns an
+// error matching ErrBehind and changes nothing. It returns the build that was
+// active before (zero: none). Whoever builds a version with ActivateNever
+// calls it with the head of the log once the build has caught up; queries
+// resolving the active build see either the old or the new one, never a mix.
+func Activate(ctx context.Context, rdb redis.Scripter, opts ActivateOptions) (previous query.Build, err error) {
+	if err := opts.Validate(); err != nil {
+		return previous, err
+	}
+	_, previous, err = activate(ctx, rdb, opts.Projection, opts.Build, opts.AtLeast, false)
+	return previous, err
 }
 
 // activate runs activateScript; switched is false when onlyIfNone found an

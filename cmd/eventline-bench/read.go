@@ -127,7 +127,7 @@ func startRunners(ctx context.Context, cfgs []projection.Config) (*runners, erro
 	ctx, cancel := context.WithCancel(ctx)
 	rs := &runners{cancel: cancel}
 	for _, cfg := range cfgs {
-		r, err := projection.New(cfg)
+		r, err := projection.NewRunner(cfg)
 		if err != nil {
 			cancel()
 			rs.wg.Wait()

@@ -85,7 +85,7 @@ func run(ctx context.Context, cfg cli.Config, args ...string) (stdout, stderr st
 // projector deployed earlier would have.
 func (e *env) buildV1(t *testing.T, name string) {
 	t.Helper()
-	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter(name, 1),
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter(name, 1),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestReplayForceRestoresDamagedModel(t *testing.T) {
 	e.buildV1(t, "orders")
 
 	// The long-running projector of carts v1.
-	projector, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
+	projector, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
 		Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -414,7 +414,7 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 		tx.Pipe().Set(ctx, tx.Key("stale"), "written by the old code", 0)
 		return nil
 	})
-	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: buggy,
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: buggy,
 		Activation: projection.ActivateNever, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -453,5 +453,26 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 	}
 	if total != 2*5_000 {
 		t.Errorf("v2 counts %d in all, want %d", total, 2*5_000)
+	}
+}
+
+// TestConfigValidate: every refused Config matches cli.ErrInvalidConfig.
+func TestConfigValidate(t *testing.T) {
+	open := func(context.Context) (eventstore.Store, error) { return memory.New(), nil }
+	openRedis := func(context.Context) (redis.UniversalClient, error) { return nil, errors.New("unused") }
+	ok := cli.Config{OpenStore: open, OpenRedis: openRedis, Projections: []projection.Projection{counter("carts", 1)}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, c := range map[string]cli.Config{
+		"no store":       {OpenRedis: openRedis, Projections: ok.Projections},
+		"no redis":       {OpenStore: open, Projections: ok.Projections},
+		"no projection":  {OpenStore: open, OpenRedis: openRedis},
+		"bad projection": {OpenStore: open, OpenRedis: openRedis, Projections: []projection.Projection{counter("carts", 0)}},
+		"twice":          {OpenStore: open, OpenRedis: openRedis, Projections: []projection.Projection{counter("carts", 1), counter("carts", 2)}},
+	} {
+		if err := c.Validate(); !errors.Is(err, cli.ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
+		}
 	}
 }

@@ -46,7 +46,7 @@ func TestStatusListsNoPhantomBuilds(t *testing.T) {
 	}
 
 	// A projector fails at start-up: its runner's context ends at once.
-	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -310,7 +310,7 @@ func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, req.Projection, b, pos)
+	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, projection.RetryDeadLetterOptions{Projection: req.Projection, Build: b, Position: pos})
 	switch {
 	case errors.Is(err, projection.ErrNoDeadLetter):
 		writeError(w, http.StatusNotFound, CodeNotFound, "no dead letter at this position (already retried?)")

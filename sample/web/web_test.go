@@ -51,7 +51,7 @@ func newFixtureStore(t *testing.T, cfg web.Config, withStore bool) *fixture {
 		}
 		f.head = res.Position
 	}
-	r, err := projection.New(projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet})
+	r, err := projection.NewRunner(projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestRebuildRequestedWithoutStore(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		cfg := projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet}
-		if err := projection.ServeRebuildRequests(ctx, cfg, projection.RebuildOptions{}, 10*time.Millisecond); err != nil {
+		if err := projection.ServeRebuildRequests(ctx, projection.ServeRebuildOptions{Config: cfg, Interval: 10 * time.Millisecond}); err != nil {
 			t.Error(err)
 		}
 	})
