@@ -280,12 +280,40 @@ func TestWaitFor(t *testing.T) {
 	rdb := srv.Client(t)
 	store := memory.New()
 	ctx := context.Background()
-	if _, err := query.WaitFor(ctx, rdb, "c", eventstore.SeqPosition(1)); !errors.Is(err, query.ErrNotReady) {
-		t.Fatalf("WaitFor before any runner = %v, want ErrNotReady", err)
+	// Before any runner: a zero position fails at once, another waits for
+	// the first build, bounded by ctx.
+	if _, err := query.WaitFor(ctx, rdb, "c", eventstore.Start); !errors.Is(err, query.ErrNotReady) {
+		t.Fatalf("WaitFor(Start) before any runner = %v, want ErrNotReady", err)
 	}
+	short0, cancel0 := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel0()
+	if _, err := query.WaitFor(short0, rdb, "c", eventstore.SeqPosition(1)); !errors.Is(err, query.ErrNotReady) ||
+		!errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitFor before any runner = %v, want ErrNotReady and deadline exceeded", err)
+	}
+	first, err := store.Append(ctx, "s-0", eventstore.Any, event(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type waited struct {
+		v   *query.View
+		err error
+	}
+	early := make(chan waited, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		v, err := query.WaitFor(wctx, rdb, "c", first.Position)
+		early <- waited{v, err}
+	}()
 	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c")})
 	startRunner(t, r)
-	waitUntil(t, 10*time.Second, "activation of an empty log", func() bool {
+	if w := <-early; w.err != nil {
+		t.Fatalf("WaitFor started before the runner: %v", w.err)
+	} else if cp, err := w.v.Checkpoint(ctx); err != nil || cp.Before(first.Position) {
+		t.Fatalf("WaitFor started before the runner returned at checkpoint %v (%v), want ≥ %v", cp, err, first.Position)
+	}
+	waitUntil(t, 10*time.Second, "activation", func() bool {
 		_, err := query.Resolve(ctx, rdb, "c")
 		return err == nil
 	})

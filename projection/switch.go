@@ -58,6 +58,8 @@ func (r *Runner) retire(ctx context.Context, b query.Build) {
 // activateScript switches the active version when the candidate's
 // checkpoint has reached a position. Positions are compared as decimal
 // strings (length first), because Lua numbers lose precision above 2^53.
+// A switch is announced on the commit channel (ARGV[5]) like a batch, so
+// that a query.Watcher waiting for a projection's first build wakes.
 var activateScript = redis.NewScript(`
 local function cmp(a, b)
   if #a ~= #b then return #a < #b and -1 or 1 end
@@ -72,6 +74,8 @@ local d = cmp(c, ARGV[2])
 if d == 0 then d = cmp(p, ARGV[3]) end
 if d < 0 then return {-1, cur or ''} end
 redis.call('SET', KEYS[1], ARGV[1])
+local pos = redis.call('HGET', KEYS[2], 'position')
+if pos then redis.call('PUBLISH', ARGV[5], ARGV[1] .. ' ' .. pos) end
 return {1, cur or ''}`)
 
 // ActivateOptions says which build Activate makes active.
@@ -123,7 +127,8 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Buil
 	}
 	res, err := activateScript.Run(ctx, rdb,
 		[]string{query.ActiveKey(name), query.CheckpointKey(name, b)},
-		b.String(), strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag).Slice()
+		b.String(), strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag,
+		query.CommitChannel(name)).Slice()
 	if err != nil {
 		return false, previous, fmt.Errorf("projection: activate %s v%s: %w", name, b, err)
 	}
@@ -155,7 +160,9 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Buil
 // compared as strings only for equality; which is newer is the caller's
 // business (switchTo). The caller
 // must still hold the candidate's lease (KEYS[5] = ARGV[5]): a runner that
-// lost it must not switch to a version someone may be discarding.
+// lost it must not switch to a version someone may be discarding. A
+// switch is announced on the commit channel (ARGV[6]) like a batch, so that
+// a query.Watcher waiting for the new build wakes.
 //
 // Replies {1, previous} switched (or already active), {-1, previous} behind,
 // {-2, current} the active version changed under the caller, {-3, current}
@@ -181,6 +188,8 @@ if cur ~= '' then
   redis.call('SADD', KEYS[4], cur)
 end
 redis.call('SET', KEYS[1], ARGV[1])
+local pos = redis.call('HGET', KEYS[2], 'position')
+if pos then redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. pos) end
 return {1, cur}`)
 
 // activeBuild reads the live build of name (zero: none).
@@ -223,7 +232,8 @@ func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build
 		res, err := switchScript.Run(ctx, rdb,
 			[]string{query.ActiveKey(name), query.CheckpointKey(name, b), query.CheckpointKey(name, cur),
 				RetiredKey(name), leaseKey(name, b)},
-			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token).Slice()
+			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token,
+			query.CommitChannel(name)).Slice()
 		if err != nil {
 			return previous, fmt.Errorf("projection: switch %s to v%s: %w", name, b, err)
 		}
