@@ -336,7 +336,10 @@ func TestWaitForFirstBuild(t *testing.T) {
 	}
 	for name, wait := range map[string]func(context.Context) error{
 		"Watcher.WaitFor": func(c context.Context) error { _, err := w.WaitFor(c, "carts", eventstore.SeqPosition(5)); return err },
-		"WaitFor":         func(c context.Context) error { _, err := query.WaitFor(c, rdb, "carts", eventstore.SeqPosition(5)); return err },
+		"WaitFor": func(c context.Context) error {
+			_, err := query.WaitFor(c, rdb, "carts", eventstore.SeqPosition(5))
+			return err
+		},
 	} {
 		short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := wait(short)
