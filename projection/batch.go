@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/projection/internal/replay"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -136,12 +137,7 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 				Type: last.Type, EventID: last.ID.String(), Error: dead.Error(), At: time.Now().UTC()})
 			pipe.RPush(ctx, r.deadKey, b)
 		}
-		pipe.HSet(ctx, r.checkpointKey,
-			query.FieldPosition, last.Position.String(),
-			query.FieldCommit, strconv.FormatUint(last.Position.Commit, 10),
-			query.FieldPrepare, strconv.FormatUint(last.Position.Prepare, 10),
-			query.FieldRecordedAt, timeNano(last.RecordedAt),
-			query.FieldUpdatedAt, time.Now().UnixNano())
+		writeCheckpoint(ctx, pipe, r.checkpointKey, last)
 		// Announce the checkpoint from inside the transaction: a waiter
 		// (query.Watcher) is woken exactly when the checkpoint is visible,
 		// never before; a fenced or aborted EXEC announces nothing.
@@ -202,6 +198,59 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 	r.mu.Unlock()
 	if r.afterCommit != nil {
 		r.afterCommit(batch)
+	}
+	return nil
+}
+
+// writeCheckpoint queues the checkpoint of a batch ending with last.
+func writeCheckpoint(ctx context.Context, pipe redis.Pipeliner, key string, last eventstore.Record) {
+	pipe.HSet(ctx, key,
+		query.FieldPosition, last.Position.String(),
+		query.FieldCommit, strconv.FormatUint(last.Position.Commit, 10),
+		query.FieldPrepare, strconv.FormatUint(last.Position.Prepare, 10),
+		query.FieldRecordedAt, timeNano(last.RecordedAt),
+		query.FieldUpdatedAt, time.Now().UnixNano())
+}
+
+func init() {
+	replay.Batch = func(ctx context.Context, rdb redis.UniversalClient, p any, b query.Build, recs []eventstore.Record) error {
+		proj, ok := p.(Projection)
+		if !ok {
+			return fmt.Errorf("%w: %T is not a Projection", ErrInvalidConfig, p)
+		}
+		return applyBatch(ctx, rdb, proj, b, recs)
+	}
+}
+
+// applyBatch applies recs to build b of p as execOnce does (Handles filter,
+// write helpers, checkpoint, one MULTI/EXEC), without lease or retries: the
+// batches of package projectiontest.
+func applyBatch(ctx context.Context, rdb redis.UniversalClient, p Projection, b query.Build, recs []eventstore.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var handles map[string]bool
+	if hs := p.Handles(); len(hs) > 0 {
+		handles = make(map[string]bool, len(hs))
+		for _, h := range hs {
+			handles[h] = true
+		}
+	}
+	pipe := rdb.TxPipeline()
+	tx := &Tx{name: p.Name(), build: b, pipe: pipe, read: rdb}
+	for _, rec := range recs {
+		if handles != nil && !handles[rec.Type] {
+			continue
+		}
+		if err := p.Apply(ctx, tx, rec); err != nil {
+			pipe.Discard()
+			return fmt.Errorf("apply %s (stream %q version %d) at %s: %w", rec.Type, rec.StreamID, rec.Version, rec.Position, err)
+		}
+	}
+	tx.flush(ctx)
+	writeCheckpoint(ctx, pipe, query.CheckpointKey(p.Name(), b), recs[len(recs)-1])
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCommandFailed, p.Name(), err)
 	}
 	return nil
 }
