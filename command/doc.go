@@ -1,37 +1,38 @@
-// Package command is eventline's write side: domain logic written as a Decider,
-// and a Handler that applies commands to entities kept in an eventstore.Store.
+// Package command is eventline's write side: domain logic written as a
+// [Decider], and a [Handler] that applies commands to entities kept in an
+// [eventstore.Store].
 //
 // # Deciders
 //
 // A Decider is three pure functions over the domain's own types: Initial
 // state, Decide(state, command) ([]event, error) and Evolve(state, event)
-// state. Domain code needs nothing else from eventline; command/commandtest
-// tests it as given events, when command, then events or error.
+// state. Domain code needs nothing else from eventline;
+// [github.com/eventline/eventline/command/commandtest] tests it as given events, when command, then events or error.
 //
 // # Handling a command
 //
-// NewHandler binds a Decider to a Store, a Registry (which turns the domain's
-// event values into stored events and back) and a Config. Handler.Handle(ctx,
-// id, cmd) then:
+// [NewHandler] binds a Decider to a Store, an [eventstore.Registry] (which turns the domain's
+// event values into stored events and back) and a [Config].
+// [Handler.Handle](ctx, id, cmd) then:
 //
 //  1. names the entity's stream Config.Name + "-" + id, e.g. "cart-42". Entity
-//     ids are 1 to MaxIDLen bytes of [A-Za-z0-9._~-], safe in stream names,
-//     Redis keys and URLs; anything else is refused with ErrInvalidID;
+//     ids are 1 to [MaxIDLen] bytes of [A-Za-z0-9._~-], safe in stream names,
+//     Redis keys and URLs; anything else is refused with [ErrInvalidID];
 //  2. reads the stream and folds it with Evolve (no stream: the initial state),
 //     or, when the state cache holds the stream, starts from the cached state
 //     without reading (see State cache);
 //  3. calls Decide;
 //  4. appends the decided events expecting exactly the version it read
-//     (eventstore.Exact), so that a concurrent write can never be overwritten.
+//     ([eventstore.Exact]), so that a concurrent write can never be overwritten.
 //
-// If another writer appended first (eventstore.ErrWrongVersion), Handle waits a
+// If another writer appended first ([eventstore.ErrWrongVersion]), Handle waits a
 // jittered, exponentially growing pause and starts again from step 2, at most
 // Config.MaxAttempts times (default 10); then it returns an error matching both
-// ErrConflict and eventstore.ErrWrongVersion. Calls for the same entity on one
+// [ErrConflict] and eventstore.ErrWrongVersion. Calls for the same entity on one
 // Handler take turns instead of racing, so retries only happen between
 // processes (or Handlers) writing the same stream.
 //
-// Handle returns a Result: the stream, its new version, the global position of
+// Handle returns a [Result]: the stream, its new version, the global position of
 // the last event written (pass it to the read side to wait for your own
 // write), and the events. A decision of no events writes nothing and succeeds,
 // with the stream's current version and position.
@@ -39,7 +40,7 @@
 // # State cache
 //
 // A Handler keeps the folded state of the Config.CacheSize most recently used
-// streams (default DefaultCacheSize, least recently used evicted first;
+// streams (default [DefaultCacheSize], least recently used evicted first;
 // Config.NoCache turns it off). After a successful command the entry holds the
 // state after the command's own events — folded as the registry decodes them
 // from their encoded form, as a reload would see them. Events are immutable
@@ -67,8 +68,8 @@
 // # Errors
 //
 // An error from Decide is a domain refusal. Handle returns it wrapped in a
-// *RejectedError, which unwraps to it: errors.Is(err, cart.ErrCheckedOut) and
-// errors.As work unchanged, and errors.Is(err, ErrRejected) separates every
+// [*RejectedError], which unwraps to it: errors.Is(err, cart.ErrCheckedOut) and
+// errors.As work unchanged, and errors.Is(err, [ErrRejected]) separates every
 // domain refusal from infrastructure failures (store errors such as
 // eventstore.ErrUnavailable, decoding errors, ErrConflict, ctx's error), which
 // are never ErrRejected. A refusal writes nothing; retrying it unchanged is
@@ -76,12 +77,12 @@
 //
 // # Idempotent commands
 //
-// A command id set with WithID (an HTTP API takes it from its Idempotency-Key
+// A command id set with [WithID] (an HTTP API takes it from its Idempotency-Key
 // header) makes the command idempotent: handling it again — after a timeout,
 // a crash, or from 32 goroutines at once — writes its events once and returns
 // the same Result every time. It works like this:
 //
-//   - every event of the command carries the id in the HeaderCommandID header
+//   - every event of the command carries the id in the [HeaderCommandID] header
 //     and a hash of the command (Go type and JSON) in HeaderCommandHash;
 //   - while folding, Handle looks for the id in the stream (or in the ids the
 //     state cache remembers for it); if found, it decides nothing and returns
@@ -113,10 +114,10 @@
 // # Metadata
 //
 // Correlation id, causation id and headers travel on the context
-// (WithMetadata, MetadataFrom) and are written onto every event Handle appends.
+// ([WithMetadata], [MetadataFrom]) and are written onto every event Handle appends.
 // Left empty, the correlation id is the command id, or a new UUID per Handle
 // call, and the causation id is the command id. A saga or process manager
-// reacting to a recorded event uses CausedBy(ctx, rec): the events it causes
+// reacting to a recorded event uses [CausedBy](ctx, rec): the events it causes
 // carry rec's id as causation id and continue rec's correlation id.
 //
 // # Long streams and snapshots
@@ -124,29 +125,16 @@
 // There are no snapshots. A stream's first command (or its first after its
 // cache entry was evicted, or after an error) reads and folds the whole
 // stream; every later one, with the state cache on, reads only what is new.
-// Measured with BenchmarkLoad on a shared 2-core machine (load, JSON-decode
-// and fold, decide nothing; the store's raw read, without decoding, beside it):
-//
-//	events   first command:           later commands
-//	         memory     SQLite (raw)  (cached, SQLite)
-//	   100   0.09 ms    0.23 ms (0.17)   0.011 ms
-//	 1,000   0.8 ms     2.4 ms (1.7)     0.011 ms
-//	10,000   6.7 ms     23 ms (16)       0.011 ms
-//
-// A cart has at most about 200 events (100 lines, added and removed): its
-// first command costs well under a millisecond of loading, the rest almost
-// nothing. With the cache, even a stream of 10,000 events costs only its
-// first load per process; streams that grow without bound still want closing
-// the books into a new stream (or snapshots) so that restarts and cache misses
-// stay cheap.
+// Loading costs grow with the stream (BenchmarkLoad measures them; the
+// project's docs/benchmarks.md holds the figures): a cart of about 200 events
+// costs well under a millisecond on its first command, and almost nothing
+// after. Streams that grow without bound still want closing the books into a
+// new stream (or snapshots) so that restarts and cache misses stay cheap.
 //
 // # Throughput
 //
-// BenchmarkHandleCarts runs the shopping-cart workload (10,000 carts
-// × open, 5 add-item, checkout) on SQLite. On a shared 2-core machine it
-// measured about 8k commands/s with 1 caller (p99 0.4 ms) and 33–45k with 64
-// callers (p99 7–14 ms), against about 9k and 8.6k for plain Go on SQLite with
-// one transaction per command; 64 callers gain from the SQLite store's group
-// commit and from the state cache (20–28k with the cache off). One hot
-// stream takes 11k commands/s with 1 caller and 13k with 64 (BenchmarkHandle).
+// BenchmarkHandleCarts runs the shopping-cart workload (10,000 carts × open,
+// 5 add-item, checkout) on SQLite, and BenchmarkHandle one hot stream: with
+// many callers a Handler gains from the SQLite store's group commit and from
+// the state cache.
 package command

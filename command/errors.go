@@ -6,6 +6,10 @@ import (
 )
 
 var (
+	// ErrInvalidConfig means NewHandler was given something it cannot use: a
+	// Config that fails Validate, a nil store or registry, or an incomplete
+	// decider.
+	ErrInvalidConfig = errors.New("command: invalid config")
 	// ErrInvalidID means an entity id or a command id cannot be used: see
 	// ValidateID and WithID.
 	ErrInvalidID = errors.New("command: invalid id")

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"reflect"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/google/uuid"
 )
 
@@ -32,8 +32,9 @@ type Config struct {
 	// DefaultMaxAttempts.
 	MaxAttempts int
 	// MinBackoff and MaxBackoff bound the pause before a retry: before retry n
-	// Handle waits a random time in [0, min(MaxBackoff, MinBackoff·2ⁿ⁻¹)) ("full
-	// jitter"), so that writers that collided do not collide again in lockstep.
+	// Handle waits a random time in [0, 2d] with d = MinBackoff·2ⁿ⁻¹, never
+	// more than MaxBackoff ("full jitter"), so that writers that collided do
+	// not collide again in lockstep.
 	// 0 means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives a debug line per retry. nil means slog.Default().
@@ -48,20 +49,21 @@ type Config struct {
 	NoCache bool
 }
 
-// Validate reports a Config that NewHandler would refuse.
+// Validate reports a Config that NewHandler would refuse. The error matches
+// ErrInvalidConfig (and ErrInvalidID for a bad Name).
 func (c Config) Validate() error {
 	if err := validateName("Config.Name", c.Name, MaxNameLen); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	switch {
 	case c.MaxAttempts < 0:
-		return fmt.Errorf("command: Config.MaxAttempts is %d, must be ≥ 0", c.MaxAttempts)
+		return fmt.Errorf("%w: Config.MaxAttempts is %d, must be ≥ 0", ErrInvalidConfig, c.MaxAttempts)
 	case c.MinBackoff < 0 || c.MaxBackoff < 0:
-		return errors.New("command: Config.MinBackoff and MaxBackoff must be ≥ 0")
+		return fmt.Errorf("%w: Config.MinBackoff and MaxBackoff must be ≥ 0", ErrInvalidConfig)
 	case c.CacheSize < 0:
-		return fmt.Errorf("command: Config.CacheSize is %d, must be ≥ 0", c.CacheSize)
+		return fmt.Errorf("%w: Config.CacheSize is %d, must be ≥ 0", ErrInvalidConfig, c.CacheSize)
 	case c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff:
-		return fmt.Errorf("command: Config.MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
+		return fmt.Errorf("%w: Config.MinBackoff %v exceeds MaxBackoff %v", ErrInvalidConfig, c.MinBackoff, c.MaxBackoff)
 	}
 	return nil
 }
@@ -123,11 +125,11 @@ type Handler[S, C, E any] struct {
 func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Registry, decider Decider[S, C, E], cfg Config) (*Handler[S, C, E], error) {
 	switch {
 	case store == nil:
-		return nil, errors.New("command: NewHandler: nil store")
+		return nil, fmt.Errorf("%w: NewHandler: nil store", ErrInvalidConfig)
 	case registry == nil:
-		return nil, errors.New("command: NewHandler: nil registry")
+		return nil, fmt.Errorf("%w: NewHandler: nil registry", ErrInvalidConfig)
 	case decider.Initial == nil || decider.Decide == nil || decider.Evolve == nil:
-		return nil, errors.New("command: NewHandler: the decider needs Initial, Decide and Evolve")
+		return nil, fmt.Errorf("%w: NewHandler: the decider needs Initial, Decide and Evolve", ErrInvalidConfig)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -179,6 +181,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 		hash = commandHash(cmd)
 	}
 	md := h.metadata(ctx, key, hash)
+	var pause *retry.Backoff
 	for attempt := 1; ; attempt++ {
 		if err := h.locks.lock(ctx, stream); err != nil {
 			return Result[E]{}, err
@@ -193,8 +196,11 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 		}
 		h.cfg.Logger.DebugContext(ctx, "command: concurrent write, retrying",
 			"stream", stream, "attempt", attempt, "error", err)
-		if err := h.backoff(ctx, attempt); err != nil {
-			return Result[E]{}, err
+		if pause == nil {
+			pause = retry.New(h.cfg.MinBackoff, h.cfg.MaxBackoff, retry.FullJitter)
+		}
+		if retry.Sleep(ctx, pause.Next()) != nil {
+			return Result[E]{}, context.Cause(ctx)
 		}
 	}
 }
@@ -206,21 +212,6 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (Result
 func retryable(err error, key string) bool {
 	return errors.Is(err, eventstore.ErrWrongVersion) ||
 		key != "" && errors.Is(err, eventstore.ErrDuplicateEvent)
-}
-
-func (h *Handler[S, C, E]) backoff(ctx context.Context, attempt int) error {
-	ceiling := h.cfg.MinBackoff << min(attempt-1, 30)
-	if ceiling <= 0 || ceiling > h.cfg.MaxBackoff {
-		ceiling = h.cfg.MaxBackoff
-	}
-	t := time.NewTimer(rand.N(ceiling) + 1)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }
 
 // metadata is what every event of one Handle call carries.

@@ -68,16 +68,16 @@ func mustHandler(t testing.TB, store eventstore.Store, cfg command.Config) *comm
 
 func TestNewHandlerValidates(t *testing.T) {
 	store, reg := memory.New(), accountRegistry()
-	if _, err := command.NewHandler(nil, reg, accountDecider, command.Config{Name: "a"}); err == nil {
-		t.Error("nil store accepted")
+	if _, err := command.NewHandler(nil, reg, accountDecider, command.Config{Name: "a"}); !errors.Is(err, command.ErrInvalidConfig) {
+		t.Errorf("nil store: %v, want ErrInvalidConfig", err)
 	}
-	if _, err := command.NewHandler(store, nil, accountDecider, command.Config{Name: "a"}); err == nil {
-		t.Error("nil registry accepted")
+	if _, err := command.NewHandler(store, nil, accountDecider, command.Config{Name: "a"}); !errors.Is(err, command.ErrInvalidConfig) {
+		t.Errorf("nil registry: %v, want ErrInvalidConfig", err)
 	}
 	d := accountDecider
 	d.Evolve = nil
-	if _, err := command.NewHandler(store, reg, d, command.Config{Name: "a"}); err == nil {
-		t.Error("decider without Evolve accepted")
+	if _, err := command.NewHandler(store, reg, d, command.Config{Name: "a"}); !errors.Is(err, command.ErrInvalidConfig) {
+		t.Errorf("decider without Evolve: %v, want ErrInvalidConfig", err)
 	}
 	for _, cfg := range []command.Config{
 		{},
@@ -87,11 +87,11 @@ func TestNewHandlerValidates(t *testing.T) {
 		{Name: "a", MinBackoff: -1},
 		{Name: "a", MinBackoff: time.Second, MaxBackoff: time.Millisecond},
 	} {
-		if err := cfg.Validate(); err == nil {
-			t.Errorf("Validate(%+v) = nil", cfg)
+		if err := cfg.Validate(); !errors.Is(err, command.ErrInvalidConfig) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidConfig", cfg, err)
 		}
-		if _, err := command.NewHandler(store, reg, accountDecider, cfg); err == nil {
-			t.Errorf("NewHandler accepted %+v", cfg)
+		if _, err := command.NewHandler(store, reg, accountDecider, cfg); !errors.Is(err, command.ErrInvalidConfig) {
+			t.Errorf("NewHandler(%+v) = %v, want ErrInvalidConfig", cfg, err)
 		}
 	}
 	if err := (command.Config{Name: "cart.v2_x~y-z"}).Validate(); err != nil {

@@ -13,11 +13,11 @@ import (
 
 // Defaults Config.withDefaults fills in for zero fields.
 const (
-	DefaultName         = "default"
-	DefaultTopic        = "eventline.events"
-	DefaultBatchSize    = 256
-	DefaultRetryInitial = 100 * time.Millisecond
-	DefaultRetryMax     = 10 * time.Second
+	DefaultName       = "default"
+	DefaultTopic      = "eventline.events"
+	DefaultBatchSize  = 256
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
 )
 
 // ErrInvalidConfig means a Config failed Validate.
@@ -55,10 +55,11 @@ type Config struct {
 	// the read-ahead buffer between the subscription and the publisher.
 	// Default DefaultBatchSize.
 	BatchSize int
-	// RetryInitial and RetryMax bound the jittered exponential back-off between
-	// attempts to publish, save the checkpoint, or subscribe again. Defaults
-	// DefaultRetryInitial and DefaultRetryMax.
-	RetryInitial, RetryMax time.Duration
+	// MinBackoff and MaxBackoff bound the jittered exponential back-off between
+	// attempts to publish, save the checkpoint, or subscribe again: each pause
+	// is drawn around a step that doubles from MinBackoff, and none exceeds
+	// MaxBackoff. Defaults DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
 
 	// Logger receives one line per change of state (failing, recovered), not
 	// one per failed attempt. Default slog.Default().
@@ -77,11 +78,11 @@ func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = DefaultRetryInitial
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
 	}
-	if c.RetryMax == 0 {
-		c.RetryMax = DefaultRetryMax
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -106,8 +107,8 @@ func (c Config) Validate() error {
 	if c.BatchSize < 1 {
 		errs = append(errs, fmt.Errorf("BatchSize is %d, want at least 1", c.BatchSize))
 	}
-	if c.RetryInitial < 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, fmt.Errorf("RetryInitial %s and RetryMax %s: want 0 < initial <= max", c.RetryInitial, c.RetryMax))
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, fmt.Errorf("MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w %q: %w", ErrInvalidConfig, c.Name, errors.Join(errs...))

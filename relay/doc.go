@@ -1,7 +1,10 @@
-// Package relay forwards committed events from an eventstore.Store to a
-// watermill message.Publisher, and gives consumers the watermill pieces they
-// need to handle those events safely: de-duplication by event id, a router with
-// retry and a poison queue, and RecordFrom to turn a message back into a record.
+// Package relay forwards committed events from an [eventstore.Store] to a
+// watermill [message.Publisher]: the producing side of eventline's
+// integration events. A [Relay] follows the log from its own [Checkpoint],
+// publishes in batches, and moves the checkpoint afterwards; a [Lease] lets
+// one of several instances publish at a time. The consuming side (turning a
+// message back into a record, de-duplication by event id, a router with retry
+// and a poison queue) is package [github.com/eventline/eventline/relay/consume].
 //
 // # The event store is the outbox
 //
@@ -15,12 +18,13 @@
 //
 // # Redis Streams
 //
-// NewRedisStreamsPublisher returns the publisher to use for Redis Streams. It
+// [NewRedisStreamsPublisher] returns the publisher to use for Redis Streams. It
 // writes entries in watermill-redisstream's format (through its Marshaller),
 // so watermill-redisstream's Subscriber reads them, but it sends all the XADDs
 // of a Publish call in one pipeline: one round trip per batch, where
 // redisstream.Publisher waits for one per message: the relay runs at the
-// pipelined-XADD ceiling, seven times faster (docs/benchmarks.md). A failed
+// pipelined-XADD ceiling, about seven times faster in the project's
+// benchmarks. A failed
 // pipeline fails the whole call, though Redis may have added part of it, and
 // the relay retries the batch: duplicates, never loss, as below. Its Close
 // leaves the Redis client open, unlike redisstream.Publisher's, which closes
@@ -36,30 +40,30 @@
 //     publishes that batch again on restart (at most Config.BatchSize messages
 //     per relay): duplicates, never loss.
 //   - A Publish error is retried, with exponential back-off and jitter between
-//     Config.RetryInitial and Config.RetryMax, until it succeeds; the relay
+//     [Config].MinBackoff and MaxBackoff, until it succeeds; the relay
 //     never moves on, and never saves a checkpoint past an unpublished event.
 //     A publisher that fails half-way through a call may have sent some of the
 //     messages (RedisStreamsPublisher's pipeline included); the retry sends
 //     them again.
 //   - A failing checkpoint save is retried the same way before the next batch
 //     is read, so at most one batch is ever unsaved.
-//   - Records the Config.Filter refuses are skipped and the checkpoint moves
+//   - Records the [Config].Filter refuses are skipped and the checkpoint moves
 //     past them.
 //
 // Consumers therefore de-duplicate by event id: the message UUID and the
-// MetaEventID metadata are the event's id, stable across re-publication.
-// A Deduplicator does that in a watermill router.
+// [MetaEventID] metadata are the event's id, stable across re-publication.
+// consume.Deduplicator does that in a watermill router.
 //
 // # Metadata
 //
 // Each message's UUID is the event id and its payload the event data. Its
-// metadata holds MetaEventID, MetaType, MetaStream, MetaVersion, MetaPosition
-// (the position's opaque token), MetaRecordedAt (RFC 3339, UTC),
-// MetaCorrelationID and MetaCausationID when set, and each event header under
-// MetaHeaderPrefix. watermill's middleware.CorrelationIDMetadataKey carries the
+// metadata holds [MetaEventID], [MetaType], [MetaStream], [MetaVersion],
+// [MetaPosition] (the position's opaque token), [MetaRecordedAt] (RFC 3339,
+// UTC), [MetaCorrelationID] and [MetaCausationID] when set, and each event
+// header under [MetaHeaderPrefix]. watermill's middleware.CorrelationIDMetadataKey carries the
 // correlation id (the event id when the event has none) so watermill's
 // CorrelationID middleware passes it on to the messages a handler produces.
-// RecordFrom reverses the mapping.
+// [NewMessage] builds such a message; consume.RecordFrom reverses the mapping.
 //
 // # Back-pressure
 //
@@ -67,9 +71,9 @@
 // Config.BatchSize records. While the publisher is slow or failing, the buffer
 // fills and the subscription stops reading: nothing piles up in memory and
 // the store is not read ahead of the transport. The lag shows as the distance
-// between the store's head and Status().Position (metric
-// eventline_relay_position). With Redis Streams, bound each stream with
-// RedisStreamsConfig.Maxlens or DefaultMaxlen (approximate trimming, as
+// between the store's head and [Relay.Status]().Position (metric
+// eventline_relay_checkpoint_position). With Redis Streams, bound each stream with
+// [RedisStreamsConfig].Maxlens or DefaultMaxlen (approximate trimming, as
 // watermill's) if consumers may fall far behind: entries trimmed before a
 // consumer group read them are lost to it.
 //
@@ -86,28 +90,20 @@
 // # Running several instances
 //
 // Two relays with the same checkpoint and no Lease both publish everything:
-// each event arrives twice, none is lost. Config.Lease (RedisLease: SET NX PX,
-// renewed by token, released by a token-checked script) lets one instance
-// publish at a time while the others wait to take over. The lease is advisory:
-// an instance that stalls past the lease TTL can publish one more batch after
-// another took over, which again means duplicates, not loss.
+// each event arrives twice, none is lost. [Config].Lease ([RedisLease], the same
+// Redis lease the projection runner uses: one hash key with a fencing token,
+// expiring by the Redis server's clock) lets one instance publish at a time
+// while the others wait to take over. The holder stops as soon as it cannot
+// prove it still holds the lease (a renewal finds it taken, or Redis has not
+// answered for a TTL counted from before its last successful renewal). The
+// lease is advisory: an instance that stalls past the lease TTL can publish
+// one more batch after another took over, which again means duplicates, not
+// loss.
 //
 // # Consumers
 //
-// NewRouter returns a watermill router with CorrelationID, a Deduplicator,
-// PoisonQueue, Retry and Recoverer in that order (outermost first); its
-// documentation says why. The Deduplicator marks an event handled only once
-// the handler succeeded and the router published the messages the handler
-// produced (its publisher decorator marks the event after the publish, and
-// releases the claim when the publish fails), so a failed or interrupted
-// handling, or an output that could not be published, is redelivered and
-// handled again rather than lost; and it claims the event while handling it,
-// so two deliveries never run at once. The guarantee is at least once: a
-// crash between the handler's effects (or the publish of its output) and the
-// mark handles the event again, so effects must be idempotent and produced
-// messages may arrive twice. Deduplicate is the middleware alone, for
-// consumer handlers; it refuses a handler that produces messages
-// (ErrProducedMessages) rather than mark its event done before they are out.
-// RedisDedup shares the marks between consumer processes; MemoryDedup keeps
-// them in one process.
+// Package [github.com/eventline/eventline/relay/consume] holds what a
+// consumer needs: RecordFrom, the Deduplicator with its Redis and in-memory
+// stores, and NewRouter, a watermill router with de-duplication, retry and a
+// poison queue in the right order.
 package relay

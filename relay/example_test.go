@@ -10,6 +10,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -50,7 +51,7 @@ func Example() {
 	}
 	for range 2 {
 		msg := <-messages
-		rec, err := relay.RecordFrom(msg)
+		rec, err := consume.RecordFrom(msg)
 		if err != nil {
 			panic(err)
 		}
@@ -115,7 +116,7 @@ func ExampleNewRedisStreamsPublisher() {
 	}
 	for range 2 {
 		msg := <-messages
-		rec, err := relay.RecordFrom(msg)
+		rec, err := consume.RecordFrom(msg)
 		if err != nil {
 			panic(err)
 		}

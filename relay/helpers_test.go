@@ -12,6 +12,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 )
 
 // waitFor polls cond until it holds, failing the test after the deadline.
@@ -99,7 +100,7 @@ func (c *collector) records(t testing.TB) []eventstore.Record {
 	defer c.mu.Unlock()
 	out := make([]eventstore.Record, len(c.msgs))
 	for i, m := range c.msgs {
-		rec, err := relay.RecordFrom(m)
+		rec, err := consume.RecordFrom(m)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,10 +2,10 @@ package relay
 
 import (
 	"context"
-	"sync"
+	"fmt"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -17,103 +17,83 @@ type Lease interface {
 	Acquire(ctx context.Context) (held context.Context, release func(), err error)
 }
 
-// RedisLease is a Lease on one Redis key: SET NX PX to take it, a renewal every
-// TTL/3 that extends it only while it still holds the lease's random token,
-// and a token-checked delete to release it.
-//
-// The lease is advisory: a holder that stalls for longer than TTL (a long GC
-// pause, a partition) may publish a batch after another instance took over.
-// That produces duplicates, never loss, because each instance only advances the
-// shared checkpoint after it published.
-type RedisLease struct {
-	client redis.UniversalClient
-	key    string
-	ttl    time.Duration
-}
-
-// DefaultLeaseTTL is the lease TTL NewRedisLease uses for a ttl <= 0.
+// DefaultLeaseTTL is the lease TTL of a RedisLeaseConfig whose TTL is 0.
 const DefaultLeaseTTL = 10 * time.Second
 
-// NewRedisLease returns a lease on key that expires ttl after its last renewal.
-// It does not own the client.
-func NewRedisLease(client redis.UniversalClient, key string, ttl time.Duration) *RedisLease {
-	if ttl <= 0 {
-		ttl = DefaultLeaseTTL
-	}
-	return &RedisLease{client: client, key: key, ttl: ttl}
+// RedisLeaseConfig configures a RedisLease.
+type RedisLeaseConfig struct {
+	// Redis holds the lease. Required. The lease does not own the client.
+	Redis redis.UniversalClient
+	// Key is the lease's key, e.g. "el:relay:orders:lease". Required.
+	Key string
+	// TTL is how long the lease lives after its last renewal; the holder
+	// renews it every third of it. Default DefaultLeaseTTL; at least 30 ms.
+	TTL time.Duration
+	// Owner names this instance in the lease. Default: random.
+	Owner string
 }
 
-var (
-	renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then
-  return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
-return 0`)
-	releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then
-  return redis.call("DEL", KEYS[1]) end
-return 0`)
-)
+// Validate reports a RedisLeaseConfig that NewRedisLease would refuse. The
+// error matches ErrInvalidConfig.
+func (c RedisLeaseConfig) Validate() error {
+	switch {
+	case c.Redis == nil:
+		return fmt.Errorf("%w: RedisLeaseConfig.Redis is nil", ErrInvalidConfig)
+	case c.Key == "":
+		return fmt.Errorf("%w: RedisLeaseConfig.Key is empty", ErrInvalidConfig)
+	case c.TTL < 0 || (c.TTL > 0 && c.TTL < lease.MinTTL):
+		return fmt.Errorf("%w: RedisLeaseConfig.TTL %v: want 0 (default) or at least %v", ErrInvalidConfig, c.TTL, lease.MinTTL)
+	}
+	return nil
+}
+
+// RedisLease is a Lease on one Redis key, shared with the projection runner's
+// lease: an acquisition takes it when it is free or expired (by the Redis
+// server's clock), the holder renews it every TTL/3, and a release frees it
+// only if this instance still holds it.
+//
+// The holder stops publishing (the context Acquire returns ends) as soon as
+// it cannot prove it still holds the lease: when a renewal finds the lease
+// taken, or when Redis has not answered for long enough that the lease may
+// have expired, counted from before the last successful renewal was sent.
+// The lease is advisory for the transport: a holder that stalls for longer
+// than the TTL (a long GC pause) may publish a batch after another instance
+// took over. That produces duplicates, never loss, because each instance only
+// advances the shared checkpoint after it published.
+type RedisLease struct {
+	l *lease.Lease
+}
+
+// NewRedisLease returns the lease cfg describes. It does not connect to
+// anything.
+func NewRedisLease(cfg RedisLeaseConfig) (*RedisLease, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultLeaseTTL
+	}
+	l, err := lease.New(lease.Config{Redis: cfg.Redis, Key: cfg.Key, Owner: cfg.Owner, TTL: cfg.TTL})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return &RedisLease{l: l}, nil
+}
 
 // Acquire implements Lease. It tries every TTL/3 while another instance holds
 // the lease, and keeps trying through Redis errors.
 func (l *RedisLease) Acquire(ctx context.Context) (context.Context, func(), error) {
-	token := uuid.NewString()
-	every := l.ttl / 3
-	var sent time.Time
-	for {
-		sent = time.Now()
-		ok, err := l.client.SetNX(ctx, l.key, token, l.ttl).Result()
-		if err == nil && ok {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		t := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil, ctx.Err()
-		case <-t.C:
-		}
+	h, err := l.l.Acquire(ctx, 0)
+	if err != nil {
+		return nil, nil, err
 	}
-	held, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer cancel()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		// expires is the earliest moment the key can expire: the TTL counted
-		// from before the command that set it was sent, never from its reply.
-		expires := sent.Add(l.ttl)
-		for {
-			select {
-			case <-held.Done():
-				return
-			case <-t.C:
-			}
-			sent := time.Now()
-			n, err := renewScript.Run(held, l.client, []string{l.key}, token, l.ttl.Milliseconds()).Int()
-			switch {
-			case err == nil && n == 1:
-				expires = sent.Add(l.ttl)
-			case err == nil:
-				return // someone else holds it now
-			case !time.Now().Add(every).Before(expires):
-				// Redis cannot be reached and the key may expire before the
-				// next try: give the lease up now rather than publish on after
-				// another instance may have taken it.
-				return
-			}
-		}
-	}()
+	held, stop := h.Keep(ctx)
 	release := func() {
-		cancel()
-		wg.Wait()
-		// Best effort, bounded: if it fails the key expires after the TTL.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer rcancel()
-		_ = releaseScript.Run(rctx, l.client, []string{l.key}, token).Err()
+		stop()
+		// Best effort, bounded: if it fails the lease expires after the TTL.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = h.Release(rctx)
 	}
 	return held, release, nil
 }

@@ -2,16 +2,12 @@ package relay
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/eventline/eventline/eventstore"
-	"github.com/google/uuid"
 )
 
 // Metadata keys the relay sets on every message. Consumers read them back with
@@ -40,10 +36,6 @@ const (
 	// travels as metadata "eventline_h_tenant".
 	MetaHeaderPrefix = "eventline_h_"
 )
-
-// ErrNotRelayed means a message lacks the metadata the relay writes, or carries
-// malformed values in it, so it cannot be turned back into a record.
-var ErrNotRelayed = errors.New("relay: message was not written by the relay")
 
 // NewMessage returns the watermill message the relay publishes for rec: UUID and
 // MetaEventID are the event id, the payload is the event data, and the metadata
@@ -75,52 +67,6 @@ func NewMessage(ctx context.Context, rec eventstore.Record) *message.Message {
 		md[MetaHeaderPrefix+k] = v
 	}
 	return msg
-}
-
-// RecordFrom turns a message published by the relay back into the record it was
-// made from. The record's Data aliases the message payload. A message missing
-// the relay's metadata, or with malformed values in it, gives an error matching
-// ErrNotRelayed that names the message UUID.
-func RecordFrom(msg *message.Message) (eventstore.Record, error) {
-	if msg == nil {
-		return eventstore.Record{}, fmt.Errorf("%w: nil message", ErrNotRelayed)
-	}
-	md := msg.Metadata
-	bad := func(key string) error {
-		return fmt.Errorf("%w: message %q: metadata %s is %.64q", ErrNotRelayed, msg.UUID, key, md.Get(key))
-	}
-	var rec eventstore.Record
-	var err error
-	if rec.ID, err = uuid.Parse(md.Get(MetaEventID)); err != nil {
-		return eventstore.Record{}, bad(MetaEventID)
-	}
-	if rec.Type = md.Get(MetaType); rec.Type == "" {
-		return eventstore.Record{}, bad(MetaType)
-	}
-	if rec.StreamID = md.Get(MetaStream); rec.StreamID == "" {
-		return eventstore.Record{}, bad(MetaStream)
-	}
-	if rec.Version, err = strconv.ParseUint(md.Get(MetaVersion), 10, 64); err != nil || rec.Version == 0 {
-		return eventstore.Record{}, bad(MetaVersion)
-	}
-	if rec.Position, err = eventstore.ParsePosition(md.Get(MetaPosition)); err != nil || rec.Position.IsZero() {
-		return eventstore.Record{}, bad(MetaPosition)
-	}
-	if rec.RecordedAt, err = time.Parse(time.RFC3339Nano, md.Get(MetaRecordedAt)); err != nil {
-		return eventstore.Record{}, bad(MetaRecordedAt)
-	}
-	rec.Data = msg.Payload
-	rec.Metadata.CorrelationID = md.Get(MetaCorrelationID)
-	rec.Metadata.CausationID = md.Get(MetaCausationID)
-	for k, v := range md {
-		if name, ok := strings.CutPrefix(k, MetaHeaderPrefix); ok {
-			if rec.Metadata.Headers == nil {
-				rec.Metadata.Headers = map[string]string{}
-			}
-			rec.Metadata.Headers[name] = v
-		}
-	}
-	return rec, nil
 }
 
 // TopicByType returns a topic function that sends each record to prefix

@@ -365,7 +365,7 @@ func TestRelayThroughRedisStreamsPublisherSurvivesRedisRestart(t *testing.T) {
 	store := newStore(t)
 	appendEvents(t, store, 100, 3, "a")
 	r, err := relay.New(relay.Config{Store: store, Publisher: pub, Topic: "el-restart", BatchSize: 16,
-		RetryInitial: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Checkpoint: relay.NewRedisCheckpoint(client, "el:relay:restart-streams:checkpoint")})
 	if err != nil {
 		t.Fatal(err)

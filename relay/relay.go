@@ -4,22 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"iter"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/batch"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrRunning means Run was called on a Relay that is already running.
 var ErrRunning = errors.New("relay: already running")
-
-// errSubscriptionEnded stands for a subscription that stopped without an error,
-// which a Store must not do while its context lives; the relay subscribes again.
-var errSubscriptionEnded = errors.New("relay: subscription ended")
 
 // Relay forwards committed records from an event store to a watermill
 // Publisher, at least once, in position order, with its own checkpoint. Create
@@ -131,12 +128,13 @@ func (r *Relay) runHeld(ctx context.Context) error {
 	}
 	r.setStatus(func(s *Status) { s.Position = pos })
 	r.metrics.position.Set(float64(pos.Commit))
-	// failures counts the subscriptions in a row that failed before
-	// delivering anything; a subscription that delivers resets it, so that a
-	// rare failure is retried after RetryInitial, not after RetryMax.
+	// resubscribe paces subscriptions that fail in a row before delivering
+	// anything; a subscription that delivers resets it, so that a rare
+	// failure is retried after about MinBackoff, not after MaxBackoff.
+	resubscribe := retry.New(r.cfg.MinBackoff, r.cfg.MaxBackoff, retry.EqualJitter)
 	failures := 0
 	for {
-		err := r.forward(ctx, &pos, &failures)
+		err := r.forward(ctx, &pos, resubscribe, &failures)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -144,7 +142,7 @@ func (r *Relay) runHeld(ctx context.Context) error {
 			return fmt.Errorf("relay %q: %w", r.cfg.Name, err)
 		}
 		r.fail("subscribe", fmt.Errorf("relay %q: subscription after %s: %w", r.cfg.Name, pos, err))
-		if !r.wait(ctx, failures) {
+		if retry.Sleep(ctx, resubscribe.Next()) != nil {
 			return nil
 		}
 		failures++
@@ -154,85 +152,42 @@ func (r *Relay) runHeld(ctx context.Context) error {
 // forward subscribes after *pos and publishes until the subscription fails or
 // ctx ends, advancing *pos as batches are published and checkpointed. Once the
 // subscription has delivered a batch it marks "subscribe" recovered and
-// resets *failures.
-func (r *Relay) forward(ctx context.Context, pos *eventstore.Position, failures *int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	// The channel is the read-ahead buffer: when the publisher is slow or
-	// failing it fills, the reader blocks in send, and the subscription stops
-	// pulling from the store. That is the relay's back-pressure.
-	records := make(chan eventstore.Record, r.cfg.BatchSize)
-	subErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(records)
-		for rec, err := range r.cfg.Store.Subscribe(ctx, *pos) {
-			if err != nil {
-				subErr <- err
-				return
-			}
-			select {
-			case records <- rec:
-			case <-ctx.Done():
-				return
-			}
-		}
-		subErr <- errSubscriptionEnded
-	}()
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-
-	batch := make([]eventstore.Record, 0, r.cfg.BatchSize)
-	for {
-		var rec eventstore.Record
-		var ok bool
-		select {
-		case rec, ok = <-records:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !ok {
-			return subscriptionError(subErr)
-		}
-		if r.isFailing("subscribe") {
-			r.recovered("subscribe", *failures)
-			*failures = 0
-		}
-		batch = append(batch[:0], rec)
-	fill:
-		for len(batch) < r.cfg.BatchSize {
-			select {
-			case rec, ok := <-records:
-				if !ok {
-					break fill // publish what we have; the next receive reports the end
-				}
-				batch = append(batch, rec)
-			default:
-				break fill
-			}
-		}
-		if err := r.publishBatch(ctx, batch); err != nil {
-			return err
-		}
-		last := batch[len(batch)-1].Position
-		if err := r.retry(ctx, "save checkpoint", func() error { return r.cfg.Checkpoint.Save(ctx, last) }); err != nil {
-			return err
-		}
-		*pos = last
-		r.setStatus(func(s *Status) { s.Position = last })
-		r.metrics.position.Set(float64(last.Commit))
-	}
-}
-
-func subscriptionError(c <-chan error) error {
-	select {
-	case err := <-c:
+// resets resubscribe and *failures.
+func (r *Relay) forward(ctx context.Context, pos *eventstore.Position, resubscribe *retry.Backoff, failures *int) error {
+	// The batcher's buffer is the read-ahead: when the publisher is slow or
+	// failing it fills, and the subscription stops pulling from the store.
+	// That is the relay's back-pressure. A batch closes as soon as no record
+	// is ready, so a quiet log is relayed record by record at once.
+	from := *pos
+	b, err := batch.Start(ctx, func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
+		return r.cfg.Store.Subscribe(ctx, from)
+	}, batch.Config{Size: r.cfg.BatchSize})
+	if err != nil {
 		return err
-	default:
-		return errSubscriptionEnded
+	}
+	defer b.Stop()
+	for {
+		recs, subErr := b.Next(ctx, nil)
+		if len(recs) > 0 {
+			if r.isFailing("subscribe") {
+				r.recovered("subscribe", *failures)
+			}
+			resubscribe.Reset()
+			*failures = 0
+			if err := r.publishBatch(ctx, recs); err != nil {
+				return err
+			}
+			last := recs[len(recs)-1].Position
+			if err := r.retry(ctx, "save checkpoint", func() error { return r.cfg.Checkpoint.Save(ctx, last) }); err != nil {
+				return err
+			}
+			*pos = last
+			r.setStatus(func(s *Status) { s.Position = last })
+			r.metrics.position.Set(float64(last.Commit))
+		}
+		if subErr != nil {
+			return subErr
+		}
 	}
 }
 
@@ -292,8 +247,10 @@ func (r *Relay) topic(rec eventstore.Record) string {
 }
 
 // retry runs op until it succeeds, waiting a jittered back-off between
-// attempts. It returns nil on success and ctx's error when ctx ends first.
+// attempts (retry.EqualJitter: instances failing together do not retry in
+// lockstep). It returns nil on success and ctx's error when ctx ends first.
 func (r *Relay) retry(ctx context.Context, what string, op func() error) error {
+	var pause *retry.Backoff
 	for attempt := 0; ; attempt++ {
 		err := op()
 		if err == nil {
@@ -312,29 +269,12 @@ func (r *Relay) retry(ctx context.Context, what string, op func() error) error {
 			r.setStatus(func(s *Status) { s.CheckpointFailures++ })
 		}
 		r.fail(what, err)
-		if !r.wait(ctx, attempt) {
-			return ctx.Err()
+		if pause == nil {
+			pause = retry.New(r.cfg.MinBackoff, r.cfg.MaxBackoff, retry.EqualJitter)
 		}
-	}
-}
-
-// wait sleeps the back-off for attempt (0 is the first retry): exponential from
-// RetryInitial, capped at RetryMax, with "equal jitter" (half fixed, half
-// random) so that instances failing together do not retry in lockstep. It
-// reports false when ctx ended first.
-func (r *Relay) wait(ctx context.Context, attempt int) bool {
-	d := r.cfg.RetryInitial << min(attempt, 30)
-	if d <= 0 || d > r.cfg.RetryMax {
-		d = r.cfg.RetryMax
-	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+		if err := retry.Sleep(ctx, pause.Next()); err != nil {
+			return err
+		}
 	}
 }
 
@@ -347,7 +287,7 @@ func (r *Relay) fail(what string, err error) {
 	r.mu.Unlock()
 	r.metrics.failing.Set(1)
 	if !was {
-		r.cfg.Logger.Warn("relay: "+what+" failing; retrying with back-off", "relay", r.cfg.Name, "err", err)
+		r.cfg.Logger.Warn("relay: "+what+" failing; retrying with back-off", "relay", r.cfg.Name, "error", err)
 	}
 }
 
@@ -402,7 +342,7 @@ func newMetrics(name string) metrics {
 		skipped:            counter("skipped_events_total", "Records the filter refused."),
 		publishFailures:    counter("publish_failures_total", "Failed Publish attempts."),
 		checkpointFailures: counter("checkpoint_failures_total", "Failed checkpoint loads and saves."),
-		position:           gauge("position", "Commit part of the last checkpointed position."),
+		position:           gauge("checkpoint_position", "Commit part of the last checkpointed position."),
 		failing:            gauge("failing", "1 while an operation is failing and being retried, else 0."),
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -23,7 +24,7 @@ import (
 const topic = "orders"
 
 func fastRetry(cfg relay.Config) relay.Config {
-	cfg.RetryInitial, cfg.RetryMax = time.Millisecond, 5*time.Millisecond
+	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
 	return cfg
 }
 
@@ -198,7 +199,7 @@ type flakyPublisher struct {
 }
 
 func (p *flakyPublisher) Publish(topic string, msgs ...*message.Message) error {
-	first, err := relay.RecordFrom(msgs[0])
+	first, err := consume.RecordFrom(msgs[0])
 	if err != nil {
 		return err
 	}
@@ -358,8 +359,12 @@ func TestLeaseLetsOneRelayPublishAndHandsOver(t *testing.T) {
 	got := collect(t, ps, topic)
 	cp := relay.NewRedisCheckpoint(client, "el:relay:lease:checkpoint")
 	newRelay := func(name string) *relay.Relay {
+		lease, err := relay.NewRedisLease(relay.RedisLeaseConfig{Redis: client, Key: "el:relay:lease", TTL: 300 * time.Millisecond, Owner: name})
+		if err != nil {
+			t.Fatal(err)
+		}
 		r, err := relay.New(fastRetry(relay.Config{Name: name, Store: store, Publisher: ps, Checkpoint: cp, Topic: topic,
-			Lease: relay.NewRedisLease(client, "el:relay:lease", 300*time.Millisecond)}))
+			Lease: lease}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,5 +480,54 @@ func TestSubscriptionFailuresRecover(t *testing.T) {
 	}
 	if v := metricValue(t, reg, "eventline_relay_failing"); v != 0 {
 		t.Fatalf("failing gauge %v after recovery, want 0", v)
+	}
+}
+
+func TestRedisLeaseConfigValidate(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	for name, cfg := range map[string]relay.RedisLeaseConfig{
+		"no redis":  {Key: "k"},
+		"no key":    {Redis: client},
+		"short ttl": {Redis: client, Key: "k", TTL: time.Millisecond},
+		"negative":  {Redis: client, Key: "k", TTL: -time.Second},
+	} {
+		if _, err := relay.NewRedisLease(cfg); !errors.Is(err, relay.ErrInvalidConfig) {
+			t.Errorf("%s: NewRedisLease = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if _, err := relay.NewRedisLease(relay.RedisLeaseConfig{Redis: client, Key: "k"}); err != nil {
+		t.Fatalf("default TTL: %v", err)
+	}
+}
+
+// TestLeaderStepsDownWhenRedisIsGone stops the lease's Redis under a leading
+// relay: it must stop leading once it can no longer prove it holds the
+// lease, and lead again when Redis is back.
+func TestLeaderStepsDownWhenRedisIsGone(t *testing.T) {
+	srv := redistest.Start(t)
+	if srv.Kind == redistest.KindEnv {
+		t.Skip("cannot stop a server named by EVENTLINE_TEST_REDIS_URL")
+	}
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { _ = client.Close() })
+	store := newStore(t)
+	lease, err := relay.NewRedisLease(relay.RedisLeaseConfig{Redis: client, Key: "el:relay:lease", TTL: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(fastRetry(relay.Config{Store: store, Publisher: orderedChannel(t), Checkpoint: &relay.MemoryCheckpoint{},
+		Topic: topic, Lease: lease}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runRelay(t, r)
+	waitFor(t, "leading", func() bool { return r.Status().Leader })
+	srv.Kill()
+	waitFor(t, "stepping down without Redis", func() bool { return !r.Status().Leader })
+	srv.Restart()
+	waitFor(t, "leading again", func() bool { return r.Status().Leader })
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,14 +1,14 @@
-// Package esdb is an eventstore.Store on EventStoreDB, through the official Go
+// Package esdb is an [eventstore.Store] on EventStoreDB, through the official Go
 // client (github.com/EventStore/EventStore-Client-Go/v4, package esdb, v4.1.0).
-// It is the backend for deployments that outgrow one machine: point Config.URL
+// It is the backend for deployments that outgrow one machine: point [Config].URL
 // at a node or a three-node cluster and the rest of eventline is unchanged.
 //
 //	store, err := esdb.Open(ctx, esdb.Config{URL: "esdb://localhost:2113?tls=false"})
 //
 // The connection string is parsed by the client (TLS, credentials, cluster
 // seeds, DNS discovery, node preference); a bad one is an error matching
-// ErrInvalidConfig that wraps the client's message. Open does not contact the
-// server: the first operation does, and reports eventstore.ErrUnavailable if
+// [ErrInvalidConfig] that wraps the client's message. Open does not contact the
+// server: the first operation does, and reports [eventstore.ErrUnavailable] if
 // it cannot.
 //
 // # Versions and revisions

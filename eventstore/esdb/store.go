@@ -406,7 +406,7 @@ func (s *Store) wrongVersion(octx context.Context, c *conn, stream string, expec
 	if !ok {
 		v, _, err := s.readEvent(octx, c, s.prefix+stream, esdb.End{}, esdb.Backwards)
 		if err != nil && !noEvents(err) {
-			s.log.Warn("cannot read the version of a stream after a refused append", "stream", stream, "err", err)
+			s.log.Warn("cannot read the version of a stream after a refused append", "stream", stream, "error", err)
 		}
 		actual = v
 	}

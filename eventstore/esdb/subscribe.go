@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"math/rand/v2"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 )
 
 // Subscribe implements eventstore.Store with a catch-up subscription to $all.
@@ -25,7 +25,8 @@ import (
 func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		r := &resumer{last: after}
-		b := &backoff{min: s.cfg.MinBackoff, max: s.cfg.MaxBackoff, jitter: rand.Float64}
+		b := retry.New(s.cfg.MinBackoff, s.cfg.MaxBackoff, retry.EqualJitter)
+		attempt := 0
 		for {
 			delivered, err := s.subscribeOnce(ctx, r, yield)
 			if errors.Is(err, errStopped) {
@@ -43,11 +44,13 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 				return
 			}
 			if delivered {
-				b.reset()
+				b.Reset()
+				attempt = 0
 			}
-			wait := b.next()
+			attempt++
+			wait := b.Next()
 			s.log.Warn("subscription to $all dropped; resubscribing",
-				"after", r.last.String(), "attempt", b.attempt, "backoff", wait, "err", err)
+				"after", r.last.String(), "attempt", attempt, "backoff", wait, "error", err)
 			if !s.sleep(ctx, wait) {
 				continue // the checks above end the loop
 			}
@@ -156,27 +159,3 @@ func (r *resumer) admit(p eventstore.Position) bool {
 	r.last = p
 	return true
 }
-
-// backoff is an exponential back-off with jitter: attempt n waits between half
-// and all of min·2ⁿ⁻¹, capped at max, so that many subscribers dropped by one
-// server restart do not come back at the same instant.
-type backoff struct {
-	min, max time.Duration
-	jitter   func() float64 // in [0, 1)
-	attempt  int
-}
-
-// next returns the wait before the next attempt.
-func (b *backoff) next() time.Duration {
-	b.attempt++
-	d := b.min
-	for i := 1; i < b.attempt && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	half := d / 2
-	return half + time.Duration(b.jitter()*float64(d-half))
-}
-
-// reset starts the back-off again, after a subscription made progress.
-func (b *backoff) reset() { b.attempt = 0 }

@@ -44,27 +44,6 @@ func TestResumerAdmitsOnlyNewPositions(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	for _, jitter := range []float64{0, 0.5, 0.999} {
-		b := &backoff{min: 100 * time.Millisecond, max: time.Second, jitter: func() float64 { return jitter }}
-		var got []time.Duration
-		for range 7 {
-			got = append(got, b.next())
-		}
-		caps := []time.Duration{100, 200, 400, 800, 1000, 1000, 1000}
-		for i, d := range got {
-			limit := caps[i] * time.Millisecond
-			if d < limit/2 || d > limit {
-				t.Errorf("jitter %v: attempt %d waits %s, want within [%s, %s]", jitter, i+1, d, limit/2, limit)
-			}
-		}
-		b.reset()
-		if d := b.next(); d > 100*time.Millisecond {
-			t.Errorf("after reset the wait is %s", d)
-		}
-	}
-}
-
 // TestSubscribeResumesWithoutDuplicatesOrGaps drops the subscription twice
 // through the real client: once after three records, once before the
 // confirmation. The second subscription replays the last delivered record and

@@ -1,7 +1,7 @@
-// Package eventstoretest is the contract suite that every eventstore.Store
-// backend must pass, in the way golang.org/x/net/nettest checks a net.Conn.
+// Package eventstoretest is the contract suite that every [eventstore.Store]
+// backend must pass, in the way [golang.org/x/net/nettest] checks a [net.Conn].
 //
-// A backend runs it from its own tests:
+// A backend runs it ([Run]) from its own tests:
 //
 //	func TestContract(t *testing.T) {
 //		eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
@@ -14,7 +14,7 @@
 // The suite checks expected-version rules, 64 goroutines racing exact-version
 // appends on one stream, global order under concurrent writers, subscriptions
 // started before, during and after concurrent appends, idempotent re-appends
-// (AppendResult.Repeated, and a repeat carrying other data keeps the stored
+// ([eventstore.AppendResult].Repeated, and a repeat carrying other data keeps the stored
 // events),
 // reads from a position or version, large and empty payloads, metadata,
 // invalid input, cancellation without leaked goroutines, and Close.

@@ -1,5 +1,5 @@
 // Package postgres is eventline's production event store: an
-// eventstore.Store on PostgreSQL through github.com/jackc/pgx/v5. Any number
+// [eventstore.Store] on PostgreSQL through github.com/jackc/pgx/v5. Any number
 // of processes on any number of hosts may share one database.
 //
 //	store, err := postgres.Open(ctx, postgres.Config{URL: "postgres://app@db/app"})

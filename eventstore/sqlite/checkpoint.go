@@ -41,7 +41,7 @@ func (s *Store) checkpoints(conn *sql.Conn) {
 		var busy, log, copied int64
 		err := conn.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &copied)
 		if err != nil {
-			s.cfg.Logger.Warn("sqlite event store: checkpoint failed", "path", s.path, "err", err)
+			s.cfg.Logger.Warn("sqlite event store: checkpoint failed", "path", s.path, "error", err)
 		}
 		pace.Reset(checkpointPace)
 		select {

@@ -1,4 +1,4 @@
-// Package sqlite is eventline's embedded event store: an eventstore.Store on
+// Package sqlite is eventline's embedded event store: an [eventstore.Store] on
 // one SQLite file, through the pure-Go driver modernc.org/sqlite (no cgo).
 //
 //	store, err := sqlite.Open(ctx, sqlite.Config{Path: "data/events.db"})

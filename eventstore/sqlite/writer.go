@@ -306,7 +306,7 @@ func (w *writer) commit() {
 		w.stmts.rollback.ExecContext(ctx)
 		w.forget()
 		w.s.cfg.Logger.Error("sqlite event store: group commit failed", "path", w.s.path,
-			"appends", len(w.batch), "err", err)
+			"appends", len(w.batch), "error", err)
 		err = fmt.Errorf("%w: sqlite %s: %v", eventstore.ErrUnavailable, w.s.path, err)
 		w.answered.Add(1)
 		for _, req := range w.batch {

@@ -119,7 +119,7 @@ func TestServeRunsAndShutsDown(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"customer_id":"ann"`) {
 		t.Fatalf("GET /carts/c1 %d %s", code, body)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "eventline_sample_command_requests_total") ||
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "eventline_command_requests_total") ||
 		!strings.Contains(body, "eventline_projection_") {
 		t.Fatalf("/metrics %d lacks the command and projection metrics", code)
 	}

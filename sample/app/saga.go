@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/saga"
@@ -44,7 +44,7 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 	var pub message.Publisher
 	var sub message.Subscriber
 	var lease relay.Lease
-	var dedup relay.DedupStore
+	var dedup consume.DedupStore
 	if role == RoleServe {
 		// BlockPublishUntilSubscriberAck keeps the events in order.
 		ch := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, wlog)
@@ -64,8 +64,16 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, store eventst
 			return nil, fmt.Errorf("app: saga subscriber: %w", err)
 		}
 		pub, sub = p, s
-		lease = relay.NewRedisLease(rdb, relayLeaseKey, 10*time.Second)
-		dedup = relay.NewRedisDedup(rdb, sagaDedupPrefix, 0, 0)
+		if lease, err = relay.NewRedisLease(relay.RedisLeaseConfig{Redis: rdb, Key: relayLeaseKey}); err != nil {
+			_ = s.Close()
+			_ = p.Close()
+			return nil, fmt.Errorf("app: saga relay lease: %w", err)
+		}
+		if dedup, err = consume.NewRedisDedup(consume.RedisDedupConfig{Redis: rdb, Prefix: sagaDedupPrefix}); err != nil {
+			_ = s.Close()
+			_ = p.Close()
+			return nil, fmt.Errorf("app: saga dedup: %w", err)
+		}
 		closeTransport = func() { _ = s.Close(); _ = p.Close() }
 	}
 	sg, err := saga.New(saga.Config{

@@ -50,8 +50,8 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, gets the API's request metrics
-	// (eventline_sample_command_requests_total and
-	// eventline_sample_command_duration_seconds).
+	// (eventline_command_requests_total and
+	// eventline_command_duration_seconds).
 	Registerer prometheus.Registerer
 	// NewID returns a fresh entity id for carts, customers and orders created
 	// without an Idempotency-Key. It must return valid command entity ids.
@@ -108,11 +108,11 @@ func New(store eventstore.Store, reg *eventstore.Registry, cfg Config) (*API, er
 		errors: append(api.DefaultErrorMappings(),
 			api.ErrorMapping{Target: context.Canceled, Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventline_sample_command_requests_total",
+			Name: "eventline_command_requests_total",
 			Help: "Command API requests answered, by route and HTTP status.",
 		}, []string{"route", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "eventline_sample_command_duration_seconds",
+			Name:    "eventline_command_duration_seconds",
 			Help:    "Time to answer a command API request, by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route"}),

@@ -186,9 +186,9 @@ func TestTransientFailureAtAnyStepLeavesTheSagaConsistent(t *testing.T) {
 						store := newFaultyStore(w.store, faults...)
 						ps := orderedChannel(t)
 						startSaga(t, saga.Config{Store: store, Registry: w.reg, Subscriber: ps, Publisher: ps,
-							MaxRetries: 3, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, Logger: quiet})
+							MaxRetries: 3, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: quiet})
 						r, err := relay.New(relay.Config{Store: w.store, Publisher: ps, Checkpoint: &relay.MemoryCheckpoint{},
-							RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, Logger: quiet})
+							MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Logger: quiet})
 						if err != nil {
 							t.Fatal(err)
 						}

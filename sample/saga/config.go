@@ -12,6 +12,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -28,10 +29,10 @@ const (
 	// DefaultMaxRetries is how many times a failing message is retried
 	// before it is poisoned.
 	DefaultMaxRetries = 5
-	// DefaultRetryInitial and DefaultRetryMax bound the back-off between
+	// DefaultMinBackoff and DefaultMaxBackoff bound the back-off between
 	// retries.
-	DefaultRetryInitial = 100 * time.Millisecond
-	DefaultRetryMax     = 10 * time.Second
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Run waits for messages being
 	// handled when its context ends.
 	DefaultCloseTimeout = 30 * time.Second
@@ -73,19 +74,19 @@ type Config struct {
 	// DefaultPoisonTopic.
 	PoisonTopic string
 	// Dedup remembers which events the saga handled, by event id. Use
-	// relay.RedisDedup when the saga runs in more than one process (or
+	// consume.RedisDedup when the saga runs in more than one process (or
 	// restarts while its transport keeps messages); the in-process default,
-	// relay.NewMemoryDedup(0, 0), only suits one process with GoChannel.
+	// consume.MemoryDedup, only suits one process with GoChannel.
 	// De-duplication is an optimisation: every command the saga sends is
 	// idempotent on its own.
-	Dedup relay.DedupStore
+	Dedup consume.DedupStore
 	// MaxRetries is how many times a failing message is retried, with
-	// exponential back-off from RetryInitial up to RetryMax, before it is
+	// exponential back-off from MinBackoff up to MaxBackoff, before it is
 	// published to PoisonTopic and acked. Defaults DefaultMaxRetries,
-	// DefaultRetryInitial, DefaultRetryMax. A negative MaxRetries disables
+	// DefaultMinBackoff, DefaultMaxBackoff. A negative MaxRetries disables
 	// retries.
 	MaxRetries             int
-	RetryInitial, RetryMax time.Duration
+	MinBackoff, MaxBackoff time.Duration
 	// CloseTimeout bounds how long Run waits for messages being handled once
 	// its context ends. Default DefaultCloseTimeout.
 	CloseTimeout time.Duration
@@ -104,7 +105,7 @@ type Config struct {
 	// rejected) and the router's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the saga's metric
-	// eventline_sample_saga_messages_total{type,result}.
+	// eventline_saga_messages_total{type,result}.
 	Registerer prometheus.Registerer
 }
 
@@ -119,16 +120,16 @@ func (c Config) withDefaults() Config {
 		c.PoisonTopic = DefaultPoisonTopic
 	}
 	if c.Dedup == nil {
-		c.Dedup = relay.NewMemoryDedup(0, 0)
+		c.Dedup, _ = consume.NewMemoryDedup(consume.MemoryDedupConfig{}) // the zero config is valid
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
 	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = DefaultRetryInitial
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
 	}
-	if c.RetryMax == 0 {
-		c.RetryMax = max(DefaultRetryMax, c.RetryInitial)
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
@@ -180,8 +181,8 @@ func (c Config) Validate() error {
 		}
 		seen[t] = true
 	}
-	if c.RetryInitial < 0 || c.RetryMax < c.RetryInitial {
-		errs = append(errs, fmt.Errorf("RetryInitial %s and RetryMax %s: want 0 < initial <= max", c.RetryInitial, c.RetryMax))
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, fmt.Errorf("MinBackoff %s and MaxBackoff %s: want 0 < MinBackoff <= MaxBackoff", c.MinBackoff, c.MaxBackoff))
 	}
 	if c.CloseTimeout < 0 || c.HandleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("CloseTimeout %s and HandleTimeout %s must not be negative", c.CloseTimeout, c.HandleTimeout))

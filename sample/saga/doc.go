@@ -42,8 +42,8 @@
 // twice. The events carry the triggering event's id as causation id and its
 // correlation id (command.CausedBy).
 //
-// Messages go through relay.NewRouter: de-duplication by event id
-// (Config.Dedup: relay.RedisDedup across processes), then a poison queue, then
+// Messages go through consume.NewRouter: de-duplication by event id
+// (Config.Dedup: consume.RedisDedup across processes), then a poison queue, then
 // retries with exponential back-off, then panic recovery. A message that fails
 // every retry (malformed, or a store that stays down) is published to
 // Config.PoisonTopic and acked. De-duplication only saves work; correctness
@@ -55,6 +55,6 @@
 // New checks the Config; Run subscribes and handles messages until its context
 // ends. With GoChannel, start the relay after Running is closed, since
 // GoChannel drops messages published before anyone subscribed. Several saga
-// processes can share a Redis Streams consumer group; use relay.RedisDedup
+// processes can share a Redis Streams consumer group; use consume.RedisDedup
 // then.
 package saga

@@ -18,10 +18,12 @@ import (
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/eventstore/sqlite"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
 	"github.com/eventline/eventline/sample/saga"
+	"github.com/redis/go-redis/v9"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -232,7 +234,7 @@ func startSaga(t testing.TB, cfg saga.Config) (s *saga.Saga, stop func() error) 
 func startRelay(t testing.TB, w *world, pub message.Publisher, cp relay.Checkpoint) func() error {
 	t.Helper()
 	r, err := relay.New(relay.Config{Store: w.store, Publisher: pub, Checkpoint: cp,
-		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, Logger: quiet})
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,3 +279,19 @@ type forgetfulDedup struct{}
 func (forgetfulDedup) Claim(context.Context, string) (string, bool, error) { return "t", false, nil }
 func (forgetfulDedup) Done(context.Context, string, string) error          { return nil }
 func (forgetfulDedup) Release(context.Context, string, string) error       { return nil }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func redisDedup(t testing.TB, client redis.UniversalClient, claimTTL time.Duration) *consume.RedisDedup {
+	t.Helper()
+	d, err := consume.NewRedisDedup(consume.RedisDedupConfig{Redis: client, Prefix: "el:test:dedup:", ClaimTTL: claimTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -56,9 +57,9 @@ func redisSubscriber(t *testing.T, srv *redistest.Server, consumer string) *redi
 	return sub
 }
 
-func redisSagaConfig(w *world, store eventstore.Store, sub *redisstream.Subscriber, pub message.Publisher, dedup relay.DedupStore) saga.Config {
+func redisSagaConfig(w *world, store eventstore.Store, sub *redisstream.Subscriber, pub message.Publisher, dedup consume.DedupStore) saga.Config {
 	return saga.Config{Store: store, Registry: w.reg, Subscriber: sub, Publisher: pub, Dedup: dedup,
-		MaxRetries: 2, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, Logger: quiet}
+		MaxRetries: 2, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: quiet}
 }
 
 // waitAllAcked waits until the consumer group has no pending message.
@@ -76,7 +77,7 @@ func TestRedisStreamsEndToEnd(t *testing.T) {
 	w := newWorld(t)
 	pub := redisPublisher(t, srv)
 	sub := redisSubscriber(t, srv, "a")
-	dedup := relay.NewRedisDedup(client, "el:test:dedup:", 0, 0)
+	dedup := redisDedup(t, client, 0)
 	startSaga(t, redisSagaConfig(w, w.store, sub, pub, dedup))
 	startRelay(t, w, pub, relay.NewRedisCheckpoint(client, "el:test:relay:checkpoint"))
 
@@ -193,7 +194,7 @@ func TestKilledBetweenReservingAndConfirming(t *testing.T) {
 			pub := redisPublisher(t, srv)
 			// A claim of a dead process expires after a second; then the
 			// survivor may handle the event.
-			dedup := relay.NewRedisDedup(client, "el:test:dedup:", 0, time.Second)
+			dedup := redisDedup(t, client, time.Second)
 
 			doomed := &killSwitch{Store: w.store, typ: c.typ, after: c.after,
 				hit: make(chan struct{}), release: make(chan struct{}), returned: make(chan struct{})}

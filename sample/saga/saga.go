@@ -15,6 +15,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -85,7 +86,7 @@ func New(cfg Config) (*Saga, error) {
 		return nil, err
 	}
 	s.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "eventline_sample_saga_messages_total",
+		Name: "eventline_saga_messages_total",
 		Help: "Messages the order/credit saga received, by event type and result: handled, ignored (not a saga event) or failed (one failed attempt; it is retried, then poisoned).",
 	}, []string{"type", "result"})
 	if cfg.Registerer != nil {
@@ -124,13 +125,13 @@ func (s *Saga) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	router, err := relay.NewRouter(relay.RouterConfig{
+	router, err := consume.NewRouter(consume.RouterConfig{
 		Dedup:           s.cfg.Dedup,
 		PoisonPublisher: s.cfg.Publisher,
 		PoisonTopic:     s.cfg.PoisonTopic,
 		MaxRetries:      s.cfg.MaxRetries,
-		RetryInitial:    s.cfg.RetryInitial,
-		RetryMax:        s.cfg.RetryMax,
+		MinBackoff:      s.cfg.MinBackoff,
+		MaxBackoff:      s.cfg.MaxBackoff,
 		CloseTimeout:    s.cfg.CloseTimeout,
 		Logger:          s.cfg.Logger,
 	})
@@ -189,7 +190,7 @@ func (s *Saga) handle(msg *message.Message) error {
 	err := s.handleEvent(msg)
 	if errors.Is(err, ErrMalformedEvent) {
 		// No retry can mend a malformed event: straight to the poison topic.
-		err = relay.Permanent(err)
+		err = consume.Permanent(err)
 	}
 	result := "handled"
 	if err != nil {
@@ -200,7 +201,7 @@ func (s *Saga) handle(msg *message.Message) error {
 }
 
 func (s *Saga) handleEvent(msg *message.Message) error {
-	rec, err := relay.RecordFrom(msg)
+	rec, err := consume.RecordFrom(msg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedEvent, err)
 	}

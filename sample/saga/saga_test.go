@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/eventline/eventline/sample/cart"
 	"github.com/eventline/eventline/sample/customer"
 	"github.com/eventline/eventline/sample/order"
@@ -24,11 +25,11 @@ import (
 )
 
 // inProcess wires the world as `cart serve` does: relay → GoChannel → saga.
-func inProcess(t *testing.T, w *world, dedup relay.DedupStore, reg prometheus.Registerer) *gochannel.GoChannel {
+func inProcess(t *testing.T, w *world, dedup consume.DedupStore, reg prometheus.Registerer) *gochannel.GoChannel {
 	t.Helper()
 	ps := orderedChannel(t)
 	startSaga(t, saga.Config{Store: w.store, Registry: w.reg, Subscriber: ps, Publisher: ps, Dedup: dedup,
-		MaxRetries: 2, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		MaxRetries: 2, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 		Logger: quiet, Registerer: reg})
 	startRelay(t, w, ps, &relay.MemoryCheckpoint{})
 	return ps
@@ -141,10 +142,10 @@ func TestUnknownCustomerRejectsTheOrder(t *testing.T) {
 func TestDuplicateDeliveryReservesCreditOnce(t *testing.T) {
 	for _, c := range []struct {
 		name    string
-		dedup   relay.DedupStore
+		dedup   consume.DedupStore
 		handled float64 // times the checkout reached the handler
 	}{
-		{"deduplicated", relay.NewMemoryDedup(0, 0), 1},
+		{"deduplicated", must(consume.NewMemoryDedup(consume.MemoryDedupConfig{})), 1},
 		{"without de-duplication", forgetfulDedup{}, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -278,7 +279,7 @@ func TestConfig(t *testing.T) {
 		"registry without order events": with(valid, func(c *saga.Config) { c.Registry = cartsOnly }),
 		"a topic twice":                 with(valid, func(c *saga.Config) { c.Topics = []string{"a", "a"} }),
 		"an empty topic":                with(valid, func(c *saga.Config) { c.Topics = []string{""} }),
-		"retry max below initial":       with(valid, func(c *saga.Config) { c.RetryInitial, c.RetryMax = time.Second, time.Millisecond }),
+		"retry max below initial":       with(valid, func(c *saga.Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }),
 		"negative command attempts":     with(valid, func(c *saga.Config) { c.Command.MaxAttempts = -1 }),
 	} {
 		if err := cfg.Validate(); !errors.Is(err, saga.ErrInvalidConfig) {
@@ -342,7 +343,7 @@ func types(recs []eventstore.Record) []string {
 	return out
 }
 
-// counter reads eventline_sample_saga_messages_total{type,result}.
+// counter reads eventline_saga_messages_total{type,result}.
 func counter(t *testing.T, g prometheus.Gatherer, typ, result string) float64 {
 	t.Helper()
 	families, err := g.Gather()
@@ -350,7 +351,7 @@ func counter(t *testing.T, g prometheus.Gatherer, typ, result string) float64 {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() != "eventline_sample_saga_messages_total" {
+		if f.GetName() != "eventline_saga_messages_total" {
 			continue
 		}
 		for _, m := range f.GetMetric() {

@@ -1,4 +1,4 @@
-package relay
+package consume
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func (p *recordingPublisher) count() int {
 func chain(t *testing.T, pub message.Publisher, maxRetries int, h message.HandlerFunc) message.HandlerFunc {
 	t.Helper()
 	cfg := RouterConfig{PoisonPublisher: pub, PoisonTopic: "poison", MaxRetries: maxRetries,
-		RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond}
+		MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
 	mws, err := routerMiddleware(cfg, nil, watermill.NewSlogLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)

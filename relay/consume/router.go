@@ -1,4 +1,4 @@
-package relay
+package consume
 
 import (
 	"errors"
@@ -28,13 +28,28 @@ type RouterConfig struct {
 	// MaxRetries is how many times a failing handler is retried before the
 	// message is poisoned. Default 5; negative means no retry.
 	MaxRetries int
-	// RetryInitial, RetryMax: the back-off between retries doubles from
-	// RetryInitial up to RetryMax, each randomised by ±50%. Defaults 100ms, 10s.
-	RetryInitial, RetryMax time.Duration
+	// MinBackoff, MaxBackoff: the back-off between retries doubles from
+	// MinBackoff up to MaxBackoff, each randomised by ±50%. Defaults 100ms, 10s.
+	MinBackoff, MaxBackoff time.Duration
 	// CloseTimeout bounds how long Router.Close waits for handlers. Default 30s.
 	CloseTimeout time.Duration
 	// Logger receives the router's logs. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// Validate reports a RouterConfig that NewRouter would refuse. The error
+// matches ErrInvalidConfig.
+func (c RouterConfig) Validate() error {
+	switch {
+	case c.PoisonPublisher == nil:
+		return fmt.Errorf("%w: RouterConfig.PoisonPublisher is required", ErrInvalidConfig)
+	case c.MinBackoff < 0 || c.MaxBackoff < 0 || c.CloseTimeout < 0:
+		return fmt.Errorf("%w: RouterConfig.MinBackoff %v, MaxBackoff %v and CloseTimeout %v must be >= 0",
+			ErrInvalidConfig, c.MinBackoff, c.MaxBackoff, c.CloseTimeout)
+	case c.MaxBackoff > 0 && c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("%w: RouterConfig.MaxBackoff %v is below MinBackoff %v", ErrInvalidConfig, c.MaxBackoff, c.MinBackoff)
+	}
+	return nil
 }
 
 // NewRouter returns a watermill router whose handlers all run under, from the
@@ -62,8 +77,8 @@ type RouterConfig struct {
 //
 // Add handlers with AddConsumerHandler (or AddHandler), then Run the router.
 func NewRouter(cfg RouterConfig) (*message.Router, error) {
-	if cfg.PoisonPublisher == nil {
-		return nil, fmt.Errorf("%w: RouterConfig.PoisonPublisher is required", ErrInvalidConfig)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.PoisonTopic == "" {
 		cfg.PoisonTopic = DefaultPoisonTopic
@@ -74,11 +89,11 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	case cfg.MaxRetries < 0:
 		cfg.MaxRetries = 0
 	}
-	if cfg.RetryInitial <= 0 {
-		cfg.RetryInitial = 100 * time.Millisecond
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
 	}
-	if cfg.RetryMax < cfg.RetryInitial {
-		cfg.RetryMax = max(10*time.Second, cfg.RetryInitial)
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = max(10*time.Second, cfg.MinBackoff)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -86,7 +101,7 @@ func NewRouter(cfg RouterConfig) (*message.Router, error) {
 	logger := watermill.NewSlogLogger(cfg.Logger)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, logger)
 	if err != nil {
-		return nil, fmt.Errorf("relay: new router: %w", err)
+		return nil, fmt.Errorf("consume: new router: %w", err)
 	}
 	var dedup *Deduplicator
 	if cfg.Dedup != nil {
@@ -111,7 +126,7 @@ func routerMiddleware(cfg RouterConfig, dedup *Deduplicator, logger watermill.Lo
 		return !errors.As(err, new(*interruptedError))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("relay: poison queue: %w", err)
+		return nil, fmt.Errorf("consume: poison queue: %w", err)
 	}
 	mws := []message.HandlerMiddleware{middleware.CorrelationID}
 	if dedup != nil {
@@ -122,8 +137,8 @@ func routerMiddleware(cfg RouterConfig, dedup *Deduplicator, logger watermill.Lo
 		interrupted,
 		middleware.Retry{
 			MaxRetries:          cfg.MaxRetries,
-			InitialInterval:     cfg.RetryInitial,
-			MaxInterval:         cfg.RetryMax,
+			InitialInterval:     cfg.MinBackoff,
+			MaxInterval:         cfg.MaxBackoff,
 			Multiplier:          2,
 			RandomizationFactor: 0.5,
 			ResetContextOnRetry: true,
@@ -134,9 +149,12 @@ func routerMiddleware(cfg RouterConfig, dedup *Deduplicator, logger watermill.Lo
 	), nil
 }
 
+// ErrInvalidConfig means a configuration failed its Validate.
+var ErrInvalidConfig = errors.New("consume: invalid config")
+
 // ErrPermanent marks a handler error that no retry can cure (a malformed
 // message, say); wrap one with Permanent.
-var ErrPermanent = errors.New("relay: permanent failure")
+var ErrPermanent = errors.New("consume: permanent failure")
 
 // Permanent marks err as permanent: NewRouter's handlers send the message to
 // the poison queue at once instead of retrying it.

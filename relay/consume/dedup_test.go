@@ -1,4 +1,4 @@
-package relay_test
+package consume_test
 
 import (
 	"context"
@@ -11,14 +11,15 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 	"github.com/google/uuid"
 )
 
-func dedupStores(t *testing.T) map[string]relay.DedupStore {
+func dedupStores(t *testing.T) map[string]consume.DedupStore {
 	srv := redistest.Start(t)
-	return map[string]relay.DedupStore{
-		"redis":  relay.NewRedisDedup(srv.Client(t), "el:dedup:test:", time.Hour, time.Minute),
-		"memory": relay.NewMemoryDedup(time.Hour, time.Minute),
+	return map[string]consume.DedupStore{
+		"redis":  redisDedup(t, srv.Client(t)),
+		"memory": memoryDedup(t),
 	}
 }
 
@@ -35,7 +36,7 @@ func TestDeduplicate(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("drops a redelivered message", func(t *testing.T) {
 				var calls atomic.Int32
-				h := relay.Deduplicate(store)(func(*message.Message) ([]*message.Message, error) {
+				h := consume.Deduplicate(store)(func(*message.Message) ([]*message.Message, error) {
 					calls.Add(1)
 					return nil, nil
 				})
@@ -55,7 +56,7 @@ func TestDeduplicate(t *testing.T) {
 			t.Run("keeps a message whose first handling failed", func(t *testing.T) {
 				var calls atomic.Int32
 				boom := errors.New("boom")
-				h := relay.Deduplicate(store)(func(*message.Message) ([]*message.Message, error) {
+				h := consume.Deduplicate(store)(func(*message.Message) ([]*message.Message, error) {
 					if calls.Add(1) == 1 {
 						return nil, boom
 					}
@@ -79,7 +80,7 @@ func TestDeduplicate(t *testing.T) {
 				msg := relayedMessage(t)
 				entered, release := make(chan struct{}), make(chan struct{})
 				var calls atomic.Int32
-				h := relay.Deduplicate(store)(func(*message.Message) ([]*message.Message, error) {
+				h := consume.Deduplicate(store)(func(*message.Message) ([]*message.Message, error) {
 					if calls.Add(1) == 1 {
 						close(entered)
 						<-release
@@ -89,7 +90,7 @@ func TestDeduplicate(t *testing.T) {
 				errc := make(chan error, 1)
 				go func() { _, err := h(msg.Copy()); errc <- err }()
 				<-entered
-				if _, err := h(msg.Copy()); !errors.Is(err, relay.ErrInProgress) {
+				if _, err := h(msg.Copy()); !errors.Is(err, consume.ErrInProgress) {
 					t.Fatalf("concurrent delivery: %v, want ErrInProgress", err)
 				}
 				close(release)
@@ -106,15 +107,15 @@ func TestDeduplicate(t *testing.T) {
 
 func TestRecordFromRejectsForeignMessages(t *testing.T) {
 	msg := message.NewMessage("x", []byte("{}"))
-	if _, err := relay.RecordFrom(msg); !errors.Is(err, relay.ErrNotRelayed) {
+	if _, err := consume.RecordFrom(msg); !errors.Is(err, consume.ErrNotRelayed) {
 		t.Fatalf("RecordFrom: %v", err)
 	}
 	good := relayedMessage(t)
 	good.Metadata.Set(relay.MetaVersion, "-1")
-	if _, err := relay.RecordFrom(good); !errors.Is(err, relay.ErrNotRelayed) {
+	if _, err := consume.RecordFrom(good); !errors.Is(err, consume.ErrNotRelayed) {
 		t.Fatalf("RecordFrom with bad version: %v", err)
 	}
-	if _, err := relay.RecordFrom(nil); !errors.Is(err, relay.ErrNotRelayed) {
+	if _, err := consume.RecordFrom(nil); !errors.Is(err, consume.ErrNotRelayed) {
 		t.Fatalf("RecordFrom(nil): %v", err)
 	}
 }

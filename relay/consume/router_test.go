@@ -1,4 +1,4 @@
-package relay_test
+package consume_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 )
 
 func TestRouterPoisonsAPermanentlyFailingMessageAfterRetries(t *testing.T) {
@@ -18,9 +19,9 @@ func TestRouterPoisonsAPermanentlyFailingMessageAfterRetries(t *testing.T) {
 	// when the next starts.
 	ps := orderedChannel(t)
 	poisoned := collect(t, ps, "poison")
-	r, err := relay.NewRouter(relay.RouterConfig{
-		Dedup: relay.NewMemoryDedup(time.Hour, time.Minute), PoisonPublisher: ps, PoisonTopic: "poison",
-		MaxRetries: 3, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond,
+	r, err := consume.NewRouter(consume.RouterConfig{
+		Dedup: memoryDedup(t), PoisonPublisher: ps, PoisonTopic: "poison",
+		MaxRetries: 3, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -84,7 +85,7 @@ func TestRouterPoisonsAPermanentlyFailingMessageAfterRetries(t *testing.T) {
 		if m.Metadata.Get(middleware.ReasonForPoisonedKey) == "" {
 			t.Fatalf("poisoned message %s has no reason", want.UUID)
 		}
-		if _, err := relay.RecordFrom(m); err != nil {
+		if _, err := consume.RecordFrom(m); err != nil {
 			t.Fatalf("poisoned message lost the relay metadata: %v", err)
 		}
 	}

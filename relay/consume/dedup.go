@@ -1,4 +1,4 @@
-package relay
+package consume
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/eventline/eventline/relay"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
@@ -18,10 +19,10 @@ var (
 	// ErrInProgress means another delivery of the same event is being handled
 	// right now by the same handler. Deduplicate returns it so the transport
 	// redelivers the message later instead of running the handler twice at once.
-	ErrInProgress = errors.New("relay: event is being handled by another delivery")
-	// ErrNoEventID means a message has neither MetaEventID nor a UUID, so it
+	ErrInProgress = errors.New("consume: event is being handled by another delivery")
+	// ErrNoEventID means a message has neither [relay.MetaEventID] nor a UUID, so it
 	// cannot be de-duplicated.
-	ErrNoEventID = errors.New("relay: message has no event id")
+	ErrNoEventID = errors.New("consume: message has no event id")
 )
 
 // DedupStore remembers which events a handler has finished, in two phases: a
@@ -54,7 +55,7 @@ const bookkeepingTimeout = 5 * time.Second
 // messages again). AddTo installs both; NewRouter does it for you.
 //
 // The key is the handler name the router puts in the message context, "/",
-// and the MetaEventID metadata (the message UUID when that is absent), so
+// and the [relay.MetaEventID] metadata (the message UUID when that is absent), so
 // several handlers can share one store.
 //
 // The event is marked handled only after the handler succeeded and its
@@ -98,7 +99,7 @@ func (d *Deduplicator) AddTo(r *message.Router) {
 // applied) produced messages. Such a middleware cannot know when the router
 // has published them, so it refuses to mark the event done: the message is
 // nacked. Use NewRouter, or Deduplicator.AddTo.
-var ErrProducedMessages = errors.New("relay: a de-duplicated handler produced messages, but no dedup publisher decorator publishes them; use NewRouter or Deduplicator.AddTo")
+var ErrProducedMessages = errors.New("consume: a de-duplicated handler produced messages, but no dedup publisher decorator publishes them; use NewRouter or Deduplicator.AddTo")
 
 // Deduplicate returns a de-duplicating middleware for consumer handlers,
 // those that produce no messages (watermill's AddConsumerHandler): see
@@ -113,7 +114,7 @@ func Deduplicate(store DedupStore) message.HandlerMiddleware {
 // Middleware is the handler half of d: see Deduplicator.
 func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		id := msg.Metadata.Get(MetaEventID)
+		id := msg.Metadata.Get(relay.MetaEventID)
 		if id == "" {
 			id = msg.UUID
 		}
@@ -126,7 +127,7 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		token, done, err := d.store.Claim(msg.Context(), key)
 		if err != nil {
-			return nil, fmt.Errorf("relay: dedup claim %q: %w", key, err)
+			return nil, fmt.Errorf("consume: dedup claim %q: %w", key, err)
 		}
 		if done {
 			return nil, nil
@@ -163,7 +164,7 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 // published, and releases their claims when the publish failed.
 func (d *Deduplicator) DecoratePublisher(pub message.Publisher) (message.Publisher, error) {
 	if pub == nil {
-		return nil, errors.New("relay: dedup publisher decorator: nil publisher")
+		return nil, errors.New("consume: dedup publisher decorator: nil publisher")
 	}
 	d.decorated.Store(true)
 	return dedupPublisher{pub}, nil
@@ -195,7 +196,7 @@ func (c *dedupClaim) settle(handled bool) error {
 		}
 		if err := c.store.Done(ctx, c.key, c.token); err != nil {
 			_ = c.store.Release(ctx, c.key, c.token)
-			c.err = fmt.Errorf("relay: dedup mark %q done: %w", c.key, err)
+			c.err = fmt.Errorf("consume: dedup mark %q done: %w", c.key, err)
 		}
 	})
 	return c.err
@@ -225,11 +226,11 @@ func (p dedupPublisher) Publish(topic string, msgs ...*message.Message) error {
 	return errors.Join(errs...)
 }
 
-// Defaults for RedisDedup and MemoryDedup.
+// Defaults for RedisDedupConfig and MemoryDedupConfig.
 const (
-	// DefaultDedupTTL is how long a handled event is remembered. Redeliveries
+	// DefaultDoneTTL is how long a handled event is remembered. Redeliveries
 	// later than that are handled again.
-	DefaultDedupTTL = 7 * 24 * time.Hour
+	DefaultDoneTTL = 7 * 24 * time.Hour
 	// DefaultClaimTTL is how long a claim lives if its holder dies. It must be
 	// longer than the handler takes, retries included.
 	DefaultClaimTTL = 5 * time.Minute
@@ -237,8 +238,34 @@ const (
 	DefaultDedupPrefix = "el:dedup:"
 )
 
+// RedisDedupConfig configures a RedisDedup.
+type RedisDedupConfig struct {
+	// Redis holds the marks. Required. The store does not own the client.
+	Redis redis.UniversalClient
+	// Prefix starts every key. Default DefaultDedupPrefix.
+	Prefix string
+	// DoneTTL is how long a handled event is remembered. Default
+	// DefaultDoneTTL.
+	DoneTTL time.Duration
+	// ClaimTTL is how long a claim lives if its holder dies. Default
+	// DefaultClaimTTL.
+	ClaimTTL time.Duration
+}
+
+// Validate reports a RedisDedupConfig that NewRedisDedup would refuse. The
+// error matches ErrInvalidConfig.
+func (c RedisDedupConfig) Validate() error {
+	switch {
+	case c.Redis == nil:
+		return fmt.Errorf("%w: RedisDedupConfig.Redis is nil", ErrInvalidConfig)
+	case c.DoneTTL < 0 || c.ClaimTTL < 0:
+		return fmt.Errorf("%w: RedisDedupConfig.DoneTTL %v and ClaimTTL %v must be >= 0", ErrInvalidConfig, c.DoneTTL, c.ClaimTTL)
+	}
+	return nil
+}
+
 // RedisDedup is a DedupStore in Redis. Per key it keeps "<prefix>{<key>}:claim"
-// (the claim's token, with a PX TTL) and "<prefix>{<key>}:done" (with an EX
+// (the claim's token, with a PX TTL) and "<prefix>{<key>}:done" (with a PX
 // TTL); the hash tag keeps both in one Redis Cluster slot so that each step is
 // one atomic script. It does not own the client.
 type RedisDedup struct {
@@ -247,20 +274,21 @@ type RedisDedup struct {
 	doneTTL, claimTTL time.Duration
 }
 
-// NewRedisDedup returns a Redis store with keys under prefix (DefaultDedupPrefix
-// when empty), remembering handled events for doneTTL (DefaultDedupTTL when <=
-// 0) and claims for claimTTL (DefaultClaimTTL when <= 0).
-func NewRedisDedup(client redis.UniversalClient, prefix string, doneTTL, claimTTL time.Duration) *RedisDedup {
-	if prefix == "" {
-		prefix = DefaultDedupPrefix
+// NewRedisDedup returns the Redis store cfg describes.
+func NewRedisDedup(cfg RedisDedupConfig) (*RedisDedup, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if doneTTL <= 0 {
-		doneTTL = DefaultDedupTTL
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultDedupPrefix
 	}
-	if claimTTL <= 0 {
-		claimTTL = DefaultClaimTTL
+	if cfg.DoneTTL == 0 {
+		cfg.DoneTTL = DefaultDoneTTL
 	}
-	return &RedisDedup{client: client, prefix: prefix, doneTTL: doneTTL, claimTTL: claimTTL}
+	if cfg.ClaimTTL == 0 {
+		cfg.ClaimTTL = DefaultClaimTTL
+	}
+	return &RedisDedup{client: cfg.Redis, prefix: cfg.Prefix, doneTTL: cfg.DoneTTL, claimTTL: cfg.ClaimTTL}, nil
 }
 
 var (
@@ -322,17 +350,38 @@ type dedupEntry struct {
 	expires time.Time
 }
 
-// NewMemoryDedup returns an in-memory store remembering handled events for
-// doneTTL (DefaultDedupTTL when <= 0) and claims for claimTTL (DefaultClaimTTL
-// when <= 0).
-func NewMemoryDedup(doneTTL, claimTTL time.Duration) *MemoryDedup {
-	if doneTTL <= 0 {
-		doneTTL = DefaultDedupTTL
+// MemoryDedupConfig configures a MemoryDedup. The zero value takes the
+// defaults.
+type MemoryDedupConfig struct {
+	// DoneTTL is how long a handled event is remembered. Default
+	// DefaultDoneTTL.
+	DoneTTL time.Duration
+	// ClaimTTL is how long a claim lives if its holder dies. Default
+	// DefaultClaimTTL.
+	ClaimTTL time.Duration
+}
+
+// Validate reports a MemoryDedupConfig that NewMemoryDedup would refuse. The
+// error matches ErrInvalidConfig.
+func (c MemoryDedupConfig) Validate() error {
+	if c.DoneTTL < 0 || c.ClaimTTL < 0 {
+		return fmt.Errorf("%w: MemoryDedupConfig.DoneTTL %v and ClaimTTL %v must be >= 0", ErrInvalidConfig, c.DoneTTL, c.ClaimTTL)
 	}
-	if claimTTL <= 0 {
-		claimTTL = DefaultClaimTTL
+	return nil
+}
+
+// NewMemoryDedup returns the in-memory store cfg describes.
+func NewMemoryDedup(cfg MemoryDedupConfig) (*MemoryDedup, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	return &MemoryDedup{doneTTL: doneTTL, claimTTL: claimTTL, entries: map[string]dedupEntry{}, sweepAt: 1024}
+	if cfg.DoneTTL == 0 {
+		cfg.DoneTTL = DefaultDoneTTL
+	}
+	if cfg.ClaimTTL == 0 {
+		cfg.ClaimTTL = DefaultClaimTTL
+	}
+	return &MemoryDedup{doneTTL: cfg.DoneTTL, claimTTL: cfg.ClaimTTL, entries: map[string]dedupEntry{}, sweepAt: 1024}, nil
 }
 
 // Claim implements DedupStore.

@@ -1,4 +1,4 @@
-package relay_test
+package consume_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/relay/consume"
 )
 
 // brokerBlip fails its first failures Publish calls, as a broker that is
@@ -45,9 +45,9 @@ func TestDeduplicatedHandlerOutputSurvivesAFailedPublish(t *testing.T) {
 			out := collect(t, ps, "orders.out")
 			flaky := &brokerBlip{Publisher: ps}
 			flaky.failures.Store(1)
-			r, err := relay.NewRouter(relay.RouterConfig{
+			r, err := consume.NewRouter(consume.RouterConfig{
 				Dedup: store, PoisonPublisher: ps, PoisonTopic: "poison",
-				MaxRetries: 1, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond,
+				MaxRetries: 1, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
 				Logger: slog.New(slog.DiscardHandler),
 			})
 			if err != nil {
@@ -97,13 +97,13 @@ func TestDeduplicateRefusesProducedMessages(t *testing.T) {
 	for name, store := range dedupStores(t) {
 		t.Run(name, func(t *testing.T) {
 			var runs atomic.Int32
-			h := relay.Deduplicate(store)(func(msg *message.Message) ([]*message.Message, error) {
+			h := consume.Deduplicate(store)(func(msg *message.Message) ([]*message.Message, error) {
 				runs.Add(1)
 				return []*message.Message{message.NewMessage(msg.UUID+"-out", nil)}, nil
 			})
 			msg := relayedMessage(t)
 			for i := range 2 {
-				if _, err := h(msg.Copy()); !errors.Is(err, relay.ErrProducedMessages) {
+				if _, err := h(msg.Copy()); !errors.Is(err, consume.ErrProducedMessages) {
 					t.Fatalf("delivery %d: %v, want ErrProducedMessages", i, err)
 				}
 			}
@@ -120,7 +120,7 @@ func TestDeduplicateRefusesProducedMessages(t *testing.T) {
 func TestDeduplicatorHoldsTheClaimUntilTheOutputIsPublished(t *testing.T) {
 	for name, store := range dedupStores(t) {
 		t.Run(name, func(t *testing.T) {
-			d := relay.NewDeduplicator(store)
+			d := consume.NewDeduplicator(store)
 			sink := &brokerBlip{Publisher: orderedChannel(t)}
 			pub, err := d.DecoratePublisher(sink)
 			if err != nil {
@@ -136,7 +136,7 @@ func TestDeduplicatorHoldsTheClaimUntilTheOutputIsPublished(t *testing.T) {
 			if err != nil || len(out) != 2 {
 				t.Fatalf("first delivery: %d messages, %v", len(out), err)
 			}
-			if _, err := h(msg.Copy()); !errors.Is(err, relay.ErrInProgress) {
+			if _, err := h(msg.Copy()); !errors.Is(err, consume.ErrInProgress) {
 				t.Fatalf("delivery before the output was published: %v, want ErrInProgress", err)
 			}
 			sink.failures.Store(1)
@@ -170,7 +170,7 @@ func TestDeduplicatorAddedToARouterKeepsOutputThroughAFailedPublish(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay.NewDeduplicator(relay.NewMemoryDedup(time.Hour, time.Minute)).AddTo(r)
+	consume.NewDeduplicator(memoryDedup(t)).AddTo(r)
 	var runs atomic.Int32
 	r.AddHandler("forward", "orders.in", ps, "orders.out", blip, func(msg *message.Message) ([]*message.Message, error) {
 		runs.Add(1)
