@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -113,47 +113,37 @@ func ServeRebuildRequests(ctx context.Context, opts ServeRebuildOptions) error {
 }
 
 // serveRequest claims the pending request and runs it, renewing the claim
-// while the rebuild runs; a lost claim cancels the rebuild.
+// while the rebuild runs. The claim is an internal/lease holding: the
+// rebuild stops as soon as the claim is lost, and also when the holder can
+// no longer prove it holds it (renewals failing until the holding's expiry),
+// since another process may then have taken the request over.
 func serveRequest(ctx context.Context, cfg Config, opts RebuildOptions, log *slog.Logger) error {
 	name := cfg.Projection.Name()
-	claim := rebuildClaimKey(name)
-	// The runner's lease script: a claim this process still holds (its
-	// release failed) is taken again rather than waited out.
-	ok, err := runScript(ctx, cfg.Redis, acquireScript, claim, cfg.ID, cfg.LeaseTTL.Milliseconds())
-	if err != nil || !ok {
+	claim, err := lease.New(lease.Config{Redis: cfg.Redis, Key: rebuildClaimKey(name), Owner: cfg.ID, TTL: cfg.LeaseTTL})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	// A claim this process still holds (its release failed) is taken again
+	// rather than waited out.
+	held, err := claim.TryAcquire(ctx)
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		return nil // another process serves it
+	case err != nil:
 		return err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	var lost atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(cfg.LeaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-t.C:
-			}
-			if ok, err := runScript(rctx, cfg.Redis, renewScript, claim, cfg.ID, cfg.LeaseTTL.Milliseconds()); err == nil && !ok {
-				lost.Store(true)
-				cancel()
-				return
-			}
-		}
-	}()
+	rctx, stop := held.Keep(ctx)
 	log.Info("rebuild requested: starting")
 	opts.Force = true
 	rcfg := cfg
 	rcfg.ID = "" // the rebuild's runner takes its own lease token
 	res, err := Rebuild(rctx, rcfg, opts)
-	cancel()
-	<-done
+	lost := rctx.Err() != nil && ctx.Err() == nil // the claim ended under the rebuild
+	stop()
 	rel, relCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer relCancel()
-	defer func() { _, _ = runScript(rel, cfg.Redis, releaseScript, claim, cfg.ID) }()
-	if err != nil && (ctx.Err() != nil || lost.Load()) {
+	defer func() { _ = held.Release(rel) }()
+	if err != nil && (ctx.Err() != nil || lost) {
 		return err // cut short: the request stays for whoever serves it next
 	}
 	if err != nil {
