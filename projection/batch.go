@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/projection/internal/replay"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
@@ -42,12 +43,8 @@ func (r *Runner) commit(ctx context.Context, batch []eventstore.Record) error {
 		attempts++
 		if attempts < r.cfg.MaxAttempts {
 			r.log.Debug("projection apply failed, retrying", "position", batch[at].Position.String(), "error", ae.err)
-			t := time.NewTimer(r.cfg.MinBackoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
+			if err := retry.Sleep(ctx, r.cfg.MinBackoff); err != nil {
+				return err
 			}
 			continue
 		}

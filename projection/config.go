@@ -93,7 +93,9 @@ type Config struct {
 	// version just before the switch can finish their reads. Default 2 s.
 	RetireDelay time.Duration
 	// MinBackoff and MaxBackoff bound the pause after Redis or the store
-	// failed (doubling). Defaults 50 ms and 2 s.
+	// failed: doubling from MinBackoff, each pause drawn within ±50% of its
+	// step, never above MaxBackoff. MinBackoff is also the pause between the
+	// attempts at a record that fails. Defaults 50 ms and 2 s.
 	MinBackoff, MaxBackoff time.Duration
 	// StatusEvery is how often the lease holder reads the head of the log and
 	// writes its status hash. Default 1 s.
@@ -118,6 +120,8 @@ func (c Config) Validate() error {
 	case c.BatchSize < 0 || c.FlushInterval < 0 || c.LeaseTTL < 0 || c.MaxAttempts < 0 ||
 		c.MinBackoff < 0 || c.MaxBackoff < 0 || c.StatusEvery < 0 || c.RetireDelay < 0:
 		return fmt.Errorf("%w: negative size or duration", ErrInvalidConfig)
+	case c.MinBackoff > 0 && c.MaxBackoff > 0 && c.MinBackoff > c.MaxBackoff:
+		return fmt.Errorf("%w: Config.MinBackoff %v is above MaxBackoff %v", ErrInvalidConfig, c.MinBackoff, c.MaxBackoff)
 	case c.LeaseTTL != 0 && c.LeaseTTL < 30*time.Millisecond:
 		return fmt.Errorf("%w: Config.LeaseTTL %v is below 30ms", ErrInvalidConfig, c.LeaseTTL)
 	case c.OnPoison != Stop && c.OnPoison != DeadLetter:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -39,7 +40,8 @@ func RetiredKey(name string) string { return query.Tag(name) + ":retired" }
 func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, token string, ttl time.Duration) (removed int, err error) {
 	lk := leaseKey(name, b)
 	if token == "" {
-		pause := 5 * time.Millisecond
+		// Polls while a runner steps down: quick at first, capped.
+		pause := retry.New(5*time.Millisecond, 200*time.Millisecond, 0)
 		for {
 			n, err := rdb.Exists(ctx, lk).Result()
 			if err != nil {
@@ -48,10 +50,9 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 			if n == 0 {
 				break
 			}
-			if err := sleep(ctx, pause); err != nil {
+			if err := retry.Sleep(ctx, pause.Next()); err != nil {
 				return 0, err
 			}
-			pause = min(2*pause, 200*time.Millisecond)
 		}
 	}
 	active, err := activeBuild(ctx, rdb, name)
@@ -95,17 +96,6 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 		return removed, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 	}
 	return removed, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Discard removes every key of build b of a projection, which must not be

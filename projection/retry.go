@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -155,7 +156,7 @@ func (r *Runner) retryOne(ctx context.Context, retryKey, raw string) error {
 	var last error
 	for attempt := range r.cfg.MaxAttempts {
 		if attempt > 0 {
-			if err := sleep(ctx, r.cfg.MinBackoff); err != nil {
+			if err := retry.Sleep(ctx, r.cfg.MinBackoff); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -169,7 +170,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		_, _ = runScript(rctx, r.cfg.Redis, releaseScript, r.leaseKey, r.cfg.ID)
 	}()
 	r.warnEviction(ctx)
-	backoff := r.cfg.MinBackoff
+	backoff := retry.New(r.cfg.MinBackoff, r.cfg.MaxBackoff, retry.EqualJitter)
 	retryIn := r.cfg.LeaseTTL / 3
 	for {
 		if ctx.Err() != nil {
@@ -192,7 +193,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case err != nil:
 			r.setState(StateRetrying, err)
 			r.m.retries.Inc()
-			wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+			wait = backoff.Next()
 		case !ok:
 			r.setState(StateStandby, nil)
 			wait = retryIn
@@ -203,7 +204,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				continue
 			case errors.Is(err, ErrFenced):
 				r.setState(StateStandby, nil)
-				backoff = r.cfg.MinBackoff
+				backoff.Reset()
 				wait = retryIn
 			case errors.Is(err, ErrSuperseded):
 				// The build's keys are being removed: write nothing more to
@@ -214,7 +215,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				case aerr != nil:
 					r.setState(StateRetrying, aerr)
 					r.m.retries.Inc()
-					wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+					wait = backoff.Next()
 				case r.pinned == nil && active.Version == r.version:
 					continue
 				default:
@@ -228,15 +229,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			case err != nil:
 				r.setState(StateRetrying, err)
 				r.m.retries.Inc()
-				wait, backoff = backoff, min(2*backoff, r.cfg.MaxBackoff)
+				wait = backoff.Next()
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+		_ = retry.Sleep(ctx, wait)
 	}
 }
 

@@ -3,18 +3,14 @@ package projection
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/batch"
 	"github.com/eventline/eventline/query"
 )
-
-// item is what the subscription goroutine hands the runner.
-type item struct {
-	rec eventstore.Record
-	err error
-}
 
 // session is one tenure of the lease: read the checkpoint, subscribe after it,
 // apply batches until the lease is lost, ctx ends or something fails. Whatever
@@ -118,32 +114,21 @@ func (r *Runner) session(ctx context.Context) error {
 		}
 	}
 
-	ch := make(chan item, 2*r.cfg.BatchSize)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for rec, err := range r.cfg.Store.Subscribe(sctx, cp) {
-			select {
-			case ch <- item{rec, err}:
-			case <-sctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	// The subscription is read ahead into a bounded buffer; a batch closes
+	// when full or FlushInterval after its first record.
+	batches, err := batch.Start(sctx, func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
+		return r.cfg.Store.Subscribe(ctx, cp)
+	}, batch.Config{Size: r.cfg.BatchSize, MaxWait: r.cfg.FlushInterval, Buffer: 2 * r.cfg.BatchSize})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	defer batches.Stop()
 
 	renewEvery := r.cfg.LeaseTTL / 3
 	lastRenew := time.Now()
 	lastStatus := time.Now()
 	tick := time.NewTicker(min(renewEvery, r.cfg.StatusEvery))
 	defer tick.Stop()
-	flush := time.NewTimer(time.Hour)
-	flush.Stop()
-	defer flush.Stop()
-	batch := make([]eventstore.Record, 0, r.cfg.BatchSize)
-
 	for {
 		// Renewing touches the lease key, which would abort a batch's WATCH; it
 		// happens here, between batches, on the goroutine that runs them.
@@ -175,37 +160,15 @@ func (r *Runner) session(ctx context.Context) error {
 			lastStatus = time.Now()
 		}
 
-		var subErr error
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
+		batch, subErr := batches.Next(ctx, tick.C)
+		switch {
+		case ctx.Err() != nil && len(batch) == 0:
 			return nil
-		case <-tick.C:
+		case subErr == nil && len(batch) == 0: // the tick: between batches
 			if err := tryActivate(); err != nil {
 				return err
 			}
 			continue
-		case it := <-ch:
-			if it.err != nil {
-				subErr = it.err
-				break
-			}
-			batch = append(batch, it.rec)
-			flush.Reset(r.cfg.FlushInterval)
-		collect:
-			for len(batch) < cap(batch) {
-				select {
-				case it := <-ch:
-					if it.err != nil {
-						subErr = it.err
-						break collect
-					}
-					batch = append(batch, it.rec)
-				case <-flush.C:
-					break collect
-				}
-			}
-			flush.Stop()
 		}
 		if len(batch) > 0 {
 			if err := r.commit(ctx, batch); err != nil {

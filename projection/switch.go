@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -42,7 +43,7 @@ func (r *Runner) activate(ctx context.Context, target eventstore.Position) (done
 // retire removes a build replaced by a switch, after Config.RetireDelay. On
 // failure the build stays in the retired set for the next session.
 func (r *Runner) retire(ctx context.Context, b query.Build) {
-	if sleep(ctx, r.cfg.RetireDelay) != nil {
+	if retry.Sleep(ctx, r.cfg.RetireDelay) != nil {
 		return
 	}
 	start := time.Now()
