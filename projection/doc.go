@@ -18,7 +18,8 @@
 //
 // A batch is committed as
 //
-//	WATCH lease; GET lease (must be our token); MULTI; <the batch's writes>;
+//	WATCH lease, active; HMGET lease + TIME (must be our holding, unexpired);
+//	MULTI; <the batch's writes>;
 //	HSET checkpoint ...; EXEC
 //
 // The writes and the new checkpoint land together or not at all, so a crash at
@@ -32,7 +33,7 @@
 // that very moment). Refused batches are counted in the
 // eventline_projection_fenced_batches_total metric.
 //
-// Renewing the lease (PEXPIRE) also touches the key and would abort our own
+// Renewing the lease also touches the key and would abort our own
 // WATCH, so renewals happen on the runner's goroutine between batches, never
 // during one. One Lua script per batch was the alternative; it would make
 // projections write through a command encoding of ours instead of go-redis'
@@ -66,7 +67,7 @@
 //
 //	{el:<name>}:active             live build: "<n>" or "<n>g<g>"
 //	{el:<name>}:v<b>:checkpoint    hash: position token, commit, prepare, recorded_at, updated_at
-//	{el:<name>}:v<b>:lease         token of the writing runner, with a TTL
+//	{el:<name>}:v<b>:lease         hash of the writing runner's holding (internal/lease: owner, fencing token, expiry)
 //	{el:<name>}:v<b>:status        hash written by the lease holder (fenced by the lease)
 //	{el:<name>}:v<b>:deadletter    list of DeadLetterEntry JSON
 //	{el:<name>}:v<b>:retry         dead letters to apply again ([RetryDeadLetter])
@@ -94,7 +95,7 @@
 // one. The same script adds the old version to {el:<name>}:retired.
 //
 // Every batch WATCHes the active-version key besides the lease and checks it
-// with the lease (one MGET): once a newer version is active, no batch of an
+// with the lease (one round trip): once a newer version is active, no batch of an
 // older one can land, and its runners stop with [ErrSuperseded] at their next
 // batch or lease renewal (an older runner started later stops at once).
 // After Config.RetireDelay, the lease holder of the new version removes the
@@ -151,10 +152,14 @@
 // # Leases
 //
 // Any number of runners of one version may run; the one holding the lease
-// (SET NX PX with its Config.ID as token) writes, the others retry every third
-// of Config.LeaseTTL, so a dead holder is replaced within about LeaseTTL.
-// Run releases the lease when it returns. A restarted process that reuses its
-// ID reclaims its own lease at once.
+// (the one Redis lease of eventline, internal/lease: owner Config.ID, a
+// fencing token that grows with every acquisition, an expiry on the server's
+// clock) writes, the others retry every third of Config.LeaseTTL, so a dead
+// holder is replaced within about LeaseTTL. A holder also tracks on its own
+// clock until when it surely holds the lease, and stops writing once it
+// cannot prove it (renewals failing). Run releases the lease when it
+// returns. A restarted process that reuses its ID reclaims its own lease at
+// once, with a new token.
 //
 // # Failures
 //

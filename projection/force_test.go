@@ -72,7 +72,7 @@ func TestForceRebuildUnderLiveQueries(t *testing.T) {
 	// The projector takes generation 1 over from the rebuild's runner and
 	// keeps applying the appends that go on.
 	waitUntil(t, 30*time.Second, "the projector to hold generation 1", func() bool {
-		return rdb.Get(ctx, leaseKey("p", g1)).Val() == projector.ID()
+		return holderOf(rdb, leaseKey("p", g1)) == projector.ID()
 	})
 	taken, err := query.ReadCheckpoint(ctx, rdb, "p", g1)
 	if err != nil {
@@ -80,7 +80,7 @@ func TestForceRebuildUnderLiveQueries(t *testing.T) {
 	}
 	waitUntil(t, 30*time.Second, "the projector to apply appends to generation 1", func() bool {
 		cp, err := query.ReadCheckpoint(ctx, rdb, "p", g1)
-		return err == nil && taken.Before(cp) && rdb.Get(ctx, leaseKey("p", g1)).Val() == projector.ID()
+		return err == nil && taken.Before(cp) && holderOf(rdb, leaseKey("p", g1)) == projector.ID()
 	})
 	waitUntil(t, 30*time.Second, "queries on generation 1", func() bool { return rd.on(g1) > 200 || rd.failed.Load() == 4 })
 	app.halt()

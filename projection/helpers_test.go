@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -238,3 +239,21 @@ func waitFor(t testing.TB, rdb redis.Cmdable, name string, position eventstore.P
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// holderOf returns the owner of the lease at key ("" when nobody holds it).
+func holderOf(rdb redis.UniversalClient, key string) string {
+	st, _ := lease.Read(context.Background(), rdb, key)
+	return st.Owner
+}
+
+// stealLease makes owner the holder of the lease at key for a minute, over
+// whoever holds it, as a takeover after an unnoticed expiry would: with a
+// fencing token above any the key gave out.
+func stealLease(t testing.TB, rdb redis.UniversalClient, key, owner string) {
+	t.Helper()
+	err := rdb.HSet(context.Background(), key, lease.FieldOwner, owner, lease.FieldToken, "1000000",
+		lease.FieldExpires, strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
@@ -27,27 +28,34 @@ const RemoveBatch = 500
 // lease holder of the active build.
 func RetiredKey(name string) string { return query.Tag(name) + ":retired" }
 
+// dropLeaseScript deletes a lease key (KEYS[1]) if owner ARGV[1] with
+// fencing token ARGV[2] still holds it.
+var dropLeaseScript = redis.NewScript(lease.FenceLua + `
+if not lease_held(KEYS[1], ARGV[1], ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`)
+
 // removeBuild deletes every key of one build of name in steps of RemoveBatch
 // keys (SCAN MATCH on the build prefix, then UNLINK, which frees memory off
 // Redis' main thread), then forgets the build in the retired and versions
 // sets. The active build is never removed.
 //
-// With token empty it first waits until nobody holds the build's lease: a
+// With held nil it first waits until nobody holds the build's lease: a
 // superseded runner steps down at its next batch or lease renewal, a dead one
 // loses the lease within its TTL, and no runner of the build takes it again
-// once a newer build is active. With a token, the caller holds the lease
-// under that token; its lease key is kept and renewed at every step.
-func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, token string, ttl time.Duration) (removed int, err error) {
+// once a newer build is active. With a holding, the caller holds the lease;
+// its lease key is kept and the holding renewed at every step.
+func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, held *lease.Held) (removed int, err error) {
 	lk := leaseKey(name, b)
-	if token == "" {
+	if held == nil {
 		// Polls while a runner steps down: quick at first, capped.
 		pause := retry.New(5*time.Millisecond, 200*time.Millisecond, 0)
 		for {
-			n, err := rdb.Exists(ctx, lk).Result()
+			st, err := lease.Read(ctx, rdb, lk)
 			if err != nil {
 				return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 			}
-			if n == 0 {
+			if st.Owner == "" {
 				break
 			}
 			if err := retry.Sleep(ctx, pause.Next()); err != nil {
@@ -69,14 +77,12 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 		if err != nil {
 			return removed, fmt.Errorf("projection: remove %s v%s: scan: %w", name, b, err)
 		}
-		if token != "" {
+		if held != nil {
 			keys = slices.DeleteFunc(keys, func(k string) bool { return k == lk })
-			ok, err := runScript(ctx, rdb, renewScript, lk, token, ttl.Milliseconds())
-			if err != nil {
+			if err := held.Renew(ctx); errors.Is(err, lease.ErrLost) {
+				return removed, fmt.Errorf("%w: %s v%s: lease lost during removal: %w", ErrFenced, name, b, err)
+			} else if err != nil {
 				return removed, fmt.Errorf("projection: remove %s v%s: renew lease: %w", name, b, err)
-			}
-			if !ok {
-				return removed, fmt.Errorf("%w: %s v%s: lease lost during removal", ErrFenced, name, b)
 			}
 		}
 		if len(keys) > 0 {
@@ -87,6 +93,14 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 		}
 		if cursor = next; cursor == 0 {
 			break
+		}
+	}
+	if held != nil {
+		// Last, the lease key itself, while it is still ours: nothing of
+		// the build is left, and no one else's holding is touched.
+		f := held.Fence()
+		if err := dropLeaseScript.Run(ctx, rdb, []string{lk}, f.Owner, f.TokenArg()).Err(); err != nil {
+			return removed, fmt.Errorf("projection: remove %s v%s: lease key: %w", name, b, err)
 		}
 	}
 	pipe := rdb.TxPipeline()
@@ -115,23 +129,23 @@ func Discard(ctx context.Context, rdb redis.UniversalClient, name string, b quer
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	token := "discard:" + hex.EncodeToString(rnd[:])
-	ttl := 10 * time.Second
-	lk := leaseKey(name, b)
-	ok, err := runScript(ctx, rdb, acquireScript, lk, token, ttl.Milliseconds())
+	l, err := lease.New(lease.Config{Redis: rdb, Key: leaseKey(name, b), Owner: "discard:" + hex.EncodeToString(rnd[:]), TTL: 10 * time.Second})
 	if err != nil {
-		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
+		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if !ok {
-		holder, _ := rdb.Get(ctx, lk).Result()
-		return 0, fmt.Errorf("%w: %s v%s is held by %q; left in place", ErrBusy, name, b, holder)
+	held, err := l.TryAcquire(ctx)
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		return 0, fmt.Errorf("%w: %s v%s: %w; left in place", ErrBusy, name, b, err)
+	case err != nil:
+		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
-		_, _ = runScript(rctx, rdb, releaseScript, lk, token)
+		_ = held.Release(rctx)
 	}()
-	return removeBuild(ctx, rdb, name, b, token, ttl)
+	return removeBuild(ctx, rdb, name, b, held)
 }
 
 // Phase is the stage of a rebuild.
@@ -377,15 +391,18 @@ func observe(ctx context.Context, cfg Config, b, prev query.Build) (Progress, er
 	active := pipe.Get(ctx, query.ActiveKey(name))
 	cp := pipe.HGet(ctx, query.CheckpointKey(name, b), query.FieldPosition)
 	retired := pipe.SIsMember(ctx, RetiredKey(name), prev.String())
-	holder := pipe.Get(ctx, leaseKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return p, err
+	}
+	holder, err := lease.Read(ctx, cfg.Redis, leaseKey(name, b))
+	if err != nil {
 		return p, err
 	}
 	head, err := cfg.Store.Head(ctx)
 	if err != nil {
 		return p, err
 	}
-	p.Head, p.Holder = head, holder.Val()
+	p.Head, p.Holder = head, holder.Owner
 	p.Checkpoint, _ = eventstore.ParsePosition(cp.Val())
 	if p.Head.Before(p.Checkpoint) {
 		p.Head = p.Checkpoint

@@ -461,7 +461,7 @@ func TestDiscardRefusesActiveAndBusy(t *testing.T) {
 	if versionKeys(t, rdb, "p", 1) == 0 {
 		t.Fatal("the active version was removed")
 	}
-	rdb.Set(ctx, leaseKey("p", query.Build{Version: 3}), "someone", time.Minute)
+	stealLease(t, rdb, leaseKey("p", query.Build{Version: 3}), "someone")
 	rdb.Set(ctx, query.Key("p", query.Version(3), "x"), "1", 0)
 	if _, err := Discard(ctx, rdb, "p", query.Version(3)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Discard of a held version: %v, want ErrBusy", err)

@@ -172,9 +172,7 @@ func TestRetryDeadLetterFenced(t *testing.T) {
 	}
 	// Another runner holds the lease: this one must not apply the request.
 	lease := leaseKey("c", query.Build{Version: 1})
-	if err := rdb.Set(ctx, lease, "someone-else", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stealLease(t, rdb, lease, "someone-else")
 	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: fixable(&fixed), OnPoison: DeadLetter,
 		ID: "second", Logger: quietLogger()})
 	if err := r.retryDeadLetters(ctx); !errors.Is(err, ErrFenced) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
@@ -36,7 +37,11 @@ type Runner struct {
 	// are its keys; only Run's goroutine changes them (use).
 	build                                       query.Build
 	leaseKey, checkpointKey, statusKey, deadKey string
-	activeKey                                   string
+	// lease is the build's lease (internal/lease) as this runner takes it;
+	// held the holding of the current or last session, nil when none.
+	lease     *lease.Lease
+	held      *lease.Held
+	activeKey string
 
 	mu sync.Mutex
 	st Status // this runner's view; guarded by mu
@@ -79,6 +84,8 @@ func NewRunner(cfg Config) (*Runner, error) {
 func (r *Runner) use(b query.Build) {
 	r.build = b
 	r.leaseKey = leaseKey(r.name, b)
+	r.lease, _ = lease.New(lease.Config{Redis: r.cfg.Redis, Key: r.leaseKey, Owner: r.cfg.ID, TTL: r.cfg.LeaseTTL})
+	r.held = nil
 	r.checkpointKey = query.CheckpointKey(r.name, b)
 	r.statusKey = statusKey(r.name, b)
 	r.deadKey = DeadLetterKey(r.name, b)
@@ -118,9 +125,31 @@ func (r *Runner) follow(ctx context.Context, b query.Build) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	_, _ = runScript(rctx, r.cfg.Redis, releaseScript, r.leaseKey, r.cfg.ID)
+	r.release(rctx)
 	r.log.Info("projection runner writes the active generation", "build", b.String(), "was", r.build.String())
 	r.use(b)
+}
+
+// release gives up the runner's holding, if any, best effort.
+func (r *Runner) release(ctx context.Context) {
+	if r.held != nil {
+		_ = r.held.Release(ctx)
+		r.held = nil
+	}
+}
+
+// dropLease deletes the lease key of a superseded build while this runner
+// still holds it, best effort: a released lease keeps its key (for the
+// fencing counter), and a retired build must leave no key behind.
+func (r *Runner) dropLease(ctx context.Context) {
+	if r.held == nil {
+		return
+	}
+	f := r.held.Fence()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_ = dropLeaseScript.Run(rctx, r.cfg.Redis, []string{r.leaseKey}, f.Owner, f.TokenArg()).Err()
+	r.held = nil
 }
 
 // ID returns the runner's lease token.
@@ -167,7 +196,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
-		_, _ = runScript(rctx, r.cfg.Redis, releaseScript, r.leaseKey, r.cfg.ID)
+		r.release(rctx)
 	}()
 	r.warnEviction(ctx)
 	backoff := retry.New(r.cfg.MinBackoff, r.cfg.MaxBackoff, retry.EqualJitter)
@@ -181,8 +210,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		ok := false
 		if err == nil {
 			r.follow(ctx, b)
-			ok, err = runScript(ctx, r.cfg.Redis, acquireScript, r.leaseKey, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds())
-			if err != nil {
+			var h *lease.Held
+			h, err = r.lease.TryAcquire(ctx)
+			switch {
+			case err == nil:
+				r.held, ok = h, true
+			case errors.Is(err, lease.ErrHeld):
+				err = nil
+			default:
 				err = fmt.Errorf("take lease: %w", err)
 			}
 		}
@@ -220,6 +255,7 @@ func (r *Runner) Run(ctx context.Context) error {
 					continue
 				default:
 					r.setState(StateStopped, err)
+					r.dropLease(ctx)
 					return err
 				}
 			case errors.Is(err, ErrStuck) || errors.Is(err, ErrCommandFailed) || errors.Is(err, ErrNewVersion) ||

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/batch"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 )
 
@@ -133,12 +135,10 @@ func (r *Runner) session(ctx context.Context) error {
 		// Renewing touches the lease key, which would abort a batch's WATCH; it
 		// happens here, between batches, on the goroutine that runs them.
 		if time.Since(lastRenew) >= renewEvery {
-			ok, err := runScript(ctx, rdb, renewScript, r.leaseKey, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds())
-			if err != nil {
+			if err := r.held.Renew(ctx); errors.Is(err, lease.ErrLost) {
+				return fmt.Errorf("%w: %w", ErrFenced, err)
+			} else if err != nil {
 				return fmt.Errorf("renew lease: %w", err)
-			}
-			if !ok {
-				return fmt.Errorf("%w: lease %s taken over", ErrFenced, r.leaseKey)
 			}
 			// An idle runner of a build that was just replaced learns it
 			// here, not only at its next batch, and lets the removal begin.

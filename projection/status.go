@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -124,14 +125,17 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 	pipe := rdb.Pipeline()
 	st := pipe.HGetAll(ctx, statusKey(name, b))
 	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, b))
-	holder := pipe.Get(ctx, leaseKey(name, b))
 	dead := pipe.LLen(ctx, DeadLetterKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
+	holder, err := lease.Read(ctx, rdb, leaseKey(name, b))
+	if err != nil {
+		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
+	}
 	s := Status{Name: name, Version: b.Version, Generation: b.Generation,
 		ActiveVersion: active.Version, ActiveGeneration: active.Generation, Active: active == b,
-		Holder: holder.Val(), DeadLetters: dead.Val()}
+		Holder: holder.Owner, DeadLetters: dead.Val()}
 	sv, cv := st.Val(), cp.Val()
 	s.State = State(sv[fState])
 	if s.State == "" {
@@ -265,6 +269,9 @@ func (r *Runner) writeStatus(ctx context.Context) error {
 // the lease. With forget, a build that has no checkpoint and is not active
 // loses its status entry instead (see statusScript).
 func (r *Runner) putStatus(ctx context.Context, forget bool) (ok bool, err error) {
+	if r.held == nil {
+		return false, nil
+	}
 	r.mu.Lock()
 	s := r.st
 	r.mu.Unlock()
@@ -274,7 +281,7 @@ func (r *Runner) putStatus(ctx context.Context, forget bool) (ok bool, err error
 	}
 	n, err := statusScript.Run(ctx, r.cfg.Redis,
 		[]string{r.leaseKey, r.statusKey, VersionsKey(r.name), r.checkpointKey, r.activeKey},
-		r.cfg.ID, r.build.String(), mode,
+		r.cfg.ID, r.build.String(), mode, r.held.Fence().TokenArg(),
 		fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(), fHeadAt, timeNano(s.HeadAt),
 		fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano()).Int()
 	if err != nil || n == 0 {
@@ -323,16 +330,16 @@ func (r *Runner) refreshStatus(ctx context.Context) error {
 // (KEYS[5]), instead removes the status and the listing: nothing was built,
 // and an entry would linger as a stopped build with full lag.
 //
-// KEYS: lease, status, versions, checkpoint, active. ARGV: token, build,
-// mode ('keep' or 'forget'), then the hash's field/value pairs.
-// Replies 1 written, 2 forgotten, 0 not the holder.
-var statusScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+// KEYS: lease, status, versions, checkpoint, active. ARGV: owner, build,
+// mode ('keep' or 'forget'), fencing token, then the hash's field/value
+// pairs. Replies 1 written, 2 forgotten, 0 not the holder.
+var statusScript = redis.NewScript(lease.FenceLua + `
+if not lease_held(KEYS[1], ARGV[1], ARGV[4]) then return 0 end
 if ARGV[3] == 'forget' and redis.call('EXISTS', KEYS[4]) == 0 and redis.call('GET', KEYS[5]) ~= ARGV[2] then
   redis.call('DEL', KEYS[2])
   redis.call('SREM', KEYS[3], ARGV[2])
   return 2
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 redis.call('SADD', KEYS[3], ARGV[2])
 return 1`)

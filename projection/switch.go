@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
@@ -22,7 +23,10 @@ func (r *Runner) activate(ctx context.Context, target eventstore.Position) (done
 		_, _, err := activate(ctx, r.cfg.Redis, r.name, r.build, target, true)
 		return err == nil, previous, err
 	}
-	previous, err = switchTo(ctx, r.cfg.Redis, r.name, r.build, r.cfg.ID, target)
+	if r.held == nil {
+		return false, query.Build{}, fmt.Errorf("%w: %s v%s: cannot switch without the lease", ErrFenced, r.name, r.build)
+	}
+	previous, err = switchTo(ctx, r.cfg.Redis, r.name, r.build, r.held.Fence(), target)
 	switch {
 	case errors.Is(err, ErrBehind):
 		return false, query.Build{}, nil
@@ -47,7 +51,7 @@ func (r *Runner) retire(ctx context.Context, b query.Build) {
 		return
 	}
 	start := time.Now()
-	n, err := removeBuild(ctx, r.cfg.Redis, r.name, b, "", 0)
+	n, err := removeBuild(ctx, r.cfg.Redis, r.name, b, nil)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.log.Warn("removal of an old projection build failed; the next session resumes it", "old_build", b.String(), "error", err)
@@ -160,7 +164,8 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Buil
 // step, so that its removal survives a crash of whoever switched. Builds are
 // compared as strings only for equality; which is newer is the caller's
 // business (switchTo). The caller
-// must still hold the candidate's lease (KEYS[5] = ARGV[5]): a runner that
+// must still hold the candidate's lease (KEYS[5] held by owner ARGV[5] with
+// fencing token ARGV[7], internal/lease's lease_held): a runner that
 // lost it must not switch to a version someone may be discarding. A
 // switch is announced on the commit channel (ARGV[6]) like a batch, so that
 // a query.Watcher waiting for the new build wakes.
@@ -168,7 +173,7 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Buil
 // Replies {1, previous} switched (or already active), {-1, previous} behind,
 // {-2, current} the active version changed under the caller, {-3, current}
 // the caller does not hold the lease.
-var switchScript = redis.NewScript(`
+var switchScript = redis.NewScript(lease.FenceLua + `
 local function behind(c, p, c2, p2)
   if #c ~= #c2 then return #c < #c2 end
   if c ~= c2 then return c < c2 end
@@ -178,7 +183,7 @@ end
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[2] then return {-2, cur} end
 if cur == ARGV[1] then return {1, cur} end
-if redis.call('GET', KEYS[5]) ~= ARGV[5] then return {-3, cur} end
+if not lease_held(KEYS[5], ARGV[5], ARGV[7]) then return {-3, cur} end
 local c = redis.call('HGET', KEYS[2], 'commit') or '0'
 local p = redis.call('HGET', KEYS[2], 'prepare') or '0'
 if behind(c, p, ARGV[3], ARGV[4]) then return {-1, cur} end
@@ -221,7 +226,7 @@ func superseded(name string, b, active query.Build) error {
 // still holds b's lease. It returns ErrBehind (wrapped) when b is not there
 // yet, ErrSuperseded when a newer build is active, and ErrFenced when the
 // lease was lost.
-func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, token string, target eventstore.Position) (previous query.Build, err error) {
+func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, fence lease.Fence, target eventstore.Position) (previous query.Build, err error) {
 	cur, err := activeBuild(ctx, rdb, name)
 	if err != nil {
 		return previous, err
@@ -233,8 +238,8 @@ func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build
 		res, err := switchScript.Run(ctx, rdb,
 			[]string{query.ActiveKey(name), query.CheckpointKey(name, b), query.CheckpointKey(name, cur),
 				RetiredKey(name), leaseKey(name, b)},
-			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token,
-			query.CommitChannel(name)).Slice()
+			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), fence.Owner,
+			query.CommitChannel(name), fence.TokenArg()).Slice()
 		if err != nil {
 			return previous, fmt.Errorf("projection: switch %s to v%s: %w", name, b, err)
 		}

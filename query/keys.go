@@ -32,7 +32,7 @@ func ValidateName(name string) error {
 //
 //	{el:<name>}:active                 the live build, e.g. "3" or "3g1"
 //	{el:<name>}:v<b>:checkpoint        hash: position, commit, prepare, recorded_at, updated_at
-//	{el:<name>}:v<b>:lease             the token of the runner allowed to write build b
+//	{el:<name>}:v<b>:lease             hash: the holding of the runner allowed to write build b
 //	{el:<name>}:v<b>:status            hash written by the lease holder (state, head, error, ...)
 //	{el:<name>}:v<b>:deadletter        list of records set aside by the dead-letter policy
 //	{el:<name>}:v<b>:<parts...>        the read model itself
