@@ -2,7 +2,7 @@ package query
 
 import "testing"
 
-func TestParseBuildAndKeys(t *testing.T) {
+func TestParseBuild(t *testing.T) {
 	for _, tc := range []struct {
 		s      string
 		b      Build

@@ -110,21 +110,6 @@ func (c Config) names() []string {
 	return ns
 }
 
-// conns are the store and Redis client a command opened.
-type conns struct {
-	store eventstore.Store
-	rdb   redis.UniversalClient
-}
-
-func (c *conns) Close() {
-	if c.store != nil {
-		_ = c.store.Close()
-	}
-	if c.rdb != nil {
-		_ = c.rdb.Close()
-	}
-}
-
 // openRedis opens Redis and checks that it answers.
 func (c Config) openRedis(ctx context.Context) (redis.UniversalClient, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
