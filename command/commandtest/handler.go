@@ -83,7 +83,7 @@ func (s *HandlerScenario[S, C, E]) When(id string, cmd C) *HandlerScenario[S, C,
 // its Events are those the store holds for the command.
 func (s *HandlerScenario[S, C, E]) ThenAppended(want ...E) command.Result[E] {
 	s.t.Helper()
-	res, err, appended, ok := s.run()
+	res, appended, ok, err := s.run()
 	if !ok {
 		return res
 	}
@@ -102,7 +102,7 @@ func (s *HandlerScenario[S, C, E]) ThenAppended(want ...E) command.Result[E] {
 // decider's error and command.ErrRejected.
 func (s *HandlerScenario[S, C, E]) ThenError(target error) {
 	s.t.Helper()
-	_, err, appended, ok := s.run()
+	_, appended, ok, err := s.run()
 	if !ok {
 		return
 	}
@@ -118,11 +118,11 @@ func (s *HandlerScenario[S, C, E]) ThenError(target error) {
 
 // run appends the given events, handles the command and reads back what was
 // appended; ok is false when the scenario itself is unusable (reported).
-func (s *HandlerScenario[S, C, E]) run() (res command.Result[E], err error, appended []E, ok bool) {
+func (s *HandlerScenario[S, C, E]) run() (res command.Result[E], appended []E, ok bool, err error) {
 	s.t.Helper()
 	if !s.hasCmd {
 		s.t.Errorf("commandtest: scenario has no command: call When before Then")
-		return res, nil, nil, false
+		return res, nil, false, nil
 	}
 	store := s.store
 	if store == nil {
@@ -134,50 +134,50 @@ func (s *HandlerScenario[S, C, E]) run() (res command.Result[E], err error, appe
 	h, err := command.NewHandler(store, s.registry, s.decider, s.cfg)
 	if err != nil {
 		s.t.Errorf("commandtest: NewHandler: %v", err)
-		return res, nil, nil, false
+		return res, nil, false, nil
 	}
 	for _, g := range s.given {
 		stream, err := h.StreamID(g.id)
 		if err != nil {
 			s.t.Errorf("commandtest: Given(%q): %v", g.id, err)
-			return res, nil, nil, false
+			return res, nil, false, nil
 		}
 		evs := make([]eventstore.Event, len(g.events))
 		for i, e := range g.events {
 			if evs[i], err = s.registry.Encode(e); err != nil {
 				s.t.Errorf("commandtest: Given(%q): encode %T: %v", g.id, e, err)
-				return res, nil, nil, false
+				return res, nil, false, nil
 			}
 		}
 		if _, err := store.Append(ctx, stream, eventstore.Any, evs...); err != nil {
 			s.t.Errorf("commandtest: Given(%q): append: %v", g.id, err)
-			return res, nil, nil, false
+			return res, nil, false, nil
 		}
 	}
 	head, err := store.Head(ctx)
 	if err != nil {
 		s.t.Errorf("commandtest: read the head of the log: %v", err)
-		return res, nil, nil, false
+		return res, nil, false, nil
 	}
 	res, err = h.Handle(s.ctx, s.id, s.cmd)
 	for rec, rerr := range store.ReadAll(ctx, head) {
 		if rerr != nil {
 			s.t.Errorf("commandtest: read the appended events: %v", rerr)
-			return res, err, nil, false
+			return res, nil, false, err
 		}
 		v, derr := s.registry.Decode(rec)
 		if derr != nil {
 			s.t.Errorf("commandtest: decode appended %s v%d (%s): %v", rec.StreamID, rec.Version, rec.Type, derr)
-			return res, err, nil, false
+			return res, nil, false, err
 		}
 		e, isE := v.(E)
 		if !isE {
 			s.t.Errorf("commandtest: appended %s v%d is a %T, not an event of the decider", rec.StreamID, rec.Version, v)
-			return res, err, nil, false
+			return res, nil, false, err
 		}
 		appended = append(appended, e)
 	}
-	return res, err, appended, true
+	return res, appended, true, err
 }
 
 func (s *HandlerScenario[S, C, E]) fail(format string, args ...any) {

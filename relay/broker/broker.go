@@ -77,10 +77,10 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.AckWait < 0 {
-		errs = append(errs, fmt.Errorf("AckWait %s is negative", c.AckWait))
+		errs = append(errs, fmt.Errorf("Config.AckWait %s is negative", c.AckWait))
 	}
 	if strings.ContainsAny(c.Group, " \t\r\n*>") {
-		errs = append(errs, fmt.Errorf("Group %q must not hold spaces, '*' or '>'", c.Group))
+		errs = append(errs, fmt.Errorf("Config.Group %q must not hold spaces, '*' or '>'", c.Group))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
@@ -106,7 +106,7 @@ func Scheme(rawURL string) (string, error) {
 
 func parseURL(rawURL string) (*url.URL, error) {
 	if rawURL == "" {
-		return nil, errors.New("URL is required: nats://, amqp:// or redis://")
+		return nil, errors.New("Config.URL is required: nats://, amqp:// or redis://")
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -115,15 +115,15 @@ func parseURL(rawURL string) (*url.URL, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("URL is not a URL: %w", err)
+		return nil, fmt.Errorf("Config.URL is not a URL: %w", err)
 	}
 	switch u.Scheme {
 	case SchemeNATS, SchemeAMQP, SchemeAMQPS, SchemeRedis, SchemeRedisS:
 	default:
-		return nil, fmt.Errorf("URL scheme %q is not one of nats, amqp, amqps, redis, rediss", u.Scheme)
+		return nil, fmt.Errorf("Config.URL scheme %q is not one of nats, amqp, amqps, redis, rediss", u.Scheme)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("URL %s has no host", u.Redacted())
+		return nil, fmt.Errorf("Config.URL %s has no host", u.Redacted())
 	}
 	return u, nil
 }
