@@ -80,7 +80,7 @@ if d == 0 then d = cmp(p, ARGV[3]) end
 if d < 0 then return {-1, cur or ''} end
 redis.call('SET', KEYS[1], ARGV[1])
 local pos = redis.call('HGET', KEYS[2], 'position')
-if pos then redis.call('PUBLISH', ARGV[5], ARGV[1] .. ' ' .. pos) end
+if pos then redis.call('PUBLISH', ARGV[5], ARGV[1] .. ' ' .. pos .. ' switched') end
 return {1, cur or ''}`)
 
 // ActivateOptions says which build Activate makes active.
@@ -195,7 +195,7 @@ if cur ~= '' then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 local pos = redis.call('HGET', KEYS[2], 'position')
-if pos then redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. pos) end
+if pos then redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. pos .. ' switched') end
 return {1, cur}`)
 
 // activeBuild reads the live build of name (zero: none).

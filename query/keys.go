@@ -168,12 +168,19 @@ const (
 // projection name announce each committed batch, from inside the transaction
 // that writes the checkpoint: "{el:<name>}:commits". The message is the
 // build and the position of the new checkpoint, "<build> <position>", e.g.
-// "3g1 1042". Watcher subscribes to the channels of every projection.
+// "3g1 1042". A switch to a new build (an activation) is announced on the same
+// channel as "<build> <position> switched", so that a reader who checks that
+// the batches of a build announce increasing positions can tell it from a
+// batch. Watcher subscribes to the channels of every projection.
 func CommitChannel(name string) string { return Tag(name) + ":commits" }
 
 // CommitMessage returns the message announcing that build b's checkpoint
 // reached position.
 func CommitMessage(b Build, position string) string { return b.String() + " " + position }
+
+// SwitchedSuffix ends the message announcing a switch to a build (see
+// CommitChannel).
+const SwitchedSuffix = " switched"
 
 // commitPattern matches the CommitChannel of every projection. Names hold no
 // glob characters, so it matches nothing else of ours.

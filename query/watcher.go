@@ -396,7 +396,7 @@ func (w *Watcher) notified(channel, payload string) {
 	if !ok {
 		return
 	}
-	_, ps, _ := strings.Cut(payload, " ")
+	_, ps, _ := strings.Cut(strings.TrimSuffix(payload, SwitchedSuffix), " ")
 	pos, perr := eventstore.ParsePosition(ps)
 	w.mu.Lock()
 	g := w.projs[name]

@@ -233,6 +233,8 @@ func TestCommitTrace(t *testing.T) {
 	c.observe("{el:carts}:commits", "2 "+p(5))
 	c.observe("{el:carts}:commits", "2 "+p(9))
 	c.observe("{el:orders}:commits", "2 "+p(3))
+	// A switch to the build announces the last batch's position again.
+	c.observe("{el:carts}:commits", "2 "+p(9)+" switched")
 	if len(c.violations) != 0 {
 		t.Fatal(c.violations)
 	}

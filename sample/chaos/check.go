@@ -402,6 +402,9 @@ func newCommitTrace() *commitTrace { return &commitTrace{last: map[string]events
 // observe takes one message of channel "{el:<name>}:commits".
 func (c *commitTrace) observe(channel, payload string) {
 	name := strings.TrimSuffix(strings.TrimPrefix(channel, "{el:"), "}:commits")
+	if strings.HasSuffix(payload, " switched") {
+		return // a switch to a build, not a batch: it may repeat the last batch's position
+	}
 	build, tok, ok := strings.Cut(payload, " ")
 	pos, err := eventstore.ParsePosition(tok)
 	if !ok || err != nil {
