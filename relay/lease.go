@@ -2,12 +2,19 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/eventline/eventline/internal/lease"
 	"github.com/redis/go-redis/v9"
 )
+
+// ErrLeaseLost is returned by a Checkpoint's Save that refused to write
+// because the lease it was saved under is no longer held (RedisCheckpoint
+// under a RedisLease). The relay then stops publishing and acquires the
+// lease again, loading the checkpoint anew, instead of retrying the save.
+var ErrLeaseLost = errors.New("relay: lease lost")
 
 // Lease lets one relay instance of several publish at a time.
 type Lease interface {
@@ -60,6 +67,14 @@ func (c RedisLeaseConfig) Validate() error {
 // than the TTL (a long GC pause) may publish a batch after another instance
 // took over. That produces duplicates, never loss, because each instance only
 // advances the shared checkpoint after it published.
+//
+// The checkpoint itself is fenced: a RedisCheckpoint saved with the context
+// Acquire returns writes only if Redis still holds this holding's lease
+// (owner and fencing token), checked in the same Lua script as the write.
+// So a holder that lost the lease without noticing yet (Redis restarted
+// empty, or another instance took over during a pause) cannot write its old
+// position over the new holder's, or into an emptied Redis whose transport
+// never got what that position claims.
 type RedisLease struct {
 	l *lease.Lease
 }
@@ -88,6 +103,7 @@ func (l *RedisLease) Acquire(ctx context.Context) (context.Context, func(), erro
 		return nil, nil, err
 	}
 	held, stop := h.Keep(ctx)
+	held = context.WithValue(held, heldKey{}, h)
 	release := func() {
 		stop()
 		// Best effort, bounded: if it fails the lease expires after the TTL.
@@ -96,4 +112,14 @@ func (l *RedisLease) Acquire(ctx context.Context) (context.Context, func(), erro
 		_ = h.Release(rctx)
 	}
 	return held, release, nil
+}
+
+// heldKey is the context key of the *lease.Held a RedisLease's Acquire puts
+// in the context it returns, for RedisCheckpoint.Save to fence its write.
+type heldKey struct{}
+
+// heldFrom returns the holding ctx was acquired under, or nil.
+func heldFrom(ctx context.Context) *lease.Held {
+	h, _ := ctx.Value(heldKey{}).(*lease.Held)
+	return h
 }

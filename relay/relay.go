@@ -141,6 +141,11 @@ func (r *Relay) runHeld(ctx context.Context) error {
 			return nil
 		case errors.Is(err, eventstore.ErrClosed):
 			return fmt.Errorf("relay %q: %w", r.cfg.Name, err)
+		case errors.Is(err, ErrLeaseLost):
+			// Stop at once: Run acquires the lease again and loads the
+			// checkpoint as the lease's Redis holds it now.
+			r.cfg.Logger.Warn("relay: checkpoint refused, the lease is lost", "relay", r.cfg.Name, "error", err)
+			return nil
 		}
 		r.fail("subscribe", fmt.Errorf("relay %q: subscription after %s: %w", r.cfg.Name, pos, err))
 		if retry.Sleep(ctx, resubscribe.Next()) != nil {
@@ -265,6 +270,10 @@ func (r *Relay) retry(ctx context.Context, what string, op func() error) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, ErrLeaseLost) {
+			// Not a failure to retry: this holding is over.
+			return err
 		}
 		switch what {
 		case "publish":

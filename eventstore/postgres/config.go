@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults used when a Config field is left zero.
@@ -67,6 +68,10 @@ type Config struct {
 	// Logger receives the store's rare operational messages. nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, receives the group-commit metrics
+	// (eventline_store_group_commit_appends, eventline_store_group_commit_events,
+	// eventline_store_commit_duration_seconds, labelled backend="postgres").
+	Registerer prometheus.Registerer
 }
 
 // Validate reports the first unusable field, as an error matching

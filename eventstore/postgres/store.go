@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/eventstore/internal/groupcommit"
 )
 
 // SchemaVersion is the version of the table layout this package writes, kept
@@ -86,10 +87,12 @@ type Store struct {
 	pool    *pgxpool.Pool // reads
 	// wpool holds the writer's one connection, apart from the reads, so that
 	// busy readers never make a commit wait for a connection.
-	wpool  *pgxpool.Pool
-	w      *writer
-	sql    statements
-	closed atomic.Bool
+	wpool *pgxpool.Pool
+	w     *writer
+	// metrics records the group commits; nil without Config.Registerer.
+	metrics *groupcommit.Metrics
+	sql     statements
+	closed  atomic.Bool
 	// done is closed by Close; stopped is closed when the writer has exited.
 	done, stopped chan struct{}
 	// notify is closed and replaced after every commit seen (ours, or another
@@ -123,6 +126,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// timeout, unless the URL chose a timeout itself.
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	var metrics *groupcommit.Metrics
+	if cfg.Registerer != nil {
+		if metrics, err = groupcommit.NewMetrics(cfg.Registerer, "postgres"); err != nil {
+			return nil, fmt.Errorf("postgres: metrics: %w", err)
+		}
 	}
 	pc.MaxConns = int32(cfg.MaxConns)
 	pc.MinConns = 0
@@ -158,6 +167,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		channel: "eventline_" + cfg.Schema,
 		pool:    pool,
 		wpool:   wpool,
+		metrics: metrics,
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}

@@ -152,7 +152,9 @@ func (w *writer) run() {
 		groupcommit.Gather(w.requests, req, add, full, more, maxLinger, linger)
 		callers = len(w.batch)
 		if len(w.batch) > 0 {
+			start := time.Now()
 			w.commit()
+			w.s.metrics.Committed(len(w.batch), events, time.Since(start))
 		}
 	})
 }

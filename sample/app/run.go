@@ -146,13 +146,13 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		if p.mountQueries != nil {
 			// Readiness of the queries is what they serve from: the read
 			// models in Redis, not just a Redis that answers PING.
-			ready, closeQueries := p.mountQueries(rdb, mux, cfg, log)
+			ready, closeQueries := p.mountQueries(rdb, mux, cfg, log, metrics)
 			closers = append(closers, closeQueries)
 			checks = append(checks, check{"read-models", ready})
 		} else {
 			log.Warn("this build has no query API (sample/http/queryapi)")
 		}
-		page, err := mountWeb(ctx, role, cfg, store, rdb, reg, mux, log, p)
+		page, err := mountWeb(ctx, role, cfg, store, rdb, reg, mux, log, metrics, p)
 		if err != nil {
 			return err
 		}
@@ -180,7 +180,9 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		closeTransport = closeSaga
 	}
 
-	mountOps(mux, metrics, checks, deps)
+	if err := mountOps(mux, metrics, checks, deps); err != nil {
+		return err
+	}
 
 	srv := &http.Server{
 		// Unknown routes and wrong methods answer the JSON error body of
@@ -235,13 +237,18 @@ type ReadyBody struct {
 	Breakers map[string]string `json:"breakers,omitempty"`
 }
 
-func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check, deps *breakers) {
+// mountOps mounts the operations endpoints, counted under api="ops".
+func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check, deps *breakers) error {
+	stats, err := httpjson.NewMetrics("ops", metrics)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
 	checks = append(checks, check{"breakers", deps.check})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	stats.HandleFunc(mux, "GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	stats.HandleFunc(mux, "GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		body := ReadyBody{Status: "ready", Checks: make(map[string]string, len(checks)), Breakers: deps.states()}
@@ -270,8 +277,9 @@ func mountOps(mux *http.ServeMux, metrics *prometheus.Registry, checks []check, 
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(body)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
-	openapi.Mount(mux)
+	mux.Handle("GET /metrics", stats.Route("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics})))
+	mux.Handle("GET "+openapi.Path, stats.Route("GET "+openapi.Path, openapi.Handler()))
+	return nil
 }
 
 // projections are the runners of one process.

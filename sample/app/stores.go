@@ -86,7 +86,7 @@ func parseSQLiteURL(s string) (storeSpec, error) {
 // wrong URL, password or database name stops the process at once.
 func openStore(ctx context.Context, s storeSpec, log *slog.Logger, reg prometheus.Registerer) (eventstore.Store, error) {
 	if s.postgresURL != "" {
-		st, err := postgres.Open(ctx, postgres.Config{URL: s.postgresURL, Logger: log})
+		st, err := postgres.Open(ctx, postgres.Config{URL: s.postgresURL, Logger: log, Registerer: reg})
 		if err != nil {
 			return nil, storeError("cannot open the PostgreSQL event store at "+redactURL(s.postgresURL), err)
 		}

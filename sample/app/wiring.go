@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventline/eventline/eventstore"
@@ -24,14 +25,14 @@ type parts struct {
 	// mountQueries registers the query endpoints. It returns the check of
 	// /readyz that says whether they can answer, and close, which releases
 	// what they hold after the HTTP server stopped.
-	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger) (ready func(context.Context) error, close func())
+	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger, metrics prometheus.Registerer) (ready func(context.Context) error, close func())
 }
 
 func defaultParts() parts {
 	return parts{
 		projections: sampleProjections,
-		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger) (func(context.Context) error, func()) {
-			api := queryapi.New(rdb, queryapi.Config{MaxWaiters: cfg.MaxWaiters, Logger: log})
+		mountQueries: func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger, metrics prometheus.Registerer) (func(context.Context) error, func()) {
+			api := queryapi.New(rdb, queryapi.Config{MaxWaiters: cfg.MaxWaiters, Logger: log, Registerer: metrics})
 			api.Mount(mux)
 			return api.Ready, func() { _ = api.Close() }
 		},
@@ -51,8 +52,8 @@ func sampleProjections(reg *eventstore.Registry) []projection.Projection {
 // Its event streams end when ctx does, so that they do not hold up the
 // graceful shutdown; serve gives it the store, for rebuilds.
 func mountWeb(ctx context.Context, role Role, cfg Config, store eventstore.Store, rdb redis.UniversalClient,
-	reg *eventstore.Registry, mux *http.ServeMux, log *slog.Logger, p parts) (*web.Handler, error) {
-	wc := web.Config{Redis: rdb, AdminToken: cfg.AdminToken, Logger: log}
+	reg *eventstore.Registry, mux *http.ServeMux, log *slog.Logger, metrics prometheus.Registerer, p parts) (*web.Handler, error) {
+	wc := web.Config{Redis: rdb, AdminToken: cfg.AdminToken, Logger: log, Registerer: metrics}
 	if p.projections != nil {
 		wc.Projections = p.projections(reg)
 	}

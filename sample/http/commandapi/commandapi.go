@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -76,8 +75,7 @@ type API struct {
 	log       *slog.Logger
 	newID     func() string
 	errors    []httpjson.Mapping
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
+	metrics   *httpjson.Metrics
 }
 
 // New returns an API that keeps carts and customers in store, whose events
@@ -115,22 +113,9 @@ func New(store eventstore.Store, reg *eventstore.Registry, cfg Config) (*API, er
 		// requests out of the 500s that mean a bug.
 		errors: append(ErrorMappings(),
 			httpjson.Mapping{Target: context.Canceled, Status: http.StatusServiceUnavailable, Code: httpjson.CodeUnavailable}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eventline_http_requests_total", ConstLabels: prometheus.Labels{"api": "command"},
-			Help: "HTTP requests answered, by API, route and status.",
-		}, []string{"route", "status"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "eventline_http_request_duration_seconds", ConstLabels: prometheus.Labels{"api": "command"},
-			Help:    "Time to answer an HTTP request, by API and route.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}, []string{"route"}),
 	}
-	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{a.requests, a.duration} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("commandapi: register metrics: %w", err)
-			}
-		}
+	if a.metrics, err = httpjson.NewMetrics("command", cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("commandapi: %w", err)
 	}
 	return a, nil
 }
@@ -171,51 +156,18 @@ func (a *API) Handler() http.Handler {
 // endpoint adapts a handler that returns its error, writes that error, and
 // counts the request.
 func (a *API) endpoint(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		if err := h(sw, r); err != nil {
+	return a.metrics.Route(route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
 			e := httpjson.Classify(clientError(err), a.errors)
 			// A client that went away is not a server failure worth an error log.
 			if e.Status >= 500 && r.Context().Err() == nil {
 				a.log.ErrorContext(r.Context(), "command failed", "method", r.Method, "path", r.URL.Path,
 					"status", e.Status, "error", err)
 			}
-			httpjson.Write(sw, e)
+			httpjson.Write(w, e)
 		}
-		a.requests.WithLabelValues(route, strconv.Itoa(sw.status())).Inc()
-		a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	})
+	}))
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Response bodies.
 type (

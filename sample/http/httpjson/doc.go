@@ -2,10 +2,11 @@
 // the error body {"error": "...", "code": "..."} and its codes, the mapping
 // from errors to statuses (Classify, WriteError), the strict request decoder
 // (Decode) and Mux, which answers unknown routes (404) and wrong methods (405
-// with Allow) with the same body as every other error.
+// with Allow) with the same body as every other error, and Metrics, the
+// request metrics every API exports (eventline_http_*, by api and route).
 //
-// It imports only the standard library, so that the query API uses it without
-// the command side. Each API brings its own table of Mappings: the command
+// It imports only the standard library and the Prometheus client, so that
+// the query API uses it without the command side. Each API brings its own table of Mappings: the command
 // API maps the domain's and the command handler's errors, the query API
 // Redis's.
 //

@@ -81,10 +81,13 @@ func newHarness(t testing.TB, opts redistest.Options) *harness {
 }
 
 // serve points h at a new query API with cfg (quiet unless cfg.Logger is
-// set), closed when the test ends, and returns it.
+// set, its metrics in h.metrics unless cfg.Registerer is set), closed when the test ends, and returns it.
 func (h *harness) serve(cfg queryapi.Config) *queryapi.API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = h.metrics
 	}
 	api := queryapi.New(h.rdb, cfg)
 	h.t.Cleanup(func() { _ = api.Close() })

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/projection"
@@ -145,4 +147,35 @@ func TestErrorMessagesNameNoInternals(t *testing.T) {
 		t.Fatalf("Redis killed: %d %s", resp.StatusCode, body)
 	}
 	checkErrorBody(t, "Redis killed", body, httpjson.CodeUnavailable)
+}
+
+func TestRequestMetrics(t *testing.T) {
+	h := newHarness(t, redistest.Options{})
+	// No projector: the read models are not built yet.
+	if resp, body := h.do(http.MethodGet, "/carts/c1"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("before any build: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := h.do(http.MethodGet, "/carts/c2"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("before any build: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := h.do(http.MethodGet, "/orders/bad!id"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad id: %d %s", resp.StatusCode, body)
+	}
+	// The route is the pattern, not the path: two carts, one series.
+	want := `
+# HELP eventline_http_requests_total HTTP requests answered, by API, route and status.
+# TYPE eventline_http_requests_total counter
+eventline_http_requests_total{api="query",route="GET /carts/{id}",status="200"} 0
+eventline_http_requests_total{api="query",route="GET /carts/{id}",status="503"} 2
+eventline_http_requests_total{api="query",route="GET /customers/{id}/carts",status="200"} 0
+eventline_http_requests_total{api="query",route="GET /orders/{id}",status="200"} 0
+eventline_http_requests_total{api="query",route="GET /orders/{id}",status="400"} 1
+eventline_http_requests_total{api="query",route="GET /products/top",status="200"} 0
+`
+	if err := testutil.GatherAndCompare(h.metrics, strings.NewReader(want), "eventline_http_requests_total"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(h.metrics, "eventline_http_request_duration_seconds"); err != nil || n != 4 {
+		t.Errorf("duration series: %d, %v; want 4, one per route", n, err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventline/eventline/eventstore"
@@ -61,6 +62,12 @@ type Config struct {
 	// Logger receives one line per request answered with a 5xx other than
 	// not_ready, timeout and overloaded. nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, gets the API's request metrics
+	// (eventline_http_requests_total and
+	// eventline_http_request_duration_seconds, labelled api="query" and the
+	// route pattern). A Registerer that holds another metric of those names
+	// is logged and the API serves without metrics.
+	Registerer prometheus.Registerer
 }
 
 // API serves the sample's queries from Redis alone. It is safe for
@@ -71,6 +78,7 @@ type API struct {
 	watch *query.Watcher
 	wait  time.Duration
 	log   *slog.Logger
+	stats *httpjson.Metrics
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
@@ -84,7 +92,12 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 	}
 	w := query.NewWatcher(rdb, query.WatcherConfig{FallbackPoll: cfg.FallbackPoll, MaxWaiters: cfg.MaxWaiters,
 		ActiveTTL: cfg.ActiveTTL, Logger: cfg.Logger})
-	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger}
+	stats, err := httpjson.NewMetrics("query", cfg.Registerer)
+	if err != nil {
+		cfg.Logger.Error("queryapi: serving without request metrics", "error", err)
+		stats, _ = httpjson.NewMetrics("query", nil)
+	}
+	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger, stats: stats}
 }
 
 // Close stops the API's watcher: queries still waiting for ?after= are
@@ -97,10 +110,10 @@ func (a *API) Waiting() int { return a.watch.Waiting() }
 // Mount registers the query endpoints on mux: GET /carts/{id},
 // GET /customers/{id}/carts, GET /orders/{id} and GET /products/top.
 func (a *API) Mount(mux *http.ServeMux) {
-	mux.HandleFunc("GET /carts/{id}", a.getCart)
-	mux.HandleFunc("GET /customers/{id}/carts", a.getCustomer)
-	mux.HandleFunc("GET /orders/{id}", a.getOrder)
-	mux.HandleFunc("GET /products/top", a.getTopProducts)
+	a.stats.HandleFunc(mux, "GET /carts/{id}", a.getCart)
+	a.stats.HandleFunc(mux, "GET /customers/{id}/carts", a.getCustomer)
+	a.stats.HandleFunc(mux, "GET /orders/{id}", a.getOrder)
+	a.stats.HandleFunc(mux, "GET /products/top", a.getTopProducts)
 }
 
 // Handler returns a handler of only the query endpoints; unknown routes and

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventline/eventline/eventstore"
@@ -60,6 +61,11 @@ type Config struct {
 	Interval time.Duration
 	// Logger receives failures. nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, gets the page's request metrics
+	// (eventline_http_requests_total and
+	// eventline_http_request_duration_seconds, labelled api="web" and the
+	// route pattern). An event stream is timed from its start to its end.
+	Registerer prometheus.Registerer
 }
 
 // Handler serves the page, its event stream and its actions. Close it to end
@@ -76,6 +82,7 @@ type Handler struct {
 	mu      sync.Mutex
 	jobs    map[string]*job // the latest rebuild of each projection
 	nextJob int
+	stats   *httpjson.Metrics
 }
 
 // New returns a Handler.
@@ -93,7 +100,11 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: assets: %w", err)
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, files: sub, static: http.FileServerFS(sub), jobs: map[string]*job{}}
+	stats, err := httpjson.NewMetrics("web", cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, files: sub, static: http.FileServerFS(sub), jobs: map[string]*job{}, stats: stats}
 	if cfg.CommandURL != "" {
 		u, err := url.Parse(cfg.CommandURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -129,18 +140,19 @@ func (h *Handler) Close() {
 // POST /web/deadletters/retry and, with
 // Config.CommandURL or Config.ProxyCommands, the command routes.
 func (h *Handler) Mount(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", h.page("index.html"))
-	mux.HandleFunc("GET /ops", h.page("ops.html"))
-	mux.Handle("GET /assets/", http.StripPrefix("/assets", h.assets()))
-	mux.HandleFunc("GET /web/config", h.config)
-	mux.HandleFunc("GET /web/events", h.events)
-	mux.HandleFunc("GET /web/deadletters", h.deadLetters)
-	mux.HandleFunc("POST /web/rebuild", h.admin(h.rebuild))
-	mux.HandleFunc("POST /web/deadletters/retry", h.admin(h.retryDeadLetter))
+	m := h.stats
+	m.HandleFunc(mux, "GET /{$}", h.page("index.html"))
+	m.HandleFunc(mux, "GET /ops", h.page("ops.html"))
+	mux.Handle("GET /assets/", m.Route("GET /assets/", http.StripPrefix("/assets", h.assets())))
+	m.HandleFunc(mux, "GET /web/config", h.config)
+	m.HandleFunc(mux, "GET /web/events", h.events)
+	m.HandleFunc(mux, "GET /web/deadletters", h.deadLetters)
+	m.HandleFunc(mux, "POST /web/rebuild", h.admin(h.rebuild))
+	m.HandleFunc(mux, "POST /web/deadletters/retry", h.admin(h.retryDeadLetter))
 	if h.proxy != nil || h.cfg.ProxyCommands {
 		for _, p := range []string{"POST /carts", "POST /carts/{id}/items", "PUT /carts/{id}/items/{product_id}",
 			"DELETE /carts/{id}/items/{product_id}", "POST /carts/{id}/checkout", "POST /customers"} {
-			mux.HandleFunc(p, h.forward)
+			m.HandleFunc(mux, p, h.forward)
 		}
 	}
 }
