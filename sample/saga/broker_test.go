@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -195,9 +196,21 @@ func sagaOverBroker(t *testing.T, brokerURL string, outage func()) {
 			orders = append(orders, "o"+id)
 		}
 	}
+	// An order is final once confirmed, or rejected and its cart reopened:
+	// the compensation follows the rejection, and checkExactlyOnce counts it.
 	final := func(id string) bool {
-		s := w.order(id)
-		return s.Status == order.StatusConfirmed || s.Status == order.StatusRejected
+		switch w.order(id).Status {
+		case order.StatusConfirmed:
+			return true
+		case order.StatusRejected:
+			_, events := w.stream("cart-k" + strings.TrimPrefix(id, "o"))
+			for _, e := range events {
+				if _, ok := e.(cart.Reopened); ok {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	env := []string{envChildStore + "=" + storePath, envChildRedis + "=" + rsrv.Addr,
 		envChildBroker + "=" + brokerURL, envChildTopic + "=" + topic, envChildGroup + "=" + group}
