@@ -19,6 +19,7 @@ import (
 
 	"github.com/eventline/eventline/breaker/redisbreaker"
 	"github.com/eventline/eventline/breaker/storebreaker"
+	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/http/commandapi"
@@ -67,6 +68,14 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 			closers[i]()
 		}
 	}()
+
+	// The tracer provider is stopped last, flushing the spans of everything
+	// stopped before it.
+	tp, stopTracing, err := tracerProvider(ctx, role, cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, stopTracing)
 
 	// Listen before anything else starts: a taken port is the commonest
 	// mistake, and it must be reported at once, not after the store, Redis,
@@ -130,7 +139,8 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		if err != nil {
 			return err
 		}
-		cmds, err := commandapi.New(guarded, reg, commandapi.Config{Logger: log, Registerer: metrics})
+		cmds, err := commandapi.New(guarded, reg, commandapi.Config{Logger: log, Registerer: metrics,
+			Handler: command.Config{TracerProvider: tp}})
 		if err != nil {
 			return err
 		}
@@ -173,7 +183,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		checks = append(checks, check{"projections", pool.check})
 	}
 	if role == RoleServe || role == RoleSaga {
-		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log, deps)
+		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log, deps, tp)
 		if err != nil {
 			return err
 		}
@@ -185,7 +195,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	srv := &http.Server{
 		// Unknown routes and wrong methods answer the JSON error body of
 		// every other error, on every role (the ops endpoints included).
-		Handler:           httpjson.Mux(mux),
+		Handler:           traced(httpjson.Mux(mux), role, tp),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Bodies are small (httpjson.MaxBodyBytes); the longest answer is a
 		// query waiting for ?after= (queryapi.DefaultWaitTimeout), well inside
