@@ -156,7 +156,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			c := redis.NewClient(&redis.Options{Addr: srv.Addr})
 			clients = append(clients, c)
 			name := "bench" + strconv.Itoa(iter) + "_" + strconv.Itoa(p)
-			r, err := New(Config{Store: store, Redis: c, Projection: hsetProjection(name), Logger: quietLogger()})
+			r, err := NewRunner(Config{Store: store, Redis: c, Projection: hsetProjection(name), Logger: quietLogger()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -219,7 +219,7 @@ func benchLiveLag(b *testing.B, rate int) {
 		store := memory.New()
 		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 		name := "lag" + strconv.Itoa(iter)
-		r, err := New(Config{Store: store, Redis: rdb, Projection: counts(name), Logger: quietLogger()})
+		r, err := NewRunner(Config{Store: store, Redis: rdb, Projection: counts(name), Logger: quietLogger()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -50,7 +50,7 @@ func TestLostCheckpointIsNotAppliedTwice(t *testing.T) {
 				t.Fatalf("model before the loss differs:\n%s", d)
 			}
 
-			rdb.Del(ctx, query.CheckpointKey("c", 1))
+			rdb.Del(ctx, query.CheckpointKey("c", query.Version(1)))
 			x = startRunner(t, newRunner(t, config(store, rdb, tc.activation)))
 			waitUntil(t, 30*time.Second, "the runner to stop, or to reach the head again", func() bool {
 				select {
@@ -72,7 +72,7 @@ func TestLostCheckpointIsNotAppliedTwice(t *testing.T) {
 					t.Errorf("error %q does not name %q", err, want)
 				}
 			}
-			st, serr := ReadBuildStatus(ctx, rdb, "c", query.Build{Version: 1})
+			st, serr := ReadStatus(ctx, rdb, "c", query.Build{Version: 1})
 			if serr != nil {
 				t.Fatal(serr)
 			}
@@ -92,7 +92,7 @@ func TestLostCheckpointIsNotAppliedTwice(t *testing.T) {
 				t.Fatalf("the fix (Rebuild %+v): %v", opts, err)
 			}
 			v := waitFor(t, rdb, "c", last)
-			if got, want := rdb.Get(ctx, v.Key("total")).Val(), expected("c", 300)[query.Key("c", 1, "total")]; got != want {
+			if got, want := rdb.Get(ctx, v.Key("total")).Val(), expected("c", 300)[query.Key("c", query.Version(1), "total")]; got != want {
 				t.Errorf("total after the fix: %s, want %s", got, want)
 			}
 		})

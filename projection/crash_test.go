@@ -48,7 +48,7 @@ func crashChild() int {
 	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv(envChildAddr)})
 	// A fixed id: the restarted process reclaims its own lease at once, as a
 	// restarted pod with a stable name does. Only one child lives at a time.
-	r, err := New(Config{Store: store, Redis: rdb, Projection: counts("c"), ID: "crash-child", BatchSize: 100,
+	r, err := NewRunner(Config{Store: store, Redis: rdb, Projection: counts("c"), ID: "crash-child", BatchSize: 100,
 		LeaseTTL: 2 * time.Second, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)

@@ -1,23 +1,25 @@
 // Package projection keeps read models in Redis up to date with the event
 // log, exactly once in effect, and says how stale they are.
 //
-// A Projection is user code: a name ([a-z0-9_-]), a schema version (≥ 1), the
+// A [Projection] is user code: a name ([a-z0-9_-]), a schema version (≥ 1), the
 // event types it handles, and Apply, which turns one record into Redis writes
-// queued on a *Tx. Define builds one from a function; Router dispatches typed,
-// decoded events (eventstore.Registry, upcasters included) to handlers
-// registered with Handle.
+// queued on a [Tx]. [Define] builds one from a function; [Router] dispatches typed,
+// decoded events ([eventstore.Registry], upcasters included) to handlers
+// registered with [Handle]; [Router.Projection] makes it a Projection in one
+// call.
 //
-// A Runner subscribes to the log after the projection's checkpoint, groups
-// records into batches (at most Config.BatchSize records; the first record
+// A [Runner] ([NewRunner]) subscribes to the log ([eventstore.Store]) after the projection's checkpoint, groups
+// records into batches (at most [Config].BatchSize records; the first record
 // waits at most Config.FlushInterval for company) and commits each batch.
 // Several runners in one process can share one reading of the log: give them
-// the same eventstore.SharedLog as Config.Store.
+// the same [eventstore.SharedLog] as Config.Store.
 //
 // # One batch, one transaction, fenced
 //
 // A batch is committed as
 //
-//	WATCH lease; GET lease (must be our token); MULTI; <the batch's writes>;
+//	WATCH lease, active; HMGET lease + TIME (must be our holding, unexpired);
+//	MULTI; <the batch's writes>;
 //	HSET checkpoint ...; EXEC
 //
 // The writes and the new checkpoint land together or not at all, so a crash at
@@ -31,22 +33,22 @@
 // that very moment). Refused batches are counted in the
 // eventline_projection_fenced_batches_total metric.
 //
-// Renewing the lease (PEXPIRE) also touches the key and would abort our own
+// Renewing the lease also touches the key and would abort our own
 // WATCH, so renewals happen on the runner's goroutine between batches, never
 // during one. One Lua script per batch was the alternative; it would make
 // projections write through a command encoding of ours instead of go-redis'
 // Pipeliner, for no gain in safety. Redis has no rollback either way: if
 // Redis refuses a command inside EXEC (WRONGTYPE: a projection bug), the rest
 // of the batch and its checkpoint did land, so the runner stops with
-// ErrCommandFailed instead of carrying on with a possibly wrong model.
+// [ErrCommandFailed] instead of carrying on with a possibly wrong model.
 //
 // # Reading the model while writing it
 //
-// Writes go to Tx.Pipe and are sent at EXEC. Reads that a projection needs
-// (to update a JSON document, say) go through Tx.Read at once. Because only the
+// Writes go to [Tx.Pipe] and are sent at EXEC. Reads that a projection needs
+// (to update a JSON document, say) go through [Tx.Read] at once. Because only the
 // lease holder writes a projection's keys, such a read sees every committed
 // batch; it does not see the writes queued earlier in the same batch, so a
-// read-modify-write keeps its result in Tx.Memo, the batch's overlay of its
+// read-modify-write keeps its result in [Tx.Memo], the batch's overlay of its
 // own pending writes, for the records that follow (the tests' "add" handler
 // does this). Prefer Redis' atomic updates (HINCRBY, ZINCRBY, SADD, ...) where
 // they fit: they need no read at all and keep batches one round trip.
@@ -65,18 +67,18 @@
 //
 //	{el:<name>}:active             live build: "<n>" or "<n>g<g>"
 //	{el:<name>}:v<b>:checkpoint    hash: position token, commit, prepare, recorded_at, updated_at
-//	{el:<name>}:v<b>:lease         token of the writing runner, with a TTL
+//	{el:<name>}:v<b>:lease         hash of the writing runner's holding (internal/lease: owner, fencing token, expiry)
 //	{el:<name>}:v<b>:status        hash written by the lease holder (fenced by the lease)
 //	{el:<name>}:v<b>:deadletter    list of DeadLetterEntry JSON
-//	{el:<name>}:v<b>:retry         dead letters to apply again (RetryDeadLetter)
+//	{el:<name>}:v<b>:retry         dead letters to apply again ([RetryDeadLetter])
 //	{el:<name>}:v<b>:<parts...>    the model (Tx.Key)
 //
-// <b> is a build (query.Build): the schema version n for its generation 0
+// <b> is a build ([query.Build]): the schema version n for its generation 0
 // ("v3:", the layout from before generations), "<n>g<g>" for generation g ≥ 1
 // of it ("v3g1:"), made by a forced rebuild (below). Checkpoint and lease are
 // per build: version n+1, or generation g+1 of version n, can be built beside
 // the live build by its own runners. Until a version is active, queries get
-// query.ErrNotReady instead of a half-built model.
+// [query.ErrNotReady] instead of a half-built model.
 //
 // # Blue/green rebuilds
 //
@@ -93,8 +95,8 @@
 // one. The same script adds the old version to {el:<name>}:retired.
 //
 // Every batch WATCHes the active-version key besides the lease and checks it
-// with the lease (one MGET): once a newer version is active, no batch of an
-// older one can land, and its runners stop with ErrSuperseded at their next
+// with the lease (one round trip): once a newer version is active, no batch of an
+// older one can land, and its runners stop with [ErrSuperseded] at their next
 // batch or lease renewal (an older runner started later stops at once).
 // After Config.RetireDelay, the lease holder of the new version removes the
 // old version's keys: it waits until nobody holds the old lease, then SCANs
@@ -102,15 +104,15 @@
 // never blocks. A removal cut short by a crash is resumed by the next lease
 // holder of the active version (the retired set says what is left).
 //
-// Rebuild does the same from a tool (the replay command of package
+// [Rebuild] does the same from a tool (the replay command of package
 // projection/cli): it runs a runner of the new version, follows its progress
 // and returns once the old version is gone. Cancelled before the switch, it
 // leaves the live version untouched and Discards the partial one; crashed, it
 // resumes from the new version's checkpoint when run again, or starts over
-// with RebuildOptions.Restart (for code changed since the crash). With
+// with [RebuildOptions].Restart (for code changed since the crash). With
 // ActivateIfNone a runner whose version is newer than the active one refuses
 // to start (ErrNewVersion) and the operator rebuilds explicitly; with
-// ActivateNever the caller switches with Activate. A version older than the
+// ActivateNever the caller switches with [Activate]. A version older than the
 // active one never writes (ErrSuperseded). Rebuild of the version that is
 // already active does nothing, unless RebuildOptions.Force asks for a new
 // generation of it (next section).
@@ -125,7 +127,7 @@
 // switch script (the active key goes from "<n>" or "<n>g<g>" to "<n>g<g+1>" only once
 // the new generation has passed the head and the live checkpoint), same
 // removal of the replaced build. Nothing else changes for readers:
-// query.Resolve returns a View carrying the generation and View.Key and
+// [query.Resolve] returns a View carrying the generation and View.Key and
 // View.Checkpoint follow it.
 //
 // A runner is built from code, which knows the version but not the
@@ -141,26 +143,33 @@
 //
 // A forced rebuild that crashed before its switch is resumed from its
 // checkpoint by the next forced Rebuild (the versions set still
-// lists its generation); RebuildOptions.Restart (or DiscardBuild) removes it
-// instead, for a rebuild that must start over.
+// lists its generation); RebuildOptions.Restart (or [Discard]) removes it
+// instead, for a rebuild that must start over. A projector serving
+// [RequestRebuild] requests ([ServeRebuildRequests]) claims each with a lease it
+// renews while the rebuild runs; the rebuild stops as soon as the projector
+// can no longer prove it holds the claim.
 //
 // # Leases
 //
 // Any number of runners of one version may run; the one holding the lease
-// (SET NX PX with its Config.ID as token) writes, the others retry every third
-// of Config.LeaseTTL, so a dead holder is replaced within about LeaseTTL.
-// Run releases the lease when it returns. A restarted process that reuses its
-// ID reclaims its own lease at once.
+// (the one Redis lease of eventline, internal/lease: owner Config.ID, a
+// fencing token that grows with every acquisition, an expiry on the server's
+// clock) writes, the others retry every third of Config.LeaseTTL, so a dead
+// holder is replaced within about LeaseTTL. A holder also tracks on its own
+// clock until when it surely holds the lease, and stops writing once it
+// cannot prove it (renewals failing). Run releases the lease when it
+// returns. A restarted process that reuses its ID reclaims its own lease at
+// once, with a new token.
 //
 // # Failures
 //
 // Redis or the store unreachable: the runner logs once per change of state,
-// backs off (Config.MinBackoff doubling to MaxBackoff), and starts over from
+// backs off (Config.MinBackoff doubling to MaxBackoff, with jitter), and starts over from
 // the checkpoint in Redis; records it had in flight are simply read again. A
 // record the projection cannot apply (decode or handler error) is retried
 // Config.MaxAttempts times, then by Config.OnPoison either the runner stops
 // after committing the records before it (Stop, the default: Run returns
-// ErrStuck, Status shows StuckAt and Error) or the record goes to the
+// [ErrStuck], Status shows StuckAt and Error) or the record goes to the
 // dead-letter list, atomically with the checkpoint, and the runner goes on
 // (DeadLetter). Records of types the projection does not handle are skipped
 // and counted. Once the cause is fixed, RetryDeadLetter has the build's lease
@@ -169,14 +178,14 @@
 // A build with model keys but no checkpoint (the checkpoint was evicted or
 // deleted while the model stayed) is never applied from the start of the log,
 // which would count every record twice: the runner stops with
-// ErrCheckpointLost, whose message names the projection and the fix (a forced
+// [ErrCheckpointLost], whose message names the projection and the fix (a forced
 // rebuild into a fresh generation for the active build, a restarted rebuild
-// otherwise). The read side's Redis must not evict keys; CheckEvictionPolicy
+// otherwise). The read side's Redis must not evict keys; [CheckEvictionPolicy]
 // reads its maxmemory-policy, and Run logs a warning when it may evict.
 //
 // # Status and metrics
 //
-// Runner.Status is this runner's view; ReadStatus reads the same from Redis
+// [Runner.Status] is this runner's view; [ReadStatus] reads the same from Redis
 // alone (for the CLI): checkpoint, head (refreshed every Config.StatusEvery),
 // lag in events (head − checkpoint for single-sequence logs; -1 for
 // EventStoreDB, whose positions are byte offsets) and in seconds (age of the

@@ -40,9 +40,9 @@ func ExampleRunner() {
 		tx.Pipe().HIncrBy(ctx, tx.Key("cart", e.Cart), "items", int64(e.Qty))
 		return nil
 	})
-	carts := projection.Define("carts", 1, router.Apply, router.Types()...)
+	carts := router.Projection("carts", 1)
 
-	runner, err := projection.New(projection.Config{Store: store, Redis: rdb, Projection: carts})
+	runner, err := projection.NewRunner(projection.Config{Store: store, Redis: rdb, Projection: carts})
 	if err != nil {
 		panic(err)
 	}

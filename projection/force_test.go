@@ -72,15 +72,15 @@ func TestForceRebuildUnderLiveQueries(t *testing.T) {
 	// The projector takes generation 1 over from the rebuild's runner and
 	// keeps applying the appends that go on.
 	waitUntil(t, 30*time.Second, "the projector to hold generation 1", func() bool {
-		return rdb.Get(ctx, leaseKey("p", g1)).Val() == projector.ID()
+		return holderOf(rdb, leaseKey("p", g1)) == projector.ID()
 	})
-	taken, err := query.ReadBuildCheckpoint(ctx, rdb, "p", g1)
+	taken, err := query.ReadCheckpoint(ctx, rdb, "p", g1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 30*time.Second, "the projector to apply appends to generation 1", func() bool {
-		cp, err := query.ReadBuildCheckpoint(ctx, rdb, "p", g1)
-		return err == nil && taken.Before(cp) && rdb.Get(ctx, leaseKey("p", g1)).Val() == projector.ID()
+		cp, err := query.ReadCheckpoint(ctx, rdb, "p", g1)
+		return err == nil && taken.Before(cp) && holderOf(rdb, leaseKey("p", g1)) == projector.ID()
 	})
 	waitUntil(t, 30*time.Second, "queries on generation 1", func() bool { return rd.on(g1) > 200 || rd.failed.Load() == 4 })
 	app.halt()
@@ -117,8 +117,8 @@ func TestForceRebuildUnderLiveQueries(t *testing.T) {
 	if st.Version != 1 || st.Generation != 1 || !st.Active || st.ActiveGeneration != 1 || st.Holder != projector.ID() || st.State != StateRunning {
 		t.Errorf("projector status %+v", st)
 	}
-	if rs, err := ReadStatus(ctx, rdb, "p", 1); err != nil || rs.Generation != 1 || !rs.Active {
-		t.Errorf("ReadStatus of v1: %+v, %v", rs, err)
+	if rs, err := ReadStatus(ctx, rdb, "p", query.Build{}); err != nil || rs.Version != 1 || rs.Generation != 1 || !rs.Active {
+		t.Errorf("ReadStatus of the active build: %+v, %v", rs, err)
 	}
 	got := dumpBuild(t, rdb, "p", g1)
 	if d := diffModels(referenceModel(t, store, "p", 1, head), got); d != "" {
@@ -155,7 +155,7 @@ func TestForceRebuildResumesAndGuards(t *testing.T) {
 	crashed.pinned = &g1
 	xc := startRunner(t, crashed)
 	waitUntil(t, 30*time.Second, "the partial generation 1", func() bool {
-		cp, err := query.ReadBuildCheckpoint(ctx, rdb, "p", g1)
+		cp, err := query.ReadCheckpoint(ctx, rdb, "p", g1)
 		return err == nil && !cp.Before(head)
 	})
 	_ = xc.stop()
@@ -222,7 +222,7 @@ func TestRebuildRestartStartsOver(t *testing.T) {
 	})
 	xb := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: buggy, Logger: quietLogger(), Activation: ActivateNever}))
 	waitUntil(t, 30*time.Second, "the partial v2", func() bool {
-		cp, err := query.ReadBuildCheckpoint(ctx, rdb, "p", v2)
+		cp, err := query.ReadCheckpoint(ctx, rdb, "p", v2)
 		return err == nil && !cp.Before(head)
 	})
 	partial := dumpBuild(t, rdb, "p", v2)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -114,14 +115,14 @@ func expected(name string, n int) map[string]string {
 		}
 	}
 	if total > 0 {
-		m[query.Key(name, 1, "total")] = strconv.Itoa(total)
+		m[query.Key(name, query.Version(1), "total")] = strconv.Itoa(total)
 	}
 	for st, c := range cnt {
-		m[query.Key(name, 1, "counts")+"#"+st] = strconv.Itoa(c)
+		m[query.Key(name, query.Version(1), "counts")+"#"+st] = strconv.Itoa(c)
 	}
 	for st, s := range sums {
 		b, _ := json.Marshal(s)
-		m[query.Key(name, 1, "sum", st)] = string(b)
+		m[query.Key(name, query.Version(1), "sum", st)] = string(b)
 	}
 	return m
 }
@@ -140,7 +141,7 @@ func dumpModel(t testing.TB, rdb *redis.Client, name string) map[string]string {
 func dump(rdb *redis.Client, name string) (map[string]string, error) {
 	ctx := context.Background()
 	m := map[string]string{}
-	prefix := query.VersionPrefix(name, 1)
+	prefix := query.Prefix(name, query.Version(1))
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
@@ -194,7 +195,7 @@ func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func checkpointOf(rdb redis.Cmdable, name string) eventstore.Position {
-	p, _ := query.ReadCheckpoint(context.Background(), rdb, name, 1)
+	p, _ := query.ReadCheckpoint(context.Background(), rdb, name, query.Version(1))
 	return p
 }
 
@@ -238,3 +239,21 @@ func waitFor(t testing.TB, rdb redis.Cmdable, name string, position eventstore.P
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// holderOf returns the owner of the lease at key ("" when nobody holds it).
+func holderOf(rdb redis.UniversalClient, key string) string {
+	st, _ := lease.Read(context.Background(), rdb, key)
+	return st.Owner
+}
+
+// stealLease makes owner the holder of the lease at key for a minute, over
+// whoever holds it, as a takeover after an unnoticed expiry would: with a
+// fencing token above any the key gave out.
+func stealLease(t testing.TB, rdb redis.UniversalClient, key, owner string) {
+	t.Helper()
+	err := rdb.HSet(context.Background(), key, lease.FieldOwner, owner, lease.FieldToken, "1000000",
+		lease.FieldExpires, strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10)).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -44,7 +44,7 @@ func TestLeaseTakeoverAndFencing(t *testing.T) {
 			stolen.Do(func() {
 				m, err := dump(intruder, "c")
 				stoleAt <- stealSnapshot{runner: id, checkpoint: checkpointOf(intruder, "c"), model: m, err: err}
-				intruder.Set(ctx, lk, "intruder", time.Minute)
+				stealLease(t, intruder, lk, "intruder")
 			})
 		}
 		runners[id] = r
@@ -55,7 +55,7 @@ func TestLeaseTakeoverAndFencing(t *testing.T) {
 
 	last := appendEvents(t, store, 0, 500)
 	waitFor(t, rdb, "c", last)
-	first := rdb.Get(ctx, lk).Val()
+	first := holderOf(rdb, lk)
 	if runners[first] == nil {
 		t.Fatalf("lease holder %q is none of the runners", first)
 	}
@@ -64,7 +64,7 @@ func TestLeaseTakeoverAndFencing(t *testing.T) {
 
 	last = appendEvents(t, store, 500, 1000)
 	waitFor(t, rdb, "c", last)
-	second := rdb.Get(ctx, lk).Val()
+	second := holderOf(rdb, lk)
 	if second == first || runners[second] == nil {
 		t.Fatalf("after the crash of %s the lease is held by %q", first, second)
 	}
@@ -88,7 +88,7 @@ func TestLeaseTakeoverAndFencing(t *testing.T) {
 	if d := diffModels(snap.model, dumpModel(t, rdb, "c")); d != "" {
 		t.Fatalf("a write landed under a stolen lease:\n%s", d)
 	}
-	if h := rdb.Get(ctx, lk).Val(); h != "intruder" {
+	if h := holderOf(rdb, lk); h != "intruder" {
 		t.Fatalf("lease is %q, want it still held by the intruder", h)
 	}
 

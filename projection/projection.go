@@ -12,7 +12,8 @@ import (
 )
 
 // Projection turns records of the log into writes to a Redis read model.
-// Implementations are user code; Define and Router build one from functions.
+// Implementations are user code; Define builds one from a function, and
+// Router.Projection from one typed handler per event type.
 type Projection interface {
 	// Name identifies the projection: 1 to query.MaxNameLen bytes of [a-z0-9_-].
 	Name() string
@@ -96,7 +97,7 @@ type Tx struct {
 // later generation, see query.Build) followed by parts joined with ':'.
 // Build every key of the model with it, never with query.Key, so that a
 // forced rebuild writes its own generation.
-func (tx *Tx) Key(parts ...string) string { return query.BuildKey(tx.name, tx.build, parts...) }
+func (tx *Tx) Key(parts ...string) string { return query.Key(tx.name, tx.build, parts...) }
 
 // Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
 // writes only; the replies of queued commands are not known until the batch
@@ -131,9 +132,9 @@ func (tx *Tx) SetMemo(key string, v any) {
 	tx.memo[key] = v
 }
 
-// Router is a Projection's Apply built from one typed handler per event type:
-// records are decoded with a Registry (upcasters included) and dispatched to
-// the handler registered with Handle. Its Types are the projection's Handles.
+// Router dispatches records to one typed handler per event type: records are
+// decoded with a Registry (upcasters included) and handed to the handler
+// registered with Handle. Router.Projection makes it a Projection.
 type Router struct {
 	reg      *eventstore.Registry
 	shared   *SharedDecoding
@@ -246,18 +247,41 @@ func Handle[E any](r *Router, fn func(ctx context.Context, tx *Tx, rec eventstor
 	}
 }
 
-// Types returns the event types that have a handler, for Projection.Handles.
-// Upcasted old type names are added with Also.
+// Types returns the event types the Router accepts: those with a handler
+// and those added with AcceptTypes. They are the Handles of the Router's
+// Projection.
 func (r *Router) Types() []string { return slices.Clone(r.types) }
 
-// Also adds type names the Router accepts without a handler of their own,
-// such as old names an upcaster turns into a handled type.
-func (r *Router) Also(types ...string) {
+// AcceptTypes adds event types the Router accepts without a handler of
+// their own: old type names an upcaster turns into a handled type. Records
+// of these types reach Apply (they are in Types), are upcast while decoding
+// and go to the handler of the type they become.
+func (r *Router) AcceptTypes(types ...string) {
 	for _, t := range types {
 		if !slices.Contains(r.types, t) {
 			r.types = append(r.types, t)
 		}
 	}
+}
+
+// Projection returns the Projection name at version whose Apply is the
+// Router's and whose Handles are the Router's Types, read when the runner
+// starts: handlers registered after this call count too.
+func (r *Router) Projection(name string, version int) Projection {
+	return &routed{r: r, name: name, version: version}
+}
+
+type routed struct {
+	r       *Router
+	name    string
+	version int
+}
+
+func (p *routed) Name() string      { return p.name }
+func (p *routed) Version() int      { return p.version }
+func (p *routed) Handles() []string { return p.r.Types() }
+func (p *routed) Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+	return p.r.Apply(ctx, tx, rec)
 }
 
 // Apply decodes rec and calls its handler. A record with no handler (after

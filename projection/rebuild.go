@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -27,100 +28,39 @@ const RemoveBatch = 500
 // lease holder of the active build.
 func RetiredKey(name string) string { return query.Tag(name) + ":retired" }
 
-// activeBuild reads the live build of name (zero: none).
-func activeBuild(ctx context.Context, rdb redis.Cmdable, name string) (query.Build, error) {
-	s, err := rdb.Get(ctx, query.ActiveKey(name)).Result()
-	if errors.Is(err, redis.Nil) {
-		return query.Build{}, nil
-	}
-	if err != nil {
-		return query.Build{}, fmt.Errorf("projection: read active build of %s: %w", name, err)
-	}
-	b, err := query.ParseBuild(s)
-	if err != nil {
-		return query.Build{}, fmt.Errorf("projection: %s: %w", name, err)
-	}
-	return b, nil
-}
-
-// superseded returns an error matching ErrSuperseded for a runner of build b
-// when active is newer.
-func superseded(name string, b, active query.Build) error {
-	return fmt.Errorf("%w: %s v%s is active, this is v%s; stopping so as not to write over it",
-		ErrSuperseded, name, active, b)
-}
-
-// switchTo makes build b the active build of name once its checkpoint has
-// reached target and the checkpoint of the build it replaces, provided token
-// still holds b's lease. It returns ErrBehind (wrapped) when b is not there
-// yet, ErrSuperseded when a newer build is active, and ErrFenced when the
-// lease was lost.
-func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, token string, target eventstore.Position) (previous query.Build, err error) {
-	cur, err := activeBuild(ctx, rdb, name)
-	if err != nil {
-		return previous, err
-	}
-	for range 10 {
-		if b.Before(cur) {
-			return cur, superseded(name, b, cur)
-		}
-		res, err := switchScript.Run(ctx, rdb,
-			[]string{query.ActiveKey(name), query.BuildCheckpointKey(name, b), query.BuildCheckpointKey(name, cur),
-				RetiredKey(name), leaseKey(name, b)},
-			b.String(), cur.String(), strconv.FormatUint(target.Commit, 10), strconv.FormatUint(target.Prepare, 10), token).Slice()
-		if err != nil {
-			return previous, fmt.Errorf("projection: switch %s to v%s: %w", name, b, err)
-		}
-		if len(res) != 2 {
-			return previous, fmt.Errorf("projection: switch %s to v%s: unexpected reply %v", name, b, res)
-		}
-		code, _ := res[0].(int64)
-		s, _ := res[1].(string)
-		var got query.Build
-		if s != "" {
-			if got, err = query.ParseBuild(s); err != nil {
-				return previous, fmt.Errorf("projection: %s: active build: %w", name, err)
-			}
-		}
-		switch code {
-		case 1:
-			return got, nil
-		case -1:
-			return got, fmt.Errorf("%w: %s v%s has not reached %s and the checkpoint of v%s", ErrBehind, name, b, target, got)
-		case -3:
-			return got, fmt.Errorf("%w: %s v%s: cannot switch without the lease", ErrFenced, name, b)
-		}
-		cur = got // the active build moved under us: look again
-	}
-	return previous, fmt.Errorf("projection: switch %s to v%s: active build keeps changing", name, b)
-}
+// dropLeaseScript deletes a lease key (KEYS[1]) if owner ARGV[1] with
+// fencing token ARGV[2] still holds it.
+var dropLeaseScript = redis.NewScript(lease.FenceLua + `
+if not lease_held(KEYS[1], ARGV[1], ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`)
 
 // removeBuild deletes every key of one build of name in steps of RemoveBatch
 // keys (SCAN MATCH on the build prefix, then UNLINK, which frees memory off
 // Redis' main thread), then forgets the build in the retired and versions
 // sets. The active build is never removed.
 //
-// With token empty it first waits until nobody holds the build's lease: a
+// With held nil it first waits until nobody holds the build's lease: a
 // superseded runner steps down at its next batch or lease renewal, a dead one
 // loses the lease within its TTL, and no runner of the build takes it again
-// once a newer build is active. With a token, the caller holds the lease
-// under that token; its lease key is kept and renewed at every step.
-func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, token string, ttl time.Duration) (removed int, err error) {
+// once a newer build is active. With a holding, the caller holds the lease;
+// its lease key is kept and the holding renewed at every step.
+func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, held *lease.Held) (removed int, err error) {
 	lk := leaseKey(name, b)
-	if token == "" {
-		pause := 5 * time.Millisecond
+	if held == nil {
+		// Polls while a runner steps down: quick at first, capped.
+		pause := retry.New(5*time.Millisecond, 200*time.Millisecond, 0)
 		for {
-			n, err := rdb.Exists(ctx, lk).Result()
+			st, err := lease.Read(ctx, rdb, lk)
 			if err != nil {
 				return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 			}
-			if n == 0 {
+			if st.Owner == "" {
 				break
 			}
-			if err := sleep(ctx, pause); err != nil {
+			if err := retry.Sleep(ctx, pause.Next()); err != nil {
 				return 0, err
 			}
-			pause = min(2*pause, 200*time.Millisecond)
 		}
 	}
 	active, err := activeBuild(ctx, rdb, name)
@@ -130,21 +70,19 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 	if active == b {
 		return 0, fmt.Errorf("%w: %s v%s will not be removed", ErrActive, name, b)
 	}
-	prefix := query.BuildPrefix(name, b)
+	prefix := query.Prefix(name, b)
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", RemoveBatch).Result()
 		if err != nil {
 			return removed, fmt.Errorf("projection: remove %s v%s: scan: %w", name, b, err)
 		}
-		if token != "" {
+		if held != nil {
 			keys = slices.DeleteFunc(keys, func(k string) bool { return k == lk })
-			ok, err := runScript(ctx, rdb, renewScript, lk, token, ttl.Milliseconds())
-			if err != nil {
+			if err := held.Renew(ctx); errors.Is(err, lease.ErrLost) {
+				return removed, fmt.Errorf("%w: %s v%s: lease lost during removal: %w", ErrFenced, name, b, err)
+			} else if err != nil {
 				return removed, fmt.Errorf("projection: remove %s v%s: renew lease: %w", name, b, err)
-			}
-			if !ok {
-				return removed, fmt.Errorf("%w: %s v%s: lease lost during removal", ErrFenced, name, b)
 			}
 		}
 		if len(keys) > 0 {
@@ -157,6 +95,14 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 			break
 		}
 	}
+	if held != nil {
+		// Last, the lease key itself, while it is still ours: nothing of
+		// the build is left, and no one else's holding is touched.
+		f := held.Fence()
+		if err := dropLeaseScript.Run(ctx, rdb, []string{lk}, f.Owner, f.TokenArg()).Err(); err != nil {
+			return removed, fmt.Errorf("projection: remove %s v%s: lease key: %w", name, b, err)
+		}
+	}
 	pipe := rdb.TxPipeline()
 	pipe.SRem(ctx, RetiredKey(name), b.String())
 	pipe.SRem(ctx, VersionsKey(name), b.String())
@@ -166,31 +112,15 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 	return removed, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// Discard removes every key of generation 0 of a version that is not active:
-// the partial model of a cancelled rebuild, its checkpoint, status and dead
-// letters. It takes the version's lease for the time of the removal, so that
-// no runner of the version writes meanwhile; if a runner holds it (someone
-// else is building this version) it changes nothing and returns an error
-// matching ErrBusy. The active build is never discarded (ErrActive).
-// DiscardBuild does the same for any generation.
-func Discard(ctx context.Context, rdb redis.UniversalClient, name string, version int) (removed int, err error) {
-	return DiscardBuild(ctx, rdb, name, query.Build{Version: version})
-}
-
-// DiscardBuild is Discard for build b, e.g. a generation left by a forced
-// rebuild that crashed and that should not be resumed.
-func DiscardBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build) (removed int, err error) {
+// Discard removes every key of build b of a projection, which must not be
+// active: the partial model of a cancelled rebuild, or a generation left by a
+// forced rebuild that crashed and should not be resumed, with its
+// checkpoint, status and dead letters. It takes the build's lease for the
+// time of the removal, so that no runner of the build writes meanwhile; if a
+// runner holds it (someone else is building it) it changes nothing and
+// returns an error matching ErrBusy. The active build is never discarded
+// (ErrActive).
+func Discard(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build) (removed int, err error) {
 	if b.Version < 1 || b.Generation < 0 {
 		return 0, fmt.Errorf("%w: build %+v", ErrInvalidConfig, b)
 	}
@@ -199,23 +129,23 @@ func DiscardBuild(ctx context.Context, rdb redis.UniversalClient, name string, b
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	token := "discard:" + hex.EncodeToString(rnd[:])
-	ttl := 10 * time.Second
-	lk := leaseKey(name, b)
-	ok, err := runScript(ctx, rdb, acquireScript, lk, token, ttl.Milliseconds())
+	l, err := lease.New(lease.Config{Redis: rdb, Key: leaseKey(name, b), Owner: "discard:" + hex.EncodeToString(rnd[:]), TTL: 10 * time.Second})
 	if err != nil {
-		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
+		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if !ok {
-		holder, _ := rdb.Get(ctx, lk).Result()
-		return 0, fmt.Errorf("%w: %s v%s is held by %q; left in place", ErrBusy, name, b, holder)
+	held, err := l.TryAcquire(ctx)
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		return 0, fmt.Errorf("%w: %s v%s: %w; left in place", ErrBusy, name, b, err)
+	case err != nil:
+		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
-		_, _ = runScript(rctx, rdb, releaseScript, lk, token)
+		_ = held.Release(rctx)
 	}()
-	return removeBuild(ctx, rdb, name, b, token, ttl)
+	return removeBuild(ctx, rdb, name, b, held)
 }
 
 // Phase is the stage of a rebuild.
@@ -275,6 +205,15 @@ type RebuildOptions struct {
 	Restart bool
 }
 
+// Validate reports options Rebuild would refuse, as an error matching
+// ErrInvalidConfig.
+func (o RebuildOptions) Validate() error {
+	if o.ProgressEvery < 0 {
+		return fmt.Errorf("%w: RebuildOptions.ProgressEvery %v is negative", ErrInvalidConfig, o.ProgressEvery)
+	}
+	return nil
+}
+
 // RebuildResult says what a Rebuild did.
 type RebuildResult struct {
 	Name string
@@ -316,12 +255,15 @@ func (r *RebuildResult) previous() query.Build {
 // A Rebuild that crashes resumes from the new build's checkpoint when run
 // again (or starts over with opts.Restart). A Rebuild whose ctx ends before
 // the switch leaves the live build untouched, removes the new build's partial
-// keys (with DiscardBuild, unless a projector is building it) and returns
+// keys (with Discard, unless a projector is building it) and returns
 // ctx's error. A version older than the
 // active one gives ErrSuperseded; the active version itself gives
 // AlreadyActive at once, unless opts.Force asks for a new generation of it.
 func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResult, error) {
 	if err := cfg.Validate(); err != nil {
+		return RebuildResult{}, err
+	}
+	if err := opts.Validate(); err != nil {
 		return RebuildResult{}, err
 	}
 	cfg.Activation = ActivateIfNewer
@@ -339,7 +281,7 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 		return res, fmt.Errorf("projection: rebuild: %w", superseded(name, query.Build{Version: version}, prev))
 	case prev.Version == version && !opts.Force:
 		res.AlreadyActive, res.Generation = true, prev.Generation
-		res.Checkpoint, err = query.ReadBuildCheckpoint(ctx, rdb, name, prev)
+		res.Checkpoint, err = query.ReadCheckpoint(ctx, rdb, name, prev)
 		return res, err
 	case prev.Version == version:
 		if res.Generation, err = nextGeneration(ctx, rdb, name, prev); err != nil {
@@ -348,7 +290,7 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	}
 	target := res.build()
 	if opts.Restart && target != prev {
-		n, err := DiscardBuild(ctx, rdb, name, target)
+		n, err := Discard(ctx, rdb, name, target)
 		if err != nil {
 			return res, fmt.Errorf("projection: rebuild %s v%s from the start: %w", name, target, err)
 		}
@@ -356,7 +298,7 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 			cfg.Logger.Info("rebuild starts over; partial build removed", "projection", name, "build", target.String(), "keys", n)
 		}
 	}
-	r, err := New(cfg)
+	r, err := NewRunner(cfg)
 	if err != nil {
 		return res, err
 	}
@@ -447,17 +389,20 @@ func observe(ctx context.Context, cfg Config, b, prev query.Build) (Progress, er
 		Previous: prev.Version, PreviousGeneration: prev.Generation, Phase: PhaseCatchingUp}
 	pipe := cfg.Redis.Pipeline()
 	active := pipe.Get(ctx, query.ActiveKey(name))
-	cp := pipe.HGet(ctx, query.BuildCheckpointKey(name, b), query.FieldPosition)
+	cp := pipe.HGet(ctx, query.CheckpointKey(name, b), query.FieldPosition)
 	retired := pipe.SIsMember(ctx, RetiredKey(name), prev.String())
-	holder := pipe.Get(ctx, leaseKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return p, err
+	}
+	holder, err := lease.Read(ctx, cfg.Redis, leaseKey(name, b))
+	if err != nil {
 		return p, err
 	}
 	head, err := cfg.Store.Head(ctx)
 	if err != nil {
 		return p, err
 	}
-	p.Head, p.Holder = head, holder.Val()
+	p.Head, p.Holder = head, holder.Owner
 	p.Checkpoint, _ = eventstore.ParsePosition(cp.Val())
 	if p.Head.Before(p.Checkpoint) {
 		p.Head = p.Checkpoint
@@ -490,7 +435,7 @@ func cancelRebuild(ctx context.Context, cfg Config, res RebuildResult) error {
 		return fmt.Errorf("projection: rebuild of %s v%s cancelled after the switch (v%s is active); removal of v%s resumes with the next runner: %w",
 			name, b, b, prev, ctx.Err())
 	}
-	n, err := DiscardBuild(cctx, cfg.Redis, name, b)
+	n, err := Discard(cctx, cfg.Redis, name, b)
 	switch {
 	case errors.Is(err, ErrBusy):
 		return fmt.Errorf("projection: rebuild of %s v%s cancelled; v%s untouched; %w: %w", name, b, active, err, ctx.Err())

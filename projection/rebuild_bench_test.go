@@ -31,10 +31,10 @@ func BenchmarkRebuild(b *testing.B) {
 		// A live v1 at the head: its model and checkpoint, as a runner left them.
 		pipe := rdb.Pipeline()
 		for i := range 1000 {
-			pipe.HSet(ctx, query.Key(name, 1, "s", "s-"+strconv.Itoa(i)), "n", i)
+			pipe.HSet(ctx, query.Key(name, query.Version(1), "s", "s-"+strconv.Itoa(i)), "n", i)
 		}
 		head := eventstore.SeqPosition(uint64(n))
-		pipe.HSet(ctx, query.CheckpointKey(name, 1), query.FieldPosition, head.String(),
+		pipe.HSet(ctx, query.CheckpointKey(name, query.Version(1)), query.FieldPosition, head.String(),
 			query.FieldCommit, head.Commit, query.FieldPrepare, head.Prepare)
 		pipe.Set(ctx, query.ActiveKey(name), 1, 0)
 		if _, err := pipe.Exec(ctx); err != nil {

@@ -96,7 +96,7 @@ func TestCrashDuringRebuild(t *testing.T) {
 		return cmd
 	}
 	v2cp := func() eventstore.Position {
-		p, _ := query.ReadCheckpoint(ctx, rdb, "p", 2)
+		p, _ := query.ReadCheckpoint(ctx, rdb, "p", query.Version(2))
 		return p
 	}
 	active := func() int { a, _ := activeBuild(ctx, rdb, "p"); return a.Version }

@@ -59,7 +59,7 @@ func ExampleRebuild() {
 	if err := view.HGetAll(ctx, &c, "cart", "cart-7"); err != nil {
 		panic(err)
 	}
-	left, _ := rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Result()
+	left, _ := rdb.Keys(ctx, query.Prefix("carts", query.Version(1))+"*").Result()
 	fmt.Println(view.Key("cart", "cart-7"), c.Items, c.Last, len(left))
 	// Output:
 	// v1 active at 5, replaced v0
@@ -93,7 +93,7 @@ func ExampleRebuild_force() {
 	if _, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{}); err != nil {
 		panic(err)
 	}
-	rdb.Del(ctx, query.Key("carts", 1, "cart", "cart-7")) // damage by hand
+	rdb.Del(ctx, query.Key("carts", query.Version(1), "cart", "cart-7")) // damage by hand
 
 	res, err := projection.Rebuild(ctx, cfg, projection.RebuildOptions{})
 	fmt.Println("without Force, already active:", res.AlreadyActive, err)

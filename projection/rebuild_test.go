@@ -50,7 +50,7 @@ func readSnapshot(ctx context.Context, rdb redis.Cmdable, name string) (snapshot
 	pipe := rdb.TxPipeline()
 	applied := pipe.Get(ctx, v.Key("applied"))
 	counts := pipe.HGetAll(ctx, v.Key("counts"))
-	cp := pipe.HGet(ctx, query.BuildCheckpointKey(name, v.Build()), query.FieldPosition)
+	cp := pipe.HGet(ctx, query.CheckpointKey(name, v.Build()), query.FieldPosition)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return snapshot{}, fmt.Errorf("read v%s: %w", v.Build(), err)
 	}
@@ -159,7 +159,7 @@ func dumpBuild(t testing.TB, rdb *redis.Client, name string, b query.Build) map[
 	t.Helper()
 	ctx := context.Background()
 	m := map[string]string{}
-	p := query.BuildPrefix(name, b)
+	p := query.Prefix(name, b)
 	for _, k := range []string{"applied"} {
 		if v, err := rdb.Get(ctx, p+k).Result(); err == nil {
 			m[k] = v
@@ -181,7 +181,7 @@ func versionKeys(t testing.TB, rdb *redis.Client, name string, version int) int 
 // buildKeys counts the keys of one build, bookkeeping included.
 func buildKeys(t testing.TB, rdb *redis.Client, name string, b query.Build) int {
 	t.Helper()
-	keys, err := rdb.Keys(context.Background(), query.BuildPrefix(name, b)+"*").Result()
+	keys, err := rdb.Keys(context.Background(), query.Prefix(name, b)+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,23 +451,23 @@ func TestDiscardRefusesActiveAndBusy(t *testing.T) {
 	head := appendTally(t, store, 0, 100)
 	x := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: tally("p", 1), Logger: quietLogger()}))
 	waitFor(t, rdb, "p", head)
-	if _, err := Discard(ctx, rdb, "p", 1); !errors.Is(err, ErrBusy) {
+	if _, err := Discard(ctx, rdb, "p", query.Version(1)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Discard of a version with a lease holder: %v, want ErrBusy", err)
 	}
 	_ = x.stop()
-	if _, err := Discard(ctx, rdb, "p", 1); !errors.Is(err, ErrActive) {
+	if _, err := Discard(ctx, rdb, "p", query.Version(1)); !errors.Is(err, ErrActive) {
 		t.Fatalf("Discard of the active version: %v, want ErrActive", err)
 	}
 	if versionKeys(t, rdb, "p", 1) == 0 {
 		t.Fatal("the active version was removed")
 	}
-	rdb.Set(ctx, leaseKey("p", query.Build{Version: 3}), "someone", time.Minute)
-	rdb.Set(ctx, query.Key("p", 3, "x"), "1", 0)
-	if _, err := Discard(ctx, rdb, "p", 3); !errors.Is(err, ErrBusy) {
+	stealLease(t, rdb, leaseKey("p", query.Build{Version: 3}), "someone")
+	rdb.Set(ctx, query.Key("p", query.Version(3), "x"), "1", 0)
+	if _, err := Discard(ctx, rdb, "p", query.Version(3)); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Discard of a held version: %v, want ErrBusy", err)
 	}
 	rdb.Del(ctx, leaseKey("p", query.Build{Version: 3}))
-	if n, err := Discard(ctx, rdb, "p", 3); err != nil || n != 1 {
+	if n, err := Discard(ctx, rdb, "p", query.Version(3)); err != nil || n != 1 {
 		t.Fatalf("Discard of v3: %d, %v", n, err)
 	}
 	if versionKeys(t, rdb, "p", 3) != 0 {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -43,21 +43,51 @@ func RequestRebuild(ctx context.Context, rdb redis.Cmdable, name string) error {
 	return nil
 }
 
-// ServeRebuildRequests runs, until ctx ends, the rebuilds of cfg.Projection
-// that RequestRebuild records, looking every interval (default 1 s): a
-// forced blue/green Rebuild with opts, after which the request is removed,
-// whether the rebuild succeeded or failed (the failure is logged and left in
-// the new build's status). Among the processes serving one projection, one
-// claims a request (a lease renewed while it runs) and the others leave it;
-// if that process dies, the claim expires after cfg.LeaseTTL and another
-// takes the request over, resuming the generation from its checkpoint.
-func ServeRebuildRequests(ctx context.Context, cfg Config, opts RebuildOptions, interval time.Duration) error {
-	if err := cfg.Validate(); err != nil {
+// ServeRebuildOptions configures ServeRebuildRequests.
+type ServeRebuildOptions struct {
+	// Config is the configuration of the rebuild's runner: Store, Redis and
+	// Projection are required, as for NewRunner. Its LeaseTTL is also the
+	// TTL of the claim on a request, and its ID the claim's token.
+	Config Config
+	// Rebuild tunes each rebuild; Force is always set.
+	Rebuild RebuildOptions
+	// Interval is how often Redis is asked for a pending request. Default
+	// DefaultServeInterval.
+	Interval time.Duration
+}
+
+// DefaultServeInterval is the default of ServeRebuildOptions.Interval.
+const DefaultServeInterval = time.Second
+
+// Validate reports options ServeRebuildRequests would refuse, as an error
+// matching ErrInvalidConfig.
+func (o ServeRebuildOptions) Validate() error {
+	if o.Interval < 0 {
+		return fmt.Errorf("%w: ServeRebuildOptions.Interval %v is negative", ErrInvalidConfig, o.Interval)
+	}
+	if err := o.Rebuild.Validate(); err != nil {
 		return err
 	}
-	cfg = cfg.withDefaults()
-	if interval <= 0 {
-		interval = time.Second
+	return o.Config.Validate()
+}
+
+// ServeRebuildRequests runs, until ctx ends, the rebuilds of
+// opts.Config.Projection that RequestRebuild records, looking every
+// opts.Interval: a forced blue/green Rebuild with opts.Rebuild, after which
+// the request is removed, whether the rebuild succeeded or failed (the
+// failure is logged and left in the new build's status). Among the processes
+// serving one projection, one claims a request (a lease renewed while it
+// runs) and the others leave it; if that process dies, the claim expires
+// after Config.LeaseTTL and another takes the request over, resuming the
+// generation from its checkpoint.
+func ServeRebuildRequests(ctx context.Context, opts ServeRebuildOptions) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	cfg := opts.Config.withDefaults()
+	interval := opts.Interval
+	if interval == 0 {
+		interval = DefaultServeInterval
 	}
 	name := cfg.Projection.Name()
 	log := cfg.Logger.With("projection", name, "runner", cfg.ID)
@@ -76,54 +106,44 @@ func ServeRebuildRequests(ctx context.Context, cfg Config, opts RebuildOptions, 
 			}
 			continue
 		}
-		if err := serveRequest(ctx, cfg, opts, log); err != nil && ctx.Err() == nil {
+		if err := serveRequest(ctx, cfg, opts.Rebuild, log); err != nil && ctx.Err() == nil {
 			log.Warn("serve a rebuild request", "error", err)
 		}
 	}
 }
 
 // serveRequest claims the pending request and runs it, renewing the claim
-// while the rebuild runs; a lost claim cancels the rebuild.
+// while the rebuild runs. The claim is an internal/lease holding: the
+// rebuild stops as soon as the claim is lost, and also when the holder can
+// no longer prove it holds it (renewals failing until the holding's expiry),
+// since another process may then have taken the request over.
 func serveRequest(ctx context.Context, cfg Config, opts RebuildOptions, log *slog.Logger) error {
 	name := cfg.Projection.Name()
-	claim := rebuildClaimKey(name)
-	// The runner's lease script: a claim this process still holds (its
-	// release failed) is taken again rather than waited out.
-	ok, err := runScript(ctx, cfg.Redis, acquireScript, claim, cfg.ID, cfg.LeaseTTL.Milliseconds())
-	if err != nil || !ok {
+	claim, err := lease.New(lease.Config{Redis: cfg.Redis, Key: rebuildClaimKey(name), Owner: cfg.ID, TTL: cfg.LeaseTTL})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	// A claim this process still holds (its release failed) is taken again
+	// rather than waited out.
+	held, err := claim.TryAcquire(ctx)
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		return nil // another process serves it
+	case err != nil:
 		return err
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	var lost atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(cfg.LeaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-t.C:
-			}
-			if ok, err := runScript(rctx, cfg.Redis, renewScript, claim, cfg.ID, cfg.LeaseTTL.Milliseconds()); err == nil && !ok {
-				lost.Store(true)
-				cancel()
-				return
-			}
-		}
-	}()
+	rctx, stop := held.Keep(ctx)
 	log.Info("rebuild requested: starting")
 	opts.Force = true
 	rcfg := cfg
 	rcfg.ID = "" // the rebuild's runner takes its own lease token
 	res, err := Rebuild(rctx, rcfg, opts)
-	cancel()
-	<-done
+	lost := rctx.Err() != nil && ctx.Err() == nil // the claim ended under the rebuild
+	stop()
 	rel, relCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer relCancel()
-	defer func() { _, _ = runScript(rel, cfg.Redis, releaseScript, claim, cfg.ID) }()
-	if err != nil && (ctx.Err() != nil || lost.Load()) {
+	defer func() { _ = held.Release(rel) }()
+	if err != nil && (ctx.Err() != nil || lost) {
 		return err // cut short: the request stays for whoever serves it next
 	}
 	if err != nil {

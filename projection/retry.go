@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -16,12 +17,12 @@ import (
 // asked for in the build's dead-letter list.
 var ErrNoDeadLetter = errors.New("projection: no such dead letter")
 
-// BuildRetryKey returns the key of the retry list of build b: dead letters
+// RetryKey returns the key of the retry list of build b: dead letters
 // an operator asked to apply again, as the JSON DeadLetterEntry they had in
 // the dead-letter list, oldest request first. The build's lease holder
 // empties it.
-func BuildRetryKey(name string, b query.Build) string {
-	return query.BuildPrefix(name, b) + "retry"
+func RetryKey(name string, b query.Build) string {
+	return query.Prefix(name, b) + "retry"
 }
 
 // retryRequestScript moves the dead letter of KEYS[1] whose position is
@@ -38,24 +39,49 @@ for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
 end
 return 0`)
 
-// RetryDeadLetter asks the runner holding the lease of build b of projection
-// name to apply the dead letter at position again, once the projection's code
-// or data has been fixed. The request is recorded in Redis (the entry moves
-// from the dead-letter list to the build's retry list, BuildRetryKey), so it
-// survives restarts: the lease holder picks it up between batches, within
-// about Config.StatusEvery, reads the record from the store again and applies
-// it in a fenced transaction that also removes the request, so that the
-// record is applied once whatever crashes. If applying it fails
-// Config.MaxAttempts times again, it goes back to the dead-letter list with
-// the new error. The checkpoint does not move: the record is applied after
-// the records that followed it in the log.
-//
-// The zero Build means the active build. It returns an error matching
-// ErrNoDeadLetter if the build has no dead letter at position.
-func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, position eventstore.Position) error {
-	if err := query.ValidateName(name); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+// RetryDeadLetterOptions names the dead letter RetryDeadLetter applies
+// again.
+type RetryDeadLetterOptions struct {
+	// Projection is the projection's name. Required.
+	Projection string
+	// Build is the build whose dead letter it is; the zero Build means the
+	// active build.
+	Build query.Build
+	// Position is the dead letter's position in the log. Required.
+	Position eventstore.Position
+}
+
+// Validate reports options RetryDeadLetter would refuse, as an error
+// matching ErrInvalidConfig.
+func (o RetryDeadLetterOptions) Validate() error {
+	if err := query.ValidateName(o.Projection); err != nil {
+		return fmt.Errorf("%w: RetryDeadLetterOptions.Projection: %w", ErrInvalidConfig, err)
 	}
+	if !o.Build.IsZero() && (o.Build.Version < 1 || o.Build.Generation < 0) {
+		return fmt.Errorf("%w: RetryDeadLetterOptions.Build %+v", ErrInvalidConfig, o.Build)
+	}
+	return nil
+}
+
+// RetryDeadLetter asks the runner holding the lease of build opts.Build of
+// projection opts.Projection to apply the dead letter at opts.Position
+// again, once the projection's code or data has been fixed. The request is
+// recorded in Redis (the entry moves from the dead-letter list to the
+// build's retry list, RetryKey), so it survives restarts: the lease holder
+// picks it up between batches, within about Config.StatusEvery, reads the
+// record from the store again and applies it in a fenced transaction that
+// also removes the request, so that the record is applied once whatever
+// crashes. If applying it fails Config.MaxAttempts times again, it goes
+// back to the dead-letter list with the new error. The checkpoint does not
+// move: the record is applied after the records that followed it in the log.
+//
+// It returns an error matching ErrNoDeadLetter if the build has no dead
+// letter at that position.
+func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, opts RetryDeadLetterOptions) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	name, b, position := opts.Projection, opts.Build, opts.Position
 	if b.IsZero() {
 		a, err := activeBuild(ctx, rdb, name)
 		if err != nil {
@@ -66,7 +92,7 @@ func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string
 		}
 		b = a
 	}
-	n, err := retryRequestScript.Run(ctx, rdb, []string{BuildDeadLetterKey(name, b), BuildRetryKey(name, b)}, position.String()).Int()
+	n, err := retryRequestScript.Run(ctx, rdb, []string{DeadLetterKey(name, b), RetryKey(name, b)}, position.String()).Int()
 	if err != nil {
 		return fmt.Errorf("projection: retry dead letter %s of %s v%s: %w", position, name, b, err)
 	}
@@ -79,7 +105,7 @@ func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, name string
 // ReadRetries returns the dead letters of build b waiting to be applied
 // again (RetryDeadLetter), oldest request first.
 func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]DeadLetterEntry, error) {
-	raw, err := rdb.LRange(ctx, BuildRetryKey(name, b), 0, -1).Result()
+	raw, err := rdb.LRange(ctx, RetryKey(name, b), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
 	}
@@ -97,7 +123,7 @@ func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Bu
 // first, until the list is empty. It runs on the session's goroutine between
 // batches, so the lease is the runner's and nothing else writes the build.
 func (r *Runner) retryDeadLetters(ctx context.Context) error {
-	retryKey := BuildRetryKey(r.name, r.build)
+	retryKey := RetryKey(r.name, r.build)
 	for {
 		raw, err := r.cfg.Redis.LIndex(ctx, retryKey, 0).Result()
 		switch {
@@ -130,7 +156,7 @@ func (r *Runner) retryOne(ctx context.Context, retryKey, raw string) error {
 	var last error
 	for attempt := range r.cfg.MaxAttempts {
 		if attempt > 0 {
-			if err := sleep(ctx, r.cfg.MinBackoff); err != nil {
+			if err := retry.Sleep(ctx, r.cfg.MinBackoff); err != nil {
 				return err
 			}
 		}

@@ -61,7 +61,7 @@ func deadLettered(t *testing.T, rdb *redis.Client, store eventstore.Store, fixed
 	x := startRunner(t, r)
 	head, _ := store.Head(ctx)
 	waitFor(t, rdb, "c", head)
-	if n := rdb.LLen(ctx, DeadLetterKey("c", 1)).Val(); n != 1 {
+	if n := rdb.LLen(ctx, DeadLetterKey("c", query.Version(1))).Val(); n != 1 {
 		t.Fatalf("dead letters = %d, want 1", n)
 	}
 	return r, x, res.Position
@@ -75,12 +75,12 @@ func TestRetryDeadLetterAppliesOnce(t *testing.T) {
 	r, _, pos := deadLettered(t, rdb, store, &fixed, "")
 
 	fixed.Store(true)
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); err != nil {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: pos}); err != nil {
 		t.Fatal(err)
 	}
-	retryKey := BuildRetryKey("c", query.Build{Version: 1})
+	retryKey := RetryKey("c", query.Build{Version: 1})
 	waitUntil(t, 10*time.Second, "the retry applied", func() bool {
-		return rdb.LLen(ctx, retryKey).Val() == 0 && rdb.LLen(ctx, DeadLetterKey("c", 1)).Val() == 0
+		return rdb.LLen(ctx, retryKey).Val() == 0 && rdb.LLen(ctx, DeadLetterKey("c", query.Version(1))).Val() == 0
 	})
 	// More records and several more passes of the runner leave it applied once.
 	res, err := store.Append(ctx, "ok", eventstore.Any, eventstore.Event{Type: "inc"})
@@ -92,18 +92,18 @@ func TestRetryDeadLetterAppliesOnce(t *testing.T) {
 	since := time.Now()
 	for range 2 { // the second pass has run the retries after the first
 		waitUntil(t, 10*time.Second, "another status pass", func() bool {
-			s, err := ReadStatus(ctx, rdb, "c", 1)
+			s, err := ReadStatus(ctx, rdb, "c", query.Version(1))
 			return err == nil && s.UpdatedAt.After(since)
 		})
 		since = time.Now()
 	}
-	if got := rdb.Get(ctx, query.Key("c", 1, "fixed")).Val(); got != "1" {
+	if got := rdb.Get(ctx, query.Key("c", query.Version(1), "fixed")).Val(); got != "1" {
 		t.Fatalf("fixed = %q, want 1", got)
 	}
-	if got := rdb.HGet(ctx, query.Key("c", 1, "fixedh"), "n").Val(); got != "1" {
+	if got := rdb.HGet(ctx, query.Key("c", query.Version(1), "fixedh"), "n").Val(); got != "1" {
 		t.Fatalf("fixedh n = %q, want 1 (the write helpers' writes of a retry)", got)
 	}
-	if got := rdb.Get(ctx, query.Key("c", 1, "total")).Val(); got != "11" {
+	if got := rdb.Get(ctx, query.Key("c", query.Version(1), "total")).Val(); got != "11" {
 		t.Fatalf("total = %q, want 11", got)
 	}
 	if testutil.ToFloat64(r.m.batches) != before {
@@ -112,7 +112,7 @@ func TestRetryDeadLetterAppliesOnce(t *testing.T) {
 	if cp := checkpointOf(rdb, "c"); cp != res.Position {
 		t.Fatalf("checkpoint = %s, want %s", cp, res.Position)
 	}
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); !errors.Is(err, ErrNoDeadLetter) {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: pos}); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("second retry: %v, want ErrNoDeadLetter", err)
 	}
 }
@@ -125,34 +125,34 @@ func TestRetryDeadLetterFailsAgain(t *testing.T) {
 	r, _, pos := deadLettered(t, rdb, store, &fixed, "")
 	asked := time.Now()
 
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{Version: 1}, pos); err != nil {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{Version: 1}, Position: pos}); err != nil {
 		t.Fatal(err)
 	}
-	if n := rdb.LLen(ctx, DeadLetterKey("c", 1)).Val(); n != 0 {
+	if n := rdb.LLen(ctx, DeadLetterKey("c", query.Version(1))).Val(); n != 0 {
 		t.Fatalf("dead letters right after the request = %d, want 0 (moved to the retry list)", n)
 	}
 	retries, err := ReadRetries(ctx, rdb, "c", query.Build{Version: 1})
 	if err != nil || len(retries) > 1 {
 		t.Fatalf("retries = %v, %v", retries, err)
 	}
-	retryKey := BuildRetryKey("c", query.Build{Version: 1})
+	retryKey := RetryKey("c", query.Build{Version: 1})
 	waitUntil(t, 10*time.Second, "the retry back in the dead letters", func() bool {
-		return rdb.LLen(ctx, retryKey).Val() == 0 && rdb.LLen(ctx, DeadLetterKey("c", 1)).Val() == 1
+		return rdb.LLen(ctx, retryKey).Val() == 0 && rdb.LLen(ctx, DeadLetterKey("c", query.Version(1))).Val() == 1
 	})
 	var e DeadLetterEntry
-	if err := json.Unmarshal([]byte(rdb.LIndex(ctx, DeadLetterKey("c", 1), 0).Val()), &e); err != nil {
+	if err := json.Unmarshal([]byte(rdb.LIndex(ctx, DeadLetterKey("c", query.Version(1)), 0).Val()), &e); err != nil {
 		t.Fatal(err)
 	}
 	if e.Position != pos.String() || e.StreamID != "bad" || !strings.Contains(e.Error, "cannot apply poison") || e.At.Before(asked) {
 		t.Fatalf("dead letter = %+v, want the poison record failed again after %v", e, asked)
 	}
-	if got := rdb.Exists(ctx, query.Key("c", 1, "fixed")).Val(); got != 0 {
+	if got := rdb.Exists(ctx, query.Key("c", query.Version(1), "fixed")).Val(); got != 0 {
 		t.Fatal("the failed retry wrote to the model")
 	}
 	if testutil.ToFloat64(r.m.deadLetters) != 2 {
 		t.Fatalf("dead letter metric = %v, want 2", testutil.ToFloat64(r.m.deadLetters))
 	}
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, eventstore.Position{Commit: 999, Prepare: 999}); !errors.Is(err, ErrNoDeadLetter) {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: eventstore.Position{Commit: 999, Prepare: 999}}); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("retry of an unknown position: %v, want ErrNoDeadLetter", err)
 	}
 }
@@ -167,24 +167,22 @@ func TestRetryDeadLetterFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixed.Store(true)
-	if err := RetryDeadLetter(ctx, rdb, "c", query.Build{}, pos); err != nil {
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: query.Build{}, Position: pos}); err != nil {
 		t.Fatal(err)
 	}
 	// Another runner holds the lease: this one must not apply the request.
 	lease := leaseKey("c", query.Build{Version: 1})
-	if err := rdb.Set(ctx, lease, "someone-else", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
+	stealLease(t, rdb, lease, "someone-else")
 	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: fixable(&fixed), OnPoison: DeadLetter,
 		ID: "second", Logger: quietLogger()})
 	if err := r.retryDeadLetters(ctx); !errors.Is(err, ErrFenced) {
 		t.Fatalf("retry by a non-holder: %v, want ErrFenced", err)
 	}
-	retryKey := BuildRetryKey("c", query.Build{Version: 1})
+	retryKey := RetryKey("c", query.Build{Version: 1})
 	if n := rdb.LLen(ctx, retryKey).Val(); n != 1 {
 		t.Fatalf("retry requests = %d, want 1 left for the holder", n)
 	}
-	if rdb.Exists(ctx, query.Key("c", 1, "fixed")).Val() != 0 {
+	if rdb.Exists(ctx, query.Key("c", query.Version(1), "fixed")).Val() != 0 {
 		t.Fatal("a non-holder applied the retry")
 	}
 	// Once the lease is free, a runner takes it and applies the request.
@@ -195,7 +193,7 @@ func TestRetryDeadLetterFenced(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the retry applied by the new holder", func() bool {
 		return rdb.LLen(ctx, retryKey).Val() == 0
 	})
-	if got := rdb.Get(ctx, query.Key("c", 1, "fixed")).Val(); got != "1" {
+	if got := rdb.Get(ctx, query.Key("c", query.Version(1), "fixed")).Val(); got != "1" {
 		t.Fatalf("fixed = %q, want 1", got)
 	}
 }

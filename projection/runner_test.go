@@ -26,7 +26,7 @@ func newRunner(t testing.TB, cfg Config) *Runner {
 		cfg.MinBackoff = 5 * time.Millisecond
 		cfg.MaxBackoff = 100 * time.Millisecond
 	}
-	r, err := New(cfg)
+	r, err := NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +76,12 @@ func TestRunnerBatchesAppliesOnceAndSkipsUnknown(t *testing.T) {
 
 	// Status, from the runner and from Redis alone.
 	waitUntil(t, 10*time.Second, "status to show the head", func() bool {
-		s, err := ReadStatus(ctx, rdb, "c", 0)
+		s, err := ReadStatus(ctx, rdb, "c", query.Build{})
 		return err == nil && s.Head == last
 	})
 	for _, get := range []func() (Status, error){
 		func() (Status, error) { return r.Status(ctx) },
-		func() (Status, error) { return ReadStatus(ctx, rdb, "c", 1) },
+		func() (Status, error) { return ReadStatus(ctx, rdb, "c", query.Version(1)) },
 	} {
 		s, err := get()
 		if err != nil {
@@ -187,7 +187,7 @@ func TestPoisonStop(t *testing.T) {
 	if d := diffModels(expected("c", 50), dumpModel(t, rdb, "c")); d != "" {
 		t.Fatalf("model differs:\n%s", d)
 	}
-	s, err := ReadStatus(ctx, rdb, "c", 1)
+	s, err := ReadStatus(ctx, rdb, "c", query.Version(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestPoisonDeadLetter(t *testing.T) {
 	if d := diffModels(expected("c", 100), dumpModel(t, rdb, "c")); d != "" {
 		t.Fatalf("model differs:\n%s", d)
 	}
-	items, err := rdb.LRange(ctx, DeadLetterKey("c", 1), 0, -1).Result()
+	items, err := rdb.LRange(ctx, DeadLetterKey("c", query.Version(1)), 0, -1).Result()
 	if err != nil || len(items) != 1 {
 		t.Fatalf("dead letters = %v, %v; want one", items, err)
 	}
@@ -280,12 +280,40 @@ func TestWaitFor(t *testing.T) {
 	rdb := srv.Client(t)
 	store := memory.New()
 	ctx := context.Background()
-	if _, err := query.WaitFor(ctx, rdb, "c", eventstore.SeqPosition(1)); !errors.Is(err, query.ErrNotReady) {
-		t.Fatalf("WaitFor before any runner = %v, want ErrNotReady", err)
+	// Before any runner: a zero position fails at once, another waits for
+	// the first build, bounded by ctx.
+	if _, err := query.WaitFor(ctx, rdb, "c", eventstore.Start); !errors.Is(err, query.ErrNotReady) {
+		t.Fatalf("WaitFor(Start) before any runner = %v, want ErrNotReady", err)
 	}
+	short0, cancel0 := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel0()
+	if _, err := query.WaitFor(short0, rdb, "c", eventstore.SeqPosition(1)); !errors.Is(err, query.ErrNotReady) ||
+		!errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitFor before any runner = %v, want ErrNotReady and deadline exceeded", err)
+	}
+	first, err := store.Append(ctx, "s-0", eventstore.Any, event(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type waited struct {
+		v   *query.View
+		err error
+	}
+	early := make(chan waited, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		v, err := query.WaitFor(wctx, rdb, "c", first.Position)
+		early <- waited{v, err}
+	}()
 	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c")})
 	startRunner(t, r)
-	waitUntil(t, 10*time.Second, "activation of an empty log", func() bool {
+	if w := <-early; w.err != nil {
+		t.Fatalf("WaitFor started before the runner: %v", w.err)
+	} else if cp, err := w.v.Checkpoint(ctx); err != nil || cp.Before(first.Position) {
+		t.Fatalf("WaitFor started before the runner returned at checkpoint %v (%v), want ≥ %v", cp, err, first.Position)
+	}
+	waitUntil(t, 10*time.Second, "activation", func() bool {
 		_, err := query.Resolve(ctx, rdb, "c")
 		return err == nil
 	})
@@ -323,11 +351,11 @@ func TestConfigValidate(t *testing.T) {
 	rdb := srv.Client(t)
 	store := memory.New()
 	for _, p := range []Projection{Define("Bad Name", 1, nil), Define("ok", 0, nil), Define("", 1, nil)} {
-		if _, err := New(Config{Store: store, Redis: rdb, Projection: p}); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("New(%q v%d) = %v, want ErrInvalidConfig", p.Name(), p.Version(), err)
+		if _, err := NewRunner(Config{Store: store, Redis: rdb, Projection: p}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewRunner(%q v%d) = %v, want ErrInvalidConfig", p.Name(), p.Version(), err)
 		}
 	}
-	if _, err := New(Config{Redis: rdb, Projection: counts("c")}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewRunner(Config{Redis: rdb, Projection: counts("c")}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New without store = %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
@@ -88,18 +89,13 @@ const (
 	fUpdatedAt = "updated_at"
 )
 
-func statusKey(name string, b query.Build) string { return query.BuildPrefix(name, b) + "status" }
-func leaseKey(name string, b query.Build) string  { return query.BuildPrefix(name, b) + "lease" }
+func statusKey(name string, b query.Build) string { return query.Prefix(name, b) + "status" }
+func leaseKey(name string, b query.Build) string  { return query.Prefix(name, b) + "lease" }
 
-// DeadLetterKey returns the key of the dead-letter list of generation 0 of
-// one version: a list of JSON DeadLetterEntry values, oldest first.
-func DeadLetterKey(name string, version int) string {
-	return BuildDeadLetterKey(name, query.Build{Version: version})
-}
-
-// BuildDeadLetterKey returns the key of the dead-letter list of build b.
-func BuildDeadLetterKey(name string, b query.Build) string {
-	return query.BuildPrefix(name, b) + "deadletter"
+// DeadLetterKey returns the key of the dead-letter list of build b: a list
+// of JSON DeadLetterEntry values, oldest first.
+func DeadLetterKey(name string, b query.Build) string {
+	return query.Prefix(name, b) + "deadletter"
 }
 
 // ProjectionsKey is a set of the names of every projection a runner has run,
@@ -110,23 +106,9 @@ const ProjectionsKey = "el:projections"
 // projection name that runners have run.
 func VersionsKey(name string) string { return query.Tag(name) + ":versions" }
 
-// ReadStatus reads the status of one version of a projection from Redis alone,
-// as another process (the CLI) sees it: of its active generation when the
-// version is active, of generation 0 otherwise. Version 0 means the active
-// build.
-func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, version int) (Status, error) {
-	return readStatus(ctx, rdb, name, query.Build{Version: version}, true)
-}
-
-// ReadBuildStatus reads the status of build b of a projection from Redis
-// alone. The zero Build means the active build.
-func ReadBuildStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) (Status, error) {
-	return readStatus(ctx, rdb, name, b, false)
-}
-
-// readStatus reads the status of b, or of the active build when b is zero;
-// with followActive, b's version at the active generation if it is active.
-func readStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, followActive bool) (Status, error) {
+// ReadStatus reads the status of build b of a projection from Redis alone, as
+// another process (the CLI) sees it. The zero Build means the active build.
+func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) (Status, error) {
 	if err := query.ValidateName(name); err != nil {
 		return Status{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -137,20 +119,23 @@ func readStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 	switch {
 	case b.IsZero() && active.IsZero():
 		return Status{}, fmt.Errorf("%w: projection %q has no active version", query.ErrNotReady, name)
-	case b.IsZero(), followActive && b.Version == active.Version:
+	case b.IsZero():
 		b = active
 	}
 	pipe := rdb.Pipeline()
 	st := pipe.HGetAll(ctx, statusKey(name, b))
-	cp := pipe.HGetAll(ctx, query.BuildCheckpointKey(name, b))
-	holder := pipe.Get(ctx, leaseKey(name, b))
-	dead := pipe.LLen(ctx, BuildDeadLetterKey(name, b))
+	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, b))
+	dead := pipe.LLen(ctx, DeadLetterKey(name, b))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
+	}
+	holder, err := lease.Read(ctx, rdb, leaseKey(name, b))
+	if err != nil {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
 	s := Status{Name: name, Version: b.Version, Generation: b.Generation,
 		ActiveVersion: active.Version, ActiveGeneration: active.Generation, Active: active == b,
-		Holder: holder.Val(), DeadLetters: dead.Val()}
+		Holder: holder.Owner, DeadLetters: dead.Val()}
 	sv, cv := st.Val(), cp.Val()
 	s.State = State(sv[fState])
 	if s.State == "" {
@@ -230,3 +215,131 @@ func CheckEvictionPolicy(ctx context.Context, rdb redis.Cmdable) error {
 	return fmt.Errorf("%w: maxmemory-policy is %s (%s); an evicted checkpoint stops its projection and an evicted "+
 		"model key is silently lost: set maxmemory-policy noeviction (see docs/operations.md)", ErrEvictingPolicy, policy, limit)
 }
+
+// Status returns this runner's status: its own state (standby, running, ...)
+// and what it knows of the checkpoint and head, completed from Redis with the
+// active version, the lease holder and the dead-letter count when Redis
+// answers.
+func (r *Runner) Status(ctx context.Context) (Status, error) {
+	r.mu.Lock()
+	s := r.st
+	s.RecordedAt = r.recordedAt
+	r.mu.Unlock()
+	s.fillLag(s.RecordedAt, time.Now())
+	rs, err := ReadStatus(ctx, r.cfg.Redis, r.name, query.Build{Version: s.Version, Generation: s.Generation})
+	if err != nil {
+		return s, err
+	}
+	s.ActiveVersion, s.ActiveGeneration, s.Active = rs.ActiveVersion, rs.ActiveGeneration, rs.Active
+	s.Holder, s.DeadLetters = rs.Holder, rs.DeadLetters
+	if s.Checkpoint.Before(rs.Checkpoint) { // a standby learns progress from Redis
+		s.Checkpoint = rs.Checkpoint
+		s.fillLag(time.Time{}, time.Now())
+	}
+	return s, nil
+}
+
+// stopped records the final state in memory and, best effort, in Redis: a
+// runner that still holds its lease writes it in the status hash. One that
+// stops cleanly without having applied anything to a build that has nothing
+// (no checkpoint) removes the build's status instead, so that a runner that
+// never ran leaves no entry behind.
+func (r *Runner) stopped(err error) {
+	r.setState(StateStopped, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = r.putStatus(ctx, err == nil && r.Checkpoint().IsZero())
+}
+
+// writeStatus writes this runner's status hash. It is fenced like a batch:
+// if the runner no longer holds the lease it writes nothing and returns an
+// error matching ErrFenced, so the hash is always the holder's word.
+func (r *Runner) writeStatus(ctx context.Context) error {
+	ok, err := r.putStatus(ctx, false)
+	if err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: lease %s lost; status not written", ErrFenced, r.leaseKey)
+	}
+	return nil
+}
+
+// putStatus runs statusScript; ok is false when the runner does not hold
+// the lease. With forget, a build that has no checkpoint and is not active
+// loses its status entry instead (see statusScript).
+func (r *Runner) putStatus(ctx context.Context, forget bool) (ok bool, err error) {
+	if r.held == nil {
+		return false, nil
+	}
+	r.mu.Lock()
+	s := r.st
+	r.mu.Unlock()
+	mode := "keep"
+	if forget {
+		mode = "forget"
+	}
+	n, err := statusScript.Run(ctx, r.cfg.Redis,
+		[]string{r.leaseKey, r.statusKey, VersionsKey(r.name), r.checkpointKey, r.activeKey},
+		r.cfg.ID, r.build.String(), mode, r.held.Fence().TokenArg(),
+		fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(), fHeadAt, timeNano(s.HeadAt),
+		fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano()).Int()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	if n == 1 {
+		// The set of projections is outside the projection's hash tag (it
+		// lists them all), so it is written apart, after the fenced write.
+		err = r.cfg.Redis.SAdd(ctx, ProjectionsKey, r.name).Err()
+	}
+	return true, err
+}
+
+func timeNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// refreshStatus reads the head of the log and writes the status hash.
+func (r *Runner) refreshStatus(ctx context.Context) error {
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read head of the log: %w", err)
+	}
+	r.mu.Lock()
+	r.st.Head, r.st.HeadAt = head, time.Now()
+	s := r.st
+	recordedAt := r.recordedAt
+	r.mu.Unlock()
+	s.fillLag(recordedAt, time.Now())
+	r.m.lagEvents.Set(float64(s.LagEvents))
+	r.m.lagSeconds.Set(s.LagSeconds)
+	return r.writeStatus(ctx)
+}
+
+// statusScript writes a build's status hash, fenced like a batch: only the
+// holder of the build's lease (KEYS[1] = ARGV[1]) writes it, so a runner
+// that lost its lease, or a standby, never overwrites the holder's word. It
+// also lists the build in the versions set (KEYS[3]), for the status
+// command.
+//
+// With ARGV[3] = 'forget', a runner stopping without having applied
+// anything, on a build that has no checkpoint (KEYS[4]) and is not active
+// (KEYS[5]), instead removes the status and the listing: nothing was built,
+// and an entry would linger as a stopped build with full lag.
+//
+// KEYS: lease, status, versions, checkpoint, active. ARGV: owner, build,
+// mode ('keep' or 'forget'), fencing token, then the hash's field/value
+// pairs. Replies 1 written, 2 forgotten, 0 not the holder.
+var statusScript = redis.NewScript(lease.FenceLua + `
+if not lease_held(KEYS[1], ARGV[1], ARGV[4]) then return 0 end
+if ARGV[3] == 'forget' and redis.call('EXISTS', KEYS[4]) == 0 and redis.call('GET', KEYS[5]) ~= ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[2])
+  return 2
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('SADD', KEYS[3], ARGV[2])
+return 1`)

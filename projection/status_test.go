@@ -63,7 +63,7 @@ func TestStatusWritesAreFenced(t *testing.T) {
 		waitFor(t, rdb, "c", last)
 		// The lease passes to another runner, as after a pause of the old
 		// holder longer than the TTL; the new holder writes its status.
-		rdb.Set(ctx, lk, "new", time.Minute)
+		stealLease(t, rdb, lk, "new")
 		rdb.HSet(ctx, sk, fHolder, "new", fState, string(StateRunning))
 		waitUntil(t, 10*time.Second, "the old holder to notice", func() bool { return stateOf(r) == StateStandby })
 		if h := rdb.HGet(ctx, sk, fHolder).Val(); h != "new" {

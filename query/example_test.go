@@ -28,8 +28,8 @@ func ExampleWaitFor() {
 	fmt.Println(err)
 
 	rdb.Set(ctx, query.ActiveKey("carts"), 1, 0)
-	rdb.HSet(ctx, query.CheckpointKey("carts", 1), query.FieldPosition, "42")
-	rdb.Set(ctx, query.Key("carts", 1, "cart", "7"), `{"items":3}`, 0)
+	rdb.HSet(ctx, query.CheckpointKey("carts", query.Version(1)), query.FieldPosition, "42")
+	rdb.Set(ctx, query.Key("carts", query.Version(1), "cart", "7"), `{"items":3}`, 0)
 
 	v, err := query.WaitFor(ctx, rdb, "carts", eventstore.SeqPosition(42))
 	if err != nil {
@@ -71,7 +71,7 @@ func ExampleWatcher() {
 	}
 	b := query.Build{Version: 1}
 	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HSet(ctx, query.BuildCheckpointKey("carts", b), query.FieldPosition, "7")
+		pipe.HSet(ctx, query.CheckpointKey("carts", b), query.FieldPosition, "7")
 		pipe.Publish(ctx, query.CommitChannel("carts"), query.CommitMessage(b, "7"))
 		return nil
 	})

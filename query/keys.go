@@ -32,7 +32,7 @@ func ValidateName(name string) error {
 //
 //	{el:<name>}:active                 the live build, e.g. "3" or "3g1"
 //	{el:<name>}:v<b>:checkpoint        hash: position, commit, prepare, recorded_at, updated_at
-//	{el:<name>}:v<b>:lease             the token of the runner allowed to write build b
+//	{el:<name>}:v<b>:lease             hash: the holding of the runner allowed to write build b
 //	{el:<name>}:v<b>:status            hash written by the lease holder (state, head, error, ...)
 //	{el:<name>}:v<b>:deadletter        list of records set aside by the dead-letter policy
 //	{el:<name>}:v<b>:<parts...>        the read model itself
@@ -62,6 +62,11 @@ func (b Build) String() string {
 	}
 	return strconv.Itoa(b.Version) + "g" + strconv.Itoa(b.Generation)
 }
+
+// Version returns generation 0 of schema version n: the build a version gets
+// when it is first built, and the only one unless it is force-rebuilt.
+// Version(0) is the zero Build.
+func Version(n int) Build { return Build{Version: n} }
 
 // IsZero reports whether b is the zero Build (no build).
 func (b Build) IsZero() bool { return b == Build{} }
@@ -110,31 +115,19 @@ func Tag(name string) string { return "{el:" + name + "}" }
 // ActiveKey returns the key naming the live build of projection name.
 func ActiveKey(name string) string { return Tag(name) + ":active" }
 
-// VersionPrefix returns the prefix of every key of generation 0 of version of
-// projection name, ending with ':', e.g. "{el:carts}:v3:". SCAN MATCH
-// VersionPrefix(...)+"*" lists that build's keys and no other's.
-func VersionPrefix(name string, version int) string {
-	return BuildPrefix(name, Build{Version: version})
-}
-
-// BuildPrefix returns the prefix of every key of build b of projection name,
-// ending with ':', e.g. "{el:carts}:v3:" or "{el:carts}:v3g1:".
-func BuildPrefix(name string, b Build) string {
+// Prefix returns the prefix of every key of build b of projection name,
+// ending with ':', e.g. "{el:carts}:v3:" (Version(3)) or "{el:carts}:v3g1:".
+// SCAN MATCH Prefix(...)+"*" lists that build's keys and no other's.
+func Prefix(name string, b Build) string {
 	return Tag(name) + ":v" + b.String() + ":"
 }
 
-// Key returns the key of a read model entry of generation 0 of version of
-// projection name: the version prefix followed by parts joined with ':'.
-// Readers should use View.Key, which follows the active generation.
-func Key(name string, version int, parts ...string) string {
-	return BuildKey(name, Build{Version: version}, parts...)
-}
-
-// BuildKey returns the key of a read model entry of build b of projection
-// name: BuildPrefix followed by parts joined with ':'.
-func BuildKey(name string, b Build, parts ...string) string {
+// Key returns the key of a read model entry of build b of projection name:
+// Prefix followed by parts joined with ':'. Readers use View.Key, which
+// follows the active build; writers use projection.Tx.Key.
+func Key(name string, b Build, parts ...string) string {
 	var sb strings.Builder
-	p := BuildPrefix(name, b)
+	p := Prefix(name, b)
 	n := len(p)
 	for _, s := range parts {
 		n += len(s) + 1
@@ -150,15 +143,9 @@ func BuildKey(name string, b Build, parts ...string) string {
 	return sb.String()
 }
 
-// CheckpointKey returns the key of the checkpoint hash of generation 0 of
-// version.
-func CheckpointKey(name string, version int) string {
-	return BuildCheckpointKey(name, Build{Version: version})
-}
-
-// BuildCheckpointKey returns the key of the checkpoint hash of build b.
-func BuildCheckpointKey(name string, b Build) string {
-	return BuildPrefix(name, b) + "checkpoint"
+// CheckpointKey returns the key of the checkpoint hash of build b.
+func CheckpointKey(name string, b Build) string {
+	return Prefix(name, b) + "checkpoint"
 }
 
 // Fields of the checkpoint hash.

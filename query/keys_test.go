@@ -2,7 +2,7 @@ package query
 
 import "testing"
 
-func TestBuildForms(t *testing.T) {
+func TestParseBuild(t *testing.T) {
 	for _, tc := range []struct {
 		s      string
 		b      Build
@@ -13,13 +13,13 @@ func TestBuildForms(t *testing.T) {
 		{"12g40", Build{Version: 12, Generation: 40}, "{el:carts}:v12g40:"},
 	} {
 		b, err := ParseBuild(tc.s)
-		if err != nil || b != tc.b || b.String() != tc.s || BuildPrefix("carts", b) != tc.prefix {
-			t.Errorf("%q: parsed %+v, %v; String %q; prefix %q", tc.s, b, err, b.String(), BuildPrefix("carts", b))
+		if err != nil || b != tc.b || b.String() != tc.s || Prefix("carts", b) != tc.prefix {
+			t.Errorf("%q: parsed %+v, %v; String %q; prefix %q", tc.s, b, err, b.String(), Prefix("carts", b))
 		}
 	}
 	// Generation 0 keeps the layout from before generations.
-	if Key("carts", 3, "cart", "7") != BuildKey("carts", Build{Version: 3}, "cart", "7") || Key("carts", 3, "cart", "7") != "{el:carts}:v3:cart:7" {
-		t.Errorf("Key %q", Key("carts", 3, "cart", "7"))
+	if Version(3) != (Build{Version: 3}) || !Version(0).IsZero() || Key("carts", Version(3), "cart", "7") != "{el:carts}:v3:cart:7" {
+		t.Errorf("Key %q", Key("carts", Version(3), "cart", "7"))
 	}
 	for _, bad := range []string{"", "0", "-1", "03", "3g0", "3g", "g1", "3g01", "3g-1", "3x1", "3g1g2"} {
 		if b, err := ParseBuild(bad); err == nil {

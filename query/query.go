@@ -60,12 +60,12 @@ func Resolve(ctx context.Context, rdb redis.Cmdable, name string) (*View, error)
 func (v *View) Build() Build { return Build{Version: v.Version, Generation: v.Generation} }
 
 // Key returns the key of a read model entry of the View's build.
-func (v *View) Key(parts ...string) string { return BuildKey(v.Name, v.Build(), parts...) }
+func (v *View) Key(parts ...string) string { return Key(v.Name, v.Build(), parts...) }
 
 // Checkpoint returns the position of the last record applied to the View's
 // build (Start when none).
 func (v *View) Checkpoint(ctx context.Context) (eventstore.Position, error) {
-	return ReadBuildCheckpoint(ctx, v.rdb, v.Name, v.Build())
+	return ReadCheckpoint(ctx, v.rdb, v.Name, v.Build())
 }
 
 // GetJSON reads the string key made of parts and decodes it as JSON into dst.
@@ -103,17 +103,11 @@ func (v *View) HGetAll(ctx context.Context, dst any, parts ...string) error {
 	return nil
 }
 
-// ReadCheckpoint returns the checkpoint of generation 0 of one version of a
-// projection, Start when it has applied nothing. View.Checkpoint follows the
-// active generation.
-func ReadCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, version int) (eventstore.Position, error) {
-	return ReadBuildCheckpoint(ctx, rdb, name, Build{Version: version})
-}
-
-// ReadBuildCheckpoint returns the checkpoint of build b of a projection, Start
-// when the build has applied nothing.
-func ReadBuildCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, b Build) (eventstore.Position, error) {
-	key := BuildCheckpointKey(name, b)
+// ReadCheckpoint returns the checkpoint of build b of a projection, Start
+// when the build has applied nothing. View.Checkpoint reads the checkpoint of
+// the build the View resolved.
+func ReadCheckpoint(ctx context.Context, rdb redis.Cmdable, name string, b Build) (eventstore.Position, error) {
+	key := CheckpointKey(name, b)
 	s, err := rdb.HGet(ctx, key, FieldPosition).Result()
 	if errors.Is(err, redis.Nil) {
 		return eventstore.Start, nil
@@ -134,24 +128,38 @@ const (
 
 // WaitFor returns a View of the active build of projection name once that
 // build's checkpoint has reached position, so that a client reading through
-// it sees its own writes: pass the position a command returned. A zero
-// position never waits. It re-checks with a growing pause (0.5 ms up to 20
-// ms), re-resolving the active build each time, and gives up with ctx's
-// error. A projection with no active version gives ErrNotReady at once.
+// it sees its own writes: pass the position a command returned. A projection
+// with no active build yet (its first build is still catching up) is waited
+// for like a checkpoint behind position: WaitFor returns once a build is
+// active and has reached position. It re-checks with a growing pause (0.5
+// ms up to 20 ms), re-resolving the active build each time, and gives up
+// with ctx's error; if no build was active by then the error also matches
+// ErrNotReady.
+//
+// A zero position never waits: WaitFor is then Resolve, and a projection
+// with no active build gives ErrNotReady at once.
 func WaitFor(ctx context.Context, rdb redis.Cmdable, name string, position eventstore.Position) (*View, error) {
 	pause := waitMinBackoff
 	var timer *time.Timer
+	var last *View // the View of the last look, nil while no build is active
+	var cp eventstore.Position
 	for {
 		v, err := Resolve(ctx, rdb, name)
-		if err != nil || position.IsZero() {
+		if position.IsZero() {
 			return v, err
 		}
-		cp, err := v.Checkpoint(ctx)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			cp, err = v.Checkpoint(ctx)
 		}
-		if !cp.Before(position) {
+		switch {
+		case err == nil && !cp.Before(position):
 			return v, nil
+		case err == nil, errors.Is(err, ErrNotReady):
+			last = v
+		case ctx.Err() != nil: // the deadline struck during the look
+			return nil, waitError(name, position, last, cp, ctx.Err())
+		default:
+			return nil, err
 		}
 		if timer == nil {
 			timer = time.NewTimer(pause)
@@ -161,9 +169,18 @@ func WaitFor(ctx context.Context, rdb redis.Cmdable, name string, position event
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("query: wait for projection %q to reach %s (at %s): %w", name, position, cp, ctx.Err())
+			return nil, waitError(name, position, last, cp, ctx.Err())
 		case <-timer.C:
 		}
 		pause = min(2*pause, waitMaxBackoff)
 	}
+}
+
+// waitError is the error of a wait that ctx ended: with v nil no build was
+// active, and the error matches ErrNotReady too.
+func waitError(name string, position eventstore.Position, v *View, cp eventstore.Position, err error) error {
+	if v == nil {
+		return fmt.Errorf("query: wait for projection %q to reach %s: %w: no active build yet: %w", name, position, ErrNotReady, err)
+	}
+	return fmt.Errorf("query: wait for projection %q to reach %s (at %s): %w", name, position, cp, err)
 }

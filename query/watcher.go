@@ -247,21 +247,25 @@ func (w *Watcher) resolveFresh(ctx context.Context, name string) (*View, error) 
 }
 
 // WaitFor returns a View of the active build of projection name once that
-// build's checkpoint has reached position, like the package-level WaitFor,
-// but waits for the runner's commit notification instead of polling. A zero
-// position never waits. While MaxWaiters waiters wait, a call that would
-// wait gets ErrTooManyWaiters at once. It gives up with ctx's error.
+// build's checkpoint has reached position, like the package-level WaitFor
+// (a projection with no active build yet is waited for; a zero position
+// never waits), but waits for the runner's commit notification instead of
+// polling. While MaxWaiters waiters wait, a call that would wait gets
+// ErrTooManyWaiters at once. It gives up with ctx's error, which also
+// matches ErrNotReady if no build was active by then.
 func (w *Watcher) WaitFor(ctx context.Context, name string, position eventstore.Position) (*View, error) {
 	v, err := w.Resolve(ctx, name)
-	if err != nil || position.IsZero() {
+	if position.IsZero() || err != nil && !errors.Is(err, ErrNotReady) {
 		return v, err
 	}
-	cp, err := v.Checkpoint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !cp.Before(position) {
-		return v, nil
+	var cp eventstore.Position
+	if err == nil {
+		if cp, err = v.Checkpoint(ctx); err != nil {
+			return nil, err
+		}
+		if !cp.Before(position) {
+			return v, nil
+		}
 	}
 	wt := &waiter{position: position, wake: make(chan wakeup, 1)}
 	if err := w.register(name, wt); err != nil {
@@ -283,7 +287,7 @@ func (w *Watcher) WaitFor(ctx context.Context, name string, position eventstore.
 			}
 		default:
 		}
-		return nil, fmt.Errorf("query: wait for projection %q to reach %s (at %s): %w", name, position, cp, ctx.Err())
+		return nil, waitError(name, position, v, cp, ctx.Err())
 	}
 }
 
@@ -470,6 +474,9 @@ func (w *Watcher) recheck(ctx context.Context, name string) {
 	}
 	if ctx.Err() != nil {
 		return // closing: Close answers the waiters
+	}
+	if errors.Is(err, ErrNotReady) {
+		return // no active build yet: everyone keeps waiting for one
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -34,7 +34,7 @@ func commit(t *testing.T, rdb redis.UniversalClient, name string, b query.Build,
 	ctx := context.Background()
 	p := eventstore.SeqPosition(pos).String()
 	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HSet(ctx, query.BuildCheckpointKey(name, b), query.FieldPosition, p)
+		pipe.HSet(ctx, query.CheckpointKey(name, b), query.FieldPosition, p)
 		pipe.Publish(ctx, query.CommitChannel(name), query.CommitMessage(b, p))
 		return nil
 	})
@@ -259,7 +259,7 @@ func TestWatcherFallbackPoll(t *testing.T) {
 		done <- err
 	}()
 	eventually(t, "the waiter", func() bool { return w.Waiting() == 1 })
-	rdb.HSet(ctx, query.CheckpointKey("carts", 1), query.FieldPosition, "11")
+	rdb.HSet(ctx, query.CheckpointKey("carts", query.Version(1)), query.FieldPosition, "11")
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -316,5 +316,75 @@ func TestWatcherCloseReleasesWaiters(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestWaitForFirstBuild: a wait on a projection with no active build yet
+// waits for one instead of failing. The commits of the build being made do
+// not wake it while it is not active; the switch's announcement does, with
+// no fallback poll. A zero position still fails at once with ErrNotReady,
+// and a wait whose ctx ends first matches both ErrNotReady and ctx's error.
+func TestWaitForFirstBuild(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	w := newWatcher(t, rdb, query.WatcherConfig{FallbackPoll: noFallback})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	if _, err := w.WaitFor(ctx, "carts", eventstore.Start); !errors.Is(err, query.ErrNotReady) {
+		t.Fatalf("WaitFor(Start) with no active build = %v, want ErrNotReady", err)
+	}
+	for name, wait := range map[string]func(context.Context) error{
+		"Watcher.WaitFor": func(c context.Context) error { _, err := w.WaitFor(c, "carts", eventstore.SeqPosition(5)); return err },
+		"WaitFor": func(c context.Context) error {
+			_, err := query.WaitFor(c, rdb, "carts", eventstore.SeqPosition(5))
+			return err
+		},
+	} {
+		short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := wait(short)
+		cancelShort()
+		if !errors.Is(err, query.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s with no active build, ctx ended = %v; want ErrNotReady and deadline exceeded", name, err)
+		}
+	}
+
+	type result struct {
+		v   *query.View
+		err error
+	}
+	watched, polled := make(chan result, 1), make(chan result, 1)
+	go func() {
+		v, err := w.WaitFor(ctx, "carts", eventstore.SeqPosition(5))
+		watched <- result{v, err}
+	}()
+	go func() {
+		v, err := query.WaitFor(ctx, rdb, "carts", eventstore.SeqPosition(5))
+		polled <- result{v, err}
+	}()
+	eventually(t, "the waiter to register", func() bool { return w.Waiting() == 1 && query.Settled(w) })
+	b := query.Version(1)
+	commit(t, rdb, "carts", b, 5) // caught up, not active yet
+	eventually(t, "the notification", func() bool { return w.Stats().Notifications >= 1 && query.Settled(w) })
+	select {
+	case r := <-watched:
+		t.Fatalf("woken before a build was active: %v %v", r.v, r.err)
+	default:
+	}
+	// The switch, as the runner's script does it: active key and
+	// announcement in one step.
+	_, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.Set(ctx, query.ActiveKey("carts"), b.String(), 0)
+		pipe.Publish(ctx, query.CommitChannel("carts"), query.CommitMessage(b, eventstore.SeqPosition(5).String()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan result{"Watcher.WaitFor": watched, "WaitFor": polled} {
+		r := <-ch // bounded by ctx
+		if r.err != nil || r.v.Build() != b {
+			t.Fatalf("%s = %+v, %v; want a view of build %v", name, r.v, r.err, b)
+		}
 	}
 }

@@ -736,9 +736,9 @@ func (b *bench) rebuild(ctx context.Context) error {
 	head := eventstore.SeqPosition(store.n)
 	pipe := b.rdb.Pipeline()
 	for i := range genStreams {
-		pipe.HSet(ctx, query.Key(name, 1, "s", "s-"+strconv.Itoa(i)), "v", 0)
+		pipe.HSet(ctx, query.Key(name, query.Version(1), "s", "s-"+strconv.Itoa(i)), "v", 0)
 	}
-	pipe.HSet(ctx, query.CheckpointKey(name, 1), query.FieldPosition, head.String(),
+	pipe.HSet(ctx, query.CheckpointKey(name, query.Version(1)), query.FieldPosition, head.String(),
 		query.FieldCommit, head.Commit, query.FieldPrepare, head.Prepare)
 	pipe.Set(ctx, query.ActiveKey(name), 1, 0)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -773,7 +773,7 @@ func (b *bench) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	old, err := b.rdb.Exists(ctx, query.Key(name, 1, "s", "s-0"), query.CheckpointKey(name, 1)).Result()
+	old, err := b.rdb.Exists(ctx, query.Key(name, query.Version(1), "s", "s-0"), query.CheckpointKey(name, query.Version(1))).Result()
 	if err != nil {
 		return err
 	}

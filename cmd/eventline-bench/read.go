@@ -101,7 +101,7 @@ func checkVersions(ctx context.Context, rdb redis.Cmdable, name string, version 
 	pipe := rdb.Pipeline()
 	cmds := map[string]*redis.StringCmd{}
 	for stream := range want {
-		cmds[stream] = pipe.HGet(ctx, query.Key(name, version, "s", stream), "v")
+		cmds[stream] = pipe.HGet(ctx, query.Key(name, query.Version(version), "s", stream), "v")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return false, err
@@ -127,7 +127,7 @@ func startRunners(ctx context.Context, cfgs []projection.Config) (*runners, erro
 	ctx, cancel := context.WithCancel(ctx)
 	rs := &runners{cancel: cancel}
 	for _, cfg := range cfgs {
-		r, err := projection.New(cfg)
+		r, err := projection.NewRunner(cfg)
 		if err != nil {
 			cancel()
 			rs.wg.Wait()
@@ -232,7 +232,7 @@ func liveLag(ctx context.Context, store eventstore.Store, rdb redis.UniversalCli
 		defer cancel()
 		var target *eventstore.Position
 		for {
-			cp, err := query.ReadCheckpoint(pctx, rdb, name, 1)
+			cp, err := query.ReadCheckpoint(pctx, rdb, name, query.Version(1))
 			if err == nil && (len(observed) == 0 || observed[len(observed)-1].checkpoint != cp) {
 				observed = append(observed, seen{time.Now(), cp})
 			}

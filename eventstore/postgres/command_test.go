@@ -9,7 +9,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore/postgres"
 	"github.com/eventline/eventline/sample/app"
-	"github.com/eventline/eventline/sample/cart"
+	"github.com/eventline/eventline/sample/domain/cart"
 )
 
 // TestIdempotentCommands runs command ids through command.Handler on this

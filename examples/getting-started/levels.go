@@ -35,7 +35,7 @@ func Levels(reg *eventstore.Registry) projection.Projection {
 		tx.HIncrBy(ctx, key, "shipped", int64(e.Quantity))
 		return nil
 	})
-	return projection.Define(LevelsName, 1, r.Apply, r.Types()...)
+	return r.Projection(LevelsName, 1)
 }
 
 // sku is the item's id: the stream "stock-42" holds item "42".

@@ -58,7 +58,7 @@ func run(ctx context.Context, storePath, redisURL string, ln net.Listener) error
 	if err != nil {
 		return err
 	}
-	runner, err := projection.New(projection.Config{Store: store, Redis: rdb, Projection: Levels(reg)})
+	runner, err := projection.NewRunner(projection.Config{Store: store, Redis: rdb, Projection: Levels(reg)})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/command/commandtest"
 )
 
@@ -25,4 +26,17 @@ func TestStock(t *testing.T) {
 		Given(Received{Quantity: 5}).
 		When(Receive{Quantity: 3}).
 		ThenState(Item{OnHand: 8})
+}
+
+func TestStockHandler(t *testing.T) {
+	// The same, through a command.Handler on a store: given the events of a
+	// stream, when a command is handled, then the events it appended.
+	commandtest.ForHandler(t, Stock, NewRegistry(), command.Config{Name: "stock"}).
+		Given("apple", Received{Quantity: 5}).
+		When("apple", Ship{Quantity: 2}).
+		ThenAppended(Shipped{Quantity: 2})
+	commandtest.ForHandler(t, Stock, NewRegistry(), command.Config{Name: "stock"}).
+		Given("apple", Received{Quantity: 1}).
+		When("apple", Ship{Quantity: 2}).
+		ThenError(ErrNotEnoughStock)
 }

@@ -38,23 +38,27 @@ type Config struct {
 	ConnectTimeout time.Duration
 }
 
-// Validate reports a Config the commands cannot use.
+// ErrInvalidConfig means a Config cannot be used as given.
+var ErrInvalidConfig = errors.New("cli: invalid config")
+
+// Validate reports a Config the commands cannot use, as an error matching
+// ErrInvalidConfig.
 func (c Config) Validate() error {
 	switch {
 	case c.OpenStore == nil:
-		return errors.New("cli: Config.OpenStore is nil")
+		return fmt.Errorf("%w: Config.OpenStore is nil", ErrInvalidConfig)
 	case c.OpenRedis == nil:
-		return errors.New("cli: Config.OpenRedis is nil")
+		return fmt.Errorf("%w: Config.OpenRedis is nil", ErrInvalidConfig)
 	case len(c.Projections) == 0:
-		return errors.New("cli: Config.Projections is empty")
+		return fmt.Errorf("%w: Config.Projections is empty", ErrInvalidConfig)
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Projections {
 		if err := projection.Validate(p); err != nil {
-			return fmt.Errorf("cli: %w", err)
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		if seen[p.Name()] {
-			return fmt.Errorf("cli: projection %q is listed twice", p.Name())
+			return fmt.Errorf("%w: projection %q is listed twice", ErrInvalidConfig, p.Name())
 		}
 		seen[p.Name()] = true
 	}

@@ -85,7 +85,7 @@ func run(ctx context.Context, cfg cli.Config, args ...string) (stdout, stderr st
 // projector deployed earlier would have.
 func (e *env) buildV1(t *testing.T, name string) {
 	t.Helper()
-	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter(name, 1),
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter(name, 1),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestReplaySwitchesAndPrintsPlainLines(t *testing.T) {
 	if err != nil || v.Version != 2 {
 		t.Fatalf("carts active: %v, %v", v, err)
 	}
-	if n := len(e.rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Val()); n != 0 {
+	if n := len(e.rdb.Keys(ctx, query.Prefix("carts", query.Version(1))+"*").Val()); n != 0 {
 		t.Fatalf("%d keys of carts v1 left", n)
 	}
 	var total int64
@@ -244,7 +244,7 @@ func TestReplayCancel(t *testing.T) {
 	// Cancel as soon as the new version has written something.
 	go func() {
 		for ctx.Err() == nil {
-			if cp, _ := query.ReadCheckpoint(context.Background(), e.rdb, "carts", 2); cp.Commit > 0 {
+			if cp, _ := query.ReadCheckpoint(context.Background(), e.rdb, "carts", query.Version(2)); cp.Commit > 0 {
 				cancel()
 				return
 			}
@@ -260,7 +260,7 @@ func TestReplayCancel(t *testing.T) {
 	if v, err := query.Resolve(bg, e.rdb, "carts"); err != nil || v.Version != 1 {
 		t.Fatalf("active after cancel: %v, %v", v, err)
 	}
-	if n := len(e.rdb.Keys(bg, query.VersionPrefix("carts", 2)+"*").Val()); n != 0 {
+	if n := len(e.rdb.Keys(bg, query.Prefix("carts", query.Version(2))+"*").Val()); n != 0 {
 		t.Fatalf("%d keys of the cancelled v2 left", n)
 	}
 }
@@ -278,7 +278,7 @@ func TestReplayForceRestoresDamagedModel(t *testing.T) {
 	e.buildV1(t, "orders")
 
 	// The long-running projector of carts v1.
-	projector, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
+	projector, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
 		Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +342,7 @@ func TestReplayForceRestoresDamagedModel(t *testing.T) {
 	if got := counts(v); !maps.Equal(got, want) {
 		t.Fatalf("carts after replay --force: %v, want %v", got, want)
 	}
-	if n := len(e.rdb.Keys(ctx, query.VersionPrefix("carts", 1)+"*").Val()); n != 0 {
+	if n := len(e.rdb.Keys(ctx, query.Prefix("carts", query.Version(1))+"*").Val()); n != 0 {
 		t.Errorf("%d keys of the damaged generation 0 left", n)
 	}
 
@@ -414,7 +414,7 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 		tx.Pipe().Set(ctx, tx.Key("stale"), "written by the old code", 0)
 		return nil
 	})
-	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: buggy,
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: buggy,
 		Activation: projection.ActivateNever, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -423,7 +423,7 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if cp, _ := query.ReadCheckpoint(ctx, e.rdb, "carts", 2); cp.Commit > 0 {
+		if cp, _ := query.ReadCheckpoint(ctx, e.rdb, "carts", query.Version(2)); cp.Commit > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -439,10 +439,10 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 	if err != nil || !strings.Contains(out, "carts: v2 active at 5000, replaced v1 (removed)") {
 		t.Fatalf("replay --restart: %v\n%s", err, out)
 	}
-	if n := e.rdb.Exists(ctx, query.Key("carts", 2, "stale")).Val(); n != 0 {
+	if n := e.rdb.Exists(ctx, query.Key("carts", query.Version(2), "stale")).Val(); n != 0 {
 		t.Error("a key of the crashed build survived replay --restart")
 	}
-	counts := e.rdb.HGetAll(ctx, query.Key("carts", 2, "counts")).Val()
+	counts := e.rdb.HGetAll(ctx, query.Key("carts", query.Version(2), "counts")).Val()
 	total := 0
 	for s, v := range counts {
 		n, _ := strconv.Atoi(v)
@@ -453,5 +453,26 @@ func TestReplayRestartDiscardsACrashedBuild(t *testing.T) {
 	}
 	if total != 2*5_000 {
 		t.Errorf("v2 counts %d in all, want %d", total, 2*5_000)
+	}
+}
+
+// TestConfigValidate: every refused Config matches cli.ErrInvalidConfig.
+func TestConfigValidate(t *testing.T) {
+	open := func(context.Context) (eventstore.Store, error) { return memory.New(), nil }
+	openRedis := func(context.Context) (redis.UniversalClient, error) { return nil, errors.New("unused") }
+	ok := cli.Config{OpenStore: open, OpenRedis: openRedis, Projections: []projection.Projection{counter("carts", 1)}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, c := range map[string]cli.Config{
+		"no store":       {OpenRedis: openRedis, Projections: ok.Projections},
+		"no redis":       {OpenStore: open, Projections: ok.Projections},
+		"no projection":  {OpenStore: open, OpenRedis: openRedis},
+		"bad projection": {OpenStore: open, OpenRedis: openRedis, Projections: []projection.Projection{counter("carts", 0)}},
+		"twice":          {OpenStore: open, OpenRedis: openRedis, Projections: []projection.Projection{counter("carts", 1), counter("carts", 2)}},
+	} {
+		if err := c.Validate(); !errors.Is(err, cli.ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
+		}
 	}
 }

@@ -98,7 +98,7 @@ func readStatus(ctx context.Context, cfg Config, warn io.Writer) ([]projection.S
 		}
 		var kept []projection.Status
 		for _, b := range builds {
-			s, err := projection.ReadBuildStatus(ctx, rdb, name, b)
+			s, err := projection.ReadStatus(ctx, rdb, name, b)
 			if err != nil {
 				return nil, err
 			}
@@ -111,7 +111,7 @@ func readStatus(ctx context.Context, cfg Config, warn io.Writer) ([]projection.S
 		// nothing of it is built yet: that is what replay would build.
 		for _, p := range cfg.Projections {
 			if p.Name() == name && !slices.ContainsFunc(kept, func(s projection.Status) bool { return s.Version == p.Version() }) {
-				s, err := projection.ReadBuildStatus(ctx, rdb, name, query.Build{Version: p.Version()})
+				s, err := projection.ReadStatus(ctx, rdb, name, query.Build{Version: p.Version()})
 				if err != nil {
 					return nil, err
 				}

@@ -46,7 +46,7 @@ func TestStatusListsNoPhantomBuilds(t *testing.T) {
 	}
 
 	// A projector fails at start-up: its runner's context ends at once.
-	r, err := projection.New(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestStatusListsNoPhantomBuilds(t *testing.T) {
 	}
 	// A runner crashed before its first batch of generation 2 of a rebuild.
 	e.rdb.SAdd(ctx, projection.VersionsKey("carts"), "1g2")
-	e.rdb.HSet(ctx, query.BuildPrefix("carts", query.Build{Version: 1, Generation: 2})+"status", "state", "catching_up", "holder", "crashed")
+	e.rdb.HSet(ctx, query.Prefix("carts", query.Build{Version: 1, Generation: 2})+"status", "state", "catching_up", "holder", "crashed")
 
 	if rows := statusRows(t, e); len(rows) != 1 || rows[0] != "carts v1g1 stopped" {
 		t.Fatalf("status: %q, want only carts v1g1", rows)

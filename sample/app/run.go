@@ -308,7 +308,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 	// are at the same place (catching up together, or following the head).
 	shared := eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
 	for _, proj := range p.projections(reg) {
-		r, err := projection.New(projection.Config{
+		r, err := projection.NewRunner(projection.Config{
 			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics,
 		})
 		if err != nil {
@@ -321,7 +321,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 		// of query-api) are run here, by one of the projectors.
 		wg.Go(func() {
 			cfg := projection.Config{Store: store, Redis: rdb, Projection: proj, Logger: log}
-			if err := projection.ServeRebuildRequests(ctx, cfg, projection.RebuildOptions{}, time.Second); err != nil {
+			if err := projection.ServeRebuildRequests(ctx, projection.ServeRebuildOptions{Config: cfg, Interval: time.Second}); err != nil {
 				log.Error("rebuild requests not served", "projection", proj.Name(), "error", err)
 			}
 		})

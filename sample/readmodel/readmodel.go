@@ -122,7 +122,7 @@ func carts(r *projection.Router) projection.Projection {
 			return nil
 		})
 	})
-	return projection.Define(schema.Carts, schema.CartsVersion, r.Apply, r.Types()...)
+	return r.Projection(schema.Carts, schema.CartsVersion)
 }
 
 // CustomersProjection is a customer's carts and orders (sorted sets scored
@@ -176,7 +176,7 @@ func customers(r *projection.Router) projection.Projection {
 		tx.HIncrBy(ctx, key, schema.FieldReserved, -e.AmountCents)
 		return nil
 	})
-	return projection.Define(schema.Customers, schema.CustomersVersion, r.Apply, r.Types()...)
+	return r.Projection(schema.Customers, schema.CustomersVersion)
 }
 
 // returnUnits takes a reopened cart's checkout back off the leaderboard,
@@ -245,7 +245,7 @@ func products(r *projection.Router) projection.Projection {
 		tx.Pipe().Eval(ctx, returnUnits, []string{tx.Key(schema.PartUnits), tx.Key(schema.PartCheckout, id)})
 		return nil
 	})
-	return projection.Define(schema.Products, schema.ProductsVersion, r.Apply, r.Types()...)
+	return r.Projection(schema.Products, schema.ProductsVersion)
 }
 
 // OrdersProjection is the order detail model: one hash per order, created
@@ -317,5 +317,5 @@ func orders(r *projection.Router) projection.Projection {
 	projection.Handle(r, func(ctx context.Context, tx *projection.Tx, rec eventstore.Record, e order.Rejected) error {
 		return settle(ctx, tx, rec, schema.OrderRejected, e.Reason)
 	})
-	return projection.Define(schema.Orders, schema.OrdersVersion, r.Apply, r.Types()...)
+	return r.Projection(schema.Orders, schema.OrdersVersion)
 }

@@ -31,7 +31,7 @@ func BenchmarkGetCart(b *testing.B) {
 	h.getJSON("/carts/bench"+after(pos), &schema.Cart{})
 
 	b.Run("raw_redis", func(b *testing.B) {
-		key := query.Key(schema.Carts, schema.CartsVersion, schema.PartCart, "bench")
+		key := query.Key(schema.Carts, query.Version(schema.CartsVersion), schema.PartCart, "bench")
 		for b.Loop() {
 			if err := h.rdb.HGetAll(h.ctx, key).Err(); err != nil {
 				b.Fatal(err)

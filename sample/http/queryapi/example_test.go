@@ -34,7 +34,7 @@ func ExampleAPI_Mount() {
 	store := memory.New()
 	reg := eventstore.NewRegistry()
 	cart.RegisterEvents(reg)
-	runner, err := projection.New(projection.Config{Store: store, Redis: rdb, Projection: readmodel.CartsProjection(reg)})
+	runner, err := projection.NewRunner(projection.Config{Store: store, Redis: rdb, Projection: readmodel.CartsProjection(reg)})
 	if err != nil {
 		panic(err)
 	}

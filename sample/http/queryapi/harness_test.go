@@ -106,7 +106,7 @@ func (h *harness) startProjectors(cfg projection.Config) {
 		c.Store, c.Redis, c.Projection, c.Registerer = h.store, h.rdb, p, h.metrics
 		c.Logger = slog.New(slog.DiscardHandler)
 		c.MaxBackoff = 100 * time.Millisecond
-		r, err := projection.New(c)
+		r, err := projection.NewRunner(c)
 		if err != nil {
 			h.t.Fatal(err)
 		}

@@ -402,10 +402,13 @@ func TestMalformedRequests(t *testing.T) {
 
 func TestNotReady(t *testing.T) {
 	h := newHarness(t, redistest.Options{})
-	h.cart("n1", cart.Open{CustomerID: "ivy"})
-	for _, path := range []string{"/carts/n1", "/carts/n1?after=1", "/orders/o1", "/customers/ivy/carts", "/products/top"} {
+	pos := h.cart("n1", cart.Open{CustomerID: "ivy"}).Position
+	for _, path := range []string{"/carts/n1", "/orders/o1", "/customers/ivy/carts", "/products/top"} {
 		h.wantError(path, http.StatusServiceUnavailable, httpjson.CodeNotReady)
 	}
+	// A query with ?after= waits for the first build to be active and reach
+	// its position (bounded by WaitTimeout) rather than failing.
+	waiting := h.getLater("/carts/n1" + after(pos))
 	// Not ready either, naming every read model it serves.
 	err := h.api.Ready(h.ctx)
 	if !errors.Is(err, queryapi.ErrNotReady) || !errors.Is(err, query.ErrNotReady) {
@@ -417,6 +420,9 @@ func TestNotReady(t *testing.T) {
 		}
 	}
 	h.startProjectors(projection.Config{})
+	if a := <-waiting; a.status != http.StatusOK {
+		t.Fatalf("query with ?after= sent before any projector ran: %d %s, want 200", a.status, a.body)
+	}
 	h.waitActive()
 	if err := h.api.Ready(h.ctx); err != nil {
 		t.Fatalf("Ready with every read model active: %v", err)

@@ -258,7 +258,7 @@ func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := h.cfg.Redis.LRange(r.Context(), projection.BuildDeadLetterKey(name, b), -MaxDeadLetters, -1).Result()
+	raw, err := h.cfg.Redis.LRange(r.Context(), projection.DeadLetterKey(name, b), -MaxDeadLetters, -1).Result()
 	if err != nil {
 		h.redisError(w, err)
 		return
@@ -313,7 +313,7 @@ func (h *Handler) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, req.Projection, b, pos)
+	err = projection.RetryDeadLetter(r.Context(), h.cfg.Redis, projection.RetryDeadLetterOptions{Projection: req.Projection, Build: b, Position: pos})
 	switch {
 	case errors.Is(err, projection.ErrNoDeadLetter):
 		writeError(w, http.StatusNotFound, httpjson.CodeNotFound, "no dead letter at this position (already retried?)")

@@ -210,7 +210,7 @@ func (h *Handler) readRows(ctx context.Context) ([]Row, error) {
 			return nil, err
 		}
 		for _, b := range builds {
-			s, err := projection.ReadBuildStatus(ctx, rdb, name, b)
+			s, err := projection.ReadStatus(ctx, rdb, name, b)
 			if err != nil {
 				return nil, err
 			}

@@ -52,7 +52,7 @@ func newFixtureStore(t *testing.T, cfg web.Config, withStore bool) *fixture {
 		}
 		f.head = res.Position
 	}
-	r, err := projection.New(projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet})
+	r, err := projection.NewRunner(projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestDeadLettersListed(t *testing.T) {
 	f := newFixture(t, web.Config{})
 	ctx := context.Background()
 	entry, _ := json.Marshal(projection.DeadLetterEntry{Position: "2", StreamID: "order-o1", Version: 1, Type: "order.placed", Error: "boom <b>"})
-	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, 1), entry).Err(); err != nil {
+	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, query.Version(1)), entry).Err(); err != nil {
 		t.Fatal(err)
 	}
 	status, body := do(t, "GET", f.srv.URL+"/web/deadletters?projection="+web.TailName, "", nil)
@@ -406,7 +406,7 @@ func TestDeadLetterRetriedFromThePage(t *testing.T) {
 	// the fixture holding the build's lease.
 	entry, _ := json.Marshal(projection.DeadLetterEntry{Position: rec.Position.String(), StreamID: rec.StreamID,
 		Version: rec.Version, Type: rec.Type, EventID: rec.ID.String(), Error: "boom"})
-	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, 1), entry).Err(); err != nil {
+	if err := f.rdb.RPush(ctx, projection.DeadLetterKey(web.TailName, query.Version(1)), entry).Err(); err != nil {
 		t.Fatal(err)
 	}
 	auth := map[string]string{"Authorization": "Bearer s3cret"}
@@ -461,7 +461,7 @@ func TestRebuildRequestedWithoutStore(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		cfg := projection.Config{Store: f.store, Redis: f.rdb, Projection: web.TailProjection(), Logger: quiet}
-		if err := projection.ServeRebuildRequests(ctx, cfg, projection.RebuildOptions{}, 10*time.Millisecond); err != nil {
+		if err := projection.ServeRebuildRequests(ctx, projection.ServeRebuildOptions{Config: cfg, Interval: 10 * time.Millisecond}); err != nil {
 			t.Error(err)
 		}
 	})

@@ -170,7 +170,7 @@ func readAt[T any](ctx context.Context, rdb redis.Cmdable, v *query.View, what s
 	var cp *redis.StringCmd
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		decode = queue(p)
-		cp = p.HGet(ctx, query.BuildCheckpointKey(v.Name, v.Build()), query.FieldPosition)
+		cp = p.HGet(ctx, query.CheckpointKey(v.Name, v.Build()), query.FieldPosition)
 		return nil
 	})
 	// A missing checkpoint (nothing applied yet) is redis.Nil, and so is

@@ -1,0 +1,196 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/batch"
+	"github.com/eventline/eventline/internal/lease"
+	"github.com/eventline/eventline/query"
+)
+
+// session is one tenure of the lease: read the checkpoint, subscribe after it,
+// apply batches until the lease is lost, ctx ends or something fails. Whatever
+// ends it, the next session starts again from the checkpoint in Redis, which
+// is the only truth about what was applied.
+func (r *Runner) session(ctx context.Context) error {
+	rdb := r.cfg.Redis
+	// Nothing is written before this check: a runner of a superseded build
+	// must leave its keys to the removal under way.
+	active, err := activeBuild(ctx, rdb, r.name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.build.Before(active):
+		return superseded(r.name, r.build, active)
+	case !active.IsZero() && active.Version < r.version && r.cfg.Activation == ActivateIfNone:
+		return fmt.Errorf("%w: %s v%d is active and this runner has v%d; Config.Activation is ActivateIfNone, "+
+			"so rebuild it explicitly (the replay command or projection.Rebuild) or use ActivateIfNewer",
+			ErrNewVersion, r.name, active, r.version)
+	}
+	cp, err := query.ReadCheckpoint(ctx, rdb, r.name, r.build)
+	if err != nil {
+		return err
+	}
+	if cp.IsZero() {
+		// Starting from the beginning is right only for a build that has
+		// nothing yet: over a model whose checkpoint was lost it would apply
+		// every record a second time.
+		if err := r.checkEmpty(ctx, active); err != nil {
+			return err
+		}
+	}
+	head, err := r.cfg.Store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read head of the log: %w", err)
+	}
+	r.mu.Lock()
+	r.st.Checkpoint, r.st.Head, r.st.HeadAt = cp, head, time.Now()
+	r.mu.Unlock()
+	// target is the head seen when the lease was taken: reaching it ends the
+	// catch-up and, unless ActivateNever, makes the version active.
+	target := head
+	activating := r.cfg.Activation != ActivateNever && active != r.build
+	state := StateCatchingUp
+	if !cp.Before(target) {
+		state = StateRunning
+	}
+	r.setState(state, nil)
+	if err := r.writeStatus(ctx); err != nil {
+		return err
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	// removing holds the builds whose removal this session runs.
+	removing := map[query.Build]bool{}
+	retire := func(builds ...query.Build) {
+		for _, v := range builds {
+			if v == r.build || removing[v] {
+				continue
+			}
+			removing[v] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.retire(sctx, v)
+			}()
+		}
+	}
+	tryActivate := func() error {
+		if !activating || r.Checkpoint().Before(target) {
+			return nil
+		}
+		done, previous, err := r.activate(ctx, target)
+		if err != nil || !done {
+			return err
+		}
+		activating = false
+		if !previous.IsZero() {
+			retire(previous)
+		}
+		return nil
+	}
+	if err := tryActivate(); err != nil {
+		return err
+	}
+	if active == r.build {
+		// The lease holder of the active build finishes removals that a
+		// crashed predecessor left.
+		vs, err := rdb.SMembers(ctx, RetiredKey(r.name)).Result()
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if b, err := query.ParseBuild(v); err == nil && b.Before(r.build) {
+				retire(b)
+			}
+		}
+	}
+
+	// The subscription is read ahead into a bounded buffer; a batch closes
+	// when full or FlushInterval after its first record.
+	batches, err := batch.Start(sctx, func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
+		return r.cfg.Store.Subscribe(ctx, cp)
+	}, batch.Config{Size: r.cfg.BatchSize, MaxWait: r.cfg.FlushInterval, Buffer: 2 * r.cfg.BatchSize})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	defer batches.Stop()
+
+	renewEvery := r.cfg.LeaseTTL / 3
+	lastRenew := time.Now()
+	lastStatus := time.Now()
+	tick := time.NewTicker(min(renewEvery, r.cfg.StatusEvery))
+	defer tick.Stop()
+	for {
+		// Renewing touches the lease key, which would abort a batch's WATCH; it
+		// happens here, between batches, on the goroutine that runs them.
+		if time.Since(lastRenew) >= renewEvery {
+			if err := r.held.Renew(ctx); errors.Is(err, lease.ErrLost) {
+				return fmt.Errorf("%w: %w", ErrFenced, err)
+			} else if err != nil {
+				return fmt.Errorf("renew lease: %w", err)
+			}
+			// An idle runner of a build that was just replaced learns it
+			// here, not only at its next batch, and lets the removal begin.
+			if a, err := activeBuild(ctx, rdb, r.name); err != nil {
+				return err
+			} else if r.build.Before(a) {
+				return superseded(r.name, r.build, a)
+			}
+			lastRenew = time.Now()
+		}
+		if time.Since(lastStatus) >= r.cfg.StatusEvery {
+			if err := r.refreshStatus(ctx); err != nil {
+				return err
+			}
+			// Dead letters an operator asked to retry (RetryDeadLetter).
+			if err := r.retryDeadLetters(ctx); err != nil {
+				return err
+			}
+			lastStatus = time.Now()
+		}
+
+		batch, subErr := batches.Next(ctx, tick.C)
+		switch {
+		case ctx.Err() != nil && len(batch) == 0:
+			return nil
+		case subErr == nil && len(batch) == 0: // the tick: between batches
+			if err := tryActivate(); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(batch) > 0 {
+			if err := r.commit(ctx, batch); err != nil {
+				return err
+			}
+			last := batch[len(batch)-1].Position
+			if state == StateCatchingUp && !last.Before(target) {
+				state = StateRunning
+				r.setState(state, nil)
+				if err := r.writeStatus(ctx); err != nil {
+					return err
+				}
+			}
+			if err := tryActivate(); err != nil {
+				return err
+			}
+		}
+		if subErr != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("subscription: %w", subErr)
+		}
+	}
+}
