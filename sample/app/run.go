@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/breaker/redisbreaker"
 	"github.com/eventline/eventline/breaker/storebreaker"
@@ -176,7 +177,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	// fails after some of them started.
 	closers = append(closers, func() { cancelRunners(); runners.Wait(); closeTransport() })
 	if role == RoleServe || role == RoleProjector {
-		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p)
+		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p, tp)
 		if err != nil {
 			return err
 		}
@@ -293,7 +294,7 @@ type projections struct {
 // startProjections starts one runner per projection, owned by wg; they stop
 // when ctx ends.
 func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.Store, rdb redis.UniversalClient,
-	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts) (*projections, error) {
+	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts, tp trace.TracerProvider) (*projections, error) {
 	pool := &projections{failed: map[string]error{}}
 	if p.projections == nil {
 		log.Warn("this build has no read models (sample/readmodel)")
@@ -309,7 +310,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 	shared := eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
 	for _, proj := range p.projections(reg) {
 		r, err := projection.NewRunner(projection.Config{
-			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics,
+			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics, TracerProvider: tp,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: projection %s: %w", proj.Name(), err)
@@ -320,7 +321,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 		// Rebuilds asked for by a process without the store (the web page
 		// of query-api) are run here, by one of the projectors.
 		wg.Go(func() {
-			cfg := projection.Config{Store: store, Redis: rdb, Projection: proj, Logger: log}
+			cfg := projection.Config{Store: store, Redis: rdb, Projection: proj, Logger: log, TracerProvider: tp}
 			if err := projection.ServeRebuildRequests(ctx, projection.ServeRebuildOptions{Config: cfg, Interval: time.Second}); err != nil {
 				log.Error("rebuild requests not served", "projection", proj.Name(), "error", err)
 			}

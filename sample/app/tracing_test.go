@@ -155,6 +155,39 @@ func TestOneCheckoutIsOneTrace(t *testing.T) {
 	if v, _ := attrOf(final, "eventline.order.id"); v != co.OrderID {
 		t.Errorf("final state span names order %q, want %q", v, co.OrderID)
 	}
+
+	// The projector's batches that made the checkout and the confirmation
+	// visible are traces of their own, linked to the commands' spans.
+	for _, cmd := range []tracetest.SpanStub{checkOut, tree.child(onReserved, "handle order", RoleSaga)} {
+		var batches []string
+		waitFor(t, "a projection batch linked to "+cmd.Name, func() bool {
+			tree.spans = exp.GetSpans()
+			batches = linkedBatches(tree.spans, cmd.SpanContext)
+			return len(batches) > 0
+		})
+		for _, sp := range tree.spans {
+			if sp.SpanContext.TraceID() == tid && strings.HasPrefix(sp.Name, "projection ") {
+				t.Errorf("batch span %q is in the checkout's trace; it must be a trace of its own, linked", sp.Name)
+			}
+		}
+		t.Logf("%s is linked from %v", cmd.Name, batches)
+	}
+}
+
+// linkedBatches names the projector's batch spans linked to sc.
+func linkedBatches(spans []tracetest.SpanStub, sc trace.SpanContext) []string {
+	var out []string
+	for _, sp := range spans {
+		if !strings.HasPrefix(sp.Name, "projection ") || roleOf(sp) != string(RoleProjector) {
+			continue
+		}
+		for _, l := range sp.Links {
+			if l.SpanContext.TraceID() == sc.TraceID() && l.SpanContext.SpanID() == sc.SpanID() {
+				out = append(out, sp.Name)
+			}
+		}
+	}
+	return out
 }
 
 func attrOf(sp tracetest.SpanStub, key string) (string, bool) {
