@@ -106,6 +106,9 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 				log.Warn("closing the event store", "error", err)
 			}
 		})
+		if p.wrapStore != nil {
+			store = p.wrapStore(store)
+		}
 	}
 	var rdb redis.UniversalClient
 	if needsRedis(role) {
