@@ -139,6 +139,8 @@ type Handler[S, C, E any] struct {
 	cache    *stateCache[S] // nil: Config.NoCache
 	metrics  *metrics       // nil: no Config.Registerer
 	tracer   trace.Tracer
+	// handleSpan and appendSpan are the spans' names, made once.
+	handleSpan, appendSpan string
 }
 
 // NewHandler returns a Handler that keeps the entities of decider in store,
@@ -163,6 +165,7 @@ func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Regist
 		tp = otel.GetTracerProvider()
 	}
 	h.tracer = tp.Tracer(ScopeName)
+	h.handleSpan, h.appendSpan = "handle "+h.cfg.Name, "append "+h.cfg.Name
 	if !cfg.NoCache {
 		h.cache = newStateCache[S](h.cfg.CacheSize)
 	}
@@ -207,7 +210,7 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (res Re
 		start := time.Now()
 		defer func() { h.metrics.observe(cmd, start, err) }()
 	}
-	ctx, span := h.tracer.Start(ctx, "handle "+h.cfg.Name)
+	ctx, span := h.tracer.Start(ctx, h.handleSpan)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("eventline.command.type", commandType(cmd)),
 			attribute.String("eventline.entity.id", id))
@@ -371,9 +374,13 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 		events[i] = ev
 	}
 	appendStart := time.Now()
-	actx, span := h.tracer.Start(ctx, "append "+h.cfg.Name)
-	res, err := h.store.Append(actx, stream, eventstore.Exact(e.version), events...)
-	if span.IsRecording() {
+	var res eventstore.AppendResult
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		// Tracing off (or this command not sampled): no span to start.
+		res, err = h.store.Append(ctx, stream, eventstore.Exact(e.version), events...)
+	} else {
+		actx, span := h.tracer.Start(ctx, h.appendSpan)
+		res, err = h.store.Append(actx, stream, eventstore.Exact(e.version), events...)
 		span.SetAttributes(attribute.String("eventline.stream", stream), attribute.Int("eventline.events", len(events)))
 		if err != nil {
 			span.RecordError(err)
@@ -381,8 +388,8 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 		} else {
 			span.SetAttributes(attribute.String("eventline.position", res.Position.String()))
 		}
+		span.End()
 	}
-	span.End()
 	h.metrics.appended(appendStart)
 	if err != nil {
 		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)
