@@ -1,9 +1,14 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -211,5 +216,53 @@ func TestTracesExporterSetting(t *testing.T) {
 	err := validTracesExporter("jaeger")
 	if err == nil || !strings.Contains(err.Error(), EnvTracesExporter) {
 		t.Fatalf("jaeger: error %v, want one naming %s", err, EnvTracesExporter)
+	}
+}
+
+// TestTracesExporters: console writes the spans to the process's stdout as
+// JSON; otlp posts them by OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT
+// (here a test server standing in for a collector); none gives no provider.
+func TestTracesExporters(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	span := func(tp trace.TracerProvider, stop func()) {
+		_, s := tp.Tracer("test").Start(context.Background(), "a span")
+		s.End()
+		stop() // flushes
+	}
+
+	var out bytes.Buffer
+	tp, stop, err := tracerProvider(context.Background(), RoleServe, Config{TracesExporter: TracesConsole}, &out, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	span(tp, stop)
+	if !strings.Contains(out.String(), `"Name":"a span"`) || !strings.Contains(out.String(), `"eventline.role"`) {
+		t.Errorf("console exporter wrote %q, want the span as JSON with the role", out.String())
+	}
+
+	got := make(chan string, 10)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Content-Type") + " " + strconv.FormatBool(bytes.Contains(body, []byte("a span")))
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(collector.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	tp, stop, err = tracerProvider(context.Background(), RoleServe, Config{TracesExporter: TracesOTLP}, io.Discard, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	span(tp, stop)
+	select {
+	case req := <-got:
+		if req != "POST /v1/traces application/x-protobuf true" {
+			t.Errorf("the collector got %q, want the span POSTed to /v1/traces as protobuf", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OTLP request reached the collector")
+	}
+
+	if tp, _, err := tracerProvider(context.Background(), RoleServe, Config{TracesExporter: TracesNone}, io.Discard, log); tp != nil || err != nil {
+		t.Errorf("none: provider %v, error %v; want neither", tp, err)
 	}
 }
