@@ -12,7 +12,15 @@ import (
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// ScopeName is the OpenTelemetry instrumentation scope of the Handler's spans.
+const ScopeName = "github.com/eventline/eventline/command"
 
 // Defaults for Config fields left zero.
 const (
@@ -52,6 +60,14 @@ type Config struct {
 	// Handler, labelled with Name (docs/metrics.md). Handlers of several
 	// entities share one set of collectors.
 	Registerer prometheus.Registerer
+	// TracerProvider gives Handle its spans: "handle <Name>" around the
+	// command and "append <Name>" around its append. The handle span's W3C
+	// trace context is written into every appended event's headers
+	// (eventstore.HeaderTraceparent), so that the projections, the relay and
+	// the consumers of the events continue the trace. nil means
+	// otel.GetTracerProvider(), the global provider, which does nothing (and
+	// writes no header) unless the program set one.
+	TracerProvider trace.TracerProvider
 }
 
 // Validate reports a Config that NewHandler would refuse. The error matches
@@ -122,6 +138,9 @@ type Handler[S, C, E any] struct {
 	locks    streamLocks
 	cache    *stateCache[S] // nil: Config.NoCache
 	metrics  *metrics       // nil: no Config.Registerer
+	tracer   trace.Tracer
+	// handleSpan and appendSpan are the spans' names, made once.
+	handleSpan, appendSpan string
 }
 
 // NewHandler returns a Handler that keeps the entities of decider in store,
@@ -141,6 +160,12 @@ func NewHandler[S, C, E any](store eventstore.Store, registry *eventstore.Regist
 		return nil, err
 	}
 	h := &Handler[S, C, E]{store: store, registry: registry, decider: decider, cfg: cfg.withDefaults()}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	h.tracer = tp.Tracer(ScopeName)
+	h.handleSpan, h.appendSpan = "handle "+h.cfg.Name, "append "+h.cfg.Name
 	if !cfg.NoCache {
 		h.cache = newStateCache[S](h.cfg.CacheSize)
 	}
@@ -184,6 +209,14 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (res Re
 	if h.metrics != nil {
 		start := time.Now()
 		defer func() { h.metrics.observe(cmd, start, err) }()
+	}
+	ctx, span := h.tracer.Start(ctx, h.handleSpan)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("eventline.command.type", commandType(cmd)),
+			attribute.String("eventline.entity.id", id))
+		defer func() { endSpan(span, err, res) }()
+	} else {
+		defer span.End()
 	}
 	stream, err := h.StreamID(id)
 	if err != nil {
@@ -244,6 +277,12 @@ func (h *Handler[S, C, E]) metadata(ctx context.Context, key, hash string) event
 	if md.CausationID == "" {
 		md.CausationID = key
 	}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		if md.Headers == nil {
+			md.Headers = make(map[string]string, 4)
+		}
+		traceContext.Inject(ctx, propagation.MapCarrier(md.Headers))
+	}
 	if key != "" {
 		if md.Headers == nil {
 			md.Headers = make(map[string]string, 2)
@@ -256,6 +295,33 @@ func (h *Handler[S, C, E]) metadata(ctx context.Context, key, hash string) event
 		}
 	}
 	return md
+}
+
+// traceContext writes the W3C headers eventstore.HeaderTraceparent and
+// eventstore.HeaderTracestate.
+var traceContext propagation.TraceContext
+
+// endSpan ends Handle's span with what the command came to.
+func endSpan[E any](span trace.Span, err error, res Result[E]) {
+	if err != nil {
+		outcome := Outcome(err)
+		span.SetAttributes(attribute.String("eventline.outcome", outcome))
+		span.RecordError(err)
+		switch outcome {
+		case OutcomeRejected, OutcomeInvalid, OutcomeIdempotencyConflict:
+			// The caller's mistake or the domain's refusal, answered as
+			// such: not a failure of the handler.
+		default:
+			span.SetStatus(codes.Error, outcome)
+		}
+	} else {
+		span.SetAttributes(attribute.String("eventline.outcome", Outcome(nil)),
+			attribute.String("eventline.stream", res.StreamID),
+			attribute.Int64("eventline.version", int64(res.Version)),
+			attribute.String("eventline.position", res.Position.String()),
+			attribute.Int("eventline.events", len(res.Events)))
+	}
+	span.End()
 }
 
 // attempt is one load-fold-decide-append, made while holding the stream's
@@ -308,7 +374,22 @@ func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string
 		events[i] = ev
 	}
 	appendStart := time.Now()
-	res, err := h.store.Append(ctx, stream, eventstore.Exact(e.version), events...)
+	var res eventstore.AppendResult
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		// Tracing off (or this command not sampled): no span to start.
+		res, err = h.store.Append(ctx, stream, eventstore.Exact(e.version), events...)
+	} else {
+		actx, span := h.tracer.Start(ctx, h.appendSpan)
+		res, err = h.store.Append(actx, stream, eventstore.Exact(e.version), events...)
+		span.SetAttributes(attribute.String("eventline.stream", stream), attribute.Int("eventline.events", len(events)))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "append failed")
+		} else {
+			span.SetAttributes(attribute.String("eventline.position", res.Position.String()))
+		}
+		span.End()
+	}
 	h.metrics.appended(appendStart)
 	if err != nil {
 		return Result[E]{}, fmt.Errorf("command: append to stream %q: %w", stream, err)

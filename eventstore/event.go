@@ -35,6 +35,16 @@ type Metadata struct {
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
+// Keys of Metadata.Headers that carry the W3C trace context
+// (https://www.w3.org/TR/trace-context/) the event was written under, so that
+// a trace continues across the store and the broker: the command handler
+// writes them when its context holds a span, and the projection runner and the
+// relay read them.
+const (
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+)
+
 // Record is an event as stored in the log.
 type Record struct {
 	Event

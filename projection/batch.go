@@ -13,6 +13,10 @@ import (
 	"github.com/eventline/eventline/projection/internal/replay"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // applyError is a failure of Projection.Apply on batch[index].
@@ -26,7 +30,20 @@ func (e *applyError) Unwrap() error { return e.err }
 
 // commit applies a batch and advances the checkpoint. A record that fails
 // MaxAttempts times is handled by the OnPoison policy.
-func (r *Runner) commit(ctx context.Context, batch []eventstore.Record) error {
+func (r *Runner) commit(ctx context.Context, batch []eventstore.Record) (err error) {
+	ctx, span := r.tracer.Start(ctx, "projection "+r.name+" batch")
+	if span.IsRecording() {
+		r.traceBatch(span, batch)
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, "batch failed")
+			}
+			span.End()
+		}()
+	} else {
+		defer span.End()
+	}
 	attempts, at := 0, -1
 	for len(batch) > 0 {
 		err := r.exec(ctx, batch, nil)
@@ -70,6 +87,52 @@ func (r *Runner) commit(ctx context.Context, batch []eventstore.Record) error {
 	}
 	return nil
 }
+
+// MaxBatchLinks bounds the links of a batch's span: the first MaxBatchLinks
+// distinct span contexts found in its records. A batch of thousands of
+// records written by as many commands would otherwise carry a link per
+// command; the span's eventline.links.dropped attribute counts the other
+// distinct ones.
+const MaxBatchLinks = 32
+
+// ScopeName is the OpenTelemetry instrumentation scope of the runner's spans.
+const ScopeName = "github.com/eventline/eventline/projection"
+
+// traceBatch describes batch on its span and links the span to the spans
+// the batch's records were written under (the records it handles).
+func (r *Runner) traceBatch(span trace.Span, batch []eventstore.Record) {
+	span.SetAttributes(
+		attribute.String("eventline.projection", r.name),
+		attribute.Int("eventline.projection.version", r.version),
+		attribute.Int("eventline.batch.records", len(batch)),
+		attribute.String("eventline.batch.first_position", batch[0].Position.String()),
+		attribute.String("eventline.batch.last_position", batch[len(batch)-1].Position.String()))
+	seen := make(map[trace.SpanID]bool)
+	dropped := 0
+	for _, rec := range batch {
+		if rec.Metadata.Headers[eventstore.HeaderTraceparent] == "" || r.handles != nil && !r.handles[rec.Type] {
+			continue
+		}
+		sc := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.MapCarrier(rec.Metadata.Headers)))
+		if _, ok := seen[sc.SpanID()]; ok || !sc.IsValid() {
+			continue
+		}
+		if len(seen)-dropped == MaxBatchLinks {
+			seen[sc.SpanID()] = false
+			dropped++
+			continue
+		}
+		seen[sc.SpanID()] = true
+		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{
+			attribute.String("eventline.stream", rec.StreamID),
+			attribute.String("eventline.position", rec.Position.String())}})
+	}
+	if dropped > 0 {
+		span.SetAttributes(attribute.Int("eventline.links.dropped", dropped))
+	}
+}
+
+var traceContext propagation.TraceContext
 
 // DeadLetterEntry is an entry of a dead-letter list, stored as JSON.
 type DeadLetterEntry struct {

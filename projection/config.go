@@ -12,6 +12,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Policy says what a runner does with a record the projection keeps failing
@@ -108,6 +109,14 @@ type Config struct {
 	// Registerer, when set, gets the runner's Prometheus metrics. Runners of
 	// one projection in the same process share them.
 	Registerer prometheus.Registerer
+	// TracerProvider gives the runner a span per batch committed
+	// ("projection <name> batch"), linked to the span each record was
+	// written under (its eventstore.HeaderTraceparent header; at most
+	// MaxBatchLinks distinct ones). A batch serves many commands, so it is a
+	// trace of its own that points to each command's trace, not a child of
+	// one of them. nil means otel.GetTracerProvider(), the global provider,
+	// which does nothing unless the program set one.
+	TracerProvider trace.TracerProvider
 }
 
 // Validate reports a Config that New would refuse.

@@ -15,6 +15,8 @@ import (
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Runner keeps one version of a projection up to date with the log. Run it in
@@ -28,6 +30,7 @@ type Runner struct {
 	handles map[string]bool
 	m       *metrics
 	log     *slog.Logger
+	tracer  trace.Tracer
 
 	// pinned, when set, is the only build this runner writes (Rebuild's
 	// runner). Otherwise the runner writes the active generation of its
@@ -73,6 +76,11 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if r.m, err = newMetrics(cfg.Registerer, r.name, r.version); err != nil {
 		return nil, fmt.Errorf("projection %s: register metrics: %w", r.name, err)
 	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	r.tracer = tp.Tracer(ScopeName)
 	r.activeKey = query.ActiveKey(r.name)
 	r.st = Status{Name: r.name, Version: r.version, State: StateStarting, Runner: cfg.ID, LagEvents: -1, LagSeconds: -1}
 	r.use(query.Build{Version: r.version})

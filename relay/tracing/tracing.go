@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
 )
 
@@ -32,8 +33,8 @@ import (
 const (
 	// HeaderTraceparent and HeaderTracestate are the event headers holding
 	// the trace context the event was written under.
-	HeaderTraceparent = "traceparent"
-	HeaderTracestate  = "tracestate"
+	HeaderTraceparent = eventstore.HeaderTraceparent
+	HeaderTracestate  = eventstore.HeaderTracestate
 	// MetaTraceparent and MetaTracestate are the message metadata holding
 	// the producer span's context.
 	MetaTraceparent = "traceparent"

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/breaker"
 	"github.com/eventline/eventline/breaker/storebreaker"
@@ -122,6 +123,13 @@ type Config struct {
 	// StoreTimeout bounds each event store call of a command (append, read
 	// of its stream). 0 means storebreaker.DefaultTimeout.
 	StoreTimeout time.Duration
+	// TracesExporter turns OpenTelemetry tracing on: TracesOTLP (OTLP over
+	// HTTP, set by the OTEL_EXPORTER_OTLP_* variables) or TracesConsole
+	// (stdout). Empty or TracesNone: off.
+	TracesExporter string
+	// TracerProvider, when set, is used as it is and TracesExporter is
+	// ignored; the caller stops it.
+	TracerProvider trace.TracerProvider
 
 	// Stdout receives the one line saying where the process listens. nil
 	// means os.Stdout.
@@ -169,6 +177,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 			"broker of the saga's events: nats://host:4222 (JetStream), amqp://user:pass@host:5672/ (RabbitMQ) or redis://host:6379; empty: in-process for serve, Redis Streams on --redis for saga (env "+EnvBrokerURL+")")
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
+	fs.StringVar(&c.TracesExporter, "traces-exporter", env(EnvTracesExporter, ""),
+		"OpenTelemetry traces: otlp (OTLP over HTTP, see OTEL_EXPORTER_OTLP_ENDPOINT), console (stdout) or none; empty: none (env "+EnvTracesExporter+")")
 	fs.StringVar(&c.LogLevel, "log-level", env(EnvLogLevel, "info"), "debug, info, warn or error (env "+EnvLogLevel+")")
 	fs.IntVar(&c.BreakerFailures, "breaker-failures", envInt(EnvBreakerFailures, breaker.DefaultFailures),
 		"consecutive failures of a dependency that open its circuit breaker (env "+EnvBreakerFailures+")")
@@ -249,6 +259,9 @@ func (c Config) Validate(role Role) error {
 				return err
 			}
 		}
+	}
+	if err := validTracesExporter(c.TracesExporter); err != nil {
+		return err
 	}
 	if c.CommandURL != "" {
 		if u, err := url.Parse(c.CommandURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -17,11 +17,17 @@ import (
 // startRole runs role with cfg until the test ends and returns its URL.
 func startRole(t testing.TB, role Role, cfg Config) (url string, stop func()) {
 	t.Helper()
+	return startRoleWith(t, role, cfg, defaultParts())
+}
+
+// startRoleWith is startRole with the parts p.
+func startRoleWith(t testing.TB, role Role, cfg Config, p parts) (url string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	lines := make(lineWriter, 1)
 	cfg.Addr, cfg.Stdout, cfg.Logger = "127.0.0.1:0", lines, slog.New(slog.DiscardHandler)
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, role, cfg) }()
+	go func() { done <- run(ctx, role, cfg, p) }()
 	stopped := false
 	stop = func() {
 		if stopped {

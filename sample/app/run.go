@@ -16,9 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/breaker/redisbreaker"
 	"github.com/eventline/eventline/breaker/storebreaker"
+	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/http/commandapi"
@@ -68,6 +70,14 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		}
 	}()
 
+	// The tracer provider is stopped last, flushing the spans of everything
+	// stopped before it.
+	tp, stopTracing, err := tracerProvider(ctx, role, cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, stopTracing)
+
 	// Listen before anything else starts: a taken port is the commonest
 	// mistake, and it must be reported at once, not after the store, Redis,
 	// the projectors and the saga have started only to be stopped again.
@@ -96,6 +106,9 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 				log.Warn("closing the event store", "error", err)
 			}
 		})
+		if p.wrapStore != nil {
+			store = p.wrapStore(store)
+		}
 	}
 	var rdb redis.UniversalClient
 	if needsRedis(role) {
@@ -130,7 +143,8 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 		if err != nil {
 			return err
 		}
-		cmds, err := commandapi.New(guarded, reg, commandapi.Config{Logger: log, Registerer: metrics})
+		cmds, err := commandapi.New(guarded, reg, commandapi.Config{Logger: log, Registerer: metrics,
+			Handler: command.Config{TracerProvider: tp}})
 		if err != nil {
 			return err
 		}
@@ -166,14 +180,14 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	// fails after some of them started.
 	closers = append(closers, func() { cancelRunners(); runners.Wait(); closeTransport() })
 	if role == RoleServe || role == RoleProjector {
-		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p)
+		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p, tp)
 		if err != nil {
 			return err
 		}
 		checks = append(checks, check{"projections", pool.check})
 	}
 	if role == RoleServe || role == RoleSaga {
-		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log, deps)
+		closeSaga, err := startSaga(runCtx, &runners, role, cfg.BrokerURL, store, rdb, reg, metrics, log, deps, tp)
 		if err != nil {
 			return err
 		}
@@ -187,7 +201,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	srv := &http.Server{
 		// Unknown routes and wrong methods answer the JSON error body of
 		// every other error, on every role (the ops endpoints included).
-		Handler:           httpjson.Mux(mux),
+		Handler:           traced(httpjson.Mux(mux), role, tp),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Bodies are small (httpjson.MaxBodyBytes); the longest answer is a
 		// query waiting for ?after= (queryapi.DefaultWaitTimeout), well inside
@@ -291,7 +305,7 @@ type projections struct {
 // startProjections starts one runner per projection, owned by wg; they stop
 // when ctx ends.
 func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.Store, rdb redis.UniversalClient,
-	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts) (*projections, error) {
+	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts, tp trace.TracerProvider) (*projections, error) {
 	pool := &projections{failed: map[string]error{}}
 	if p.projections == nil {
 		log.Warn("this build has no read models (sample/readmodel)")
@@ -307,7 +321,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 	shared := eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
 	for _, proj := range p.projections(reg) {
 		r, err := projection.NewRunner(projection.Config{
-			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics,
+			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics, TracerProvider: tp,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("app: projection %s: %w", proj.Name(), err)
@@ -318,7 +332,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 		// Rebuilds asked for by a process without the store (the web page
 		// of query-api) are run here, by one of the projectors.
 		wg.Go(func() {
-			cfg := projection.Config{Store: store, Redis: rdb, Projection: proj, Logger: log}
+			cfg := projection.Config{Store: store, Redis: rdb, Projection: proj, Logger: log, TracerProvider: tp}
 			if err := projection.ServeRebuildRequests(ctx, projection.ServeRebuildOptions{Config: cfg, Interval: time.Second}); err != nil {
 				log.Error("rebuild requests not served", "projection", proj.Name(), "error", err)
 			}

@@ -15,12 +15,14 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/breaker/pubbreaker"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/relay/broker"
 	"github.com/eventline/eventline/relay/consume"
+	"github.com/eventline/eventline/relay/tracing"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
 	"github.com/eventline/eventline/sample/saga"
@@ -53,7 +55,7 @@ const (
 // checkpoint and the de-duplication marks stay in rdb whatever the broker.
 // The returned func closes the transport after wg is done.
 func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL string, store eventstore.Store, rdb redis.UniversalClient,
-	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, deps *breakers) (closeTransport func(), err error) {
+	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, deps *breakers, tp trace.TracerProvider) (closeTransport func(), err error) {
 	wlog := watermill.NewSlogLogger(log.With("component", "watermill"))
 	var pub message.Publisher
 	var sub message.Subscriber
@@ -117,14 +119,16 @@ func startSaga(ctx context.Context, wg *sync.WaitGroup, role Role, brokerURL str
 	}
 	sg, err := saga.New(saga.Config{
 		Store: store, Registry: reg, Subscriber: sub, Publisher: pub, Dedup: dedup,
-		Logger: log, Registerer: metrics,
+		Logger: log, Registerer: metrics, TracerProvider: tp,
 	})
 	if err != nil {
 		closeTransport()
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	rl, err := relay.New(relay.Config{
-		Name: "saga", Store: store, Publisher: pub, Lease: lease,
+		// A producer span per event published, child of the span the event
+		// was written under (its traceparent header); nil tp: pub itself.
+		Name: "saga", Store: store, Publisher: tracing.Publisher(pub, tp), Lease: lease,
 		Checkpoint: relay.NewRedisCheckpoint(rdb, relayCheckpointKey),
 		Filter:     relay.Types(cart.TypeCheckedOut, customer.TypeCreditReserved, customer.TypeCreditRefused),
 		Logger:     log, Registerer: metrics,

@@ -26,6 +26,9 @@ type parts struct {
 	// /readyz that says whether they can answer, and close, which releases
 	// what they hold after the HTTP server stopped.
 	mountQueries func(rdb redis.UniversalClient, mux *http.ServeMux, cfg Config, log *slog.Logger, metrics prometheus.Registerer) (ready func(context.Context) error, close func())
+	// wrapStore, when set, wraps the event store the process opened (tests
+	// put faults there).
+	wrapStore func(eventstore.Store) eventstore.Store
 }
 
 func defaultParts() parts {

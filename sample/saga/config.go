@@ -8,6 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
@@ -104,6 +105,13 @@ type Config struct {
 	// Logger receives a line per saga outcome (order confirmed, order
 	// rejected) and the router's logs. Default slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, gives the saga OpenTelemetry spans: one
+	// consumer span per message, child of the relay's publish span the
+	// message carries (package relay/tracing), the spans of the commands it
+	// sends (Command.TracerProvider defaults to it), and an "order <status>"
+	// span when an order reaches its final state (confirmed or rejected).
+	// nil: no spans.
+	TracerProvider trace.TracerProvider
 	// Registerer, when set, receives the saga's metric
 	// eventline_saga_messages_total{type,result}.
 	Registerer prometheus.Registerer
@@ -139,6 +147,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Command.TracerProvider == nil {
+		c.Command.TracerProvider = c.TracerProvider
 	}
 	if c.Command.Logger == nil {
 		c.Command.Logger = c.Logger

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/command"
 )
@@ -66,6 +68,9 @@ func (m *metrics) step(name string, err error) {
 // reached status. A redelivered message that repeats the final step
 // observes again.
 func (s *Saga) completed(ctx context.Context, orderID, status string) {
+	_, span := s.tracer.Start(ctx, "order "+status, trace.WithAttributes(
+		attribute.String("eventline.order.id", orderID), attribute.String("eventline.order.status", status)))
+	defer span.End()
 	stream, err := s.orders.StreamID(orderID)
 	if err != nil {
 		return

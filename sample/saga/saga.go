@@ -11,15 +11,22 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/relay/consume"
+	"github.com/eventline/eventline/relay/tracing"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/domain/customer"
 	"github.com/eventline/eventline/sample/domain/order"
 )
+
+// ScopeName is the OpenTelemetry instrumentation scope of the saga's own
+// spans ("order <status>").
+const ScopeName = "github.com/eventline/eventline/sample/saga"
 
 // Entity kinds, i.e. command.Config.Name of each handler: they name the
 // streams ("cart-<id>") and must be the names the command API uses.
@@ -64,6 +71,7 @@ type Saga struct {
 	customers *command.Handler[customer.State, customer.Command, customer.Event]
 	messages  *prometheus.CounterVec
 	metrics   *metrics
+	tracer    trace.Tracer
 	started   atomic.Bool
 	running   chan struct{}
 }
@@ -75,7 +83,10 @@ func New(cfg Config) (*Saga, error) {
 	}
 	cfg = cfg.withDefaults()
 	cfg.Topics = append([]string(nil), cfg.Topics...)
-	s := &Saga{cfg: cfg, running: make(chan struct{})}
+	s := &Saga{cfg: cfg, running: make(chan struct{}), tracer: noop.NewTracerProvider().Tracer(ScopeName)}
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(ScopeName)
+	}
 	var err error
 	if s.carts, err = command.NewHandler(cfg.Store, cfg.Registry, cart.Decider, named(cfg.Command, kindCart)); err != nil {
 		return nil, err
@@ -141,6 +152,10 @@ func (s *Saga) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("saga %q: %w", s.cfg.Name, err)
+	}
+	if s.cfg.TracerProvider != nil {
+		// Innermost: each attempt at a message is a consumer span.
+		router.AddMiddleware(tracing.Middleware(s.cfg.TracerProvider))
 	}
 	for _, topic := range s.cfg.Topics {
 		router.AddConsumerHandler(s.cfg.Name+"/"+topic, topic, s.cfg.Subscriber, s.handle)
