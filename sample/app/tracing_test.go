@@ -72,7 +72,7 @@ func (s spanTree) names(tid trace.TraceID) []string {
 
 func roleOf(sp tracetest.SpanStub) string {
 	v, _ := sp.Resource.Set().Value("eventline.role")
-	return v.Emit()
+	return v.String()
 }
 
 // TestOneCheckoutIsOneTrace runs the split roles (command-api, projector,
@@ -198,7 +198,7 @@ func linkedBatches(spans []tracetest.SpanStub, sc trace.SpanContext) []string {
 func attrOf(sp tracetest.SpanStub, key string) (string, bool) {
 	for _, kv := range sp.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit(), true
+			return kv.Value.String(), true
 		}
 	}
 	return "", false
