@@ -107,10 +107,29 @@ func TestSharedLogReadsTheLogOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	var wg sync.WaitGroup
+	// Each waits after its first record until all four have one, so that
+	// they start together however the goroutines are scheduled (with one
+	// CPU the first could otherwise take the whole log before the others
+	// start).
+	var wg, started sync.WaitGroup
+	started.Add(4)
+	all := make(chan struct{})
+	go func() { started.Wait(); close(all) }()
 	errs := make(chan error, 4)
 	for range 4 {
-		wg.Go(func() { errs <- consume(ctx, s, eventstore.Position{}, head, nil) })
+		wg.Go(func() {
+			once := false
+			errs <- consume(ctx, s, eventstore.Position{}, head, func(eventstore.Record) {
+				if !once {
+					once = true
+					started.Done()
+					select {
+					case <-all:
+					case <-ctx.Done():
+					}
+				}
+			})
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -444,8 +463,19 @@ func TestSharedLogLateStarterFromTheSameCheckpointJoins(t *testing.T) {
 		})
 	}()
 	<-started // the convoy has handed out its first record
+	// The late one waits after its first record too: with the first records
+	// read ahead, it could otherwise take all of them and leave before the
+	// test sees it among the members.
 	late := make(chan error, 1)
-	go func() { late <- consume(ctx, s, eventstore.Position{}, head, nil) }()
+	go func() {
+		once := false
+		late <- consume(ctx, s, eventstore.Position{}, head, func(eventstore.Record) {
+			if !once {
+				once = true
+				<-joined
+			}
+		})
+	}()
 	waitMembers(t, s, 2)
 	close(joined)
 	for _, ch := range []chan error{first, late} {
