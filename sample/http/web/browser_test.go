@@ -53,7 +53,10 @@ func TestBrowserStory(t *testing.T) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], // headless, no first run, no background networking
 		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.NoFirstRun, chromedp.WindowSize(1280, 1000))
+		chromedp.NoFirstRun, chromedp.WindowSize(1280, 1000),
+		// Chromium prints its DevTools address once started; on a loaded
+		// 2-core machine that took longer than chromedp's default 20 s.
+		chromedp.WSURLReadTimeout(90*time.Second))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx)
