@@ -110,10 +110,15 @@ func TestForceRebuildUnderLiveQueries(t *testing.T) {
 	if n := rdb.SCard(ctx, RetiredKey("p")).Val(); n != 0 {
 		t.Errorf("retired set has %d builds", n)
 	}
-	st, err := projector.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The projector took the new generation over at the switch; it reports
+	// running once it has seen that it stands at the head, which can be a
+	// moment after its checkpoint got there.
+	var st Status
+	waitUntil(t, 10*time.Second, "the projector running on generation 1", func() bool {
+		var err error
+		st, err = projector.Status(ctx)
+		return err == nil && st.Generation == 1 && st.State == StateRunning
+	})
 	if st.Version != 1 || st.Generation != 1 || !st.Active || st.ActiveGeneration != 1 || st.Holder != projector.ID() || st.State != StateRunning {
 		t.Errorf("projector status %+v", st)
 	}
