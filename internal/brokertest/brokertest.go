@@ -1,7 +1,8 @@
 // Package brokertest gives tests the message brokers of package relay/broker:
-// the shared NATS JetStream and RabbitMQ servers, a private nats-server a test
-// may kill and restart, a loopback TCP proxy whose connections a test can cut,
-// and fresh names so that runs never share a topic or a group.
+// the shared NATS JetStream and RabbitMQ servers, a private nats-server and a
+// private RabbitMQ node (StartRabbit) a test may stop, kill and start again on
+// their data, a loopback TCP proxy whose connections a test can cut, and
+// fresh names so that runs never share a topic or a group.
 //
 // Which server a test gets:
 //
@@ -11,7 +12,7 @@
 // A server that does not answer skips the test, or fails it when
 // EVENTLINE_REQUIRE_NATS / EVENTLINE_REQUIRE_AMQP is set (as .ci/run does), so
 // CI never silently tests nothing. StartNATS needs Debian's nats-server binary
-// under the same rule.
+// and StartRabbit Debian's rabbitmq-server package under the same rule.
 package brokertest
 
 import (

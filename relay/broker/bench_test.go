@@ -2,7 +2,9 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -132,7 +134,8 @@ func BenchmarkPublishNATS(b *testing.B) {
 // BenchmarkPublishAMQP: the relay over broker.Open's RabbitMQ publisher
 // (persistent messages, one transaction per Publish call) against
 // watermill-amqp's own durable pub/sub publisher: transactional as the
-// relay's, with a confirm per message (its other safe setting), and with its
+// relay's (and on one pooled channel instead of a channel per call), with a
+// confirm per message (its other safe setting), and with its
 // defaults (no confirms: a publish is done once written to the socket, which
 // can lose messages).
 func BenchmarkPublishAMQP(b *testing.B) {
@@ -162,13 +165,17 @@ func BenchmarkPublishAMQP(b *testing.B) {
 	confirmed := wmamqp.NewDurablePubSubConfig(url, wmamqp.GenerateQueueNameTopicNameWithSuffix(group))
 	confirmed.Publish.ConfirmDelivery = true
 	confirmed.Publish.ChannelPoolSize = 1
+	// As the relay's: a channel per Publish call.
 	transactional := wmamqp.NewDurablePubSubConfig(url, wmamqp.GenerateQueueNameTopicNameWithSuffix(group))
 	transactional.Publish.Transactional = true
-	transactional.Publish.ChannelPoolSize = 1
+	// One pooled channel, which relay/broker no longer uses (amqpConfig).
+	pooled := transactional
+	pooled.Publish.ChannelPoolSize = 1
 	for name, cfg := range map[string]wmamqp.Config{
-		"watermill-publisher-confirmed":     confirmed,
-		"watermill-publisher-transactional": transactional,
-		"watermill-publisher-defaults":      wmamqp.NewDurablePubSubConfig(url, wmamqp.GenerateQueueNameTopicNameWithSuffix(group)),
+		"watermill-publisher-confirmed":            confirmed,
+		"watermill-publisher-transactional":        transactional,
+		"watermill-publisher-transactional-pooled": pooled,
+		"watermill-publisher-defaults":             wmamqp.NewDurablePubSubConfig(url, wmamqp.GenerateQueueNameTopicNameWithSuffix(group)),
 	} {
 		plain, err := wmamqp.NewPublisher(cfg, watermill.NopLogger{})
 		if err != nil {
@@ -178,4 +185,163 @@ func BenchmarkPublishAMQP(b *testing.B) {
 		b.Run(name, func(b *testing.B) { rawPublish(b, recs, plain, topic) })
 	}
 	b.Run("relay", func(b *testing.B) { relayAll(b, store, bk.Publisher(), topic) })
+}
+
+// BenchmarkAMQPRestart stops a private RabbitMQ node and starts it again on
+// its data, then measures, for clients connected before the stop, the time
+// from the node accepting connections again to a message published after it
+// being delivered: broker.Open's publisher and subscriber (reconnecting
+// within AMQPReconnectMaxInterval) against watermill-amqp's with its default
+// reconnection (back-off up to a minute), through the same restart, and a
+// client that dials afresh once the node is back (the ceiling).
+func BenchmarkAMQPRestart(b *testing.B) {
+	srv := brokertest.StartRabbit(b)
+	type client struct {
+		name  string
+		pub   message.Publisher
+		topic string
+		msgs  <-chan *message.Message
+		total time.Duration
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	group := brokertest.Name("g")
+	var clients []*client
+	ours := func() (message.Publisher, message.Subscriber) {
+		bk, err := broker.Open(broker.Config{URL: srv.URL, Group: group, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = bk.Close() })
+		return bk.Publisher(), bk.Subscriber()
+	}
+	plain := func() (message.Publisher, message.Subscriber) {
+		cfg := wmamqp.NewDurablePubSubConfig(srv.URL, wmamqp.GenerateQueueNameTopicNameWithSuffix(group))
+		pub, err := wmamqp.NewPublisher(cfg, watermill.NopLogger{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = pub.Close() })
+		sub, err := wmamqp.NewSubscriber(cfg, watermill.NopLogger{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = sub.Close() })
+		return pub, sub
+	}
+	for _, c := range []struct {
+		name string
+		open func() (message.Publisher, message.Subscriber)
+	}{{"broker.Open", ours}, {"watermill-amqp-defaults", plain}} {
+		pub, sub := c.open()
+		topic := brokertest.Name("el.bench.restart.")
+		msgs, err := sub.Subscribe(ctx, topic)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients = append(clients, &client{name: c.name, pub: pub, topic: topic, msgs: msgs})
+	}
+	// roundTrip publishes a new message until a Publish succeeds, then waits
+	// for its delivery.
+	roundTrip := func(c *client) error {
+		id := watermill.NewUUID()
+		deadline := time.Now().Add(brokertest.RabbitStartTimeout)
+		for {
+			err := c.pub.Publish(c.topic, message.NewMessage(id, []byte("x")))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: publish: %w", c.name, err)
+			}
+			time.Sleep(5 * time.Millisecond) // retry interval
+		}
+		timeout := time.After(time.Until(deadline))
+		for {
+			select {
+			case m, ok := <-c.msgs:
+				if !ok {
+					return fmt.Errorf("%s: subscription closed", c.name)
+				}
+				m.Ack()
+				if m.UUID == id {
+					return nil
+				}
+			case <-timeout:
+				return fmt.Errorf("%s: message %s not delivered", c.name, id)
+			}
+		}
+	}
+	// fresh dials the node, declares a durable queue, publishes a persistent
+	// message to it in a transaction and takes it back.
+	freshQueue := brokertest.Name("el.bench.restart.fresh.")
+	fresh := func() error {
+		conn, err := amqp091.Dial(srv.URL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		if _, err := ch.QueueDeclare(freshQueue, true, false, false, false, nil); err != nil {
+			return err
+		}
+		if err := ch.Tx(); err != nil {
+			return err
+		}
+		if err := ch.PublishWithContext(ctx, "", freshQueue, false, false, amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte("x")}); err != nil {
+			return err
+		}
+		if err := ch.TxCommit(); err != nil {
+			return err
+		}
+		deliveries, err := ch.Consume(freshQueue, "", true, false, false, false, nil)
+		if err != nil {
+			return err
+		}
+		select {
+		case <-deliveries:
+			return nil
+		case <-time.After(time.Minute):
+			return errors.New("fresh client: no delivery")
+		}
+	}
+	for _, c := range clients {
+		if err := roundTrip(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var freshTotal time.Duration
+	for b.Loop() {
+		srv.Stop()
+		srv.Start()
+		up := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(clients)+1)
+		for _, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := roundTrip(c); err != nil {
+					errs <- err
+				}
+				c.total += time.Since(up)
+			}()
+		}
+		if err := fresh(); err != nil {
+			errs <- err
+		}
+		freshTotal += time.Since(up)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		b.ReportMetric(c.total.Seconds()/float64(b.N), c.name+"-s/restart")
+	}
+	b.ReportMetric(freshTotal.Seconds()/float64(b.N), "fresh-client-s/restart")
 }

@@ -39,7 +39,11 @@
 // (docs/benchmarks.md). A message unacked when its consumer's connection drops
 // goes back to the queue; consumers take one message at a time (prefetch 1),
 // which keeps a topic's order for one consumer. The client reconnects with
-// back-off after a dropped connection.
+// back-off after a dropped connection, at most AMQPReconnectMaxInterval
+// apart, so a restarted broker is in use again within about a second of
+// accepting connections; durable queues and persistent messages survive the
+// restart (TestRelayAndConsumerRideOutABrokerRestart stops and kills a
+// private RabbitMQ node while the relay publishes and a group consumes).
 //
 // # Redis Streams
 //
