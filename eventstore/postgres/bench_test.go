@@ -154,6 +154,7 @@ func BenchmarkCartWorkload(b *testing.B) {
 	}
 	var lat []time.Duration
 	var mu sync.Mutex
+	commits := postgres.Commits(s)
 	b.ResetTimer()
 	for iter := range b.N {
 		var next atomic.Int64
@@ -195,6 +196,9 @@ func BenchmarkCartWorkload(b *testing.B) {
 	if len(lat) > 0 {
 		b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
+	}
+	if c := postgres.Commits(s) - commits; c > 0 {
+		b.ReportMetric(float64(len(lat))/float64(c), "appends/commit")
 	}
 }
 

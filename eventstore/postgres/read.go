@@ -104,7 +104,9 @@ func (s *Store) streamPage(ctx context.Context, stream string, from uint64, page
 	return page, n == s.cfg.PageSize, exists, rows.Err()
 }
 
-// ReadAll implements eventstore.Store.
+// ReadAll implements eventstore.Store. While the caller consumes a page, the
+// next one is already being read (one page ahead, no more), so the server's
+// work on a page overlaps the caller's on the one before.
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		if s.closed.Load() {
@@ -117,14 +119,13 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 			return
 		}
 		next := after.Commit
-		var page []eventstore.Record
+		if next >= head {
+			return
+		}
 		lr := s.newLogReader()
-		for next < head {
-			if err := ctx.Err(); err != nil {
-				yield(eventstore.Record{}, err)
-				return
-			}
-			page, err = s.logPage(ctx, lr, next, head, page[:0])
+		page, err := s.logPage(ctx, lr, next, head, nil)
+		var spare []eventstore.Record
+		for {
 			if err != nil {
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("read all after %d", next)))
 				return
@@ -132,22 +133,52 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 			if len(page) == 0 {
 				return
 			}
+			next = page[len(page)-1].Position.Commit
+			// The prefetch goroutine is owned by this loop, which receives
+			// its page before it reads another or returns.
+			var ahead chan pageResult
+			if next < head && ctx.Err() == nil {
+				ahead = make(chan pageResult, 1)
+				go func(buf []eventstore.Record) {
+					p, err := s.logPage(ctx, lr, next, head, buf)
+					ahead <- pageResult{p, err}
+				}(spare[:0])
+			}
 			for _, rec := range page {
 				if !yield(rec, nil) {
+					if ahead != nil {
+						<-ahead
+					}
 					return
 				}
 			}
-			next = page[len(page)-1].Position.Commit
+			if ahead == nil {
+				if err := ctx.Err(); err != nil && next < head {
+					yield(eventstore.Record{}, err)
+				}
+				return
+			}
+			r := <-ahead
+			spare, page, err = page, r.page, r.err
+			if err == nil {
+				err = ctx.Err()
+			}
 		}
 	}
 }
 
-// logPage reads records with positions in (after, upTo].
+// pageResult is a page read ahead by ReadAll.
+type pageResult struct {
+	page []eventstore.Record
+	err  error
+}
+
+// logPage reads records with positions in (after, upTo], at most a page.
 func (s *Store) logPage(ctx context.Context, lr *logReader, after, upTo uint64, page []eventstore.Record) ([]eventstore.Record, error) {
-	if after >= math.MaxInt64 {
+	if after >= math.MaxInt64 || after >= upTo {
 		return page, nil
 	}
-	rows, err := s.pool.Query(ctx, s.sql.logPage, int64(after), int64(min(upTo, math.MaxInt64)), s.cfg.PageSize)
+	rows, err := s.pool.Query(ctx, s.sql.logPage, int64(after), s.cfg.PageSize)
 	if err != nil {
 		return page, err
 	}
@@ -165,6 +196,9 @@ func (s *Store) logPage(ctx context.Context, lr *logReader, after, upTo uint64, 
 		}
 		if err != nil {
 			return page, err
+		}
+		if rec.Position.Commit > upTo {
+			break
 		}
 		size += len(rec.Data)
 		page = append(page, rec)
