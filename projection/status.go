@@ -76,6 +76,16 @@ type Status struct {
 	DeadLetters int64 `json:"dead_letters"`
 	// UpdatedAt is when the lease holder last wrote its status.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Partitions, in Runner.Status of a partitioned projection, is how many
+	// partitions this runner applies now.
+	Partitions int `json:"partitions,omitempty"`
+	// Parts is, in ReadStatus of a build split into partitions, the status of
+	// each partition in order (its checkpoint, lag, holder, state); the
+	// Status itself is then their total: the lowest checkpoint, the highest
+	// lag, the dead letters summed, and Holder the holders joined by ','.
+	Parts []Status `json:"parts,omitempty"`
+	// Partition is the index of the partition a Parts entry is about.
+	Partition int `json:"partition,omitempty"`
 }
 
 // Fields of the status hash.
@@ -91,6 +101,20 @@ const (
 
 func statusKey(name string, b query.Build) string { return query.Prefix(name, b) + "status" }
 func leaseKey(name string, b query.Build) string  { return query.Prefix(name, b) + "lease" }
+
+// The same keys in partition part of build b (see query.PartitionPrefix).
+func partStatusKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "status"
+}
+func partLeaseKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "lease"
+}
+func partDeadLetterKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "deadletter"
+}
+func partRetryKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "retry"
+}
 
 // DeadLetterKey returns the key of the dead-letter list of build b: a list
 // of JSON DeadLetterEntry values, oldest first.
@@ -279,6 +303,23 @@ func (r *Runner) putStatus(ctx context.Context, forget bool) (ok bool, err error
 	if forget {
 		mode = "forget"
 	}
+	if r.part.Partitioned() {
+		// The versions set and the active key are in the projection's tag,
+		// the partition's keys in another slot: the fenced write touches the
+		// partition's keys only, and the listing is written apart.
+		n, err := partStatusScript.Run(ctx, r.cfg.Redis, []string{r.leaseKey, r.statusKey},
+			r.cfg.ID, r.held.Fence().TokenArg(),
+			fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(), fHeadAt, timeNano(s.HeadAt),
+			fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano()).Int()
+		if err != nil || n == 0 {
+			return false, err
+		}
+		pipe := r.cfg.Redis.Pipeline()
+		pipe.SAdd(ctx, VersionsKey(r.name), r.build.String())
+		pipe.SAdd(ctx, ProjectionsKey, r.name)
+		_, err = pipe.Exec(ctx)
+		return true, err
+	}
 	n, err := statusScript.Run(ctx, r.cfg.Redis,
 		[]string{r.leaseKey, r.statusKey, VersionsKey(r.name), r.checkpointKey, r.activeKey},
 		r.cfg.ID, r.build.String(), mode, r.held.Fence().TokenArg(),
@@ -318,6 +359,14 @@ func (r *Runner) refreshStatus(ctx context.Context) error {
 	r.m.lagSeconds.Set(s.LagSeconds)
 	return r.writeStatus(ctx)
 }
+
+// partStatusScript writes a partition's status hash, fenced like
+// statusScript. KEYS: lease, status. ARGV: owner, fencing token, then the
+// hash's field/value pairs. Replies 1 written, 0 not the holder.
+var partStatusScript = redis.NewScript(lease.FenceLua + `
+if not lease_held(KEYS[1], ARGV[1], ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+return 1`)
 
 // statusScript writes a build's status hash, fenced like a batch: only the
 // holder of the build's lease (KEYS[1] = ARGV[1]) writes it, so a runner
