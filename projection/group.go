@@ -50,7 +50,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)`)
 // the build's partitions are in other slots, so the caller has read them
 // before (groupActivate); the script, in the projection's slot, checks what
 // is there: the active build is still the one the caller compared with
-// (ARGV[2], '' for none), and the caller is a live member of the version
+// (ARGV[2], empty for none), and the caller is a live member of the version
 // (KEYS[3], ARGV[3]). Checkpoints only move forward, so a partition that had
 // reached the target when read has still reached it now.
 //

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -190,6 +191,72 @@ func TestPartitionedRunner(t *testing.T) {
 	if err != nil || got != want[v.KeyFor("cart-5", "n", "cart-5")+"#inc"] {
 		t.Fatalf("KeyFor read %q, %v", got, err)
 	}
+	// Status: a row per partition with its holder and checkpoint, and a total.
+	waitUntil(t, 10*time.Second, "every partition's status", func() bool {
+		st, err := ReadStatus(ctx, rdb, "pc", query.Build{})
+		if err != nil || len(st.Parts) != n || st.Checkpoint != head || st.Holder != r.ID() {
+			return false
+		}
+		for _, p := range st.Parts {
+			if p.Holder != r.ID() || p.Checkpoint != head || p.State != StateRunning {
+				return false
+			}
+		}
+		return true
+	})
+	// A Rebuild would switch one slot at a time: refused.
+	if _, err := Rebuild(ctx, Config{Store: store, Redis: rdb, Projection: pcounts("pc", n)}, RebuildOptions{Force: true}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Rebuild of a partitioned projection: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestPartitionedVersionBump builds version 2 of a partitioned projection
+// beside version 1 (with another partition count), switches once every
+// partition has caught up, and removes version 1's partitions.
+func TestPartitionedVersionBump(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	appendStreams(t, store, 0, 300)
+	v1 := newRunner(t, Config{Store: store, Redis: rdb, Projection: pcounts("vb", 4), BatchSize: 50, Logger: quietLogger(),
+		RetireDelay: time.Millisecond})
+	x1 := startRunner(t, v1)
+	head := appendStreams(t, store, 300, 400)
+	waitFor(t, rdb, "vb", head)
+	p2 := Partitioned(Define("vb", 2, func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
+		tx.HIncrBy(ctx, tx.Key("n", rec.StreamID), "all", 1)
+		return nil
+	}), 3, nil)
+	x2 := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: p2, BatchSize: 50, Logger: quietLogger(),
+		RetireDelay: time.Millisecond}))
+	head = appendStreams(t, store, 400, 450)
+	waitUntil(t, 30*time.Second, "the switch to v2", func() bool {
+		v, err := query.WaitFor(ctx, rdb, "vb", head)
+		return err == nil && v.Version == 2 && v.Partitions == 3
+	})
+	v, _ := query.Resolve(ctx, rdb, "vb")
+	if got := rdb.HGet(ctx, v.KeyFor("cart-3", "n", "cart-3"), "all").Val(); got != strconv.Itoa(450/40+1) {
+		t.Fatalf("v2 count of cart-3 = %q", got)
+	}
+	select {
+	case <-x1.done:
+		if !errors.Is(x1.err, ErrSuperseded) {
+			t.Fatalf("v1's runner returned %v, want ErrSuperseded", x1.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("v1's runner still runs 30 s after the switch")
+	}
+	waitUntil(t, 30*time.Second, "removal of v1's partitions", func() bool {
+		for p := range 4 {
+			prefix := query.PartitionPrefix("vb", query.Version(1), query.Partition{Index: p, Count: 4})
+			if len(rdb.Keys(ctx, prefix+"*").Val()) > 0 {
+				return false
+			}
+		}
+		return rdb.HExists(ctx, query.PartitionsKey("vb"), "1").Val() == false
+	})
+	_ = x2.stop()
 }
 
 func TestPartitionedWaitForKeyWaitsForItsPartitionOnly(t *testing.T) {

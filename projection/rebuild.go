@@ -315,6 +315,11 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	if err := opts.Validate(); err != nil {
 		return RebuildResult{}, err
 	}
+	if n, _ := partitionsOf(cfg.Projection); n > 1 {
+		return RebuildResult{}, fmt.Errorf("%w: %s has %d partitions: Rebuild builds one slot's checkpoint; "+
+			"rebuild a partitioned projection by deploying runners of a new version (see docs/scaling.md)",
+			ErrInvalidConfig, cfg.Projection.Name(), n)
+	}
 	cfg.Activation = ActivateIfNewer
 	cfg = cfg.withDefaults()
 	name, version := cfg.Projection.Name(), cfg.Projection.Version()

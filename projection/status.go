@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -146,14 +148,86 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 	case b.IsZero():
 		b = active
 	}
+	n, err := buildPartitions(ctx, rdb, name, b)
+	if err != nil {
+		return Status{}, fmt.Errorf("projection: status of %s: %w", name, err)
+	}
+	if n < 2 {
+		return readPartStatus(ctx, rdb, name, b, query.Partition{}, active)
+	}
+	// A partitioned build: a row per partition, and their total.
+	var total Status
+	var hs []string
+	for i := range n {
+		s, err := readPartStatus(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, active)
+		if err != nil {
+			return Status{}, err
+		}
+		s.Partition = i
+		if i == 0 {
+			total = s
+		} else {
+			if s.Checkpoint.Before(total.Checkpoint) {
+				total.Checkpoint, total.RecordedAt = s.Checkpoint, s.RecordedAt
+			}
+			if total.Head.Before(s.Head) {
+				total.Head, total.HeadAt = s.Head, s.HeadAt
+			}
+			total.DeadLetters += s.DeadLetters
+			if total.Error == "" {
+				total.Error, total.StuckAt = s.Error, s.StuckAt
+			}
+			if s.State != total.State {
+				total.State = worse(total.State, s.State)
+			}
+			if total.UpdatedAt.Before(s.UpdatedAt) {
+				total.UpdatedAt = s.UpdatedAt
+			}
+		}
+		if s.Holder != "" && !slices.Contains(hs, s.Holder) {
+			hs = append(hs, s.Holder)
+		}
+		total.Parts = append(total.Parts, s)
+	}
+	total.Partition = 0
+	total.Holder = strings.Join(hs, ",")
+	total.fillLag(total.RecordedAt, time.Now())
+	return total, nil
+}
+
+// worse returns the state of two partitions that describes the build: a
+// stopped or retrying partition shows, then catching up, then running.
+func worse(a, b State) State {
+	rank := func(s State) int {
+		switch s {
+		case StateStopped:
+			return 5
+		case StateRetrying:
+			return 4
+		case StateStarting, StateStandby:
+			return 3
+		case StateCatchingUp:
+			return 2
+		}
+		return 1
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// readPartStatus is ReadStatus of one partition of build b (the zero
+// Partition: an unpartitioned build).
+func readPartStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, part query.Partition, active query.Build) (Status, error) {
 	pipe := rdb.Pipeline()
-	st := pipe.HGetAll(ctx, statusKey(name, b))
-	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, b))
-	dead := pipe.LLen(ctx, DeadLetterKey(name, b))
+	st := pipe.HGetAll(ctx, partStatusKey(name, b, part))
+	cp := pipe.HGetAll(ctx, query.PartitionCheckpointKey(name, b, part))
+	dead := pipe.LLen(ctx, partDeadLetterKey(name, b, part))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
-	holder, err := lease.Read(ctx, rdb, leaseKey(name, b))
+	holder, err := lease.Read(ctx, rdb, partLeaseKey(name, b, part))
 	if err != nil {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
@@ -184,6 +258,9 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 func (s *Status) SetHead(head eventstore.Position, now time.Time) {
 	s.Head, s.HeadAt = head, now
 	s.fillLag(s.RecordedAt, now)
+	for i := range s.Parts {
+		s.Parts[i].SetHead(head, now)
+	}
 }
 
 // fillLag computes the lag fields from the checkpoint, the head and when the
