@@ -15,6 +15,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/internal/redistest"
+	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -261,4 +262,55 @@ func benchLiveLag(b *testing.B, rate int) {
 	}
 	b.ReportMetric(p50, "p50-ms")
 	b.ReportMetric(p99, "p99-ms")
+}
+
+// BenchmarkPartitionedCatchUp catches up one projection of 8 partitions
+// over a log of N records (EVENTLINE_BENCH_EVENTS) with 1, 2 and 4 runners
+// in this process, each with its own Redis client and its own shared log
+// (the log is read once per runner, and each of its partitions skips the
+// records of the others), against one redis-server. It reports events/s and
+// the ratio to the one-connection pipelined HSET ceiling measured in the
+// same run.
+func BenchmarkPartitionedCatchUp(b *testing.B) {
+	for _, runners := range []int{1, 2, 4} {
+		b.Run("runners="+strconv.Itoa(runners), func(b *testing.B) {
+			srv := redistest.Start(b)
+			n := benchEvents()
+			const parts = 8
+			ceiling := ceilingHSET(b, srv.Addr, n)
+			var rate float64
+			for iter := range b.N {
+				store := newGenStore(n)
+				name := "pbench" + strconv.Itoa(iter)
+				var clients []*redis.Client
+				var rs []*running
+				start := time.Now()
+				for i := range runners {
+					c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+					clients = append(clients, c)
+					r, err := NewRunner(Config{Store: eventstore.NewSharedLog(store, eventstore.SharedLogOptions{}), Redis: c,
+						Projection: Partitioned(hsetProjection(name), parts, nil), ID: "r" + strconv.Itoa(i), Logger: quietLogger()})
+					if err != nil {
+						b.Fatal(err)
+					}
+					rs = append(rs, startRunner(b, r))
+				}
+				v := query.ViewOf(clients[0], name, query.Version(1), parts)
+				waitUntil(b, 10*time.Minute, "catch-up", func() bool {
+					cp, err := v.Checkpoint(context.Background())
+					return err == nil && cp.Commit == uint64(n)
+				})
+				rate = float64(n) / time.Since(start).Seconds()
+				for _, x := range rs {
+					_ = x.stop()
+				}
+				for _, c := range clients {
+					_ = c.Close()
+				}
+			}
+			b.ReportMetric(rate, "events/s")
+			b.ReportMetric(ceiling, "ceiling-ops/s")
+			b.ReportMetric(rate/ceiling, "ratio")
+		})
+	}
 }

@@ -277,32 +277,18 @@ func (r *Runner) groupActivate(ctx context.Context, targets *map[query.Build]eve
 	if err != nil || n != r.parts {
 		return err // not recorded yet: no partition has started
 	}
-	cps, err := query.ViewOf(rdb, r.name, b, n).Checkpoints(ctx)
-	if err != nil {
+	low, _, err := spanOf(ctx, rdb, r.name, b, n)
+	if err != nil || low.Before(target) {
 		return err
-	}
-	low := cps[0]
-	for _, cp := range cps {
-		if cp.Before(target) {
-			return nil
-		}
-		if cp.Before(low) {
-			low = cp
-		}
 	}
 	if !active.IsZero() {
 		on, err := buildPartitions(ctx, rdb, r.name, active)
 		if err != nil {
 			return err
 		}
-		old, err := query.ViewOf(rdb, r.name, active, on).Checkpoints(ctx)
-		if err != nil {
+		_, high, err := spanOf(ctx, rdb, r.name, active, on)
+		if err != nil || low.Before(high) {
 			return err
-		}
-		for _, cp := range old {
-			if low.Before(cp) {
-				return nil
-			}
 		}
 	}
 	res, err := groupSwitchScript.Run(ctx, rdb,

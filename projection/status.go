@@ -332,7 +332,7 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		return s, err
 	}
 	s.ActiveVersion, s.ActiveGeneration, s.Active = rs.ActiveVersion, rs.ActiveGeneration, rs.Active
-	s.Holder, s.DeadLetters = rs.Holder, rs.DeadLetters
+	s.Holder, s.DeadLetters, s.Parts = rs.Holder, rs.DeadLetters, rs.Parts
 	if s.Checkpoint.Before(rs.Checkpoint) { // a standby learns progress from Redis
 		s.Checkpoint = rs.Checkpoint
 		s.fillLag(time.Time{}, time.Now())
