@@ -117,8 +117,14 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 		defer cancel()
 		_ = memberScript.Run(rctx, r.cfg.Redis, []string{membersKey}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "leave").Err()
 	}()
+	// The partitions of this process read the log once between them,
+	// unless the caller already gave a shared log.
+	store := r.cfg.Store
+	if _, ok := store.(*eventstore.SharedLog); !ok {
+		store = eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
+	}
 	start := func(p int) {
-		c := r.partitionRunner(p)
+		c := r.partitionRunner(p, store)
 		cctx, cancel := context.WithCancel(gctx)
 		byPart[p] = &running{r: c, cancel: cancel}
 		wg.Add(1)
@@ -200,11 +206,13 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 	}
 }
 
-// partitionRunner returns a Runner applying partition p, sharing this
-// runner's configuration, metrics and test hooks.
-func (r *Runner) partitionRunner(p int) *Runner {
+// partitionRunner returns a Runner applying partition p from store,
+// sharing this runner's configuration, metrics and test hooks.
+func (r *Runner) partitionRunner(p int, store eventstore.Store) *Runner {
 	part := query.Partition{Index: p, Count: r.parts}
-	c := &Runner{cfg: r.cfg, proj: r.proj, name: r.name, version: r.version, handles: r.handles, m: r.m,
+	cfg := r.cfg
+	cfg.Store = store
+	c := &Runner{cfg: cfg, proj: r.proj, name: r.name, version: r.version, handles: r.handles, m: r.m,
 		log: r.log.With("partition", p), tracer: r.tracer, pinned: r.pinned, activeKey: r.activeKey,
 		part: part, partKey: r.partKey, parts: r.parts,
 		beforeExec: r.beforeExec, afterCommit: r.afterCommit, noRelease: r.noRelease}
