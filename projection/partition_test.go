@@ -211,15 +211,22 @@ func TestPartitionedRunner(t *testing.T) {
 }
 
 // TestPartitionedVersionBump builds version 2 of a partitioned projection
-// beside version 1 (with another partition count), switches once every
-// partition has caught up, and removes version 1's partitions.
+// beside version 1 (partitioned with another count, or not partitioned: a
+// model moving to partitions), switches once every partition has caught up,
+// and removes version 1's keys.
 func TestPartitionedVersionBump(t *testing.T) {
+	for _, c := range []struct{ n1, n2 int }{{4, 3}, {1, 3}, {4, 1}} {
+		t.Run(strconv.Itoa(c.n1)+" to "+strconv.Itoa(c.n2)+" partitions", func(t *testing.T) { versionBump(t, c.n1, c.n2) })
+	}
+}
+
+func versionBump(t *testing.T, n1, n2 int) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	store := memory.New()
 	ctx := context.Background()
 	appendStreams(t, store, 0, 300)
-	v1 := newRunner(t, Config{Store: store, Redis: rdb, Projection: pcounts("vb", 4), BatchSize: 50, Logger: quietLogger(),
+	v1 := newRunner(t, Config{Store: store, Redis: rdb, Projection: pcounts("vb", n1), BatchSize: 50, Logger: quietLogger(),
 		RetireDelay: time.Millisecond})
 	x1 := startRunner(t, v1)
 	head := appendStreams(t, store, 300, 400)
@@ -227,13 +234,13 @@ func TestPartitionedVersionBump(t *testing.T) {
 	p2 := Partitioned(Define("vb", 2, func(ctx context.Context, tx *Tx, rec eventstore.Record) error {
 		tx.HIncrBy(ctx, tx.Key("n", rec.StreamID), "all", 1)
 		return nil
-	}), 3, nil)
+	}), n2, nil)
 	x2 := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: p2, BatchSize: 50, Logger: quietLogger(),
 		RetireDelay: time.Millisecond}))
 	head = appendStreams(t, store, 400, 450)
 	waitUntil(t, 30*time.Second, "the switch to v2", func() bool {
 		v, err := query.WaitFor(ctx, rdb, "vb", head)
-		return err == nil && v.Version == 2 && v.Partitions == 3
+		return err == nil && v.Version == 2 && v.Partitions == n2
 	})
 	v, _ := query.Resolve(ctx, rdb, "vb")
 	if got := rdb.HGet(ctx, v.KeyFor("cart-3", "n", "cart-3"), "all").Val(); got != strconv.Itoa(450/40+1) {
@@ -248,8 +255,8 @@ func TestPartitionedVersionBump(t *testing.T) {
 		t.Fatal("v1's runner still runs 30 s after the switch")
 	}
 	waitUntil(t, 30*time.Second, "removal of v1's partitions", func() bool {
-		for p := range 4 {
-			prefix := query.PartitionPrefix("vb", query.Version(1), query.Partition{Index: p, Count: 4})
+		for p := range n1 {
+			prefix := query.PartitionPrefix("vb", query.Version(1), query.Partition{Index: p, Count: n1})
 			if len(rdb.Keys(ctx, prefix+"*").Val()) > 0 {
 				return false
 			}
