@@ -127,6 +127,12 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 		c := r.partitionRunner(p, store)
 		cctx, cancel := context.WithCancel(gctx)
 		byPart[p] = &running{r: c, cancel: cancel}
+		r.mu.Lock()
+		if r.applying == nil {
+			r.applying = map[int]*Runner{}
+		}
+		r.applying[p] = c
+		r.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -192,6 +198,9 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 				c := byPart[e.p]
 				if c != nil && c.r == e.r {
 					delete(byPart, e.p)
+					r.mu.Lock()
+					delete(r.applying, e.p)
+					r.mu.Unlock()
 					if e.err == nil && ctx.Err() == nil {
 						r.log.Info("projection partition released", "partition", e.p, "partitions", n)
 					}

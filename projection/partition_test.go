@@ -168,6 +168,7 @@ func TestPartitionedRunner(t *testing.T) {
 	startRunner(t, r)
 	head := appendStreams(t, store, 200, 400)
 	v := waitFor(t, rdb, "pc", head)
+	waitUntil(t, 10*time.Second, "the runner's own checkpoint", func() bool { return r.Checkpoint() == head })
 	if v.Partitions != n {
 		t.Fatalf("View.Partitions = %d, want %d", v.Partitions, n)
 	}

@@ -54,6 +54,9 @@ type Runner struct {
 	part    query.Partition
 	partKey func(eventstore.Record) string
 	parts   int
+	// applying is, in the Runner of a partitioned projection, the partition
+	// runners it runs now; guarded by mu.
+	applying map[int]*Runner
 
 	mu sync.Mutex
 	st Status // this runner's view; guarded by mu
@@ -306,10 +309,27 @@ func (r *Runner) warnEviction(ctx context.Context) {
 
 // Checkpoint returns the position of the last record this runner applied (or
 // found in Redis when its session began).
+//
+// The Runner of a partitioned projection returns the lowest checkpoint of
+// the partitions it applies now (Start when none).
 func (r *Runner) Checkpoint() eventstore.Position {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.st.Checkpoint
+	if r.applying == nil {
+		defer r.mu.Unlock()
+		return r.st.Checkpoint
+	}
+	cs := make([]*Runner, 0, len(r.applying))
+	for _, c := range r.applying {
+		cs = append(cs, c)
+	}
+	r.mu.Unlock()
+	var low eventstore.Position
+	for i, c := range cs {
+		if cp := c.Checkpoint(); i == 0 || cp.Before(low) {
+			low = cp
+		}
+	}
+	return low
 }
 
 // transient reports errors after which retrying the same work may succeed:
