@@ -173,14 +173,14 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 			return err
 		}
 		pipe := rtx.TxPipeline()
-		tx := &Tx{name: r.name, build: r.build, pipe: pipe, read: rtx}
+		tx := &Tx{name: r.name, build: r.build, part: r.part, pipe: pipe, read: rtx}
 		recs := batch
 		if dead != nil {
 			recs = batch[:len(batch)-1]
 		}
 		for i := range recs {
 			rec := &recs[i]
-			if r.handles != nil && !r.handles[rec.Type] {
+			if !r.mine(rec) {
 				skipped++
 				continue
 			}
@@ -217,7 +217,7 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 			}
 		}
 		return err
-	}, r.leaseKey, r.activeKey)
+	}, r.watched()...)
 	switch {
 	case err == nil:
 	case errors.Is(err, redis.TxFailedErr):
@@ -260,6 +260,32 @@ func (r *Runner) execOnce(ctx context.Context, batch []eventstore.Record, dead e
 		r.afterCommit(batch)
 	}
 	return nil
+}
+
+// mine reports whether the runner applies rec: a type the projection
+// handles, in the runner's partition. Records it does not apply still move
+// its checkpoint: every partition's checkpoint follows the whole log, so a
+// reader waiting for a position on one partition is not kept waiting by
+// records of the others.
+func (r *Runner) mine(rec *eventstore.Record) bool {
+	if r.handles != nil && !r.handles[rec.Type] {
+		return false
+	}
+	return !r.part.Partitioned() || query.PartitionOf(r.partKey(*rec), r.part.Count) == r.part.Index
+}
+
+// watched returns the keys a batch WATCHes: the lease and the active build.
+// A partition's lease is in the partition's hash tag and the active key in
+// the projection's, and a Redis Cluster refuses a WATCH across slots, so a
+// partition runner watches its lease only and reads the active build apart
+// (fence): a switch that lands between that read and the EXEC lets one last
+// batch land on the replaced build, whose keys are removed only RetireDelay
+// after the switch, after its lease is free (removeBuild).
+func (r *Runner) watched(extra ...string) []string {
+	if r.part.Partitioned() {
+		return append([]string{r.leaseKey}, extra...)
+	}
+	return append([]string{r.leaseKey, r.activeKey}, extra...)
 }
 
 // writeCheckpoint queues the checkpoint of a batch ending with last.

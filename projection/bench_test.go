@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"os"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/internal/redistest"
+	"github.com/eventline/eventline/query"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -62,6 +64,22 @@ type genStore struct {
 	n       uint64
 	streams []string
 	t0      time.Time
+	// open, when set, holds every read back until it is closed: the log
+	// looks empty (Head Start) until then.
+	open chan struct{}
+}
+
+// closed reports whether the log is readable now.
+func (s *genStore) closed() bool {
+	if s.open == nil {
+		return true
+	}
+	select {
+	case <-s.open:
+		return true
+	default:
+		return false
+	}
 }
 
 func newGenStore(n int) *genStore {
@@ -93,6 +111,14 @@ func (s *genStore) ReadAll(ctx context.Context, after eventstore.Position) iter.
 }
 func (s *genStore) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
+		if s.open != nil {
+			select {
+			case <-s.open:
+			case <-ctx.Done():
+				yield(eventstore.Record{}, ctx.Err())
+				return
+			}
+		}
 		for rec, err := range s.ReadAll(ctx, after) {
 			if !yield(rec, err) {
 				return
@@ -103,6 +129,9 @@ func (s *genStore) Subscribe(ctx context.Context, after eventstore.Position) ite
 	}
 }
 func (s *genStore) Head(context.Context) (eventstore.Position, error) {
+	if !s.closed() {
+		return eventstore.Start, nil
+	}
 	return eventstore.SeqPosition(s.n), nil
 }
 func (s *genStore) Close() error { return nil }
@@ -261,4 +290,119 @@ func benchLiveLag(b *testing.B, rate int) {
 	}
 	b.ReportMetric(p50, "p50-ms")
 	b.ReportMetric(p99, "p99-ms")
+}
+
+// BenchmarkPartitionedCatchUp catches up one projection of 8 partitions
+// over a log of N records (EVENTLINE_BENCH_EVENTS) with 1, 2 and 4 runners
+// in this process, each with its own Redis client and its own shared log
+// (the log is read once per runner, and each of its partitions skips the
+// records of the others), against one redis-server. The runners first share
+// the partitions over an empty log; the clock starts when the log opens, so
+// the figure is the throughput of the settled group, not the handover. It
+// reports events/s and the ratio to the one-connection pipelined HSET
+// ceiling measured in the same run.
+//
+// partitions=1 is the same model unpartitioned, by one runner: the baseline.
+func BenchmarkPartitionedCatchUp(b *testing.B) {
+	for _, c := range []struct{ parts, runners int }{{1, 1}, {8, 1}, {8, 2}, {8, 4}} {
+		parts, runners := c.parts, c.runners
+		b.Run("partitions="+strconv.Itoa(parts)+"/runners="+strconv.Itoa(runners), func(b *testing.B) {
+			srv := redistest.Start(b)
+			n := benchEvents()
+			ceiling := ceilingHSET(b, srv.Addr, n)
+			var rate float64
+			for iter := range b.N {
+				store := newGenStore(n)
+				store.open = make(chan struct{})
+				name := "pbench" + strconv.Itoa(iter)
+				var clients []*redis.Client
+				var rs []*running
+				var ids []string
+				for i := range runners {
+					c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+					clients = append(clients, c)
+					r, err := NewRunner(Config{Store: eventstore.NewSharedLog(store, eventstore.SharedLogOptions{}), Redis: c,
+						Projection: Partitioned(hsetProjection(name), parts, nil), ID: "r" + strconv.Itoa(i), Logger: quietLogger(),
+						LeaseTTL: time.Second})
+					if err != nil {
+						b.Fatal(err)
+					}
+					ids = append(ids, r.ID())
+					rs = append(rs, startRunner(b, r))
+				}
+				waitUntil(b, time.Minute, "the runners to share the partitions", func() bool {
+					if parts == 1 {
+						return holderOf(clients[0], leaseKey(name, query.Version(1))) != ""
+					}
+					return spread(holders(clients[0], name, parts), ids...)
+				})
+				start := time.Now()
+				close(store.open)
+				v := query.ViewOf(clients[0], name, query.Version(1), parts)
+				waitUntil(b, 10*time.Minute, "catch-up", func() bool {
+					cp, err := v.Checkpoint(context.Background())
+					return err == nil && cp.Commit == uint64(n)
+				})
+				rate = float64(n) / time.Since(start).Seconds()
+				for _, x := range rs {
+					_ = x.stop()
+				}
+				for _, c := range clients {
+					_ = c.Close()
+				}
+			}
+			b.ReportMetric(rate, "events/s")
+			b.ReportMetric(ceiling, "ceiling-ops/s")
+			b.ReportMetric(rate/ceiling, "ratio")
+		})
+	}
+}
+
+// BenchmarkCartKeyBytes measures what one cart of the sample's carts model
+// costs in Redis memory: 100,000 hashes shaped like a checked-out cart with
+// 5 lines (version, customer_id, status, order_id, and q:, p:, o: per
+// product: 19 fields), under a partition's key prefix, written by pipelined
+// HSET; bytes/key is the growth of used_memory divided by the keys.
+func BenchmarkCartKeyBytes(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	const keys = 100_000
+	used := func() float64 {
+		info := rdb.Info(ctx, "memory").Val()
+		for line := range strings.Lines(info) {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return n
+			}
+		}
+		b.Fatal("no used_memory in INFO")
+		return 0
+	}
+	var per float64
+	for iter := range b.N {
+		rdb.FlushAll(ctx)
+		before := used()
+		pipe := rdb.Pipeline()
+		for i := range keys {
+			id := fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", i, iter, i%4096, i%4096, i)
+			fields := []any{"version", 12, "customer_id", "c0ffee00-" + id[9:], "status", "checked_out", "order_id", "0rder000-" + id[9:]}
+			for p := range 5 {
+				prod := "sku-" + strconv.Itoa(1000+p*37+i%50)
+				fields = append(fields, "q:"+prod, 1+p, "p:"+prod, 1999+p*100, "o:"+prod, 2+p)
+			}
+			pipe.HSet(ctx, query.PartitionKey("carts", query.Version(1), query.Partition{Index: i % 8, Count: 8}, "cart", id), fields...)
+			if pipe.Len() == 500 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		per = (used() - before) / keys
+	}
+	b.ReportMetric(per, "bytes/key")
 }

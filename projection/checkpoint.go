@@ -24,7 +24,7 @@ func (r *Runner) checkEmpty(ctx context.Context, active query.Build) error {
 	if err != nil {
 		return fmt.Errorf("projection %s v%s: look for a model without checkpoint: %w", r.name, r.build, err)
 	}
-	prefix := query.Prefix(r.name, r.build)
+	prefix := query.PartitionPrefix(r.name, r.build, r.part)
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envChild) == "1" {
 		os.Exit(crashChild())
 	}
+	if os.Getenv(envPartChild) != "" {
+		os.Exit(partChild())
+	}
 	if os.Getenv(envRebuildChild) == "1" {
 		os.Exit(rebuildChild())
 	}

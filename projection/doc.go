@@ -195,4 +195,33 @@
 // having applied anything to a build that has nothing removes the build's
 // status instead of leaving a stopped entry behind. Metrics (eventline_projection_*) are registered on
 // Config.Registerer, never globally.
+//
+// # Partitions
+//
+// A projection that implements [Partitioner] (most simply through
+// [Partitioned]) is split into N partitions by a partition key derived from
+// each record ([StreamPartitionKey], the stream id, by default); record and
+// key belong to partition query.PartitionOf(key, N). Each partition of a
+// build has its own hash tag, checkpoint, lease, status and dead letters
+// (the layout is in package query), so a partition can live on any node of a
+// Redis Cluster; N = 1 is the unpartitioned layout, byte for byte. [Tx.Key]
+// writes in the partition applying the record.
+//
+// The Runner of a partitioned projection shares its partitions with the
+// other runners of the projection like a consumer group: it heartbeats in
+// the version's members set, takes the partitions assigned to it (partition
+// p to the member at index p mod M of the M live members, sorted by
+// Config.ID: at most ceil(N/M) each), and runs, for each, the session
+// described above, fenced by that partition's lease. When runners join, a
+// runner stops the partitions no longer assigned to it after their current
+// batch and releases their leases; when one dies, its membership and leases
+// expire within LeaseTTL and the others take its partitions. The lease
+// guarantees that no two runners ever apply one partition. Each partition's
+// checkpoint moves over every record of the log, its own or not, so a reader
+// waiting on one partition is never held up by the others. A partitioned
+// build becomes active once every partition has caught up (a compare-and-set
+// of the active key after reading the partitions' checkpoints, which only
+// grow; see docs/architecture.md); [Rebuild] refuses partitioned projections
+// for now: deploy runners of a new version instead. [ReadStatus] reports each
+// partition in Status.Parts, with the total in the Status itself.
 package projection

@@ -26,8 +26,17 @@ func (r *Runner) fence(ctx context.Context, rtx *redis.Tx) error {
 	}
 	pipe := rtx.Pipeline()
 	check := r.held.Fence().Queue(ctx, pipe)
-	active := pipe.Get(ctx, r.activeKey)
+	var active *redis.StringCmd
+	if r.part.Partitioned() {
+		// Another slot: read apart, not watched (see watched).
+		active = r.cfg.Redis.Get(ctx, r.activeKey)
+	} else {
+		active = pipe.Get(ctx, r.activeKey)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if err := active.Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
 	if err := check(); err != nil {

@@ -29,6 +29,62 @@ type Projection interface {
 	Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error
 }
 
+// Partitioner is implemented by a Projection split into partitions (see
+// Partitioned, which makes one). Each partition of a build has its own hash
+// tag, checkpoint, lease, status and dead letters (the layout is in package
+// query), so its keys may live on any node of a Redis Cluster and its writer
+// in any projector process: the runners of a projection share its
+// partitions (Runner). A projection that does not implement it, or whose
+// Partitions is 1, has today's single partition and key layout.
+type Partitioner interface {
+	// Partitions is the number of partitions, from 1. It is fixed for a
+	// version: changing it means a new version, built beside the old one.
+	Partitions() int
+	// PartitionKey returns the partition key of rec: every record with the
+	// same key is applied by the same partition, in log order, and writes
+	// keys of that partition (Tx.Key). The partition is
+	// query.PartitionOf(key, Partitions()). Readers route a model key to its
+	// partition with the same key (query.View.KeyFor).
+	PartitionKey(rec eventstore.Record) string
+}
+
+// StreamPartitionKey is the default partition key: the record's stream id,
+// so that one stream's records, and the entries they write, stay in one
+// partition.
+func StreamPartitionKey(rec eventstore.Record) string { return rec.StreamID }
+
+// Partitioned returns p split into n partitions by key (nil means
+// StreamPartitionKey). Derive the key from the record so that every record
+// that writes a model entry has the same key, and readers can compute it
+// from what they look up: a cart's records and the cart's summary both by
+// the cart's stream id, say. n < 1 is refused by Validate.
+func Partitioned(p Projection, n int, key func(eventstore.Record) string) Projection {
+	if key == nil {
+		key = StreamPartitionKey
+	}
+	return &partitioned{Projection: p, n: n, key: key}
+}
+
+type partitioned struct {
+	Projection
+	n   int
+	key func(eventstore.Record) string
+}
+
+func (p *partitioned) Partitions() int                           { return p.n }
+func (p *partitioned) PartitionKey(rec eventstore.Record) string { return p.key(rec) }
+
+// partitionsOf returns the partition count of p and its partition key function.
+func partitionsOf(p Projection) (int, func(eventstore.Record) string) {
+	if pp, ok := p.(Partitioner); ok {
+		return pp.Partitions(), pp.PartitionKey
+	}
+	return 1, StreamPartitionKey
+}
+
+// MaxPartitions bounds Partitioner.Partitions.
+const MaxPartitions = 1024
+
 // ApplyFunc is the signature of Projection.Apply.
 type ApplyFunc func(ctx context.Context, tx *Tx, rec eventstore.Record) error
 
@@ -63,6 +119,9 @@ func Validate(p Projection) error {
 	if p.Version() < 1 {
 		return fmt.Errorf("%w: projection %q: version %d, must be ≥ 1", ErrInvalidConfig, p.Name(), p.Version())
 	}
+	if n, _ := partitionsOf(p); n < 1 || n > MaxPartitions {
+		return fmt.Errorf("%w: projection %q: %d partitions, must be 1 to %d", ErrInvalidConfig, p.Name(), n, MaxPartitions)
+	}
 	return nil
 }
 
@@ -84,6 +143,7 @@ func Validate(p Projection) error {
 type Tx struct {
 	name  string
 	build query.Build
+	part  query.Partition
 	pipe  redis.Pipeliner
 	read  redis.Cmdable
 	memo  map[string]any
@@ -96,8 +156,16 @@ type Tx struct {
 // "{el:<name>}:v<version>:" (or "{el:<name>}:v<version>g<generation>:" for a
 // later generation, see query.Build) followed by parts joined with ':'.
 // Build every key of the model with it, never with query.Key, so that a
-// forced rebuild writes its own generation.
-func (tx *Tx) Key(parts ...string) string { return query.Key(tx.name, tx.build, parts...) }
+// forced rebuild writes its own generation. In a partitioned projection the
+// key is in the partition applying the record, "{el:<name>:p<i>}:v<b>:..."
+// (readers find it with query.View.KeyFor and the record's partition key).
+func (tx *Tx) Key(parts ...string) string {
+	return query.PartitionKey(tx.name, tx.build, tx.part, parts...)
+}
+
+// Partition returns the partition the batch is applied to (the zero
+// Partition in an unpartitioned projection).
+func (tx *Tx) Partition() query.Partition { return tx.part }
 
 // Pipe returns the pipeline inside MULTI that the batch's writes go to. Queue
 // writes only; the replies of queued commands are not known until the batch

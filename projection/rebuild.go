@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -46,7 +47,61 @@ return 1`)
 // once a newer build is active. With a holding, the caller holds the lease;
 // its lease key is kept and the holding renewed at every step.
 func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, held *lease.Held) (removed int, err error) {
-	lk := leaseKey(name, b)
+	// A partitioned build's partitions first, each once its lease is free,
+	// then the keys it has in the projection's own tag.
+	n, err := buildPartitions(ctx, rdb, name, b)
+	if err != nil {
+		return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
+	}
+	for i := range n {
+		if n < 2 {
+			break
+		}
+		k, err := removePrefix(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, nil)
+		removed += k
+		if err != nil {
+			return removed, err
+		}
+	}
+	k, err := removePrefix(ctx, rdb, name, b, query.Partition{}, held)
+	removed += k
+	if err != nil {
+		return removed, err
+	}
+	pipe := rdb.TxPipeline()
+	pipe.SRem(ctx, RetiredKey(name), b.String())
+	pipe.SRem(ctx, VersionsKey(name), b.String())
+	if n > 1 {
+		pipe.HDel(ctx, query.PartitionsKey(name), b.String())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return removed, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
+	}
+	return removed, nil
+}
+
+// buildPartitions returns the partition count of build b (query.PartitionsKey),
+// 1 when it has no entry.
+func buildPartitions(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) (int, error) {
+	s, err := rdb.HGet(ctx, query.PartitionsKey(name), b.String()).Result()
+	if errors.Is(err, redis.Nil) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read partition count of %s v%s: %w", name, b, err)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("partition count %q of %s v%s is not a positive integer", s, name, b)
+	}
+	return n, nil
+}
+
+// removePrefix removes the keys of partition part of build b (the zero
+// Partition: the build's keys in the projection's tag), as removeBuild
+// describes, and leaves the retired and versions sets alone.
+func removePrefix(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, part query.Partition, held *lease.Held) (removed int, err error) {
+	lk := partLeaseKey(name, b, part)
 	if held == nil {
 		// Polls while a runner steps down: quick at first, capped.
 		pause := retry.New(5*time.Millisecond, 200*time.Millisecond, 0)
@@ -70,7 +125,7 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 	if active == b {
 		return 0, fmt.Errorf("%w: %s v%s will not be removed", ErrActive, name, b)
 	}
-	prefix := query.Prefix(name, b)
+	prefix := query.PartitionPrefix(name, b, part)
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", RemoveBatch).Result()
@@ -102,12 +157,6 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 		if err := dropLeaseScript.Run(ctx, rdb, []string{lk}, f.Owner, f.TokenArg()).Err(); err != nil {
 			return removed, fmt.Errorf("projection: remove %s v%s: lease key: %w", name, b, err)
 		}
-	}
-	pipe := rdb.TxPipeline()
-	pipe.SRem(ctx, RetiredKey(name), b.String())
-	pipe.SRem(ctx, VersionsKey(name), b.String())
-	if _, err := pipe.Exec(ctx); err != nil {
-		return removed, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 	}
 	return removed, nil
 }
@@ -265,6 +314,11 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	}
 	if err := opts.Validate(); err != nil {
 		return RebuildResult{}, err
+	}
+	if n, _ := partitionsOf(cfg.Projection); n > 1 {
+		return RebuildResult{}, fmt.Errorf("%w: %s has %d partitions: Rebuild builds one slot's checkpoint; "+
+			"rebuild a partitioned projection by deploying runners of a new version (see docs/scaling.md)",
+			ErrInvalidConfig, cfg.Projection.Name(), n)
 	}
 	cfg.Activation = ActivateIfNewer
 	cfg = cfg.withDefaults()

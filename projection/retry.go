@@ -123,7 +123,7 @@ func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Bu
 // first, until the list is empty. It runs on the session's goroutine between
 // batches, so the lease is the runner's and nothing else writes the build.
 func (r *Runner) retryDeadLetters(ctx context.Context) error {
-	retryKey := RetryKey(r.name, r.build)
+	retryKey := partRetryKey(r.name, r.build, r.part)
 	for {
 		raw, err := r.cfg.Redis.LIndex(ctx, retryKey, 0).Result()
 		switch {
@@ -210,8 +210,8 @@ func (r *Runner) execRetry(ctx context.Context, retryKey, raw string, rec *event
 				return errWatchFailed // handled by someone else meanwhile
 			}
 			pipe := rtx.TxPipeline()
-			if failed == nil && (r.handles == nil || r.handles[rec.Type]) {
-				tx := &Tx{name: r.name, build: r.build, pipe: pipe, read: rtx}
+			if failed == nil && r.mine(rec) {
+				tx := &Tx{name: r.name, build: r.build, part: r.part, pipe: pipe, read: rtx}
 				if err := r.proj.Apply(ctx, tx, *rec); err != nil {
 					return &applyError{err: err}
 				}
@@ -228,7 +228,7 @@ func (r *Runner) execRetry(ctx context.Context, retryKey, raw string, rec *event
 			}
 			_, err := pipe.Exec(ctx)
 			return err
-		}, r.leaseKey, r.activeKey, retryKey)
+		}, r.watched(retryKey)...)
 		switch {
 		case errors.Is(err, redis.TxFailedErr), errors.Is(err, errWatchFailed):
 			continue

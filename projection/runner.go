@@ -46,6 +46,18 @@ type Runner struct {
 	held      *lease.Held
 	activeKey string
 
+	// part is the partition this runner applies (the zero Partition: the
+	// whole projection, unpartitioned); partKey the projection's partition
+	// key function. A Runner of a partitioned projection (parts > 1) runs no
+	// session of its own: Run shares the partitions with the other runners
+	// (group.go) and runs a partition runner for each it takes.
+	part    query.Partition
+	partKey func(eventstore.Record) string
+	parts   int
+	// applying is, in the Runner of a partitioned projection, the partition
+	// runners it runs now; guarded by mu.
+	applying map[int]*Runner
+
 	mu sync.Mutex
 	st Status // this runner's view; guarded by mu
 	// recordedAt is when the last applied record was committed to the log.
@@ -82,6 +94,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	r.tracer = tp.Tracer(ScopeName)
 	r.activeKey = query.ActiveKey(r.name)
+	r.parts, r.partKey = partitionsOf(p)
 	r.st = Status{Name: r.name, Version: r.version, State: StateStarting, Runner: cfg.ID, LagEvents: -1, LagSeconds: -1}
 	r.use(query.Build{Version: r.version})
 	r.m.setState(StateStarting)
@@ -91,12 +104,12 @@ func NewRunner(cfg Config) (*Runner, error) {
 // use makes b the build the runner's next session writes.
 func (r *Runner) use(b query.Build) {
 	r.build = b
-	r.leaseKey = leaseKey(r.name, b)
+	r.leaseKey = partLeaseKey(r.name, b, r.part)
 	r.lease, _ = lease.New(lease.Config{Redis: r.cfg.Redis, Key: r.leaseKey, Owner: r.cfg.ID, TTL: r.cfg.LeaseTTL})
 	r.held = nil
-	r.checkpointKey = query.CheckpointKey(r.name, b)
-	r.statusKey = statusKey(r.name, b)
-	r.deadKey = DeadLetterKey(r.name, b)
+	r.checkpointKey = query.PartitionCheckpointKey(r.name, b, r.part)
+	r.statusKey = partStatusKey(r.name, b, r.part)
+	r.deadKey = partDeadLetterKey(r.name, b, r.part)
 	r.mu.Lock()
 	if r.st.Generation != b.Generation {
 		r.st.Checkpoint, r.recordedAt = eventstore.Position{}, time.Time{}
@@ -198,6 +211,9 @@ func (r *Runner) setState(s State, err error) {
 // runner still holds its lease. On return it releases the lease, so that a
 // standby takes over at once.
 func (r *Runner) Run(ctx context.Context) error {
+	if r.parts > 1 && !r.part.Partitioned() {
+		return r.runGroup(ctx)
+	}
 	defer func() {
 		if r.noRelease {
 			return
@@ -293,10 +309,27 @@ func (r *Runner) warnEviction(ctx context.Context) {
 
 // Checkpoint returns the position of the last record this runner applied (or
 // found in Redis when its session began).
+//
+// The Runner of a partitioned projection returns the lowest checkpoint of
+// the partitions it applies now (Start when none).
 func (r *Runner) Checkpoint() eventstore.Position {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.st.Checkpoint
+	if r.applying == nil {
+		defer r.mu.Unlock()
+		return r.st.Checkpoint
+	}
+	cs := make([]*Runner, 0, len(r.applying))
+	for _, c := range r.applying {
+		cs = append(cs, c)
+	}
+	r.mu.Unlock()
+	var low eventstore.Position
+	for i, c := range cs {
+		if cp := c.Checkpoint(); i == 0 || cp.Before(low) {
+			low = cp
+		}
+	}
+	return low
 }
 
 // transient reports errors after which retrying the same work may succeed:

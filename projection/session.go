@@ -12,6 +12,7 @@ import (
 	"github.com/eventline/eventline/internal/batch"
 	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
+	"github.com/redis/go-redis/v9"
 )
 
 // session is one tenure of the lease: read the checkpoint, subscribe after it,
@@ -34,7 +35,12 @@ func (r *Runner) session(ctx context.Context) error {
 			"so rebuild it explicitly (the replay command or projection.Rebuild) or use ActivateIfNewer",
 			ErrNewVersion, r.name, active, r.version)
 	}
-	cp, err := query.ReadCheckpoint(ctx, rdb, r.name, r.build)
+	if r.part.Partitioned() {
+		if err := recordPartitions(ctx, rdb, r.name, r.build, r.part.Count); err != nil {
+			return err
+		}
+	}
+	cp, err := readCheckpointKey(ctx, rdb, r.checkpointKey)
 	if err != nil {
 		return err
 	}
@@ -56,7 +62,9 @@ func (r *Runner) session(ctx context.Context) error {
 	// target is the head seen when the lease was taken: reaching it ends the
 	// catch-up and, unless ActivateNever, makes the version active.
 	target := head
-	activating := r.cfg.Activation != ActivateNever && active != r.build
+	// A partition never switches by itself: the group switches the whole
+	// build once every partition has caught up (group.go).
+	activating := r.cfg.Activation != ActivateNever && active != r.build && !r.part.Partitioned()
 	state := StateCatchingUp
 	if !cp.Before(target) {
 		state = StateRunning
@@ -102,7 +110,7 @@ func (r *Runner) session(ctx context.Context) error {
 	if err := tryActivate(); err != nil {
 		return err
 	}
-	if active == r.build {
+	if active == r.build && !r.part.Partitioned() {
 		// The lease holder of the active build finishes removals that a
 		// crashed predecessor left.
 		vs, err := rdb.SMembers(ctx, RetiredKey(r.name)).Result()
@@ -193,4 +201,37 @@ func (r *Runner) session(ctx context.Context) error {
 			return fmt.Errorf("subscription: %w", subErr)
 		}
 	}
+}
+
+// recordPartitions writes the partition count of build b in the
+// projection's PartitionsKey before its first batch, so that it is there
+// before the build can become active and readers route keys with it. A
+// build recorded with another count is refused: the partition count is fixed
+// per version, and changing it means a new version.
+func recordPartitions(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, n int) error {
+	key := query.PartitionsKey(name)
+	if err := rdb.HSetNX(ctx, key, b.String(), n).Err(); err != nil {
+		return fmt.Errorf("record partition count of %s v%s: %w", name, b, err)
+	}
+	got, err := buildPartitions(ctx, rdb, name, b)
+	if err != nil {
+		return err
+	}
+	if got != n {
+		return fmt.Errorf("%w: %s v%s was built with %d partitions and this runner has %d: a new partition count needs a new version",
+			ErrInvalidConfig, name, b, got, n)
+	}
+	return nil
+}
+
+// readCheckpointKey reads the position of the checkpoint hash at key, Start when none.
+func readCheckpointKey(ctx context.Context, rdb redis.Cmdable, key string) (eventstore.Position, error) {
+	s, err := rdb.HGet(ctx, key, query.FieldPosition).Result()
+	if errors.Is(err, redis.Nil) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("read checkpoint %s: %w", key, err)
+	}
+	return eventstore.ParsePosition(s)
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -76,6 +78,16 @@ type Status struct {
 	DeadLetters int64 `json:"dead_letters"`
 	// UpdatedAt is when the lease holder last wrote its status.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Partitions, in Runner.Status of a partitioned projection, is how many
+	// partitions this runner applies now.
+	Partitions int `json:"partitions,omitempty"`
+	// Parts is, in ReadStatus of a build split into partitions, the status of
+	// each partition in order (its checkpoint, lag, holder, state); the
+	// Status itself is then their total: the lowest checkpoint, the highest
+	// lag, the dead letters summed, and Holder the holders joined by ','.
+	Parts []Status `json:"parts,omitempty"`
+	// Partition is the index of the partition a Parts entry is about.
+	Partition int `json:"partition,omitempty"`
 }
 
 // Fields of the status hash.
@@ -91,6 +103,20 @@ const (
 
 func statusKey(name string, b query.Build) string { return query.Prefix(name, b) + "status" }
 func leaseKey(name string, b query.Build) string  { return query.Prefix(name, b) + "lease" }
+
+// The same keys in partition part of build b (see query.PartitionPrefix).
+func partStatusKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "status"
+}
+func partLeaseKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "lease"
+}
+func partDeadLetterKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "deadletter"
+}
+func partRetryKey(name string, b query.Build, part query.Partition) string {
+	return query.PartitionPrefix(name, b, part) + "retry"
+}
 
 // DeadLetterKey returns the key of the dead-letter list of build b: a list
 // of JSON DeadLetterEntry values, oldest first.
@@ -122,14 +148,86 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 	case b.IsZero():
 		b = active
 	}
+	n, err := buildPartitions(ctx, rdb, name, b)
+	if err != nil {
+		return Status{}, fmt.Errorf("projection: status of %s: %w", name, err)
+	}
+	if n < 2 {
+		return readPartStatus(ctx, rdb, name, b, query.Partition{}, active)
+	}
+	// A partitioned build: a row per partition, and their total.
+	var total Status
+	var hs []string
+	for i := range n {
+		s, err := readPartStatus(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, active)
+		if err != nil {
+			return Status{}, err
+		}
+		s.Partition = i
+		if i == 0 {
+			total = s
+		} else {
+			if s.Checkpoint.Before(total.Checkpoint) {
+				total.Checkpoint, total.RecordedAt = s.Checkpoint, s.RecordedAt
+			}
+			if total.Head.Before(s.Head) {
+				total.Head, total.HeadAt = s.Head, s.HeadAt
+			}
+			total.DeadLetters += s.DeadLetters
+			if total.Error == "" {
+				total.Error, total.StuckAt = s.Error, s.StuckAt
+			}
+			if s.State != total.State {
+				total.State = worse(total.State, s.State)
+			}
+			if total.UpdatedAt.Before(s.UpdatedAt) {
+				total.UpdatedAt = s.UpdatedAt
+			}
+		}
+		if s.Holder != "" && !slices.Contains(hs, s.Holder) {
+			hs = append(hs, s.Holder)
+		}
+		total.Parts = append(total.Parts, s)
+	}
+	total.Partition = 0
+	total.Holder = strings.Join(hs, ",")
+	total.fillLag(total.RecordedAt, time.Now())
+	return total, nil
+}
+
+// worse returns the state of two partitions that describes the build: a
+// stopped or retrying partition shows, then catching up, then running.
+func worse(a, b State) State {
+	rank := func(s State) int {
+		switch s {
+		case StateStopped:
+			return 5
+		case StateRetrying:
+			return 4
+		case StateStarting, StateStandby:
+			return 3
+		case StateCatchingUp:
+			return 2
+		}
+		return 1
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// readPartStatus is ReadStatus of one partition of build b (the zero
+// Partition: an unpartitioned build).
+func readPartStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, part query.Partition, active query.Build) (Status, error) {
 	pipe := rdb.Pipeline()
-	st := pipe.HGetAll(ctx, statusKey(name, b))
-	cp := pipe.HGetAll(ctx, query.CheckpointKey(name, b))
-	dead := pipe.LLen(ctx, DeadLetterKey(name, b))
+	st := pipe.HGetAll(ctx, partStatusKey(name, b, part))
+	cp := pipe.HGetAll(ctx, query.PartitionCheckpointKey(name, b, part))
+	dead := pipe.LLen(ctx, partDeadLetterKey(name, b, part))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
-	holder, err := lease.Read(ctx, rdb, leaseKey(name, b))
+	holder, err := lease.Read(ctx, rdb, partLeaseKey(name, b, part))
 	if err != nil {
 		return Status{}, fmt.Errorf("projection: status of %s v%s: %w", name, b, err)
 	}
@@ -160,6 +258,9 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 func (s *Status) SetHead(head eventstore.Position, now time.Time) {
 	s.Head, s.HeadAt = head, now
 	s.fillLag(s.RecordedAt, now)
+	for i := range s.Parts {
+		s.Parts[i].SetHead(head, now)
+	}
 }
 
 // fillLag computes the lag fields from the checkpoint, the head and when the
@@ -231,7 +332,7 @@ func (r *Runner) Status(ctx context.Context) (Status, error) {
 		return s, err
 	}
 	s.ActiveVersion, s.ActiveGeneration, s.Active = rs.ActiveVersion, rs.ActiveGeneration, rs.Active
-	s.Holder, s.DeadLetters = rs.Holder, rs.DeadLetters
+	s.Holder, s.DeadLetters, s.Parts = rs.Holder, rs.DeadLetters, rs.Parts
 	if s.Checkpoint.Before(rs.Checkpoint) { // a standby learns progress from Redis
 		s.Checkpoint = rs.Checkpoint
 		s.fillLag(time.Time{}, time.Now())
@@ -279,6 +380,23 @@ func (r *Runner) putStatus(ctx context.Context, forget bool) (ok bool, err error
 	if forget {
 		mode = "forget"
 	}
+	if r.part.Partitioned() {
+		// The versions set and the active key are in the projection's tag,
+		// the partition's keys in another slot: the fenced write touches the
+		// partition's keys only, and the listing is written apart.
+		n, err := partStatusScript.Run(ctx, r.cfg.Redis, []string{r.leaseKey, r.statusKey},
+			r.cfg.ID, r.held.Fence().TokenArg(),
+			fState, string(s.State), fHolder, r.cfg.ID, fHead, s.Head.String(), fHeadAt, timeNano(s.HeadAt),
+			fError, s.Error, fStuckAt, s.StuckAt, fUpdatedAt, time.Now().UnixNano()).Int()
+		if err != nil || n == 0 {
+			return false, err
+		}
+		pipe := r.cfg.Redis.Pipeline()
+		pipe.SAdd(ctx, VersionsKey(r.name), r.build.String())
+		pipe.SAdd(ctx, ProjectionsKey, r.name)
+		_, err = pipe.Exec(ctx)
+		return true, err
+	}
 	n, err := statusScript.Run(ctx, r.cfg.Redis,
 		[]string{r.leaseKey, r.statusKey, VersionsKey(r.name), r.checkpointKey, r.activeKey},
 		r.cfg.ID, r.build.String(), mode, r.held.Fence().TokenArg(),
@@ -318,6 +436,14 @@ func (r *Runner) refreshStatus(ctx context.Context) error {
 	r.m.lagSeconds.Set(s.LagSeconds)
 	return r.writeStatus(ctx)
 }
+
+// partStatusScript writes a partition's status hash, fenced like
+// statusScript. KEYS: lease, status. ARGV: owner, fencing token, then the
+// hash's field/value pairs. Replies 1 written, 0 not the holder.
+var partStatusScript = redis.NewScript(lease.FenceLua + `
+if not lease_held(KEYS[1], ARGV[1], ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+return 1`)
 
 // statusScript writes a build's status hash, fenced like a batch: only the
 // holder of the build's lease (KEYS[1] = ARGV[1]) writes it, so a runner

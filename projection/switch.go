@@ -130,6 +130,25 @@ func activate(ctx context.Context, rdb redis.Scripter, name string, b query.Buil
 	if onlyIfNone {
 		flag = "1"
 	}
+	// A partitioned build's checkpoints are in other slots than the active
+	// key: check them here, then let the script switch without a position.
+	// Checkpoints only move forward, so what is reached now stays reached.
+	c, ok := rdb.(redis.Cmdable) // every go-redis client is
+	if !ok {
+		return false, previous, fmt.Errorf("%w: a %T cannot read checkpoints", ErrInvalidConfig, rdb)
+	}
+	if n, err := buildPartitions(ctx, c, name, b); err != nil {
+		return false, previous, fmt.Errorf("projection: activate %s v%s: %w", name, b, err)
+	} else if n > 1 {
+		low, _, err := spanOf(ctx, c, name, b, n)
+		if err != nil {
+			return false, previous, fmt.Errorf("projection: activate %s v%s: %w", name, b, err)
+		}
+		if low.Before(atLeast) {
+			return false, previous, fmt.Errorf("%w: %s v%s has a partition at %s, below %s", ErrBehind, name, b, low, atLeast)
+		}
+		atLeast = eventstore.Position{}
+	}
 	res, err := activateScript.Run(ctx, rdb,
 		[]string{query.ActiveKey(name), query.CheckpointKey(name, b)},
 		b.String(), strconv.FormatUint(atLeast.Commit, 10), strconv.FormatUint(atLeast.Prepare, 10), flag,
@@ -235,6 +254,24 @@ func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build
 		if b.Before(cur) {
 			return cur, superseded(name, b, cur)
 		}
+		// A partitioned build being replaced has no checkpoint in the
+		// active key's slot for the script to compare with: the new build
+		// must reach the highest of its partitions' instead.
+		if !cur.IsZero() {
+			n, err := buildPartitions(ctx, rdb, name, cur)
+			if err != nil {
+				return previous, err
+			}
+			if n > 1 {
+				_, high, err := spanOf(ctx, rdb, name, cur, n)
+				if err != nil {
+					return previous, err
+				}
+				if target.Before(high) {
+					target = high
+				}
+			}
+		}
 		res, err := switchScript.Run(ctx, rdb,
 			[]string{query.ActiveKey(name), query.CheckpointKey(name, b), query.CheckpointKey(name, cur),
 				RetiredKey(name), leaseKey(name, b)},
@@ -265,4 +302,22 @@ func switchTo(ctx context.Context, rdb redis.Cmdable, name string, b query.Build
 		cur = got // the active build moved under us: look again
 	}
 	return previous, fmt.Errorf("projection: switch %s to v%s: active build keeps changing", name, b)
+}
+
+// spanOf returns the lowest and the highest checkpoint of the n partitions of build b.
+func spanOf(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, n int) (low, high eventstore.Position, err error) {
+	cps, err := query.ViewOf(rdb, name, b, n).Checkpoints(ctx)
+	if err != nil {
+		return low, high, err
+	}
+	low, high = cps[0], cps[0]
+	for _, cp := range cps[1:] {
+		if cp.Before(low) {
+			low = cp
+		}
+		if high.Before(cp) {
+			high = cp
+		}
+	}
+	return low, high, nil
 }

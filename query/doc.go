@@ -21,6 +21,20 @@
 // projection package writes through it, so writers and readers cannot drift
 // apart.
 //
+// # Partitions
+//
+// A projection may be split into partitions (projection.Partitioned), each
+// with its own hash tag {el:<name>:p<i>} so that each may live on another node
+// of a Redis Cluster; the layout is in keys.go. [Resolve] learns the active
+// build's partition count from Redis ([PartitionsKey]) in the same round trip
+// as the build, so readers need no code of the projection: [View.KeyFor]
+// routes a key to its partition by the partition key of the records that write
+// it ([PartitionOf]: FNV-1a modulo the count, part of the format),
+// [View.PartitionKeys] lists one key in every partition for a scatter-gather
+// listing, [View.Checkpoints] reads every partition's checkpoint, and
+// [WaitForKey] and [Watcher.WaitForKey] wait only for the partition holding a
+// key ([WaitFor] waits for all of them).
+//
 // # Read your writes
 //
 // A command returns the position it committed. [WaitFor](ctx, rdb, name,

@@ -25,10 +25,11 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// The key layout of every projection. All keys of one projection, across its
-// builds, share the hash tag {el:<name>}, so they live in one Redis Cluster
-// slot and one transaction or script can touch any of them. <b> is a Build in
-// its String form: "3" for generation 0 of version 3, "3g1" for generation 1.
+// The key layout of every projection. All keys of an unpartitioned projection,
+// across its builds, share the hash tag {el:<name>}, so they live in one Redis
+// Cluster slot and one transaction or script can touch any of them. <b> is a
+// Build in its String form: "3" for generation 0 of version 3, "3g1" for
+// generation 1.
 //
 //	{el:<name>}:active                 the live build, e.g. "3" or "3g1"
 //	{el:<name>}:v<b>:checkpoint        hash: position, commit, prepare, recorded_at, updated_at
@@ -39,6 +40,28 @@ func ValidateName(name string) error {
 //
 // Generation 0 of version n uses the prefix "v<n>:", the layout from before
 // generations existed, so existing models keep their keys.
+//
+// Partitions. A build may be split into N partitions (N fixed per version,
+// see projection.Partitioned). With N = 1 the layout above is the whole
+// story, byte for byte. With N > 1, partition p (0 ≤ p < N) of the build has
+// a hash tag of its own, {el:<name>:p<p>}, so that each partition may live on
+// another node of a Redis Cluster, and every per-build key above except the
+// active key moves into it:
+//
+//	{el:<name>}:active                 the live build, for all partitions at once
+//	{el:<name>}:partitions             hash: build -> N, for every build with N > 1
+//	{el:<name>}:members:<version>      sorted set: the runners sharing the partitions of a version
+//	{el:<name>:p<p>}:v<b>:checkpoint   partition p's checkpoint (it moves over every record of the log)
+//	{el:<name>:p<p>}:v<b>:lease        the lease of partition p: one writer per partition
+//	{el:<name>:p<p>}:v<b>:status       the status written by partition p's lease holder
+//	{el:<name>:p<p>}:v<b>:deadletter   partition p's dead letters
+//	{el:<name>:p<p>}:v<b>:<parts...>   the read model entries of partition p
+//
+// A record belongs to partition PartitionOf(key, N) of its partition key,
+// the record's stream id unless the projection derives another one. The
+// partition function is part of the format: it decides where keys live, and
+// readers compute it too (View.KeyFor). Names cannot contain ':', so no
+// partition tag is the tag of another projection.
 
 // Build names one build of a projection's read model: its schema Version (the
 // code's Projection.Version) and a Generation within that version. A version
@@ -110,7 +133,63 @@ func positive(s string) (int, error) {
 }
 
 // Tag returns the hash-tagged prefix of every key of projection name: "{el:<name>}".
+// With partitions, it holds the keys shared by all partitions (the active
+// build, the partition counts, the members); PartitionTag the others.
 func Tag(name string) string { return "{el:" + name + "}" }
+
+// Partition names partition Index of Count of a build. Count 0 or 1 (the zero
+// Partition) is an unpartitioned build, whose keys are in Tag(name).
+type Partition struct {
+	Index int
+	Count int
+}
+
+// Partitioned reports whether p is a partition of a build split in more than one.
+func (p Partition) Partitioned() bool { return p.Count > 1 }
+
+// String returns "p<index>/<count>", or "" for the zero Partition.
+func (p Partition) String() string {
+	if !p.Partitioned() {
+		return ""
+	}
+	return "p" + strconv.Itoa(p.Index) + "/" + strconv.Itoa(p.Count)
+}
+
+// PartitionTag returns the hash tag of the keys of partition p of projection
+// name: "{el:<name>:p<index>}", or Tag(name) when p is not partitioned.
+func PartitionTag(name string, p Partition) string {
+	if !p.Partitioned() {
+		return Tag(name)
+	}
+	return "{el:" + name + ":p" + strconv.Itoa(p.Index) + "}"
+}
+
+// PartitionOf returns the partition, 0 to n-1, of a record or read model
+// entry with partition key key: the 32-bit FNV-1a hash of key's bytes modulo
+// n. It is part of the key format (it decides where keys live): it never
+// changes for a given n. n < 2 gives 0.
+func PartitionOf(key string, n int) int {
+	if n < 2 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// PartitionsKey returns the hash of projection name mapping each build split
+// into more than one partition (its String form) to its partition count.
+// Runners write a build's entry before its first batch, so it exists before
+// the build can become active; a build without an entry has one partition.
+func PartitionsKey(name string) string { return Tag(name) + ":partitions" }
+
+// MembersKey returns the sorted set of the runners sharing the partitions of
+// version v of projection name: member the runner's ID, score when its
+// membership expires, in milliseconds of the Redis server's clock.
+func MembersKey(name string, v int) string { return Tag(name) + ":members:" + strconv.Itoa(v) }
 
 // ActiveKey returns the key naming the live build of projection name.
 func ActiveKey(name string) string { return Tag(name) + ":active" }
@@ -122,12 +201,24 @@ func Prefix(name string, b Build) string {
 	return Tag(name) + ":v" + b.String() + ":"
 }
 
+// PartitionPrefix returns the prefix of every key of partition p of build b:
+// "{el:<name>:p<index>}:v<b>:"; Prefix(name, b) when p is not partitioned.
+func PartitionPrefix(name string, b Build, p Partition) string {
+	return PartitionTag(name, p) + ":v" + b.String() + ":"
+}
+
 // Key returns the key of a read model entry of build b of projection name:
 // Prefix followed by parts joined with ':'. Readers use View.Key, which
 // follows the active build; writers use projection.Tx.Key.
 func Key(name string, b Build, parts ...string) string {
+	return PartitionKey(name, b, Partition{}, parts...)
+}
+
+// PartitionKey returns the key of a read model entry of partition p of build
+// b: PartitionPrefix followed by parts joined with ':'.
+func PartitionKey(name string, b Build, part Partition, parts ...string) string {
 	var sb strings.Builder
-	p := Prefix(name, b)
+	p := PartitionPrefix(name, b, part)
 	n := len(p)
 	for _, s := range parts {
 		n += len(s) + 1
@@ -146,6 +237,12 @@ func Key(name string, b Build, parts ...string) string {
 // CheckpointKey returns the key of the checkpoint hash of build b.
 func CheckpointKey(name string, b Build) string {
 	return Prefix(name, b) + "checkpoint"
+}
+
+// PartitionCheckpointKey returns the key of the checkpoint hash of partition
+// p of build b.
+func PartitionCheckpointKey(name string, b Build, p Partition) string {
+	return PartitionPrefix(name, b, p) + "checkpoint"
 }
 
 // Fields of the checkpoint hash.

@@ -1,6 +1,9 @@
 package query
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 func TestParseBuild(t *testing.T) {
 	for _, tc := range []struct {
@@ -33,5 +36,48 @@ func TestParseBuild(t *testing.T) {
 				t.Errorf("%v.Before(%v) = %v", order[i], order[j], order[i].Before(order[j]))
 			}
 		}
+	}
+}
+
+func TestPartitionLayout(t *testing.T) {
+	b := Build{Version: 3, Generation: 1}
+	// One partition is the unpartitioned layout, byte for byte.
+	for _, p := range []Partition{{}, {Index: 0, Count: 1}} {
+		if PartitionTag("carts", p) != Tag("carts") || PartitionPrefix("carts", b, p) != Prefix("carts", b) ||
+			PartitionKey("carts", b, p, "cart", "7") != Key("carts", b, "cart", "7") ||
+			PartitionCheckpointKey("carts", b, p) != CheckpointKey("carts", b) || p.String() != "" {
+			t.Errorf("partition %+v changes the layout", p)
+		}
+	}
+	p := Partition{Index: 2, Count: 8}
+	if got := PartitionKey("carts", b, p, "cart", "7"); got != "{el:carts:p2}:v3g1:cart:7" {
+		t.Errorf("PartitionKey = %q", got)
+	}
+	if got := PartitionCheckpointKey("carts", b, p); got != "{el:carts:p2}:v3g1:checkpoint" {
+		t.Errorf("PartitionCheckpointKey = %q", got)
+	}
+	if PartitionsKey("carts") != "{el:carts}:partitions" || MembersKey("carts", 3) != "{el:carts}:members:3" {
+		t.Error("projection-wide keys left the projection's tag")
+	}
+	// A View routes by PartitionOf and lists one key per partition.
+	v := &View{Name: "carts", Version: 3, Generation: 1, Partitions: 8}
+	if v.KeyFor("cart-1", "cart", "1") != PartitionKey("carts", b, Partition{Index: PartitionOf("cart-1", 8), Count: 8}, "cart", "1") {
+		t.Errorf("KeyFor = %q", v.KeyFor("cart-1", "cart", "1"))
+	}
+	keys := v.PartitionKeys("index")
+	if len(keys) != 8 || keys[5] != "{el:carts:p5}:v3g1:index" {
+		t.Errorf("PartitionKeys = %q", keys)
+	}
+	one := &View{Name: "carts", Version: 3, Generation: 1}
+	if one.KeyFor("cart-1", "cart", "1") != one.Key("cart", "1") || len(one.PartitionKeys("index")) != 1 {
+		t.Error("an unpartitioned View routes to other keys than Key")
+	}
+	// Every partition is used by a spread of keys.
+	seen := map[int]bool{}
+	for i := range 1000 {
+		seen[PartitionOf("cart-"+strconv.Itoa(i), 8)] = true
+	}
+	if len(seen) != 8 {
+		t.Errorf("1000 keys fall in %d of 8 partitions", len(seen))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -33,6 +34,10 @@ type View struct {
 	// generation of that version (0 unless the version was force-rebuilt).
 	Version    int
 	Generation int
+	// Partitions is the number of partitions of the build, 1 when it is not
+	// partitioned (query.PartitionsKey). Entries of a partitioned build are
+	// read with KeyFor, which routes a key to its partition.
+	Partitions int
 }
 
 // Resolve returns a View of the active version of projection name. A
@@ -42,8 +47,14 @@ func Resolve(ctx context.Context, rdb redis.Cmdable, name string) (*View, error)
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	s, err := rdb.Get(ctx, ActiveKey(name)).Result()
-	if errors.Is(err, redis.Nil) {
+	// Both keys are in the projection's hash tag: one round trip, on one
+	// node of a cluster.
+	pipe := rdb.Pipeline()
+	active := pipe.Get(ctx, ActiveKey(name))
+	parts := pipe.HGetAll(ctx, PartitionsKey(name))
+	_, err := pipe.Exec(ctx)
+	s, aerr := active.Result()
+	if errors.Is(aerr, redis.Nil) {
 		return nil, fmt.Errorf("%w: projection %q has no active version", ErrNotReady, name)
 	}
 	if err != nil {
@@ -53,7 +64,58 @@ func Resolve(ctx context.Context, rdb redis.Cmdable, name string) (*View, error)
 	if err != nil {
 		return nil, fmt.Errorf("query: projection %q: active build: %w", name, err)
 	}
-	return &View{rdb: rdb, Name: name, Version: b.Version, Generation: b.Generation}, nil
+	n := 1
+	if ns, ok := parts.Val()[s]; ok {
+		if n, err = strconv.Atoi(ns); err != nil || n < 1 {
+			return nil, fmt.Errorf("query: projection %q: build %s: partition count %q is not a positive integer", name, s, ns)
+		}
+	}
+	return &View{rdb: rdb, Name: name, Version: b.Version, Generation: b.Generation, Partitions: n}, nil
+}
+
+// partitions returns the View's partition count, 1 for a View made without one.
+func (v *View) partitions() int { return max(1, v.Partitions) }
+
+// PartitionOf returns the partition holding the entries of partition key
+// key (see query.PartitionOf): 0 for an unpartitioned build.
+func (v *View) PartitionOf(key string) Partition {
+	n := v.partitions()
+	if n < 2 {
+		return Partition{}
+	}
+	return Partition{Index: PartitionOf(key, n), Count: n}
+}
+
+// KeyFor returns the key of a read model entry of the View's build whose
+// partition key is partitionKey (the stream id of the records that write it,
+// unless the projection derives another one): the key in the partition that
+// holds it, made of parts joined with ':'. On an unpartitioned build it is
+// Key(parts...).
+func (v *View) KeyFor(partitionKey string, parts ...string) string {
+	return PartitionKey(v.Name, v.Build(), v.PartitionOf(partitionKey), parts...)
+}
+
+// PartitionKeys returns the key made of parts in every partition of the
+// View's build, in partition order: what a listing scatters its reads over
+// (one key per partition, e.g. a per-partition index set), before gathering
+// the replies. On an unpartitioned build it is [Key(parts...)].
+func (v *View) PartitionKeys(parts ...string) []string {
+	n := v.partitions()
+	if n < 2 {
+		return []string{v.Key(parts...)}
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = PartitionKey(v.Name, v.Build(), Partition{Index: i, Count: n}, parts...)
+	}
+	return keys
+}
+
+// ViewOf returns a View of build b of projection name, split into
+// partitions partitions (1 or less: unpartitioned), without reading Redis:
+// for tools that read a build that is not, or not yet, the active one.
+func ViewOf(rdb redis.Cmdable, name string, b Build, partitions int) *View {
+	return &View{rdb: rdb, Name: name, Version: b.Version, Generation: b.Generation, Partitions: max(1, partitions)}
 }
 
 // Build returns the build the View reads.
@@ -63,9 +125,95 @@ func (v *View) Build() Build { return Build{Version: v.Version, Generation: v.Ge
 func (v *View) Key(parts ...string) string { return Key(v.Name, v.Build(), parts...) }
 
 // Checkpoint returns the position of the last record applied to the View's
-// build (Start when none).
+// build (Start when none). On a partitioned build it is the lowest
+// checkpoint of its partitions: every partition has applied the log up to
+// it, so every entry reflects it.
 func (v *View) Checkpoint(ctx context.Context) (eventstore.Position, error) {
-	return ReadCheckpoint(ctx, v.rdb, v.Name, v.Build())
+	if v.partitions() < 2 {
+		return ReadCheckpoint(ctx, v.rdb, v.Name, v.Build())
+	}
+	cps, err := v.Checkpoints(ctx)
+	if err != nil {
+		return eventstore.Position{}, err
+	}
+	low := cps[0]
+	for _, cp := range cps[1:] {
+		if cp.Before(low) {
+			low = cp
+		}
+	}
+	return low, nil
+}
+
+// Checkpoints returns the checkpoint of every partition of the View's build,
+// in partition order, read in one pipeline (one round trip per node of a
+// cluster). An unpartitioned build has one.
+func (v *View) Checkpoints(ctx context.Context) ([]eventstore.Position, error) {
+	n := v.partitions()
+	if n < 2 {
+		cp, err := ReadCheckpoint(ctx, v.rdb, v.Name, v.Build())
+		return []eventstore.Position{cp}, err
+	}
+	pipe := v.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, n)
+	for i := range cmds {
+		cmds[i] = pipe.HGet(ctx, PartitionCheckpointKey(v.Name, v.Build(), Partition{Index: i, Count: n}), FieldPosition)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("query: read checkpoints of %s v%s: %w", v.Name, v.Build(), err)
+	}
+	cps := make([]eventstore.Position, n)
+	for i, c := range cmds {
+		s, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue // Start
+		}
+		if cps[i], err = eventstore.ParsePosition(s); err != nil {
+			return nil, fmt.Errorf("query: checkpoint of %s v%s partition %d: %w", v.Name, v.Build(), i, err)
+		}
+	}
+	return cps, nil
+}
+
+// PartitionCheckpoint returns the checkpoint of partition p of the View's
+// build; p is ignored on an unpartitioned build.
+func (v *View) PartitionCheckpoint(ctx context.Context, p Partition) (eventstore.Position, error) {
+	if v.partitions() < 2 {
+		return ReadCheckpoint(ctx, v.rdb, v.Name, v.Build())
+	}
+	key := PartitionCheckpointKey(v.Name, v.Build(), p)
+	s, err := v.rdb.HGet(ctx, key, FieldPosition).Result()
+	if errors.Is(err, redis.Nil) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("query: read checkpoint %s: %w", key, err)
+	}
+	return eventstore.ParsePosition(s)
+}
+
+// checkpointFor returns the checkpoint a waiter for partition key key waits
+// on: its partition's, or the lowest of all with key "" (see WaitForKey).
+func (v *View) checkpointFor(ctx context.Context, key string, all []eventstore.Position) (eventstore.Position, error) {
+	if all == nil {
+		var err error
+		if key != "" && v.partitions() > 1 {
+			return v.PartitionCheckpoint(ctx, v.PartitionOf(key))
+		}
+		if all, err = v.Checkpoints(ctx); err != nil {
+			return eventstore.Position{}, err
+		}
+	}
+	if key != "" && len(all) > 1 {
+		return all[v.PartitionOf(key).Index], nil
+	}
+	low := all[0]
+	for _, cp := range all[1:] {
+		if cp.Before(low) {
+			low = cp
+		}
+	}
+	return low, nil
 }
 
 // GetJSON reads the string key made of parts and decodes it as JSON into dst.
@@ -139,6 +287,13 @@ const (
 // A zero position never waits: WaitFor is then Resolve, and a projection
 // with no active build gives ErrNotReady at once.
 func WaitFor(ctx context.Context, rdb redis.Cmdable, name string, position eventstore.Position) (*View, error) {
+	return WaitForKey(ctx, rdb, name, "", position)
+}
+
+// WaitForKey is WaitFor for the reads of the entries of one partition key
+// (View.KeyFor): on a partitioned build it waits only for the partition that
+// holds key. With key "" it is WaitFor, which waits for every partition.
+func WaitForKey(ctx context.Context, rdb redis.Cmdable, name, key string, position eventstore.Position) (*View, error) {
 	pause := waitMinBackoff
 	var timer *time.Timer
 	var last *View // the View of the last look, nil while no build is active
@@ -149,7 +304,7 @@ func WaitFor(ctx context.Context, rdb redis.Cmdable, name string, position event
 			return v, err
 		}
 		if err == nil {
-			cp, err = v.Checkpoint(ctx)
+			cp, err = v.checkpointFor(ctx, key, nil)
 		}
 		switch {
 		case err == nil && !cp.Before(position):

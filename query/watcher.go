@@ -110,6 +110,8 @@ type waitGroup struct {
 }
 
 type waiter struct {
+	// key is the partition key the waiter reads ("" every partition).
+	key      string
 	position eventstore.Position
 	wake     chan wakeup // capacity 1, sent to once
 }
@@ -121,6 +123,7 @@ type wakeup struct {
 
 type cachedView struct {
 	build   Build
+	parts   int
 	expires time.Time
 }
 
@@ -225,7 +228,7 @@ func (w *Watcher) Resolve(ctx context.Context, name string) (*View, error) {
 		c, ok := w.cache[name]
 		w.cacheMu.RUnlock()
 		if ok && now.Before(c.expires) {
-			return &View{rdb: w.rdb, Name: name, Version: c.build.Version, Generation: c.build.Generation}, nil
+			return &View{rdb: w.rdb, Name: name, Version: c.build.Version, Generation: c.build.Generation, Partitions: c.parts}, nil
 		}
 	}
 	return w.resolveFresh(ctx, name)
@@ -240,7 +243,7 @@ func (w *Watcher) resolveFresh(ctx context.Context, name string) (*View, error) 
 	}
 	if w.cfg.ActiveTTL > 0 {
 		w.cacheMu.Lock()
-		w.cache[name] = cachedView{build: v.Build(), expires: start.Add(w.cfg.ActiveTTL)}
+		w.cache[name] = cachedView{build: v.Build(), parts: v.Partitions, expires: start.Add(w.cfg.ActiveTTL)}
 		w.cacheMu.Unlock()
 	}
 	return v, nil
@@ -254,20 +257,30 @@ func (w *Watcher) resolveFresh(ctx context.Context, name string) (*View, error) 
 // ErrTooManyWaiters at once. It gives up with ctx's error, which also
 // matches ErrNotReady if no build was active by then.
 func (w *Watcher) WaitFor(ctx context.Context, name string, position eventstore.Position) (*View, error) {
+	return w.WaitForKey(ctx, name, "", position)
+}
+
+// WaitForKey is WaitFor for the reads of the entries of one partition key
+// (View.KeyFor): on a partitioned build it waits only for the partition
+// holding key. With key "" it is WaitFor, which waits for every partition.
+// The runners of every partition announce their commits on the projection's
+// one CommitChannel; a notification wakes a re-check, which reads the
+// checkpoints of the active build once for all its waiters.
+func (w *Watcher) WaitForKey(ctx context.Context, name, key string, position eventstore.Position) (*View, error) {
 	v, err := w.Resolve(ctx, name)
 	if position.IsZero() || err != nil && !errors.Is(err, ErrNotReady) {
 		return v, err
 	}
 	var cp eventstore.Position
 	if err == nil {
-		if cp, err = v.Checkpoint(ctx); err != nil {
+		if cp, err = v.checkpointFor(ctx, key, nil); err != nil {
 			return nil, err
 		}
 		if !cp.Before(position) {
 			return v, nil
 		}
 	}
-	wt := &waiter{position: position, wake: make(chan wakeup, 1)}
+	wt := &waiter{key: key, position: position, wake: make(chan wakeup, 1)}
 	if err := w.register(name, wt); err != nil {
 		return nil, err
 	}
@@ -468,9 +481,9 @@ func (w *Watcher) check(ctx context.Context) {
 func (w *Watcher) recheck(ctx context.Context, name string) {
 	w.count(func(s *WatcherStats) { s.Checks++ })
 	v, err := w.resolveFresh(ctx, name)
-	var cp eventstore.Position
+	var cps []eventstore.Position
 	if err == nil {
-		cp, err = v.Checkpoint(ctx)
+		cps, err = v.Checkpoints(ctx)
 	}
 	if ctx.Err() != nil {
 		return // closing: Close answers the waiters
@@ -485,11 +498,15 @@ func (w *Watcher) recheck(ctx context.Context, name string) {
 		return
 	}
 	for wt := range g.waiters {
+		var cp eventstore.Position
+		if err == nil {
+			cp, _ = v.checkpointFor(ctx, wt.key, cps) // from cps: no error, no I/O
+		}
 		switch {
 		case err != nil:
 			wt.wake <- wakeup{err: err}
 		case !cp.Before(wt.position):
-			wt.wake <- wakeup{view: &View{rdb: w.rdb, Name: name, Version: v.Version, Generation: v.Generation}}
+			wt.wake <- wakeup{view: &View{rdb: w.rdb, Name: name, Version: v.Version, Generation: v.Generation, Partitions: v.Partitions}}
 		default:
 			continue
 		}

@@ -177,7 +177,17 @@ func buildsOf(ctx context.Context, rdb redis.UniversalClient, name string) ([]qu
 func writeTable(out io.Writer, rows []projection.Status) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROJECTION\tVERSION\tGEN\tACTIVE\tSTATE\tCHECKPOINT\tHEAD\tLAG\tLAG(s)\tHOLDER\tDEAD\tERROR")
+	var flat []projection.Status
 	for _, s := range rows {
+		flat = append(flat, s)
+		// A partitioned build: its total, then a row per partition.
+		for _, p := range s.Parts {
+			p.Name = fmt.Sprintf("  p%d/%d", p.Partition, len(s.Parts))
+			p.Active = false
+			flat = append(flat, p)
+		}
+	}
+	for _, s := range flat {
 		active := ""
 		if s.Active {
 			active = "*"

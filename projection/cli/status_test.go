@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
@@ -92,5 +93,46 @@ func TestStatusWarnsOfAnEvictingPolicy(t *testing.T) {
 		case tc.want != "" && (!strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "noeviction")):
 			t.Errorf("%s: stderr %q, want a warning containing %q and naming noeviction", tc.policy, stderr, tc.want)
 		}
+	}
+}
+
+// TestStatusShowsPartitions: the status of a partitioned projection has a
+// row for the build (the total) and one per partition with its checkpoint
+// and holder.
+func TestStatusShowsPartitions(t *testing.T) {
+	e := newEnv(t, 1_000)
+	ctx := context.Background()
+	p := projection.Partitioned(counter("parts", 1), 3, nil)
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: p, ID: "holder-1",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	head, _ := e.store.Head(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	for {
+		if _, err := query.WaitFor(wctx, e.rdb, "parts", head); err == nil {
+			break
+		} else if wctx.Err() != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err := run(ctx, e.config(p), "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"parts ", "  p0/3", "  p1/3", "  p2/3", "holder-1"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("status:\n%s", out)
+	if got := strings.Count(out, head.String()); got < 4 {
+		t.Fatalf("status shows the head as checkpoint %d times, want the total and 3 partitions:\n%s", got, out)
 	}
 }
