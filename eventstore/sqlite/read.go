@@ -30,7 +30,7 @@ const (
 )
 
 type readStmts struct {
-	head, streamByName, streamPage, logPage, streamNames *sql.Stmt
+	head, streamByName, streamPage, logPage, streamNames, streamRange *sql.Stmt
 	// names caches stream names by id for log pages, which read the id
 	// only: a stream's name never changes, and joining every record to
 	// its stream cost the reads a B-tree search and a text column each.
@@ -87,6 +87,10 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		// The names of the streams a page found no name for, in one query:
 		// the parameter is a JSON array of stream ids.
 		{&r.streamNames, `SELECT id, name FROM streams WHERE id IN (SELECT value FROM json_each(?))`},
+		// A run of stream ids: streams are numbered as they are created,
+		// so the records of a page mostly belong to streams created
+		// together, and the names of those after them are the next pages'.
+		{&r.streamRange, `SELECT id, name FROM streams WHERE id >= ? AND id < ?`},
 	} {
 		stmt, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -99,7 +103,7 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (r *readStmts) close() error {
 	var errs []error
-	for _, stmt := range []*sql.Stmt{r.head, r.streamByName, r.streamPage, r.logPage, r.streamNames} {
+	for _, stmt := range []*sql.Stmt{r.head, r.streamByName, r.streamPage, r.logPage, r.streamNames, r.streamRange} {
 		if stmt != nil {
 			errs = append(errs, stmt.Close())
 		}
@@ -319,41 +323,60 @@ func (s *Store) logPage(ctx context.Context, sc *scanner, after, upTo uint64, pa
 	return page, n == pageRecords || size >= pageBytes, nil
 }
 
+// nameRun is how many stream ids from the lowest a page misses nameStreams
+// loads at once, when the ids it misses are within such a run.
+const nameRun = 4096
+
 // nameStreams sets the StreamID of page's records from the stream ids scan
-// left in sc.streams, looking up in one query the names the cache lacks.
+// left in sc.streams, loading the names the cache lacks in one query: the
+// run of nameRun ids from the lowest one missing when they all fall in it
+// (a catch-up then costs a query every few pages), else just those.
 func (s *Store) nameStreams(ctx context.Context, sc *scanner, page []eventstore.Record) error {
-	var missing []byte
+	lo, hi, missing := int64(math.MaxInt64), int64(math.MinInt64), 0
 	for i, id := range sc.streams {
 		if name, ok := s.reads.names.get(id); ok {
 			page[i].StreamID = name
 			continue
 		}
-		if missing == nil {
-			missing = append(sc.ids[:0], '[')
-		} else {
-			missing = append(missing, ',')
-		}
-		missing = strconv.AppendInt(missing, id, 10)
+		lo, hi, missing = min(lo, id), max(hi, id), missing+1
 	}
-	if missing == nil {
+	if missing == 0 {
 		return nil
 	}
-	missing = append(missing, ']')
-	sc.ids = missing
-	rows, err := s.reads.streamNames.QueryContext(ctx, string(missing))
+	var rows *sql.Rows
+	var err error
+	if hi-lo < nameRun {
+		rows, err = s.reads.streamRange.QueryContext(ctx, lo, lo+nameRun)
+	} else {
+		ids := append(sc.ids[:0], '[')
+		for i, id := range sc.streams {
+			if page[i].StreamID == "" {
+				if len(ids) > 1 {
+					ids = append(ids, ',')
+				}
+				ids = strconv.AppendInt(ids, id, 10)
+			}
+		}
+		sc.ids = append(ids, ']')
+		rows, err = s.reads.streamNames.QueryContext(ctx, string(sc.ids))
+	}
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	found := make(map[int64]string)
+	// found, not the cache, names the page: the cache may start over
+	// while it is filled.
+	found := make(map[int64]string, missing)
 	for rows.Next() {
 		var id int64
 		var name string
 		if err := rows.Scan(&id, &name); err != nil {
 			return err
 		}
-		found[id] = name
 		s.reads.names.put(id, name)
+		if id <= hi {
+			found[id] = name
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return err
