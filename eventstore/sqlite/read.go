@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -45,6 +46,8 @@ const maxNames = 1 << 16
 type nameCache struct {
 	mu sync.RWMutex
 	m  map[int64]string
+	// max is maxNames, smaller in tests.
+	max int
 }
 
 func (c *nameCache) get(id int64) (string, bool) {
@@ -56,7 +59,7 @@ func (c *nameCache) get(id int64) (string, bool) {
 
 func (c *nameCache) put(id int64, name string) {
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxNames {
+	if c.m == nil || len(c.m) >= cmp.Or(c.max, maxNames) {
 		c.m = make(map[int64]string, 1024)
 	}
 	c.m[id] = name
