@@ -12,7 +12,9 @@
 // records into batches (at most [Config].BatchSize records; the first record
 // waits at most Config.FlushInterval for company) and commits each batch.
 // Several runners in one process can share one reading of the log: give them
-// the same [eventstore.SharedLog] as Config.Store.
+// the same [eventstore.SharedLog] as Config.Store. The runner reads the log
+// ahead of the batch it applies; a [Router]'s events are decoded there, as
+// they are read, so that decoding overlaps the batch's round trip to Redis.
 //
 // # One batch, one transaction, fenced
 //

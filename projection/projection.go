@@ -212,7 +212,7 @@ type Router struct {
 
 // NewRouter returns a Router decoding with reg.
 func NewRouter(reg *eventstore.Registry) *Router {
-	return &Router{reg: reg, handlers: map[string]ApplyFunc{}}
+	return &Router{reg: reg, shared: newOwnDecoding(reg), handlers: map[string]ApplyFunc{}}
 }
 
 // NewSharedRouter returns a Router decoding through d, which the Routers of
@@ -225,8 +225,9 @@ func NewSharedRouter(d *SharedDecoding) *Router {
 
 // sharedDecodings is how many decoded records a SharedDecoding keeps: the
 // runners of one process read the log within a window of each other
-// (eventstore.SharedLog keeps them within DefaultSharedWindow records).
-const sharedDecodings = 8192
+// (eventstore.SharedLog keeps them within DefaultSharedWindow records), and
+// each decodes up to its read-ahead (twice its BatchSize) before applying.
+const sharedDecodings = 16384
 
 // SharedDecoding decodes each record once for the Routers of several
 // projections that read the same log (one log: records are known by
@@ -235,7 +236,11 @@ const sharedDecodings = 8192
 // decoded records by position; a record decoded twice (a runner far behind
 // the others) costs only the second decoding. Safe for concurrent use.
 type SharedDecoding struct {
-	reg  *eventstore.Registry
+	reg *eventstore.Registry
+	// own: the decoding of one Router (NewRouter), which keeps only the
+	// records decoded ahead of Apply (predecode), each for one Apply, so
+	// that a retried batch decodes afresh.
+	own  bool
 	mu   sync.Mutex
 	seen map[eventstore.Position]decoded
 	fifo []eventstore.Position // ring of the positions in seen
@@ -253,23 +258,53 @@ func NewSharedDecoding(reg *eventstore.Registry) *SharedDecoding {
 		fifo: make([]eventstore.Position, 0, sharedDecodings)}
 }
 
-// decode returns rec decoded, from the cache when another Router decoded
-// it. Errors are not kept: each Router reports its own.
+// newOwnDecoding returns the decoding of one Router.
+func newOwnDecoding(reg *eventstore.Registry) *SharedDecoding {
+	d := NewSharedDecoding(reg)
+	d.own = true
+	return d
+}
+
+// decode returns rec decoded, from the cache when another Router (or
+// predecode) decoded it. Errors are not kept: each Router reports its own.
 func (d *SharedDecoding) decode(rec eventstore.Record) (any, error) {
 	d.mu.Lock()
 	e, ok := d.seen[rec.Position]
+	if ok && d.own {
+		delete(d.seen, rec.Position)
+	}
 	d.mu.Unlock()
 	if ok && e.typ == rec.Type {
 		return e.v, nil
 	}
 	v, err := d.reg.Decode(rec)
-	if err != nil {
-		return nil, err
+	if err != nil || d.own {
+		return v, err
 	}
+	d.keep(rec, v)
+	return v, nil
+}
+
+// predecode decodes rec ahead of Apply, unless it is decoded already, and
+// keeps it for decode. A failure is left for Apply to report.
+func (d *SharedDecoding) predecode(rec eventstore.Record) {
+	d.mu.Lock()
+	e, ok := d.seen[rec.Position]
+	d.mu.Unlock()
+	if ok && e.typ == rec.Type {
+		return
+	}
+	if v, err := d.reg.Decode(rec); err == nil {
+		d.keep(rec, v)
+	}
+}
+
+// keep remembers v as the decoding of rec, forgetting the oldest when full.
+func (d *SharedDecoding) keep(rec eventstore.Record, v any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.seen[rec.Position]; ok {
-		return v, nil
+	if e, ok := d.seen[rec.Position]; ok && e.typ == rec.Type {
+		return
 	}
 	if len(d.fifo) < cap(d.fifo) {
 		d.fifo = append(d.fifo, rec.Position)
@@ -279,7 +314,6 @@ func (d *SharedDecoding) decode(rec eventstore.Record) (any, error) {
 		d.next = (d.next + 1) % len(d.fifo)
 	}
 	d.seen[rec.Position] = decoded{typ: rec.Type, v: v}
-	return v, nil
 }
 
 // decode decodes rec, through the shared decoding when there is one.
@@ -350,6 +384,13 @@ func (p *routed) Version() int      { return p.version }
 func (p *routed) Handles() []string { return p.r.Types() }
 func (p *routed) Apply(ctx context.Context, tx *Tx, rec eventstore.Record) error {
 	return p.r.Apply(ctx, tx, rec)
+}
+
+// predecode decodes rec ahead of Apply (see predecoder).
+func (p *routed) predecode(rec eventstore.Record) {
+	if p.r.shared != nil {
+		p.r.shared.predecode(rec)
+	}
 }
 
 // Apply decodes rec and calls its handler. A record with no handler (after

@@ -126,9 +126,14 @@ func (r *Runner) session(ctx context.Context) error {
 
 	// The subscription is read ahead into a bounded buffer; a batch closes
 	// when full or FlushInterval after its first record.
-	batches, err := batch.Start(sctx, func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
+	subscribe := func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
 		return r.cfg.Store.Subscribe(ctx, cp)
-	}, batch.Config{Size: r.cfg.BatchSize, MaxWait: r.cfg.FlushInterval, Buffer: 2 * r.cfg.BatchSize})
+	}
+	if p, ok := r.proj.(predecoder); ok {
+		subscribe = predecoding(subscribe, p, r.handles)
+	}
+	batches, err := batch.Start(sctx, subscribe,
+		batch.Config{Size: r.cfg.BatchSize, MaxWait: r.cfg.FlushInterval, Buffer: 2 * r.cfg.BatchSize})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}

@@ -86,3 +86,41 @@ func TestSharedDecodingDecodesOnce(t *testing.T) {
 		t.Errorf("%d decodings kept, want %d", n, sharedDecodings)
 	}
 }
+
+// TestPredecodedRecordServesOneApply: a lone Router's record decoded ahead
+// of Apply (the runner's read-ahead) is what the next Apply gets, and only
+// that one: a retried batch decodes afresh, so a handler that changed its
+// event cannot see the change again.
+func TestPredecodedRecordServesOneApply(t *testing.T) {
+	ctx := context.Background()
+	reg := eventstore.NewRegistry()
+	eventstore.Register[lines](reg, "lines")
+	r := NewRouter(reg)
+	var seen []*int
+	Handle(r, func(_ context.Context, _ *Tx, _ eventstore.Record, e lines) error {
+		seen = append(seen, &e.Items[0])
+		return nil
+	})
+	p := r.Projection("lines", 1)
+	pd, ok := p.(predecoder)
+	if !ok {
+		t.Fatal("a Router's projection does not decode ahead")
+	}
+	rec := eventstore.Record{Event: eventstore.Event{Type: "lines", Data: []byte(`{"Items":[1,2]}`)}, Position: eventstore.SeqPosition(7)}
+	pd.predecode(rec)
+	ahead, ok := r.shared.seen[rec.Position]
+	if !ok {
+		t.Fatal("predecode kept nothing")
+	}
+	for range 2 {
+		if err := p.Apply(ctx, &Tx{}, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := &ahead.v.(lines).Items[0]; seen[0] != want || seen[1] == want {
+		t.Errorf("applies saw %v, want the decoding made ahead (%p) once, then a new one", seen, want)
+	}
+	if len(r.shared.seen) != 0 {
+		t.Errorf("%d decodings kept after Apply, want none", len(r.shared.seen))
+	}
+}

@@ -64,7 +64,11 @@
 // readers never wait for the writer. A page of ReadStream is one query, which
 // also tells a missing stream from one with nothing after the version asked,
 // so a caller that only needs the events it has not seen yet (the command
-// handler's state cache) pays one query. Subscribe catches up the same way, then
+// handler's state cache) pays one query. A page of the log reads each
+// record's stream id, not its name: the store keeps stream names by id and
+// loads those it lacks by runs of ids, and ReadAll and Subscribe read the
+// next page on a goroutine of their own while the caller takes the current
+// one. Subscribe catches up the same way, then
 // waits: a commit through the same Store wakes it at once; records appended
 // by another process (or another Store on the same file) are found by polling
 // with back-off from 1ms up to Config.PollInterval (default 250ms), which is

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -28,7 +31,39 @@ const (
 )
 
 type readStmts struct {
-	head, streamByName, streamPage, logPage *sql.Stmt
+	head, streamByName, streamPage, logPage, streamNames, streamRange *sql.Stmt
+	// names caches stream names by id for log pages, which read the id
+	// only: a stream's name never changes, and joining every record to
+	// its stream cost the reads a B-tree search and a text column each.
+	names nameCache
+}
+
+// maxNames bounds the stream names a Store keeps; past it the cache starts
+// over, so a log of many streams costs one look-up query per page.
+const maxNames = 1 << 16
+
+// nameCache is a Store's stream names by id. Safe for concurrent use.
+type nameCache struct {
+	mu sync.RWMutex
+	m  map[int64]string
+	// max is maxNames, smaller in tests.
+	max int
+}
+
+func (c *nameCache) get(id int64) (string, bool) {
+	c.mu.RLock()
+	name, ok := c.m[id]
+	c.mu.RUnlock()
+	return name, ok
+}
+
+func (c *nameCache) put(id int64, name string) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= cmp.Or(c.max, maxNames) {
+		c.m = make(map[int64]string, 1024)
+	}
+	c.m[id] = name
+	c.mu.Unlock()
 }
 
 func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -46,11 +81,19 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 				coalesce(e.data, x'')
 			FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version >= ?
 			WHERE s.name = ? ORDER BY e.version LIMIT ?`},
-		// CROSS JOIN keeps events as the outer loop: a range scan of the rowid.
-		{&r.logPage, `SELECT e.position, e.version, e.id, e.type, e.recorded_at,
-				e.correlation_id, e.causation_id, e.headers, e.data, s.name
-			FROM events e CROSS JOIN streams s ON s.id = e.stream
-			WHERE e.position > ? AND e.position <= ? ORDER BY e.position LIMIT ?`},
+		// A range scan of the rowid; the stream's id, not its name (see
+		// nameCache). Every column read costs the driver calls, so the page
+		// reads no more than a Record holds.
+		{&r.logPage, `SELECT position, version, id, type, recorded_at,
+				correlation_id, causation_id, headers, data, stream
+			FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?`},
+		// The names of the streams a page found no name for, in one query:
+		// the parameter is a JSON array of stream ids.
+		{&r.streamNames, `SELECT id, name FROM streams WHERE id IN (SELECT value FROM json_each(?))`},
+		// A run of stream ids: streams are numbered as they are created,
+		// so the records of a page mostly belong to streams created
+		// together, and the names of those after them are the next pages'.
+		{&r.streamRange, `SELECT id, name FROM streams WHERE id >= ? AND id < ?`},
 	} {
 		stmt, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -63,7 +106,7 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 
 func (r *readStmts) close() error {
 	var errs []error
-	for _, stmt := range []*sql.Stmt{r.head, r.streamByName, r.streamPage, r.logPage} {
+	for _, stmt := range []*sql.Stmt{r.head, r.streamByName, r.streamPage, r.logPage, r.streamNames, r.streamRange} {
 		if stmt != nil {
 			errs = append(errs, stmt.Close())
 		}
@@ -144,7 +187,8 @@ func (s *Store) streamPage(ctx context.Context, sc *scanner, stream string, from
 	return page, n == pageRecords, exists, rows.Err()
 }
 
-// ReadAll implements eventstore.Store.
+// ReadAll implements eventstore.Store. While the caller takes a page, the
+// next one is read on another goroutine (see readAhead).
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		if s.closed.Load() {
@@ -156,11 +200,15 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 			yield(eventstore.Record{}, s.readError(ctx, err, "read all: head"))
 			return
 		}
+		ra := s.newReadAhead(ctx)
+		defer ra.stop()
 		next := after.Commit
-		var page []eventstore.Record
-		sc := newScanner()
-		for next < head {
-			page, err = s.logPage(ctx, sc, next, head, page[:0])
+		if next >= head {
+			return
+		}
+		ra.start(next, head)
+		for {
+			page, more, err := ra.wait()
 			if err != nil {
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("read all after %d", next)))
 				return
@@ -168,12 +216,18 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 			if len(page) == 0 {
 				return
 			}
+			next = page[len(page)-1].Position.Commit
+			if more && next < head {
+				ra.start(next, head)
+			}
 			for _, rec := range page {
 				if !yield(rec, nil) {
 					return
 				}
 			}
-			next = page[len(page)-1].Position.Commit
+			if !more || next >= head {
+				return
+			}
 			if err := ctx.Err(); err != nil {
 				yield(eventstore.Record{}, err)
 				return
@@ -182,36 +236,179 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position) iter.Seq
 	}
 }
 
-// logPage reads records with positions in (after, upTo].
-func (s *Store) logPage(ctx context.Context, sc *scanner, after, upTo uint64, page []eventstore.Record) ([]eventstore.Record, error) {
+// readAhead reads log pages one ahead of their consumer: start begins
+// reading a page on a goroutine, wait returns it. Two page buffers
+// alternate, so the page being yielded is never the one being read. The
+// goroutine is stop's to end: it cancels the read and waits for it.
+type readAhead struct {
+	s       *Store
+	ctx     context.Context
+	cancel  context.CancelFunc
+	sc      *scanner
+	bufs    [2][]eventstore.Record
+	cur     int
+	pending chan pageRead // nil: no read under way
+}
+
+type pageRead struct {
+	page []eventstore.Record
+	more bool
+	err  error
+}
+
+func (s *Store) newReadAhead(ctx context.Context) *readAhead {
+	ctx, cancel := context.WithCancel(ctx)
+	return &readAhead{s: s, ctx: ctx, cancel: cancel, sc: newScanner()}
+}
+
+// start reads the page of records in (after, upTo] into the buffer that
+// the last wait did not return.
+func (r *readAhead) start(after, upTo uint64) {
+	r.cur = 1 - r.cur
+	buf := r.bufs[r.cur][:0]
+	ch := make(chan pageRead, 1)
+	r.pending = ch
+	go func() {
+		page, more, err := r.s.logPage(r.ctx, r.sc, after, upTo, buf)
+		ch <- pageRead{page, more, err}
+	}()
+}
+
+// wait returns the page start began reading; more reports that it was cut
+// short by its bounds, so that more records may follow.
+func (r *readAhead) wait() ([]eventstore.Record, bool, error) {
+	res := <-r.pending
+	r.pending = nil
+	r.bufs[r.cur] = res.page
+	return res.page, res.more, res.err
+}
+
+// stop ends a read under way and waits for its goroutine.
+func (r *readAhead) stop() {
+	r.cancel()
+	if r.pending != nil {
+		<-r.pending
+		r.pending = nil
+	}
+}
+
+// logPage reads records with positions in (after, upTo]. more reports that
+// the page ended at its size bounds, so that records may follow.
+func (s *Store) logPage(ctx context.Context, sc *scanner, after, upTo uint64, page []eventstore.Record) (_ []eventstore.Record, more bool, err error) {
 	if after >= math.MaxInt64 {
-		return page, nil
+		return page, false, nil
 	}
 	rows, err := s.reads.logPage.QueryContext(ctx, int64(after), int64(min(upTo, math.MaxInt64)), pageRecords)
 	if err != nil {
-		return page, err
+		return page, false, err
 	}
 	defer rows.Close()
-	size := 0
+	sc.streams = sc.streams[:0]
+	size, n := 0, 0
 	for size < pageBytes && rows.Next() {
 		var rec eventstore.Record
 		if err := sc.scan(rows, &rec, true); err != nil {
-			return page, err
+			return page, false, err
 		}
 		size += len(rec.Data)
 		page = append(page, rec)
+		n++
 	}
-	return page, rows.Err()
+	if err := rows.Err(); err != nil {
+		return page, false, err
+	}
+	if err := rows.Close(); err != nil {
+		return page, false, err
+	}
+	if err := s.nameStreams(ctx, sc, page[len(page)-n:]); err != nil {
+		return page, false, err
+	}
+	return page, n == pageRecords || size >= pageBytes, nil
+}
+
+// nameRun is how many stream ids from the lowest a page misses nameStreams
+// loads at once, when the ids it misses are within such a run.
+const nameRun = 4096
+
+// nameStreams sets the StreamID of page's records from the stream ids scan
+// left in sc.streams, loading the names the cache lacks in one query: the
+// run of nameRun ids from the lowest one missing when they all fall in it
+// (a catch-up then costs a query every few pages), else just those.
+func (s *Store) nameStreams(ctx context.Context, sc *scanner, page []eventstore.Record) error {
+	lo, hi, missing := int64(math.MaxInt64), int64(math.MinInt64), 0
+	for i, id := range sc.streams {
+		if name, ok := s.reads.names.get(id); ok {
+			page[i].StreamID = name
+			continue
+		}
+		lo, hi, missing = min(lo, id), max(hi, id), missing+1
+	}
+	if missing == 0 {
+		return nil
+	}
+	var rows *sql.Rows
+	var err error
+	if hi-lo < nameRun {
+		rows, err = s.reads.streamRange.QueryContext(ctx, lo, lo+nameRun)
+	} else {
+		ids := append(sc.ids[:0], '[')
+		for i, id := range sc.streams {
+			if page[i].StreamID == "" {
+				if len(ids) > 1 {
+					ids = append(ids, ',')
+				}
+				ids = strconv.AppendInt(ids, id, 10)
+			}
+		}
+		sc.ids = append(ids, ']')
+		rows, err = s.reads.streamNames.QueryContext(ctx, string(sc.ids))
+	}
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	// found, not the cache, names the page: the cache may start over
+	// while it is filled.
+	found := make(map[int64]string, missing)
+	for rows.Next() {
+		var id int64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return err
+		}
+		s.reads.names.put(id, name)
+		if id <= hi {
+			found[id] = name
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i, id := range sc.streams {
+		if page[i].StreamID != "" {
+			continue
+		}
+		name, ok := found[id]
+		if !ok {
+			return fmt.Errorf("record at position %s: stream %d has no name", page[i].Position, id)
+		}
+		page[i].StreamID = name
+	}
+	return nil
 }
 
 // scanner reads records from rows of the page queries. It shares the strings
 // that repeat from record to record (type and stream names) instead of
 // allocating them for each one.
 type scanner struct {
-	strings                                          map[string]string
-	position, version, recordedAt                    int64
-	id, typ, correlation, causation, headers, stream sql.RawBytes
-	dest                                             []any
+	strings                                  map[string]string
+	position, version, recordedAt, stream    int64
+	id, typ, correlation, causation, headers sql.RawBytes
+	dest                                     []any
+	// streams holds the stream ids of a log page's records, in order;
+	// ids is the buffer of their JSON array.
+	streams []int64
+	ids     []byte
 }
 
 // errNoRecord is what scan returns for the row of a stream with no events
@@ -230,7 +427,7 @@ func newScanner() *scanner {
 
 // scan reads the columns position, version, id, type, recorded_at,
 // correlation_id, causation_id, headers, data and, when withStream, the
-// stream name.
+// stream id, which it appends to sc.streams (nameStreams names it).
 func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record, withStream bool) error {
 	sc.dest[8] = &rec.Data
 	dest := sc.dest
@@ -248,7 +445,7 @@ func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record, withStream bool)
 	rec.RecordedAt = time.Unix(0, sc.recordedAt).UTC()
 	rec.Type = sc.intern(sc.typ)
 	if withStream {
-		rec.StreamID = sc.intern(sc.stream)
+		sc.streams = append(sc.streams, sc.stream)
 	}
 	rec.Metadata.CorrelationID = string(sc.correlation)
 	rec.Metadata.CausationID = string(sc.causation)
@@ -281,18 +478,25 @@ func (sc *scanner) intern(b []byte) string {
 // appends by other processes are found by polling, first after 1ms, then at
 // doubling intervals up to Config.PollInterval, so they are seen within about
 // PollInterval. It ends with ctx's error, or eventstore.ErrClosed on Close.
+// While it catches up, the next page is read while the caller takes the
+// current one (see readAhead).
 func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
 		next := after.Commit
 		wait := minPoll
-		var page []eventstore.Record
-		sc := newScanner()
+		ra := s.newReadAhead(ctx)
+		defer ra.stop()
 		var timer *time.Timer
 		defer func() {
 			if timer != nil {
 				timer.Stop()
 			}
 		}()
+		// notify is taken before a page is read, so a commit that lands
+		// after the read still wakes us; read tells whether a read (read
+		// ahead or not) is under way.
+		var notify <-chan struct{}
+		read := false
 		for {
 			if s.closed.Load() {
 				yield(eventstore.Record{}, eventstore.ErrClosed)
@@ -302,22 +506,28 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 				yield(eventstore.Record{}, err)
 				return
 			}
-			// Taken before reading, so a commit that lands after the read still
-			// wakes us.
-			notify := s.notifyChan()
-			var err error
-			page, err = s.logPage(ctx, sc, next, math.MaxInt64, page[:0])
+			if !read {
+				notify = s.notifyChan()
+				ra.start(next, math.MaxInt64)
+			}
+			page, more, err := ra.wait()
+			read = false
 			if err != nil {
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("subscribe after %d", next)))
 				return
 			}
 			if len(page) > 0 {
+				next = page[len(page)-1].Position.Commit
+				if more {
+					notify = s.notifyChan()
+					ra.start(next, math.MaxInt64)
+					read = true
+				}
 				for _, rec := range page {
 					if !yield(rec, nil) {
 						return
 					}
 				}
-				next = page[len(page)-1].Position.Commit
 				wait = minPoll
 				continue
 			}
