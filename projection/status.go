@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -195,8 +196,22 @@ func unixNano(s string) time.Time {
 // ErrEvictingPolicy that names the policy for any other (allkeys-* and
 // volatile-* alike: Redis Cluster and replicas included, the read side needs
 // every key it wrote), and another error when the policy cannot be read
-// (managed services often disable CONFIG).
+// (managed services often disable CONFIG). On Redis Cluster every master is
+// checked.
 func CheckEvictionPolicy(ctx context.Context, rdb redis.Cmdable) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		var errs []error
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if err := CheckEvictionPolicy(ctx, m); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", m.Options().Addr, err))
+				mu.Unlock()
+			}
+			return nil
+		})
+		return errors.Join(err, errors.Join(errs...))
+	}
 	cfg, err := rdb.ConfigGet(ctx, "maxmemory*").Result()
 	if err != nil {
 		return fmt.Errorf("projection: read maxmemory-policy: %w", err)
