@@ -175,13 +175,30 @@ func TestClusterFailoverExactlyOnce(t *testing.T) {
 
 // TestClusterNewVersionSwitches runs a blue/green rebuild on a cluster: a
 // v2 runner builds beside v1 and switches, the v1 runner steps down, v1's
-// keys are removed (SCAN on the slot's node), and an explicit Rebuild to v3
-// does the same again.
+// keys are removed, and an explicit Rebuild to v3 does the same again. The
+// eviction check finds an evicting master among the cluster's.
 func TestClusterNewVersionSwitches(t *testing.T) {
 	c := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
 	rdb := clusterClient(t, c)
 	store := memory.New()
 	ctx := context.Background()
+
+	// The eviction check reads every master: one evicting master is found.
+	if err := CheckEvictionPolicy(ctx, rdb); err != nil {
+		t.Fatalf("CheckEvictionPolicy on a noeviction cluster: %v", err)
+	}
+	node := redis.NewClient(&redis.Options{Addr: c.Addrs[2]})
+	defer node.Close()
+	if err := node.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckEvictionPolicy(ctx, rdb); !errors.Is(err, ErrEvictingPolicy) {
+		t.Fatalf("CheckEvictionPolicy with node 2 on allkeys-lru: %v, want ErrEvictingPolicy", err)
+	}
+	if err := node.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+
 	head := appendTally(t, store, 0, 3000)
 	x1 := startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: tally("p", 1), Logger: quietLogger()}))
 	waitFor(t, rdb, "p", head)

@@ -71,15 +71,9 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 		return 0, fmt.Errorf("%w: %s v%s will not be removed", ErrActive, name, b)
 	}
 	prefix := query.Prefix(name, b)
-	// On Redis Cluster, SCAN lists one node's keys: the build's keys are all
-	// on the master of their hash tag's slot.
-	node, err := nodeOf(ctx, rdb, lk)
-	if err != nil {
-		return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
-	}
 	var cursor uint64
 	for {
-		keys, next, err := node.Scan(ctx, cursor, prefix+"*", RemoveBatch).Result()
+		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*", RemoveBatch).Result()
 		if err != nil {
 			return removed, fmt.Errorf("projection: remove %s v%s: scan: %w", name, b, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -200,17 +199,12 @@ func unixNano(s string) time.Time {
 // checked.
 func CheckEvictionPolicy(ctx context.Context, rdb redis.Cmdable) error {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		var mu sync.Mutex
-		var errs []error
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			if err := CheckEvictionPolicy(ctx, m); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", m.Options().Addr, err))
-				mu.Unlock()
+				return fmt.Errorf("%s: %w", m.Options().Addr, err)
 			}
 			return nil
 		})
-		return errors.Join(err, errors.Join(errs...))
 	}
 	cfg, err := rdb.ConfigGet(ctx, "maxmemory*").Result()
 	if err != nil {
