@@ -4,6 +4,7 @@
 //
 //	redis://[user:password@]host:port[/db][?option=value...]
 //	rediss://...                      one server (TLS): redis.ParseURL
+//	unix://[user:password@]/path/to/redis.sock[?db=n]   one server on a Unix socket
 //	redis+cluster://[user:password@]host:port[?addr=host:port&addr=...][&option=value...]
 //	rediss+cluster://...              a Redis Cluster (TLS): redis.ParseClusterURL
 //
@@ -43,7 +44,7 @@ const ClusterStateReloadInterval = time.Second
 // ErrInvalidURL means a string is not a Redis URL this package reads.
 var ErrInvalidURL = errors.New("redisurl: invalid Redis URL")
 
-// Options is a parsed URL: exactly one of Single (redis://, rediss://) and
+// Options is a parsed URL: exactly one of Single (redis://, rediss://, unix://) and
 // Cluster (redis+cluster://, rediss+cluster://) is set. Callers may change
 // the options (timeouts, pool sizes) before NewClient.
 type Options struct {
@@ -59,7 +60,7 @@ func Parse(s string) (Options, error) {
 		return Options{}, fmt.Errorf("%w: %s does not parse as a URL", ErrInvalidURL, Redact(s))
 	}
 	switch u.Scheme {
-	case "redis", "rediss":
+	case "redis", "rediss", "unix":
 		o, err := redis.ParseURL(s)
 		if err != nil {
 			return Options{}, fmt.Errorf("%w: %s: %w", ErrInvalidURL, Redact(s), err)
@@ -83,7 +84,7 @@ func Parse(s string) (Options, error) {
 	case "":
 		return Options{}, fmt.Errorf("%w: %s has no scheme; want redis://host:port or %s://host:port?addr=host:port", ErrInvalidURL, Redact(s), SchemeCluster)
 	}
-	return Options{}, fmt.Errorf("%w: unsupported scheme %q; want redis, rediss, %s or %s", ErrInvalidURL, u.Scheme, SchemeCluster, SchemeClusterTLS)
+	return Options{}, fmt.Errorf("%w: unsupported scheme %q; want redis, rediss, unix, %s or %s", ErrInvalidURL, u.Scheme, SchemeCluster, SchemeClusterTLS)
 }
 
 // IsCluster reports whether s has a cluster scheme. It does not validate
@@ -95,7 +96,7 @@ func IsCluster(s string) bool {
 // IsRedis reports whether s has one of the schemes Parse reads. It does not
 // validate the rest of s.
 func IsRedis(s string) bool {
-	return IsCluster(s) || strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://")
+	return IsCluster(s) || strings.HasPrefix(s, "redis://") || strings.HasPrefix(s, "rediss://") || strings.HasPrefix(s, "unix://")
 }
 
 // Addrs returns the server's address, or the cluster's seed addresses.

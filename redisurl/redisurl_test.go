@@ -23,6 +23,7 @@ func TestParse(t *testing.T) {
 		{"redis://localhost:6379", false, []string{"localhost:6379"}},
 		{"redis://:secret@10.0.0.1:6380/2?dial_timeout=3s", false, []string{"10.0.0.1:6380"}},
 		{"rediss://h:1", false, []string{"h:1"}},
+		{"unix:///run/redis.sock?db=1", false, []string{"/run/redis.sock"}},
 		{"redis+cluster://h1:7000", true, []string{"h1:7000"}},
 		{"redis+cluster://h1:7000/", true, []string{"h1:7000"}},
 		{"redis+cluster://u:p@h1:7000?addr=h2:7001&addr=h3:7002&dial_timeout=2s", true, []string{"h1:7000", "h2:7001", "h3:7002"}},
