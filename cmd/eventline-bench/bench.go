@@ -25,10 +25,10 @@ import (
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
-	"github.com/eventline/eventline/redisurl"
 	"github.com/eventline/eventline/eventstore/sqlite"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/redisurl"
 	"github.com/eventline/eventline/sample/app"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/http/commandapi"
