@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,17 +83,17 @@ func TestOpenCluster(t *testing.T) {
 				t.Fatalf("SET %s through %s: %v", k, u, err)
 			}
 		}
-		masters := 0
+		var masters atomic.Int32 // ForEachMaster calls concurrently
 		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			n, err := m.DBSize(ctx).Result()
 			if n > 0 {
-				masters++
+				masters.Add(1)
 			}
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if masters != 3 {
+		if masters := masters.Load(); masters != 3 {
 			t.Fatalf("keys landed on %d masters, want 3", masters)
 		}
 		_ = cc.Close()
