@@ -28,7 +28,7 @@ type ClusterOptions struct {
 	ReplicasPerMaster int
 	// NodeTimeout is cluster-node-timeout: how long a node may be unreachable
 	// before the others consider it failed and its replica takes over.
-	// Default 2s.
+	// Default 3s.
 	NodeTimeout time.Duration
 }
 
@@ -68,7 +68,7 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 		t.Fatalf("redistest: a cluster needs at least 3 masters, got %d", opts.Masters)
 	}
 	if opts.NodeTimeout <= 0 {
-		opts.NodeTimeout = 2 * time.Second
+		opts.NodeTimeout = 3 * time.Second
 	}
 	bin, err1 := exec.LookPath("redis-server")
 	cli, err2 := exec.LookPath("redis-cli")
