@@ -341,19 +341,27 @@ func (c *Cluster) healthy(ctx context.Context) error {
 	return nil
 }
 
-// slotMasters returns slot → master address from CLUSTER SLOTS on rdb.
+// slotMasters returns slot → master address from CLUSTER SHARDS on rdb.
 func (c *Cluster) slotMasters(ctx context.Context, rdb *redis.Client) (map[int]string, error) {
-	slots, err := rdb.ClusterSlots(ctx).Result()
+	shards, err := rdb.ClusterShards(ctx).Result()
 	if err != nil {
 		return nil, err
 	}
 	m := make(map[int]string, 16384)
-	for _, r := range slots {
-		if len(r.Nodes) == 0 {
+	for _, sh := range shards {
+		addr := ""
+		for _, n := range sh.Nodes {
+			if n.Role == "master" {
+				addr = net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+			}
+		}
+		if addr == "" {
 			continue
 		}
-		for s := r.Start; s <= r.End; s++ {
-			m[int(s)] = r.Nodes[0].Addr
+		for _, r := range sh.Slots {
+			for s := r.Start; s <= r.End; s++ {
+				m[int(s)] = addr
+			}
 		}
 	}
 	return m, nil
