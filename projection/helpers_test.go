@@ -129,7 +129,7 @@ func expected(name string, n int) map[string]string {
 
 // dumpModel reads every read model key of version 1 of name: strings as
 // key → value, hashes as key#field → value. Bookkeeping keys are left out.
-func dumpModel(t testing.TB, rdb *redis.Client, name string) map[string]string {
+func dumpModel(t testing.TB, rdb redis.UniversalClient, name string) map[string]string {
 	t.Helper()
 	m, err := dump(rdb, name)
 	if err != nil {
@@ -138,10 +138,15 @@ func dumpModel(t testing.TB, rdb *redis.Client, name string) map[string]string {
 	return m
 }
 
-func dump(rdb *redis.Client, name string) (map[string]string, error) {
+func dump(rc redis.UniversalClient, name string) (map[string]string, error) {
 	ctx := context.Background()
 	m := map[string]string{}
 	prefix := query.Prefix(name, query.Version(1))
+	// On Redis Cluster, the node of the projection's slot.
+	rdb, err := nodeOf(ctx, rc, prefix)
+	if err != nil {
+		return nil, err
+	}
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()

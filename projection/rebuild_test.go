@@ -149,13 +149,13 @@ func (lr *liveReaders) stop() []error {
 
 // dumpVersion reads every model key of generation 0 of one version
 // (bookkeeping left out).
-func dumpVersion(t testing.TB, rdb *redis.Client, name string, version int) map[string]string {
+func dumpVersion(t testing.TB, rdb redis.UniversalClient, name string, version int) map[string]string {
 	return dumpBuild(t, rdb, name, query.Build{Version: version})
 }
 
 // dumpBuild reads every model key of one build, named relative to the
 // build's prefix so that builds compare.
-func dumpBuild(t testing.TB, rdb *redis.Client, name string, b query.Build) map[string]string {
+func dumpBuild(t testing.TB, rdb redis.UniversalClient, name string, b query.Build) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	m := map[string]string{}
@@ -173,14 +173,19 @@ func dumpBuild(t testing.TB, rdb *redis.Client, name string, b query.Build) map[
 
 // versionKeys counts the keys of generation 0 of one version, bookkeeping
 // included.
-func versionKeys(t testing.TB, rdb *redis.Client, name string, version int) int {
+func versionKeys(t testing.TB, rdb redis.UniversalClient, name string, version int) int {
 	t.Helper()
 	return buildKeys(t, rdb, name, query.Build{Version: version})
 }
 
 // buildKeys counts the keys of one build, bookkeeping included.
-func buildKeys(t testing.TB, rdb *redis.Client, name string, b query.Build) int {
+func buildKeys(t testing.TB, rc redis.UniversalClient, name string, b query.Build) int {
 	t.Helper()
+	// On Redis Cluster, KEYS lists one node's keys: ask the build's.
+	rdb, err := nodeOf(context.Background(), rc, query.Prefix(name, b))
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys, err := rdb.Keys(context.Background(), query.Prefix(name, b)+"*").Result()
 	if err != nil {
 		t.Fatal(err)

@@ -296,8 +296,17 @@ func unixNano(s string) time.Time {
 // ErrEvictingPolicy that names the policy for any other (allkeys-* and
 // volatile-* alike: Redis Cluster and replicas included, the read side needs
 // every key it wrote), and another error when the policy cannot be read
-// (managed services often disable CONFIG).
+// (managed services often disable CONFIG). On Redis Cluster every master is
+// checked.
 func CheckEvictionPolicy(ctx context.Context, rdb redis.Cmdable) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if err := CheckEvictionPolicy(ctx, m); err != nil {
+				return fmt.Errorf("%s: %w", m.Options().Addr, err)
+			}
+			return nil
+		})
+	}
 	cfg, err := rdb.ConfigGet(ctx, "maxmemory*").Result()
 	if err != nil {
 		return fmt.Errorf("projection: read maxmemory-policy: %w", err)

@@ -28,6 +28,7 @@ import (
 	"github.com/eventline/eventline/eventstore/sqlite"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/redisurl"
 	"github.com/eventline/eventline/sample/app"
 	"github.com/eventline/eventline/sample/domain/cart"
 	"github.com/eventline/eventline/sample/http/commandapi"
@@ -150,9 +151,16 @@ func run(ctx context.Context, cfg config) (*Report, error) {
 	defer os.RemoveAll(b.dir)
 
 	if cfg.RedisURL != "" {
-		if b.ropts, err = redis.ParseURL(cfg.RedisURL); err != nil {
+		o, err := redisurl.Parse(cfg.RedisURL)
+		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
+		if o.Cluster != nil {
+			// The ceilings (pipelines on one connection) and the empty-database
+			// check are those of one server.
+			return nil, fmt.Errorf("--redis-url: the benchmark measures one Redis server; a Redis Cluster URL is not supported")
+		}
+		b.ropts = o.Single
 		b.rep.Redis = "given: " + b.ropts.Addr
 	} else {
 		rdir := filepath.Join(b.dir, "redis")

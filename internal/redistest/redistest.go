@@ -50,6 +50,8 @@ type Server struct {
 	t    testing.TB
 	opts Options
 	dir  string
+	// args are extra redis-server arguments (a cluster node's).
+	args []string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -107,6 +109,7 @@ func (s *Server) launch(bin string) error {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, s.args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
@@ -162,6 +165,13 @@ func (s *Server) Kill() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+// alive reports whether the server's process runs (was not killed).
+func (s *Server) alive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
 }
 
 // Restart starts a killed server again on the same address. With

@@ -12,6 +12,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/eventline/eventline/redisurl"
 )
 
 // Schemes Open accepts.
@@ -21,6 +23,11 @@ const (
 	SchemeAMQPS  = "amqps"
 	SchemeRedis  = "redis"
 	SchemeRedisS = "rediss"
+	// SchemeRedisCluster and SchemeRedisClusterS name Redis Streams on a
+	// Redis Cluster, in package redisurl's form:
+	// redis+cluster://host:port?addr=host:port.
+	SchemeRedisCluster  = redisurl.SchemeCluster
+	SchemeRedisClusterS = redisurl.SchemeClusterTLS
 )
 
 // DefaultAckWait is Config.AckWait when it is zero.
@@ -31,8 +38,10 @@ var ErrInvalidConfig = errors.New("broker: invalid config")
 
 // Config says which broker to use and how to consume from it.
 type Config struct {
-	// URL chooses the broker by its scheme: nats://, amqp:// (amqps://) or
-	// redis:// (rediss://). Required.
+	// URL chooses the broker by its scheme: nats://, amqp:// (amqps://),
+	// redis:// (rediss://) or, for Redis Streams on a Redis Cluster,
+	// redis+cluster:// (rediss+cluster://) as package redisurl reads it.
+	// Required.
 	URL string
 	// Group is the consumer group of the Subscriber: subscribers with the
 	// same group share a topic's messages, each message going to one of
@@ -89,7 +98,7 @@ func (c Config) Validate() error {
 }
 
 // Scheme returns the broker a URL names ("nats", "amqp", "redis"; the TLS
-// schemes map to their plain names), or an error matching ErrInvalidConfig.
+// and cluster schemes map to their plain names), or an error matching ErrInvalidConfig.
 func Scheme(rawURL string) (string, error) {
 	u, err := parseURL(rawURL)
 	if err != nil {
@@ -98,7 +107,7 @@ func Scheme(rawURL string) (string, error) {
 	switch u.Scheme {
 	case SchemeAMQPS:
 		return SchemeAMQP, nil
-	case SchemeRedisS:
+	case SchemeRedisS, SchemeRedisCluster, SchemeRedisClusterS:
 		return SchemeRedis, nil
 	}
 	return u.Scheme, nil
@@ -118,9 +127,13 @@ func parseURL(rawURL string) (*url.URL, error) {
 		return nil, fmt.Errorf("Config.URL is not a URL: %w", err)
 	}
 	switch u.Scheme {
-	case SchemeNATS, SchemeAMQP, SchemeAMQPS, SchemeRedis, SchemeRedisS:
+	case SchemeNATS, SchemeAMQP, SchemeAMQPS:
+	case SchemeRedis, SchemeRedisS, SchemeRedisCluster, SchemeRedisClusterS:
+		if _, err := redisurl.Parse(rawURL); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("Config.URL scheme %q is not one of nats, amqp, amqps, redis, rediss", u.Scheme)
+		return nil, fmt.Errorf("Config.URL scheme %q is not one of nats, amqp, amqps, redis, rediss, redis+cluster, rediss+cluster", u.Scheme)
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("Config.URL %s has no host", u.Redacted())

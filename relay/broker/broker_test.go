@@ -46,7 +46,8 @@ func TestValidateRefusesBadConfigs(t *testing.T) {
 			}
 		})
 	}
-	for url, want := range map[string]string{"nats://h:1": "nats", "amqps://h": "amqp", "rediss://h:1": "redis", "redis://h:1/0": "redis"} {
+	for url, want := range map[string]string{"nats://h:1": "nats", "amqps://h": "amqp", "rediss://h:1": "redis", "redis://h:1/0": "redis",
+		"redis+cluster://h:1?addr=h:2": "redis", "rediss+cluster://h:1": "redis"} {
 		if got, err := broker.Scheme(url); err != nil || got != want {
 			t.Errorf("Scheme(%q) = %q, %v; want %q", url, got, err, want)
 		}
@@ -75,6 +76,9 @@ func brokerURLs(t *testing.T) map[string]func(t *testing.T) string {
 		"nats":  func(t *testing.T) string { return brokertest.NATSURL(t) },
 		"amqp":  func(t *testing.T) string { return brokertest.AMQPURL(t) },
 		"redis": func(t *testing.T) string { return redistest.Start(t).URL },
+		// Redis Streams on a Redis Cluster: the topic's stream lives on the
+		// master of its slot, the group's reads follow it.
+		"redis-cluster": func(t *testing.T) string { return redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3}).URL },
 	}
 }
 

@@ -5,17 +5,16 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
-	"github.com/redis/go-redis/v9"
-
+	"github.com/eventline/eventline/redisurl"
 	"github.com/eventline/eventline/relay"
 )
 
 func openRedis(cfg Config, wlog watermill.LoggerAdapter) (*Broker, error) {
-	opts, err := redis.ParseURL(cfg.URL)
+	opts, err := redisurl.Parse(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	client := redis.NewClient(opts)
+	client := opts.NewClient()
 	b := &Broker{}
 	// The pipelining publisher: one round trip per Publish call.
 	pub, err := relay.NewRedisStreamsPublisher(client, relay.RedisStreamsConfig{})
@@ -28,7 +27,7 @@ func openRedis(cfg Config, wlog watermill.LoggerAdapter) (*Broker, error) {
 		// redisstream.Subscriber closes the client it is given, so it gets
 		// its own.
 		sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-			Client: redis.NewClient(opts), ConsumerGroup: cfg.Group, Consumer: cfg.Consumer,
+			Client: opts.NewClient(), ConsumerGroup: cfg.Group, Consumer: cfg.Consumer,
 			MaxIdleTime: cfg.AckWait, ClaimInterval: min(cfg.AckWait/2, redisstream.DefaultClaimInterval),
 		}, wlog)
 		if err != nil {

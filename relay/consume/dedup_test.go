@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/redistest"
+	"github.com/eventline/eventline/redisurl"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/relay/consume"
 	"github.com/google/uuid"
@@ -17,9 +18,17 @@ import (
 
 func dedupStores(t *testing.T) map[string]consume.DedupStore {
 	srv := redistest.Start(t)
+	// On a Redis Cluster each event's claim and done keys share a hash tag,
+	// so the scripts that touch both run on one node.
+	cluster, err := redisurl.Open(redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3}).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Close() })
 	return map[string]consume.DedupStore{
-		"redis":  redisDedup(t, srv.Client(t)),
-		"memory": memoryDedup(t),
+		"redis":         redisDedup(t, srv.Client(t)),
+		"redis-cluster": redisDedup(t, cluster),
+		"memory":        memoryDedup(t),
 	}
 }
 

@@ -25,6 +25,7 @@ func TestSettingErrorsNameTheSetting(t *testing.T) {
 		{RoleCommandAPI, Config{StoreURL: "esdb://host:2113?tlss=false", Addr: ":0"}, EnvStoreURL},
 		{RoleProjector, Config{StoreURL: "x.db", Addr: ":0"}, EnvRedisURL},
 		{RoleQueryAPI, Config{RedisURL: "http://x", Addr: ":0"}, EnvRedisURL},
+		{RoleQueryAPI, Config{RedisURL: "redis+cluster://x:7000/1", Addr: ":0"}, EnvRedisURL},
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: "nope"}, EnvAddr},
 		{RoleQueryAPI, Config{RedisURL: "redis://x", Addr: ":0", CommandURL: "localhost:8081"}, EnvCommandURL},
 		{RoleServe, Config{StoreURL: "x.db", Addr: ":0", LogLevel: "loud"}, EnvLogLevel},
@@ -47,6 +48,10 @@ func TestSettingErrorsNameTheSetting(t *testing.T) {
 	// query-api never looks at the store setting.
 	if err := (Config{StoreURL: "postgres://x", RedisURL: "redis://x", Addr: ":0"}).Validate(RoleQueryAPI); err != nil {
 		t.Errorf("query-api validated the store URL: %v", err)
+	}
+	// A Redis Cluster is named by the same setting, in its own URL form.
+	if err := (Config{StoreURL: "x.db", RedisURL: "redis+cluster://h1:7000?addr=h2:7000", Addr: ":0"}).Validate(RoleProjector); err != nil {
+		t.Errorf("a cluster URL was refused: %v", err)
 	}
 }
 
@@ -138,7 +143,8 @@ func TestServeRunsAndShutsDown(t *testing.T) {
 
 // A malformed Redis URL is named in the error without its password.
 func TestRedisURLErrorHidesPassword(t *testing.T) {
-	for _, u := range []string{"redis://:s3cret@host:notaport", "redis://user:s3cret@host:6379/notadb", "http://user:s3cret@host"} {
+	for _, u := range []string{"redis://:s3cret@host:notaport", "redis://user:s3cret@host:6379/notadb", "http://user:s3cret@host",
+		"redis+cluster://:s3cret@host:7000?nope=1", "rediss+cluster://u:s3cret@host:7000/2"} {
 		_, err := parseRedisURL(u)
 		if err == nil {
 			t.Fatalf("%s: accepted", u)

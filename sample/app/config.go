@@ -91,7 +91,9 @@ type Config struct {
 	// URL (esdb://... or esdb+discover://...). Required except for serve
 	// (DefaultStorePath) and query-api (which ignores it).
 	StoreURL string
-	// RedisURL is the Redis of the read models, as redis.ParseURL reads it.
+	// RedisURL is the Redis of the read models, as package redisurl reads
+	// it: redis://host:port/db for one server, redis+cluster://host:port?addr=host:port
+	// for a Redis Cluster.
 	// Empty means an embedded in-process Redis, which only serve allows.
 	RedisURL string
 	// Addr is the host:port the process listens on. Default DefaultAddr.
@@ -157,7 +159,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 		fs.StringVar(&c.StoreURL, "store", env(EnvStoreURL, def),
 			"event store: a SQLite file path or sqlite:// URL (?sync=normal for speed over power-loss safety), a postgres:// or an esdb:// URL (env "+EnvStoreURL+")")
 	}
-	redisHelp := "Redis URL of the read models, e.g. redis://localhost:6379/0 (env " + EnvRedisURL + ")"
+	redisHelp := "Redis URL of the read models, e.g. redis://localhost:6379/0, or redis+cluster://h1:7000?addr=h2:7000 for a Redis Cluster (env " + EnvRedisURL + ")"
 	if role == RoleServe {
 		redisHelp = "Redis URL of the read models; empty runs an embedded Redis (env " + EnvRedisURL + ")"
 	}
@@ -174,7 +176,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 	}
 	if role == RoleServe || role == RoleSaga {
 		fs.StringVar(&c.BrokerURL, "broker", env(EnvBrokerURL, ""),
-			"broker of the saga's events: nats://host:4222 (JetStream), amqp://user:pass@host:5672/ (RabbitMQ) or redis://host:6379; empty: in-process for serve, Redis Streams on --redis for saga (env "+EnvBrokerURL+")")
+			"broker of the saga's events: nats://host:4222 (JetStream), amqp://user:pass@host:5672/ (RabbitMQ) or redis://host:6379 (redis+cluster://... for a Redis Cluster); empty: in-process for serve, Redis Streams on --redis for saga (env "+EnvBrokerURL+")")
 	}
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, DefaultAddr(role)), "host:port to listen on (env "+EnvAddr+")")
 	fs.StringVar(&c.TracesExporter, "traces-exporter", env(EnvTracesExporter, ""),

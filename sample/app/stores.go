@@ -20,6 +20,7 @@ import (
 	"github.com/eventline/eventline/eventstore/esdb"
 	"github.com/eventline/eventline/eventstore/postgres"
 	"github.com/eventline/eventline/eventstore/sqlite"
+	"github.com/eventline/eventline/redisurl"
 )
 
 // storeSpec is a parsed EVENTLINE_STORE_URL.
@@ -110,10 +111,14 @@ func openStore(ctx context.Context, s storeSpec, log *slog.Logger, reg prometheu
 	return st, nil
 }
 
-func parseRedisURL(s string) (*redis.Options, error) {
-	o, err := redis.ParseURL(s)
+// parseRedisURL reads a Redis URL as package redisurl does: redis://host:port/db
+// for one server, redis+cluster://host:port?addr=host:port for a Redis Cluster.
+func parseRedisURL(s string) (redisurl.Options, error) {
+	o, err := redisurl.Parse(s)
 	if err != nil {
-		return nil, redisError(fmt.Sprintf("%s is not a Redis URL (want redis://host:port/db)", redactURL(s)), nil)
+		// redisurl's errors never quote a password.
+		return redisurl.Options{}, redisError(fmt.Sprintf("%s is not a Redis URL (want redis://host:port/db, or "+
+			"redis+cluster://host:port?addr=host:port for a Redis Cluster)", redactURL(s)), err)
 	}
 	return o, nil
 }
@@ -132,8 +137,8 @@ func redactURL(s string) string {
 
 // redisClient returns a client for url, or for a new embedded server when url
 // is empty; stop stops the embedded server (after the client is closed).
-func redisClient(url string, log *slog.Logger) (rdb *redis.Client, stop func(), err error) {
-	var opts *redis.Options
+func redisClient(url string, log *slog.Logger) (rdb redis.UniversalClient, stop func(), err error) {
+	var opts redisurl.Options
 	stop = func() {}
 	if url == "" {
 		m := miniredis.NewMiniRedis()
@@ -141,24 +146,27 @@ func redisClient(url string, log *slog.Logger) (rdb *redis.Client, stop func(), 
 			return nil, nil, redisError("cannot start the embedded Redis", err)
 		}
 		log.Info("embedded Redis started", "addr", m.Addr())
-		opts = &redis.Options{Addr: m.Addr()}
+		opts = redisurl.Options{Single: &redis.Options{Addr: m.Addr()}}
 		stop = m.Close
 	} else if opts, err = parseRedisURL(url); err != nil {
 		return nil, nil, err
 	}
-	return redis.NewClient(boundRedis(opts)), stop, nil
+	return boundRedis(opts).NewClient(), stop, nil
 }
 
 // boundRedis sets the client timeouts of every Redis connection of the
 // sample: fail fast while Redis is down, so that a query answers 503 at once
 // rather than after the client's default retries (and the breaker opens
 // after a few of them). Blocking commands (XREADGROUP BLOCK) get their
-// block time on top of ReadTimeout from go-redis.
-func boundRedis(opts *redis.Options) *redis.Options {
-	opts.DialTimeout = time.Second
-	opts.ReadTimeout = 2 * time.Second
-	opts.WriteTimeout = 2 * time.Second
-	opts.MaxRetries = 1
+// block time on top of ReadTimeout from go-redis. The same bounds apply to
+// each node of a Redis Cluster.
+func boundRedis(opts redisurl.Options) redisurl.Options {
+	if c := opts.Cluster; c != nil {
+		c.DialTimeout, c.ReadTimeout, c.WriteTimeout, c.MaxRetries = time.Second, 2*time.Second, 2*time.Second, 1
+	}
+	if o := opts.Single; o != nil {
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.MaxRetries = time.Second, 2*time.Second, 2*time.Second, 1
+	}
 	return opts
 }
 
@@ -191,7 +199,8 @@ func OpenStore(ctx context.Context, url string, log *slog.Logger) (eventstore.St
 }
 
 // OpenRedis returns a client of the Redis named by url, which is required
-// here. Errors are *SettingError values naming EVENTLINE_REDIS_URL.
+// here: a single server (redis://) or a Redis Cluster (redis+cluster://).
+// Errors are *SettingError values naming EVENTLINE_REDIS_URL.
 func OpenRedis(url string) (redis.UniversalClient, error) {
 	if url == "" {
 		return nil, redisError("required, e.g. redis://localhost:6379 (the embedded Redis of serve is not reachable from another process)", nil)
@@ -200,5 +209,5 @@ func OpenRedis(url string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewClient(boundRedis(opts)), nil
+	return boundRedis(opts).NewClient(), nil
 }
