@@ -426,11 +426,22 @@ func (w *writer) answer(c *committed, took time.Duration) {
 // A failed fsync fails the batches it covered and every later append
 // (syncErr): the outcome of those appends is unknown, and the store must be
 // reopened.
+//
+// When the batches waiting hold less than half the appends the last fsync
+// answered, those callers are on their way back and the writer is about to
+// commit their next appends: the syncer waits for that batch, within as long
+// as the last fsync took and at most maxCommitWindow, so that a few stragglers
+// do not take an fsync of their own while everyone else waits behind it.
 func (w *writer) syncBehind() {
 	defer close(w.syncStopped)
 	var group []*committed
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var answered int            // appends the last fsync answered
+	var lastFsync time.Duration // how long it took
 	for c := range w.synced {
 		group = append(group[:0], c)
+		pending := len(c.batch)
 	drain:
 		for {
 			select {
@@ -439,11 +450,31 @@ func (w *writer) syncBehind() {
 					break drain
 				}
 				group = append(group, c)
+				pending += len(c.batch)
 			default:
 				break drain
 			}
 		}
+		if wait := min(lastFsync, maxCommitWindow); 2*pending < answered && wait > 0 {
+			timer.Reset(wait)
+		window:
+			for 2*pending < answered {
+				select {
+				case c, ok := <-w.synced:
+					if !ok {
+						break window
+					}
+					group = append(group, c)
+					pending += len(c.batch)
+				case <-timer.C:
+					break window
+				}
+			}
+			timer.Stop()
+		}
+		start := time.Now()
 		err := w.fsyncWAL()
+		lastFsync, answered = time.Since(start), pending
 		var last uint64
 		for _, c := range group {
 			last = max(last, c.last)
