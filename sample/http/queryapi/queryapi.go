@@ -84,9 +84,9 @@ type API struct {
 	reads    redis.Cmdable
 	coalesce *query.Coalescer
 	watch    *query.Watcher
-	wait  time.Duration
-	log   *slog.Logger
-	stats *httpjson.Metrics
+	wait     time.Duration
+	log      *slog.Logger
+	stats    *httpjson.Metrics
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
