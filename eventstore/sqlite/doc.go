@@ -41,10 +41,11 @@
 // hands the batch to a syncer goroutine, which fsyncs the WAL once for every
 // batch committed so far and then answers their callers. So the next group
 // commit runs while the disk syncs the last one, and one fsync covers every
-// batch committed meanwhile. Head and ReadAll do not show a batch's positions
-// before its fsync, so a projection never gets ahead of what a power loss
-// keeps (ReadStream may: a command decided on such an event is appended after
-// it and synced with or after it). A failed fsync fails every later append
+// batch committed meanwhile. Head, ReadAll and Subscribe do not show a
+// batch's positions before its fsync, so a projection never gets ahead of
+// what a power loss keeps (ReadStream may: a command decided on such an event
+// is appended after it and synced with or after it). A reader in another
+// process sees a commit as soon as SQLite does, before its fsync. A failed fsync fails every later append
 // until the store is reopened. Concurrent appends share the fsync; a lone
 // caller pays one per append, so its appends per second are bounded by the
 // disk's synced writes per second.

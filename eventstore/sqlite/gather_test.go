@@ -167,3 +167,27 @@ func TestReadersDoNotSeeUnsyncedPositions(t *testing.T) {
 		t.Errorf("synced again: head %v and %d records, want 3 and 3", head, n)
 	}
 }
+
+// TestSubscriptionDoesNotSeeUnsyncedPositions: a subscription's page stops
+// before the first position not yet fsynced.
+func TestSubscriptionDoesNotSeeUnsyncedPositions(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "events.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	page := make([]eventstore.Record, 3)
+	for i := range page {
+		page[i].Position = eventstore.SeqPosition(uint64(i + 1))
+	}
+	if got := len(s.dropUnsynced(page)); got != 3 {
+		t.Errorf("all synced: %d records kept, want 3", got)
+	}
+	s.w.unsynced.Lock()
+	s.w.unsynced.first, s.w.unsynced.last = 2, 3
+	s.w.unsynced.Unlock()
+	if got := len(s.dropUnsynced(page)); got != 1 {
+		t.Errorf("2 and 3 unsynced: %d records kept, want 1", got)
+	}
+}

@@ -311,6 +311,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("subscribe after %d", next)))
 				return
 			}
+			page = s.dropUnsynced(page)
 			if len(page) > 0 {
 				for _, rec := range page {
 					if !yield(rec, nil) {

@@ -258,6 +258,23 @@ func (s *Store) head(ctx context.Context) (uint64, error) {
 	return uint64(head), err
 }
 
+// dropUnsynced cuts page (in log order) before the first position committed
+// and not yet fsynced (SyncFull), which a subscription must not see yet; the
+// fsync's commit notification wakes it to read them again. Call it after the
+// read: the writer marks a batch before committing it.
+func (s *Store) dropUnsynced(page []eventstore.Record) []eventstore.Record {
+	u := s.w.unsyncedFrom()
+	if u == 0 {
+		return page
+	}
+	for i, rec := range page {
+		if rec.Position.Commit >= u {
+			return page[:i]
+		}
+	}
+	return page
+}
+
 // readError turns a failed read into the error to yield: the context's error,
 // ErrClosed, or err wrapped with what was being read.
 func (s *Store) readError(ctx context.Context, err error, what string) error {
