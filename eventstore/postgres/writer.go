@@ -149,7 +149,7 @@ func (w *writer) run() {
 		// with their next append; waiting a moment for them keeps batches
 		// as large as the concurrency. A lone caller never waits.
 		more := func() bool { return len(w.batch) < callers }
-		groupcommit.Gather(w.requests, req, add, full, more, maxLinger, linger)
+		groupcommit.Gather(w.requests, req, add, full, more, maxLinger, linger, nil)
 		callers = len(w.batch)
 		if len(w.batch) > 0 {
 			start := time.Now()

@@ -113,19 +113,20 @@ func TestBatchAppendsAreCheckedOneByOne(t *testing.T) {
 	}
 }
 
-// TestPragmas checks that the writer's connection runs in WAL mode with the
-// synchronous level the Sync mode promises, and that a Config that leaves Sync
-// zero gets synchronous=FULL: durable against power loss unless asked
-// otherwise.
+// TestPragmas checks that the writer's connection runs in WAL mode with
+// synchronous=NORMAL, and that a Config that leaves Sync zero gets SyncFull,
+// whose writer fsyncs the WAL itself before answering (its syncer): durable
+// against power loss unless asked otherwise. TestAcknowledgedOnlyAfterWALFsync
+// proves the fsyncs.
 func TestPragmas(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		cfg  Config
-		want int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+		name   string
+		cfg    Config
+		syncer bool
 	}{
-		{"default", Config{}, 2},
-		{"full", Config{Sync: SyncFull}, 2},
-		{"normal", Config{Sync: SyncNormal}, 1},
+		{"default", Config{}, true},
+		{"full", Config{Sync: SyncFull}, true},
+		{"normal", Config{Sync: SyncNormal}, false},
 	} {
 		tc.cfg.Path = filepath.Join(t.TempDir(), "events.db")
 		s, err := Open(context.Background(), tc.cfg)
@@ -140,8 +141,11 @@ func TestPragmas(t *testing.T) {
 		if err := s.w.conn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&synchronous); err != nil {
 			t.Fatal(err)
 		}
-		if journal != "wal" || synchronous != tc.want {
-			t.Errorf("%s: journal_mode %s, synchronous %d; want wal, %d", tc.name, journal, synchronous, tc.want)
+		if journal != "wal" || synchronous != 1 {
+			t.Errorf("%s: journal_mode %s, synchronous %d; want wal, 1 (NORMAL)", tc.name, journal, synchronous)
+		}
+		if syncer := s.w.synced != nil; syncer != tc.syncer {
+			t.Errorf("%s: syncer %v, want %v", tc.name, syncer, tc.syncer)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)

@@ -14,12 +14,14 @@ import (
 type SyncMode int
 
 const (
-	// SyncFull runs the file in WAL mode with synchronous=FULL: the WAL is
-	// fsynced at every commit, before the commit's appends return, so an
-	// acknowledged append survives a power failure or OS crash too. This is
-	// the default (the zero value). It costs one fsync per group commit, not
-	// per append: concurrent callers share it, a lone caller pays it for every
-	// append.
+	// SyncFull makes every append durable before it returns, as WAL mode
+	// with synchronous=FULL does: the WAL is fsynced after the commit and
+	// before the commit's appends return, so an acknowledged append survives
+	// a power failure or OS crash too. This is the default (the zero value).
+	// The store runs the fsync itself, behind the writer, so that the next
+	// group commit proceeds while the disk syncs the last one, and one fsync
+	// covers every commit made meanwhile: concurrent callers share it, a
+	// lone caller pays it for every append.
 	SyncFull SyncMode = iota
 	// SyncNormal runs WAL mode with synchronous=NORMAL: a committed append
 	// survives a crash or kill of the process, but a power failure or OS crash
@@ -40,14 +42,6 @@ func (m SyncMode) String() string {
 	default:
 		return fmt.Sprintf("SyncMode(%d)", int(m))
 	}
-}
-
-// pragma is the value of PRAGMA synchronous for the mode.
-func (m SyncMode) pragma() string {
-	if m == SyncFull {
-		return "FULL"
-	}
-	return "NORMAL"
 }
 
 // Defaults used when a Config field is left zero.

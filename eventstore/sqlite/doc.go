@@ -18,14 +18,13 @@
 // in commit order, so positions strictly increase in commit order.
 //
 // A batch is whatever is queued when the writer is free; a lone caller never
-// waits for company. Appends that arrive while a commit (and its fsync) runs
-// queue up and form the next batch. When the previous batch held several
-// appends, the writer also waits a moment for its callers to come back with
-// their next append, so that batches track the number of concurrent callers
-// instead of alternating between large and tiny: with SyncFull, where every
-// commit costs an fsync, it waits for all of them, within half the last
-// commit's time and at most 500µs; with SyncNormal, for as many appends as
-// the previous batch, at most 200µs.
+// waits for company. Appends that arrive while a commit runs queue up and
+// form the next batch. When the previous batch held several appends, the
+// writer also waits a moment for its callers to come back with their next
+// append, so that batches track the number of concurrent callers instead of
+// a large batch followed by many tiny ones: for as many appends as the
+// previous batch, less those still waiting for their fsync (which cannot come
+// back before it), at most 200µs (SyncNormal) or 1ms (SyncFull).
 //
 // Events appended without an id get a time-ordered UUIDv7 (not a random v4):
 // new ids then land at the end of the event-id index instead of on random
@@ -34,11 +33,22 @@
 //
 // # Durability
 //
-// The file is in WAL mode. By default (SyncFull, synchronous=FULL) every group
-// commit fsyncs the WAL before its appends return, so an acknowledged append
+// The file is in WAL mode. By default (SyncFull) the WAL is fsynced after
+// every group commit and before its appends return, so an acknowledged append
 // survives a power loss or OS crash, as PostgreSQL and EventStoreDB promise.
-// Concurrent appends share that fsync; a lone caller pays one per append, so
-// its appends per second are bounded by the disk's synced writes per second.
+// The store runs that fsync itself rather than inside SQLite's COMMIT
+// (synchronous=FULL would): the writer commits with synchronous=NORMAL and
+// hands the batch to a syncer goroutine, which fsyncs the WAL once for every
+// batch committed so far and then answers their callers. So the next group
+// commit runs while the disk syncs the last one, and one fsync covers every
+// batch committed meanwhile. Head, ReadAll and Subscribe do not show a
+// batch's positions before its fsync, so a projection never gets ahead of
+// what a power loss keeps (ReadStream may: a command decided on such an event
+// is appended after it and synced with or after it). A reader in another
+// process sees a commit as soon as SQLite does, before its fsync. A failed fsync fails every later append
+// until the store is reopened. Concurrent appends share the fsync; a lone
+// caller pays one per append, so its appends per second are bounded by the
+// disk's synced writes per second.
 // SyncNormal (synchronous=NORMAL) is the explicit choice to skip it: a
 // committed append still survives a crash or kill of the process, but a power
 // loss or OS crash can lose the last commits acknowledged before it (the WAL

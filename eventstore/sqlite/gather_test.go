@@ -24,16 +24,15 @@ func gatherStore(t *testing.T, mode SyncMode) *Store {
 		close(s.stopped) // the writer never ran
 		s.Close()
 	})
-	s.w.linger, s.w.window, s.w.lastCommit = time.Hour, time.Hour, 4*time.Hour
+	s.w.linger = time.Hour
 	return s
 }
 
-// request returns an append queued when the writer had answered round
-// batches.
-func request(round uint64) *appendRequest {
+// request returns an append of one event to a new stream.
+func request() *appendRequest {
 	return &appendRequest{stream: "s-" + uuid.NewString(), expected: eventstore.Any,
 		events: []eventstore.Event{{ID: uuid.New(), Type: "t"}}, headers: make([][]byte, 1),
-		Request: groupcommit.NewRequest(), round: round}
+		Request: groupcommit.NewRequest()}
 }
 
 // gatherAsync runs gather and returns a channel that yields the batch size
@@ -71,65 +70,124 @@ func waitTaken(t *testing.T, s *Store) {
 	}
 }
 
-// TestGatherFullWaitsForTheCallersItAnswered: with SyncFull, after a batch of
-// three appends, the writer takes what is queued and waits for the three
-// callers it answered to come back. Appends that were queued during the last
-// commit (an older round) are not those callers.
-func TestGatherFullWaitsForTheCallersItAnswered(t *testing.T) {
-	s := gatherStore(t, SyncFull)
-	s.w.answered.Store(7)
-	first := request(6)        // queued while batch 7 was committing
-	s.w.requests <- request(6) // likewise
-	s.w.requests <- request(7) // two callers of batch 7 are back
-	s.w.requests <- request(7)
-	done := gatherAsync(s, first, 3)
-	// Once gather has taken everything queued, it holds four appends but
-	// only two of the three callers it answered: it must still be waiting,
-	// so the third, sent now, joins the batch.
-	waitTaken(t, s)
-	s.w.requests <- request(7) // the third is back
-	if n := waitBatch(t, done); n != 5 {
-		t.Errorf("batch of %d appends, want 5: gather did not wait for the third caller it answered", n)
+// TestGatherWaitsForAsManyAsBefore: the writer waits for the batch to be as
+// large as the previous one, whoever sends.
+func TestGatherWaitsForAsManyAsBefore(t *testing.T) {
+	for _, mode := range []SyncMode{SyncFull, SyncNormal} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := gatherStore(t, mode)
+			s.w.requests <- request()
+			done := gatherAsync(s, request(), 3)
+			waitTaken(t, s) // two appends taken, one short of the previous batch
+			s.w.requests <- request()
+			if n := waitBatch(t, done); n != 3 {
+				t.Errorf("batch of %d appends, want 3: gather did not wait for the previous batch's size", n)
+			}
+		})
 	}
-	if s.w.returners != 3 {
-		t.Errorf("%d returners, want 3", s.w.returners)
+}
+
+// TestGatherDoesNotWaitForAppendsBeingSynced: with SyncFull, callers whose
+// appends wait for their fsync cannot come back before it; the writer
+// commits without waiting for them.
+func TestGatherDoesNotWaitForAppendsBeingSynced(t *testing.T) {
+	s := gatherStore(t, SyncFull)
+	s.w.inFlight.Store(2) // two of the three callers wait for an fsync
+	if n := waitBatch(t, gatherAsync(s, request(), 3)); n != 1 {
+		t.Errorf("batch of %d appends, want 1", n)
+	}
+	// Once one of them is answered, the writer waits for it.
+	s.w.inFlight.Store(1)
+	done := gatherAsync(s, request(), 3)
+	waitTaken(t, s)
+	s.w.requests <- request()
+	if n := waitBatch(t, done); n != 2 {
+		t.Errorf("batch of %d appends, want 2: gather did not wait for the caller answered", n)
 	}
 }
 
 // TestGatherLoneCallerNeverWaits: a caller alone is answered and comes back;
-// the writer commits its append at once, whatever the window.
+// the writer commits its append at once, whatever the linger.
 func TestGatherLoneCallerNeverWaits(t *testing.T) {
 	for _, mode := range []SyncMode{SyncFull, SyncNormal} {
 		t.Run(mode.String(), func(t *testing.T) {
 			s := gatherStore(t, mode)
-			s.w.answered.Store(3)
-			if n := waitBatch(t, gatherAsync(s, request(3), 1)); n != 1 {
+			if n := waitBatch(t, gatherAsync(s, request(), 1)); n != 1 {
 				t.Errorf("batch of %d appends, want 1", n)
 			}
 		})
 	}
 }
 
-// TestGatherNoWindowBeforeTheFirstCommit: the window is a share of the last
-// commit's time, so before any commit the writer does not wait.
-func TestGatherNoWindowBeforeTheFirstCommit(t *testing.T) {
-	s := gatherStore(t, SyncFull)
-	s.w.lastCommit = 0
-	if n := waitBatch(t, gatherAsync(s, request(0), 64)); n != 1 {
-		t.Errorf("batch of %d appends, want 1", n)
+// TestReadersDoNotSeeUnsyncedPositions: with SyncFull, positions committed
+// and not yet covered by an fsync are hidden from Head and ReadAll, so that
+// a reader (a projection) never gets ahead of what a power loss keeps.
+func TestReadersDoNotSeeUnsyncedPositions(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "events.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		if _, err := s.Append(ctx, "s", eventstore.Any, eventstore.Event{Type: "t", Data: []byte{byte('0' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (eventstore.Position, int) {
+		t.Helper()
+		head, err := s.Head(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, err := range s.ReadAll(ctx, eventstore.Start) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return head, n
+	}
+	if head, n := count(); head != eventstore.SeqPosition(3) || n != 3 {
+		t.Fatalf("all synced: head %v and %d records, want 3 and 3", head, n)
+	}
+	// As the writer marks positions 2 and 3 before its COMMIT, until the
+	// syncer's fsync covers them.
+	s.w.unsynced.Lock()
+	s.w.unsynced.first, s.w.unsynced.last = 2, 3
+	s.w.unsynced.Unlock()
+	if head, n := count(); head != eventstore.SeqPosition(1) || n != 1 {
+		t.Errorf("2 and 3 unsynced: head %v and %d records, want 1 and 1", head, n)
+	}
+	s.w.unsynced.Lock()
+	s.w.unsynced.first, s.w.unsynced.last = 0, 0
+	s.w.unsynced.Unlock()
+	if head, n := count(); head != eventstore.SeqPosition(3) || n != 3 {
+		t.Errorf("synced again: head %v and %d records, want 3 and 3", head, n)
 	}
 }
 
-// TestGatherNormalWaitsForAsManyAsBefore: with SyncNormal the writer waits
-// for the batch to be as large as the previous one, whoever sends.
-func TestGatherNormalWaitsForAsManyAsBefore(t *testing.T) {
-	s := gatherStore(t, SyncNormal)
-	s.w.answered.Store(2)
-	s.w.requests <- request(1)
-	done := gatherAsync(s, request(1), 3)
-	waitTaken(t, s) // two appends taken, one short of the previous batch
-	s.w.requests <- request(1)
-	if n := waitBatch(t, done); n != 3 {
-		t.Errorf("batch of %d appends, want 3: gather did not wait for the previous batch's size", n)
+// TestSubscriptionDoesNotSeeUnsyncedPositions: a subscription's page stops
+// before the first position not yet fsynced.
+func TestSubscriptionDoesNotSeeUnsyncedPositions(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "events.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	page := make([]eventstore.Record, 3)
+	for i := range page {
+		page[i].Position = eventstore.SeqPosition(uint64(i + 1))
+	}
+	if got := len(s.dropUnsynced(page)); got != 3 {
+		t.Errorf("all synced: %d records kept, want 3", got)
+	}
+	s.w.unsynced.Lock()
+	s.w.unsynced.first, s.w.unsynced.last = 2, 3
+	s.w.unsynced.Unlock()
+	if got := len(s.dropUnsynced(page)); got != 1 {
+		t.Errorf("2 and 3 unsynced: %d records kept, want 1", got)
 	}
 }

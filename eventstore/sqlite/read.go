@@ -516,6 +516,7 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position) iter.S
 				yield(eventstore.Record{}, s.readError(ctx, err, fmt.Sprintf("subscribe after %d", next)))
 				return
 			}
+			page = s.dropUnsynced(page)
 			if len(page) > 0 {
 				next = page[len(page)-1].Position.Commit
 				if more {

@@ -140,8 +140,10 @@ func openStore(ctx context.Context, cfg Config) (*Store, error) {
 // open connects, migrates and prepares; on error the caller calls release.
 func (s *Store) open(ctx context.Context) error {
 	var err error
+	// synchronous=NORMAL in both modes: with SyncFull the writer's syncer
+	// fsyncs the WAL after each commit and before answering (syncBehind).
 	s.wdb, err = sql.Open("sqlite", dsn(s.path, "busy_timeout(10000)", "journal_mode(WAL)",
-		"synchronous("+s.cfg.Sync.pragma()+")", "cache_size(-32768)",
+		"synchronous(NORMAL)", "cache_size(-32768)",
 		fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages)))
 	if err != nil {
 		return err
@@ -247,7 +249,30 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 func (s *Store) head(ctx context.Context) (uint64, error) {
 	var head int64
 	err := s.reads.head.QueryRowContext(ctx).Scan(&head)
+	// Positions committed and not yet fsynced (SyncFull) stay hidden: a
+	// reader never gets ahead of what a power loss keeps. Read after the
+	// head, since the writer marks a batch before committing it.
+	if u := s.w.unsyncedFrom(); u != 0 && uint64(head) >= u {
+		head = int64(u - 1)
+	}
 	return uint64(head), err
+}
+
+// dropUnsynced cuts page (in log order) before the first position committed
+// and not yet fsynced (SyncFull), which a subscription must not see yet; the
+// fsync's commit notification wakes it to read them again. Call it after the
+// read: the writer marks a batch before committing it.
+func (s *Store) dropUnsynced(page []eventstore.Record) []eventstore.Record {
+	u := s.w.unsyncedFrom()
+	if u == 0 {
+		return page
+	}
+	for i, rec := range page {
+		if rec.Position.Commit >= u {
+			return page[:i]
+		}
+	}
+	return page
 }
 
 // readError turns a failed read into the error to yield: the context's error,

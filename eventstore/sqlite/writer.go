@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,16 +30,17 @@ const (
 	// maxCachedStreams bounds the writer's stream cache; past it the cache
 	// starts over, reloading streams on demand.
 	maxCachedStreams = 100_000
-	// maxLinger is the longest the writer waits, with SyncNormal, for the
-	// callers of its previous batch to come back before committing a smaller
-	// batch.
+	// maxLinger is the longest the writer waits for the callers of its
+	// previous batch to come back before committing a smaller batch.
 	maxLinger = 200 * time.Microsecond
-	// maxCommitWindow bounds the wait, with SyncFull, for the callers of the
-	// previous batch to come back; within it, the writer waits at most half
-	// as long as its last commit took. An fsync costs the same for one append
-	// as for sixty, so when commits are slow a larger batch pays for a short
-	// wait; when they are fast, the window shrinks with them.
-	maxCommitWindow = 500 * time.Microsecond
+	// syncQueue is how many committed batches may wait for the syncer; past
+	// it the writer waits for an fsync before committing more.
+	syncQueue = 64
+	// maxCommitWindow bounds the wait, with SyncFull, for callers to come
+	// back (see gather). An fsync costs the same for one append as for
+	// sixty: a batch committed while the last one syncs waits for the next
+	// fsync anyway, so it may as well hold every caller that can come back.
+	maxCommitWindow = time.Millisecond
 )
 
 type appendRequest struct {
@@ -46,8 +49,6 @@ type appendRequest struct {
 	expected eventstore.ExpectedVersion
 	events   []eventstore.Event
 	headers  [][]byte // encoded by the caller, so the writer does less
-	// round is the writer's answered count when the append was queued.
-	round uint64
 }
 
 type appendReply struct {
@@ -77,23 +78,49 @@ type writer struct {
 	streams     map[string]*streamState
 	batch       []*appendRequest
 	replies     []appendReply
+	events      int // in batch
 	// commits counts committed transactions, for benchmarks to report the
 	// average group size.
 	commits atomic.Uint64
-	// answered counts the batches the writer has answered, committed or
-	// failed. An append records it when queued, so that the writer can tell
-	// the callers it answered last, coming back with their next append, from
-	// those that were already waiting.
-	answered atomic.Uint64
-	// round is answered when the batch being gathered began; returners
-	// counts the batch's appends queued since, events its events.
-	round             uint64
-	returners, events int
-	// lastCommit is how long the last commit took, fsync included.
-	lastCommit time.Duration
-	// linger and window are maxLinger and maxCommitWindow; tests lengthen
-	// them to make a wait certain.
-	linger, window time.Duration
+	// linger is maxLinger, or maxCommitWindow with SyncFull; tests lengthen
+	// it to make a wait certain.
+	linger time.Duration
+
+	// With SyncFull the writer commits with synchronous=NORMAL and hands each
+	// committed batch to the syncer goroutine, which fsyncs the WAL and only
+	// then answers the batch's callers (see syncBehind). synced carries the
+	// batches; syncStopped is closed when the syncer has answered them all.
+	synced      chan *committed
+	syncStopped chan struct{}
+	// syncWake tells a waiting gather that the syncer answered appends,
+	// whose callers may now come back; capacity 1.
+	syncWake chan struct{}
+	// wal is the -wal file, opened by the syncer for its fsyncs.
+	wal *os.File
+	// inFlight counts the appends committed and not yet answered: their
+	// callers cannot come back before the fsync, so gather does not wait
+	// for them.
+	inFlight atomic.Int64
+	// unsynced guards the positions this writer committed that no fsync
+	// covers yet; Store.head hides them from readers.
+	unsynced struct {
+		sync.Mutex
+		first, last uint64 // 0, 0: none
+	}
+	// syncErr, once set, fails every later append: after a failed fsync
+	// the kernel may have dropped the pages it could not write, so nothing
+	// committed since can be acknowledged as durable.
+	syncErr atomic.Pointer[error]
+}
+
+// committed is a batch committed and waiting for its fsync.
+type committed struct {
+	batch   []*appendRequest
+	replies []appendReply
+	events  int
+	// first and last are the positions the batch wrote (0, 0: none).
+	first, last uint64
+	start       time.Time // of its transaction, for the commit metric
 }
 
 type writeStmts struct {
@@ -110,7 +137,12 @@ func newWriter(ctx context.Context, s *Store, conn *sql.Conn) (*writer, error) {
 		dataVersion: -1,
 		streams:     map[string]*streamState{},
 		linger:      maxLinger,
-		window:      maxCommitWindow,
+	}
+	if s.cfg.Sync == SyncFull {
+		w.synced = make(chan *committed, syncQueue)
+		w.syncStopped = make(chan struct{})
+		w.syncWake = make(chan struct{}, 1)
+		w.linger = maxCommitWindow
 	}
 	st := &w.stmts
 	for _, p := range []struct {
@@ -151,6 +183,9 @@ func (w *writer) close() error {
 			errs = append(errs, stmt.Close())
 		}
 	}
+	if w.wal != nil {
+		errs = append(errs, w.wal.Close())
+	}
 	return errors.Join(append(errs, w.conn.Close())...)
 }
 
@@ -180,7 +215,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		expected: expected,
 		events:   events,
 		headers:  make([][]byte, len(events)),
-		round:    s.w.answered.Load(),
 	}
 	for i, e := range events {
 		h, err := encodeHeaders(e.Metadata.Headers)
@@ -214,48 +248,53 @@ func nullIfEmpty(s string) any {
 }
 
 // run is the writer goroutine: it gathers a batch of the queued appends,
-// commits them in one transaction, replies, and repeats until the store
-// closes. Appends queued while a commit runs (and its fsync) wait in the
-// queue and form the next batch.
+// commits them in one transaction, replies (with SyncFull, through the
+// syncer), and repeats until the store closes. Appends queued while a commit
+// runs wait in the queue and form the next batch.
 func (w *writer) run() {
-	// callers is how many appends the previous batch held: about how many
-	// callers are appending concurrently right now.
+	stopped := w.s.stopped
+	if w.synced != nil {
+		// The syncer answers the last batches after the writer's loop ends:
+		// the store has stopped only once it has.
+		stopped = make(chan struct{})
+		go w.syncBehind()
+		defer func() {
+			close(w.synced)
+			<-w.syncStopped
+			close(w.s.stopped)
+		}()
+	}
+	// callers is about how many callers are appending concurrently now: the
+	// previous batch, plus the appends waiting for their fsync then.
 	callers := 0
-	groupcommit.Serve(w.requests, w.s.done, w.s.stopped, func(req *appendRequest, timer *time.Timer) {
+	groupcommit.Serve(w.requests, w.s.done, stopped, func(req *appendRequest, timer *time.Timer) {
 		w.gather(req, callers, timer)
-		callers = len(w.batch)
+		callers = len(w.batch) + int(w.inFlight.Load())
 		if len(w.batch) > 0 {
-			start := time.Now()
 			w.commit()
-			w.lastCommit = time.Since(start)
-			w.s.metrics.Committed(len(w.batch), w.events, w.lastCommit)
 		}
 	})
 }
 
 // gather makes the batch: req, every append queued behind it, and, while
-// more are known to be on their way, those arriving within a short window.
+// more are known to be on their way, those arriving within a short window
+// (maxLinger, or maxCommitWindow with SyncFull).
 //
 // Callers answered by the last commit are still on their way back with their
 // next append. Waiting a moment for them makes batches as large as the
-// concurrency, instead of alternating between a large batch and a few tiny
-// ones. A lone caller never waits: the previous batch held one append, and
-// it is that append's caller who is back.
-//
-// With SyncNormal a commit is cheap, so the writer waits at most maxLinger
-// for the batch to be as large as the previous one. With SyncFull each commit
-// costs an fsync whatever its size, so the writer waits for every caller it
-// answered last (those that were already queued are in the batch), within
-// half the last commit's time and at most maxCommitWindow: the batches then
-// hold about all the concurrent callers, and the fsyncs per append fall.
+// concurrency, instead of a large batch followed by many tiny ones, each of
+// which costs a transaction. Callers whose appends wait for an fsync
+// (SyncFull) cannot come back before it, so the writer waits only for the
+// others, and commits as soon as they are all back, while the fsync runs;
+// when the fsync ends, its callers count again. Under load the callers so
+// settle into two cohorts, one committing while the other's fsync runs. A
+// lone caller never waits: the previous batch held one append, and it is
+// that append's caller who is back.
 func (w *writer) gather(req *appendRequest, callers int, timer *time.Timer) {
 	w.batch = w.batch[:0]
-	w.returners, w.events, w.round = 0, 0, w.answered.Load()
-	wait, more := w.linger, func() bool { return len(w.batch) < callers }
-	if w.s.cfg.Sync == SyncFull {
-		wait, more = min(w.lastCommit/2, w.window), func() bool { return w.returners < callers }
-	}
-	groupcommit.Gather(w.requests, req, w.add, w.full, more, wait, timer)
+	w.events = 0
+	more := func() bool { return len(w.batch)+int(w.inFlight.Load()) < callers }
+	groupcommit.Gather(w.requests, req, w.add, w.full, more, w.linger, timer, w.syncWake)
 }
 
 // full reports whether the batch reached a group-commit limit.
@@ -267,19 +306,24 @@ func (w *writer) full() bool {
 func (w *writer) add(req *appendRequest) {
 	w.batch = append(w.batch, req)
 	w.events += len(req.events)
-	if req.round >= w.round {
-		w.returners++
-	}
 }
 
 // commit writes the batch in one transaction. Each append is checked against
 // its stream as left by the appends before it in the batch; one that fails
 // writes nothing and does not affect the others. An error of the database
-// itself fails the whole batch.
+// itself fails the whole batch. With SyncFull the batch goes to the syncer,
+// which answers it after the fsync.
 func (w *writer) commit() {
 	ctx := context.Background()
+	start := time.Now()
 	w.replies = w.replies[:0]
-	wrote := false
+	if errp := w.syncErr.Load(); errp != nil {
+		w.fail(*errp)
+		return
+	}
+	first := w.head + 1
+	var prev uint64 // unsynced.first before this batch
+	marked := false
 	err := func() error {
 		if _, err := w.stmts.begin.ExecContext(ctx); err != nil {
 			return fmt.Errorf("begin: %w", err)
@@ -287,14 +331,26 @@ func (w *writer) commit() {
 		if err := w.syncWithFile(ctx); err != nil {
 			return err
 		}
+		first = w.head + 1
 		now := time.Now().UTC()
 		for _, req := range w.batch {
 			res, appendErr, err := w.apply(ctx, req, now)
 			if err != nil {
 				return fmt.Errorf("append to stream %q: %w", req.stream, err)
 			}
-			wrote = wrote || (appendErr == nil && len(req.events) > 0)
 			w.replies = append(w.replies, appendReply{res: res, err: appendErr})
+		}
+		// Readers must not see the batch's positions before their fsync:
+		// mark them before the COMMIT makes them visible.
+		if w.synced != nil && w.head >= first {
+			w.unsynced.Lock()
+			prev = w.unsynced.first
+			if prev == 0 {
+				w.unsynced.first = first
+			}
+			w.unsynced.last = w.head
+			w.unsynced.Unlock()
+			marked = true
 		}
 		if _, err := w.stmts.commit.ExecContext(ctx); err != nil {
 			return fmt.Errorf("commit: %w", err)
@@ -306,24 +362,186 @@ func (w *writer) commit() {
 		// learned inside it.
 		w.stmts.rollback.ExecContext(ctx)
 		w.forget()
+		if marked {
+			w.unsynced.Lock()
+			w.unsynced.first = prev
+			if prev == 0 {
+				w.unsynced.last = 0
+			} else {
+				w.unsynced.last = first - 1
+			}
+			w.unsynced.Unlock()
+		}
 		w.s.cfg.Logger.Error("sqlite event store: group commit failed", "path", w.s.path,
 			"appends", len(w.batch), "error", err)
-		err = fmt.Errorf("%w: sqlite %s: %v", eventstore.ErrUnavailable, w.s.path, err)
-		w.answered.Add(1)
-		for _, req := range w.batch {
-			req.Answer(eventstore.AppendResult{}, err)
-		}
+		w.fail(fmt.Errorf("%w: sqlite %s: %v", eventstore.ErrUnavailable, w.s.path, err))
 		return
 	}
 	w.commits.Add(1)
-	w.answered.Add(1)
-	for i, req := range w.batch {
-		req.Answer(w.replies[i].res, w.replies[i].err)
+	c := &committed{batch: w.batch, replies: w.replies, events: w.events, start: start}
+	if w.head >= first {
+		c.first, c.last = first, w.head
 	}
-	if wrote {
+	if w.synced == nil {
+		w.answer(c, time.Since(start))
+		return
+	}
+	// The syncer owns the slices now.
+	w.batch, w.replies = make([]*appendRequest, 0, cap(w.batch)), make([]appendReply, 0, cap(w.replies))
+	w.inFlight.Add(int64(len(c.batch)))
+	w.synced <- c
+}
+
+// fail answers every append of the batch with err.
+func (w *writer) fail(err error) {
+	for _, req := range w.batch {
+		req.Answer(eventstore.AppendResult{}, err)
+	}
+}
+
+// answer answers the callers of a committed (and, with SyncFull, synced)
+// batch and wakes the store's readers.
+func (w *writer) answer(c *committed, took time.Duration) {
+	w.s.metrics.Committed(len(c.batch), c.events, took)
+	for i, req := range c.batch {
+		req.Answer(c.replies[i].res, c.replies[i].err)
+	}
+	if c.last != 0 {
 		w.s.notifyCommit()
 		w.s.wantCheckpoint()
 	}
+}
+
+// syncBehind is the syncer goroutine of SyncFull. The writer commits with
+// synchronous=NORMAL, which writes a transaction's pages to the WAL without
+// an fsync, and hands the batch over; the syncer takes every batch committed
+// so far, fsyncs the WAL once for all of them, and only then answers their
+// callers. An fsync begun after a batch's COMMIT returned covers the batch's
+// WAL frames, so every acknowledgment still follows the fsync of its events,
+// as with synchronous=FULL; but the writer commits the next batch while the
+// disk syncs the last one, instead of waiting for it, and one fsync covers
+// every batch committed meanwhile. Readers of the store do not see the
+// positions of a batch before its fsync (Store.head).
+//
+// A failed fsync fails the batches it covered and every later append
+// (syncErr): the outcome of those appends is unknown, and the store must be
+// reopened.
+//
+// When the batches waiting hold less than half the appends the last fsync
+// answered, those callers are on their way back and the writer is about to
+// commit their next appends: the syncer waits for that batch, within as long
+// as the last fsync took and at most maxCommitWindow, so that a few stragglers
+// do not take an fsync of their own while everyone else waits behind it.
+func (w *writer) syncBehind() {
+	defer close(w.syncStopped)
+	var group []*committed
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var answered int            // appends the last fsync answered
+	var lastFsync time.Duration // how long it took
+	for c := range w.synced {
+		group = append(group[:0], c)
+		pending := len(c.batch)
+	drain:
+		for {
+			select {
+			case c, ok := <-w.synced:
+				if !ok {
+					break drain
+				}
+				group = append(group, c)
+				pending += len(c.batch)
+			default:
+				break drain
+			}
+		}
+		if wait := min(lastFsync, maxCommitWindow); 2*pending < answered && wait > 0 {
+			timer.Reset(wait)
+		window:
+			for 2*pending < answered {
+				select {
+				case c, ok := <-w.synced:
+					if !ok {
+						break window
+					}
+					group = append(group, c)
+					pending += len(c.batch)
+				case <-timer.C:
+					break window
+				}
+			}
+			timer.Stop()
+		}
+		start := time.Now()
+		err := w.fsyncWAL()
+		lastFsync, answered = time.Since(start), pending
+		var last uint64
+		for _, c := range group {
+			last = max(last, c.last)
+		}
+		w.unsynced.Lock()
+		if last != 0 && err == nil {
+			if w.unsynced.last <= last {
+				w.unsynced.first, w.unsynced.last = 0, 0
+			} else {
+				w.unsynced.first = last + 1
+			}
+		}
+		w.unsynced.Unlock()
+		now := time.Now()
+		for _, c := range group {
+			w.inFlight.Add(-int64(len(c.batch)))
+			if err != nil {
+				for _, req := range c.batch {
+					req.Answer(eventstore.AppendResult{}, err)
+				}
+				continue
+			}
+			w.answer(c, now.Sub(c.start))
+		}
+		clear(group)
+		select {
+		case w.syncWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// fsyncWAL fsyncs the WAL file, opening it the first time. Once an fsync
+// failed, it returns that failure for good.
+func (w *writer) fsyncWAL() error {
+	if errp := w.syncErr.Load(); errp != nil {
+		return *errp
+	}
+	var err error
+	if w.wal == nil {
+		// The writer's connection keeps the WAL open (and SQLite never
+		// deletes it while a connection is open), so this is the file
+		// SQLite writes to for the store's life.
+		w.wal, err = os.Open(w.s.path + "-wal")
+	}
+	if err == nil {
+		err = w.wal.Sync()
+	}
+	if err != nil {
+		w.s.cfg.Logger.Error("sqlite event store: fsync of the WAL failed; appends fail until the store is reopened",
+			"path", w.s.path, "error", err)
+		err = fmt.Errorf("%w: sqlite %s: fsync of the WAL: %v; the appends since the last fsync may or may not be durable",
+			eventstore.ErrUnavailable, w.s.path, err)
+		w.syncErr.Store(&err)
+	}
+	return err
+}
+
+// unsyncedFrom returns the first position this writer committed that no
+// fsync covers yet, 0 when every commit is synced.
+func (w *writer) unsyncedFrom() uint64 {
+	if w.synced == nil {
+		return 0
+	}
+	w.unsynced.Lock()
+	defer w.unsynced.Unlock()
+	return w.unsynced.first
 }
 
 // forget drops the cached head and streams; they are reloaded from the file.

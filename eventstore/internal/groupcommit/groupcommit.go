@@ -112,7 +112,11 @@ func Submit[R Queued](ctx context.Context, requests chan<- R, req R, done, stopp
 // full. add puts a request the writer took into the batch; requests their
 // callers abandoned are dropped. timer is the writer's stopped timer, reused
 // across batches; Gather leaves it stopped.
-func Gather[R Queued](requests <-chan R, first R, add func(R), full, more func() bool, wait time.Duration, timer *time.Timer) {
+//
+// wake, when not nil, makes Gather ask more again while it waits: a writer
+// whose answer to more changes for a reason other than a new request (an
+// fsync finished) signals it there.
+func Gather[R Queued](requests <-chan R, first R, add func(R), full, more func() bool, wait time.Duration, timer *time.Timer, wake <-chan struct{}) {
 	take := func(req R) {
 		if req.request().Take() {
 			add(req)
@@ -137,6 +141,7 @@ drain:
 		select {
 		case req := <-requests:
 			take(req)
+		case <-wake:
 		case <-timer.C:
 			return
 		}

@@ -190,7 +190,7 @@ func TestGatherTakesWhatIsQueuedAndSkipsAbandoned(t *testing.T) {
 	}
 	var batch []int
 	add := func(r *request) { batch = append(batch, r.n) }
-	Gather(requests, newRequest(1), add, func() bool { return false }, func() bool { return true }, 0, stoppedTimer())
+	Gather(requests, newRequest(1), add, func() bool { return false }, func() bool { return true }, 0, stoppedTimer(), nil)
 	if want := []int{1, 3, 4}; !equal(batch, want) {
 		t.Fatalf("batch %v, want %v", batch, want)
 	}
@@ -204,7 +204,7 @@ func TestGatherStopsWhenFull(t *testing.T) {
 	var batch []int
 	add := func(r *request) { batch = append(batch, r.n) }
 	full := func() bool { return len(batch) >= 2 }
-	Gather(requests, newRequest(1), add, full, func() bool { return true }, time.Hour, stoppedTimer())
+	Gather(requests, newRequest(1), add, full, func() bool { return true }, time.Hour, stoppedTimer(), nil)
 	if want := []int{1, 2}; !equal(batch, want) {
 		t.Fatalf("batch %v, want %v", batch, want)
 	}
@@ -223,7 +223,7 @@ func TestGatherWaitsWhileMoreAreComing(t *testing.T) {
 	returned := make(chan struct{})
 	go func() {
 		defer close(returned)
-		Gather(requests, newRequest(1), add, func() bool { return false }, func() bool { return n < 3 }, time.Hour, stoppedTimer())
+		Gather(requests, newRequest(1), add, func() bool { return false }, func() bool { return n < 3 }, time.Hour, stoppedTimer(), nil)
 	}()
 	within(t, batch)
 	// requests is unbuffered: a send completes only if Gather, still
@@ -251,7 +251,7 @@ func TestGatherWaitEnds(t *testing.T) {
 	timer := stoppedTimer()
 	go func() {
 		defer close(returned)
-		Gather(requests, newRequest(1), func(*request) {}, func() bool { return false }, func() bool { return true }, time.Millisecond, timer)
+		Gather(requests, newRequest(1), func(*request) {}, func() bool { return false }, func() bool { return true }, time.Millisecond, timer, nil)
 	}()
 	within(t, returned)
 }

@@ -59,6 +59,10 @@ type Config struct {
 	// may be (query.WatcherConfig.ActiveTTL); keep it well below the
 	// projectors' RetireDelay. Default query.DefaultActiveTTL.
 	ActiveTTL time.Duration
+	// NoCoalesce sends each query's read transaction on its own instead of
+	// coalescing those of concurrent queries into shared ones
+	// (query.Coalescer); for comparison.
+	NoCoalesce bool
 	// Logger receives one line per request answered with a 5xx other than
 	// not_ready, timeout and overloaded. nil means slog.Default().
 	Logger *slog.Logger
@@ -74,11 +78,15 @@ type Config struct {
 // concurrent use. It holds a query.Watcher (one pub/sub connection) that
 // Close releases; the client belongs to the caller.
 type API struct {
-	rdb   redis.UniversalClient
-	watch *query.Watcher
-	wait  time.Duration
-	log   *slog.Logger
-	stats *httpjson.Metrics
+	rdb redis.UniversalClient
+	// reads is rdb with the read transactions of concurrent queries
+	// coalesced into shared ones (query.Coalescer).
+	reads    redis.Cmdable
+	coalesce *query.Coalescer
+	watch    *query.Watcher
+	wait     time.Duration
+	log      *slog.Logger
+	stats    *httpjson.Metrics
 }
 
 // New returns an API reading the read models of sample/readmodel from rdb.
@@ -97,12 +105,23 @@ func New(rdb redis.UniversalClient, cfg Config) *API {
 		cfg.Logger.Error("queryapi: serving without request metrics", "error", err)
 		stats, _ = httpjson.NewMetrics("query", nil)
 	}
-	return &API{rdb: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger, stats: stats}
+	a := &API{rdb: rdb, reads: rdb, watch: w, wait: cfg.WaitTimeout, log: cfg.Logger, stats: stats}
+	if !cfg.NoCoalesce {
+		a.coalesce = query.NewCoalescer(rdb)
+		a.reads = a.coalesce.Client()
+	}
+	return a
 }
 
-// Close stops the API's watcher: queries still waiting for ?after= are
-// answered 503. Stop the HTTP server first.
-func (a *API) Close() error { return a.watch.Close() }
+// Close stops the API's watcher and read coalescer: queries still waiting
+// for ?after= are answered 503. Stop the HTTP server first.
+func (a *API) Close() error {
+	err := a.watch.Close()
+	if a.coalesce != nil {
+		err = errors.Join(err, a.coalesce.Close())
+	}
+	return err
+}
 
 // Waiting returns the number of queries waiting for ?after= now.
 func (a *API) Waiting() int { return a.watch.Waiting() }
@@ -164,19 +183,19 @@ type TopProducts struct {
 
 func (a *API) getCart(w http.ResponseWriter, r *http.Request) {
 	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
-		return schema.ReadCart(ctx, a.rdb, v, id)
+		return schema.ReadCart(ctx, a.reads, v, id)
 	})
 }
 
 func (a *API) getOrder(w http.ResponseWriter, r *http.Request) {
 	a.serve(w, r, schema.Orders, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
-		return schema.ReadOrder(ctx, a.rdb, v, id)
+		return schema.ReadOrder(ctx, a.reads, v, id)
 	})
 }
 
 func (a *API) getCustomer(w http.ResponseWriter, r *http.Request) {
 	a.serve(w, r, schema.Customers, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
-		return schema.ReadCustomer(ctx, a.rdb, v, id)
+		return schema.ReadCustomer(ctx, a.reads, v, id)
 	})
 }
 
@@ -190,7 +209,7 @@ func (a *API) getTopProducts(w http.ResponseWriter, r *http.Request) {
 			}
 			limit = n
 		}
-		ps, pos, err := schema.TopProducts(ctx, a.rdb, v, limit)
+		ps, pos, err := schema.TopProducts(ctx, a.reads, v, limit)
 		return TopProducts{Products: ps}, pos, err
 	})
 }
@@ -318,7 +337,7 @@ func unavailable(err error) bool {
 	if ne, ok := errors.AsType[net.Error](err); ok && ne != nil {
 		return true
 	}
-	for _, target := range []error{query.ErrWatcherClosed, io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
+	for _, target := range []error{query.ErrWatcherClosed, query.ErrCoalescerClosed, io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
 		redis.ErrPoolExhausted, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
 		context.DeadlineExceeded} {
 		if errors.Is(err, target) {
