@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/breaker"
 	"github.com/eventline/eventline/breaker/storebreaker"
 	"github.com/eventline/eventline/relay/broker"
+	"github.com/eventline/eventline/sample/readmodel"
 )
 
 // Role is what one process of the sample does.
@@ -57,7 +58,15 @@ const (
 	// EnvStoreTimeout is --store-timeout: the bound on one event store call
 	// of a command.
 	EnvStoreTimeout = "EVENTLINE_STORE_TIMEOUT"
+	// EnvCartsPartitions is --carts-partitions: the partition count of the
+	// carts read model (serve and projector, which run the projections, and
+	// the replay and status commands).
+	EnvCartsPartitions = "EVENTLINE_CARTS_PARTITIONS"
 )
+
+// DefaultCartsPartitions is the carts model's partition count when none is
+// configured: one, the unpartitioned layout.
+const DefaultCartsPartitions = 1
 
 // DefaultMaxWaiters is the cap on queries waiting for ?after= at once in one
 // query process; the excess is answered 503 with Retry-After. A waiter costs
@@ -125,6 +134,14 @@ type Config struct {
 	// StoreTimeout bounds each event store call of a command (append, read
 	// of its stream). 0 means storebreaker.DefaultTimeout.
 	StoreTimeout time.Duration
+	// CartsPartitions splits the carts read model into that many partitions
+	// by cart id (readmodel.Options.CartsPartitions), 1 to
+	// readmodel.MaxCartsPartitions; serve and projector run it so. The
+	// count is part of the model's version (schema.CartsVersionFor): a new
+	// count is built beside the live model and switched to once caught up.
+	// Query processes learn the count of the live build from Redis. 0 means
+	// DefaultCartsPartitions.
+	CartsPartitions int
 	// TracesExporter turns OpenTelemetry tracing on: TracesOTLP (OTLP over
 	// HTTP, set by the OTEL_EXPORTER_OTLP_* variables) or TracesConsole
 	// (stdout). Empty or TracesNone: off.
@@ -190,6 +207,10 @@ func (c *Config) BindFlags(fs *pflag.FlagSet, role Role) {
 		fs.DurationVar(&c.StoreTimeout, "store-timeout", envDuration(EnvStoreTimeout, storebreaker.DefaultTimeout),
 			"bound on one event store call of a command (env "+EnvStoreTimeout+")")
 	}
+	if runsProjections(role) {
+		fs.IntVar(&c.CartsPartitions, "carts-partitions", envInt(EnvCartsPartitions, DefaultCartsPartitions),
+			"partitions of the carts read model, by cart id; a new count is a new version of the model, built beside the live one (env "+EnvCartsPartitions+")")
+	}
 	if role == RoleServe || role == RoleQueryAPI {
 		def := DefaultMaxWaiters
 		if v, ok := os.LookupEnv(EnvMaxWaiters); ok {
@@ -240,6 +261,9 @@ func addrError(reason string, err error) error {
 // needsStore and needsRedis say which backing services a role uses.
 func needsStore(r Role) bool { return r != RoleQueryAPI }
 func needsRedis(r Role) bool { return r != RoleCommandAPI }
+
+// runsProjections says which roles run the projection runners.
+func runsProjections(r Role) bool { return r == RoleServe || r == RoleProjector }
 
 // Validate checks the settings role uses, without connecting to anything.
 // Errors are *SettingError values.
@@ -293,6 +317,10 @@ func (c Config) Validate(role Role) error {
 	}
 	if c.StoreTimeout < 0 {
 		return &SettingError{Env: EnvStoreTimeout, Flag: "store-timeout", Reason: "must be a non-negative duration such as 5s"}
+	}
+	if runsProjections(role) && (c.CartsPartitions < 0 || c.CartsPartitions > readmodel.MaxCartsPartitions) {
+		return &SettingError{Env: EnvCartsPartitions, Flag: "carts-partitions",
+			Reason: fmt.Sprintf("must be an integer from 1 to %d", readmodel.MaxCartsPartitions)}
 	}
 	if c.MaxWaiters < 0 {
 		return &SettingError{Env: EnvMaxWaiters, Flag: "max-waiters", Reason: "must be a non-negative integer"}

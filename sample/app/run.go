@@ -180,7 +180,7 @@ func run(ctx context.Context, role Role, cfg Config, p parts) (err error) {
 	// fails after some of them started.
 	closers = append(closers, func() { cancelRunners(); runners.Wait(); closeTransport() })
 	if role == RoleServe || role == RoleProjector {
-		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p, tp)
+		pool, err := startProjections(runCtx, &runners, store, rdb, reg, metrics, log, p, cfg.CartsPartitions, tp)
 		if err != nil {
 			return err
 		}
@@ -305,7 +305,7 @@ type projections struct {
 // startProjections starts one runner per projection, owned by wg; they stop
 // when ctx ends.
 func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.Store, rdb redis.UniversalClient,
-	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts, tp trace.TracerProvider) (*projections, error) {
+	reg *eventstore.Registry, metrics prometheus.Registerer, log *slog.Logger, p parts, cartsPartitions int, tp trace.TracerProvider) (*projections, error) {
 	pool := &projections{failed: map[string]error{}}
 	if p.projections == nil {
 		log.Warn("this build has no read models (sample/readmodel)")
@@ -319,7 +319,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 	// The runners of this process share one reading of the log while they
 	// are at the same place (catching up together, or following the head).
 	shared := eventstore.NewSharedLog(store, eventstore.SharedLogOptions{})
-	for _, proj := range p.projections(reg) {
+	for _, proj := range p.projections(reg, cartsPartitions) {
 		r, err := projection.NewRunner(projection.Config{
 			Store: shared, Redis: rdb, Projection: proj, Logger: log, Registerer: metrics, TracerProvider: tp,
 		})
@@ -328,7 +328,7 @@ func startProjections(ctx context.Context, wg *sync.WaitGroup, store eventstore.
 		}
 		runners = append(runners, named{proj.Name(), r})
 	}
-	for _, proj := range p.projections(reg) {
+	for _, proj := range p.projections(reg, cartsPartitions) {
 		// Rebuilds asked for by a process without the store (the web page
 		// of query-api) are run here, by one of the projectors.
 		wg.Go(func() {

@@ -20,8 +20,9 @@ import (
 // and the query API. Keeping them in one place lets tests swap them and keeps
 // the roles independent of how each piece is built.
 type parts struct {
-	// projections returns the sample's projections.
-	projections func(reg *eventstore.Registry) []projection.Projection
+	// projections returns the sample's projections, with the carts model
+	// in cartsPartitions partitions (Config.CartsPartitions).
+	projections func(reg *eventstore.Registry, cartsPartitions int) []projection.Projection
 	// mountQueries registers the query endpoints. It returns the check of
 	// /readyz that says whether they can answer, and close, which releases
 	// what they hold after the HTTP server stopped.
@@ -43,12 +44,19 @@ func defaultParts() parts {
 }
 
 // Projections returns the sample's projections, for tools such as the
-// replay and status commands.
-func Projections() []projection.Projection { return sampleProjections(NewRegistry()) }
+// replay and status commands, with the carts model unpartitioned.
+func Projections() []projection.Projection { return sampleProjections(NewRegistry(), 1) }
+
+// ProjectionsWith returns the sample's projections with the carts model in
+// cartsPartitions partitions (Config.CartsPartitions), as serve and
+// projector run them with that setting.
+func ProjectionsWith(cartsPartitions int) []projection.Projection {
+	return sampleProjections(NewRegistry(), cartsPartitions)
+}
 
 // sampleProjections are the read models and the web page's tail of the log.
-func sampleProjections(reg *eventstore.Registry) []projection.Projection {
-	return append(readmodel.Projections(reg), web.TailProjection())
+func sampleProjections(reg *eventstore.Registry, cartsPartitions int) []projection.Projection {
+	return append(readmodel.ProjectionsWith(reg, readmodel.Options{CartsPartitions: cartsPartitions}), web.TailProjection())
 }
 
 // mountWeb mounts the web page (package sample/http/web) of serve and query-api.
@@ -58,7 +66,7 @@ func mountWeb(ctx context.Context, role Role, cfg Config, store eventstore.Store
 	reg *eventstore.Registry, mux *http.ServeMux, log *slog.Logger, metrics prometheus.Registerer, p parts) (*web.Handler, error) {
 	wc := web.Config{Redis: rdb, AdminToken: cfg.AdminToken, Logger: log, Registerer: metrics}
 	if p.projections != nil {
-		wc.Projections = p.projections(reg)
+		wc.Projections = p.projections(reg, cfg.CartsPartitions)
 	}
 	if role == RoleServe {
 		wc.Store = store

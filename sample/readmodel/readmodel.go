@@ -36,9 +36,30 @@ var ErrUnexpectedStream = errors.New("readmodel: event in an unexpected stream")
 // their runners, in one process, apply the same records at about the same
 // time, and no handler here modifies an event.
 func Projections(reg *eventstore.Registry) []projection.Projection {
+	return ProjectionsWith(reg, Options{})
+}
+
+// Options are the choices of the sample's read models that a deployment
+// makes. The zero Options are the default.
+type Options struct {
+	// CartsPartitions splits the carts model into that many partitions
+	// (projection.Partitioned), by cart id (CartPartitionKey), each with its
+	// own hash tag, so that on a Redis Cluster the carts spread over the
+	// masters and the projectors share their writing. 0 or 1: one partition,
+	// the unpartitioned layout. Each count is a version of its own
+	// (schema.CartsVersionFor).
+	CartsPartitions int
+}
+
+// MaxCartsPartitions bounds Options.CartsPartitions.
+const MaxCartsPartitions = projection.MaxPartitions
+
+// ProjectionsWith returns the sample's read models as Projections does, with
+// the choices in o.
+func ProjectionsWith(reg *eventstore.Registry, o Options) []projection.Projection {
 	d := projection.NewSharedDecoding(reg)
 	return []projection.Projection{
-		carts(projection.NewSharedRouter(d)),
+		partitionedCarts(carts(projection.NewSharedRouter(d), o.CartsPartitions), o.CartsPartitions),
 		customers(projection.NewSharedRouter(d)),
 		products(projection.NewSharedRouter(d)),
 		orders(projection.NewSharedRouter(d)),
@@ -59,10 +80,36 @@ func entityID(rec eventstore.Record, prefix string) (string, error) {
 // package schema), changed field by field, so that no event needs to read the
 // cart first. The reader assembles the items and the total.
 func CartsProjection(reg *eventstore.Registry) projection.Projection {
-	return carts(projection.NewRouter(reg))
+	return carts(projection.NewRouter(reg), 1)
 }
 
-func carts(r *projection.Router) projection.Projection {
+// PartitionedCartsProjection is CartsProjection split into n partitions by
+// cart id (see Options.CartsPartitions); n < 2 is CartsProjection.
+func PartitionedCartsProjection(reg *eventstore.Registry, n int) projection.Projection {
+	return partitionedCarts(carts(projection.NewRouter(reg), n), n)
+}
+
+// CartPartitionKey is the partition key of the carts model: the cart id of a
+// record of a cart's stream, so that all of a cart's events, and its hash,
+// are in one partition, and a reader finds the cart's partition from its id
+// (query.View.KeyFor(id, ...)). Records of other streams, which the model
+// ignores, keep their stream id.
+func CartPartitionKey(rec eventstore.Record) string {
+	if id, ok := strings.CutPrefix(rec.StreamID, CartStreamPrefix); ok && id != "" {
+		return id
+	}
+	return rec.StreamID
+}
+
+func partitionedCarts(p projection.Projection, n int) projection.Projection {
+	if n < 2 {
+		return p
+	}
+	return projection.Partitioned(p, n, CartPartitionKey)
+}
+
+// carts returns the carts model, at the version of its n partitions.
+func carts(r *projection.Router, n int) projection.Projection {
 	// update writes the record's changes to the cart's hash: the fields and
 	// the stream version the hash then reflects, then the others that change
 	// adds. The Tx helpers merge a batch's writes to one cart.
@@ -122,7 +169,7 @@ func carts(r *projection.Router) projection.Projection {
 			return nil
 		})
 	})
-	return r.Projection(schema.Carts, schema.CartsVersion)
+	return r.Projection(schema.Carts, schema.CartsVersionFor(n))
 }
 
 // CustomersProjection is a customer's carts and orders (sorted sets scored

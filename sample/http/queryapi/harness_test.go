@@ -46,6 +46,9 @@ type harness struct {
 	carts     *command.Handler[cart.State, cart.Command, cart.Event]
 	orders    *command.Handler[order.State, order.Command, order.Event]
 	customers *command.Handler[customer.State, customer.Command, customer.Event]
+	// cartsPartitions is the carts model's partition count
+	// (readmodel.Options.CartsPartitions) startProjectors runs it with.
+	cartsPartitions int
 }
 
 func newHarness(t testing.TB, opts redistest.Options) *harness {
@@ -104,7 +107,7 @@ func (h *harness) startProjectors(cfg projection.Config) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	var wg sync.WaitGroup
 	h.t.Cleanup(func() { cancel(); wg.Wait() })
-	for _, p := range readmodel.Projections(h.reg) {
+	for _, p := range readmodel.ProjectionsWith(h.reg, readmodel.Options{CartsPartitions: h.cartsPartitions}) {
 		c := cfg
 		c.Store, c.Redis, c.Projection, c.Registerer = h.store, h.rdb, p, h.metrics
 		c.Logger = slog.New(slog.DiscardHandler)

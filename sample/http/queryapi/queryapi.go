@@ -128,6 +128,14 @@ func (a *API) Waiting() int { return a.watch.Waiting() }
 
 // Mount registers the query endpoints on mux: GET /carts/{id},
 // GET /customers/{id}/carts, GET /orders/{id} and GET /products/top.
+//
+// The carts model may be partitioned (readmodel.Options.CartsPartitions):
+// GET /carts/{id} reads the cart from its partition, found from the cart id
+// and the partition count of the live build (query.View.KeyFor), and its
+// ?after= waits for that partition alone (query.Watcher.WaitForKey); the
+// position it answers is that partition's checkpoint. No endpoint lists
+// carts from the carts model: a customer's carts come from the customers
+// model, which is not partitioned.
 func (a *API) Mount(mux *http.ServeMux) {
 	a.stats.HandleFunc(mux, "GET /carts/{id}", a.getCart)
 	a.stats.HandleFunc(mux, "GET /customers/{id}/carts", a.getCustomer)
@@ -182,25 +190,25 @@ type TopProducts struct {
 }
 
 func (a *API) getCart(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Carts, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
+	a.serve(w, r, schema.Carts, byID, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadCart(ctx, a.reads, v, id)
 	})
 }
 
 func (a *API) getOrder(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Orders, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
+	a.serve(w, r, schema.Orders, withID, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadOrder(ctx, a.reads, v, id)
 	})
 }
 
 func (a *API) getCustomer(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Customers, true, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
+	a.serve(w, r, schema.Customers, withID, func(ctx context.Context, v *query.View, id string, _ url.Values) (any, eventstore.Position, error) {
 		return schema.ReadCustomer(ctx, a.reads, v, id)
 	})
 }
 
 func (a *API) getTopProducts(w http.ResponseWriter, r *http.Request) {
-	a.serve(w, r, schema.Products, false, func(ctx context.Context, v *query.View, _ string, q url.Values) (any, eventstore.Position, error) {
+	a.serve(w, r, schema.Products, noID, func(ctx context.Context, v *query.View, _ string, q url.Values) (any, eventstore.Position, error) {
 		limit := DefaultTopLimit
 		if q.Has("limit") {
 			n, err := strconv.Atoi(q.Get("limit"))
@@ -218,12 +226,27 @@ func (a *API) getTopProducts(w http.ResponseWriter, r *http.Request) {
 // model it read.
 type readFunc func(ctx context.Context, v *query.View, id string, q url.Values) (any, eventstore.Position, error)
 
+// idUse says what a route does with the {id} of its path.
+type idUse int
+
+const (
+	// noID: the route has no {id}.
+	noID idUse = iota
+	// withID: the route reads the entry {id} of an unpartitioned model.
+	withID
+	// byID: {id} is also the partition key of the entry (the carts model,
+	// partitioned by cart id): ?after= waits only for the partition that
+	// holds it, and the reader reads that partition (query.View.KeyFor).
+	byID
+)
+
 // serve checks the request, resolves projection name (waiting for ?after=
-// when given), reads and answers.
-func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID bool, read readFunc) {
+// when given: for the partition of {id} alone when use is byID), reads and
+// answers.
+func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, use idUse, read readFunc) {
 	ctx := r.Context()
 	var id string
-	if hasID {
+	if use != noID {
 		id = r.PathValue("id")
 		if !validID(id) {
 			a.fail(w, r, malformed("id must be 1 to "+strconv.Itoa(MaxIDLen)+" bytes of [A-Za-z0-9._~-]"))
@@ -251,7 +274,11 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, name string, hasID b
 		v, err = a.watch.Resolve(ctx, name)
 	} else {
 		wctx, cancel := context.WithTimeout(ctx, a.wait)
-		v, err = a.watch.WaitFor(wctx, name, after)
+		if use == byID {
+			v, err = a.watch.WaitForKey(wctx, name, id, after)
+		} else {
+			v, err = a.watch.WaitFor(wctx, name, after)
+		}
 		timedOut = wctx.Err() != nil && ctx.Err() == nil
 		cancel()
 	}

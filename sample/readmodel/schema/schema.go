@@ -37,6 +37,24 @@ const (
 	OrdersVersion    = 2
 )
 
+// CartsVersionFor returns the version of the carts model split into n
+// partitions. The partition count is fixed per version (the runners record
+// it in the projection's query.PartitionsKey, and readers learn it from
+// there), so every n has a version of its own: CartsVersion*1000 + n, except
+// that CartsVersion 2 unpartitioned keeps the version 2 it had before
+// partitions existed, and with it its keys. Raising n therefore deploys a
+// newer version, which the runners build beside the live one and switch to
+// once it has caught up; lowering n within one CartsVersion would be an older
+// version, which the runners refuse (superseded): lower it together with a
+// bump of CartsVersion. n < 1 counts as 1.
+func CartsVersionFor(n int) int {
+	n = max(n, 1)
+	if CartsVersion == 2 && n == 1 {
+		return CartsVersion
+	}
+	return CartsVersion*1000 + n
+}
+
 // Statuses of a cart and of an order, as the documents spell them.
 const (
 	CartOpen       = "open"
@@ -161,16 +179,18 @@ type ProductUnits struct {
 // checkpoint in one transaction too, so the position a reader returns is
 // exactly the one the document is at.
 
-// readAt runs the reads queue adds and the read of v's checkpoint in one
-// MULTI/EXEC, then decodes the reads with the function queue returned.
-func readAt[T any](ctx context.Context, rdb redis.Cmdable, v *query.View, what string,
+// readAt runs the reads queue adds and the read of the checkpoint of
+// partition part of v's build (the zero Partition: the build's checkpoint) in
+// one MULTI/EXEC, then decodes the reads with the function queue returned. The
+// reads must be keys of that partition: one hash tag, one cluster slot.
+func readAt[T any](ctx context.Context, rdb redis.Cmdable, v *query.View, part query.Partition, what string,
 	queue func(p redis.Pipeliner) func() (T, error)) (T, eventstore.Position, error) {
 	var zero T
 	var decode func() (T, error)
 	var cp *redis.StringCmd
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		decode = queue(p)
-		cp = p.HGet(ctx, query.CheckpointKey(v.Name, v.Build()), query.FieldPosition)
+		cp = p.HGet(ctx, query.PartitionCheckpointKey(v.Name, v.Build(), part), query.FieldPosition)
 		return nil
 	})
 	// A missing checkpoint (nothing applied yet) is redis.Nil, and so is
@@ -200,10 +220,13 @@ func readAt[T any](ctx context.Context, rdb redis.Cmdable, v *query.View, what s
 // with one HGETALL, and the position of the model it was read at: the items
 // in the order of their first addition, and the total computed from them as
 // the cart's decider does. An unknown cart gives an error matching
-// query.ErrNotFound.
+// query.ErrNotFound. On a partitioned build the cart is read from its
+// partition (the cart id is the partition key, see readmodel.CartPartitionKey), with
+// that partition's checkpoint: the position is the partition's, which has
+// applied every record of the log up to it.
 func ReadCart(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Cart, eventstore.Position, error) {
-	key := v.Key(PartCart, id)
-	return readAt(ctx, rdb, v, "cart "+strconv.Quote(id), func(p redis.Pipeliner) func() (Cart, error) {
+	key := v.KeyFor(id, PartCart, id)
+	return readAt(ctx, rdb, v, v.PartitionOf(id), "cart "+strconv.Quote(id), func(p redis.Pipeliner) func() (Cart, error) {
 		res := p.HGetAll(ctx, key)
 		return func() (Cart, error) {
 			h, err := res.Result()
@@ -278,7 +301,7 @@ func cartOf(id string, h map[string]string) (Cart, error) {
 // matching query.ErrNotFound.
 func ReadOrder(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Order, eventstore.Position, error) {
 	key := v.Key(PartOrder, id)
-	return readAt(ctx, rdb, v, "order "+strconv.Quote(id), func(p redis.Pipeliner) func() (Order, error) {
+	return readAt(ctx, rdb, v, query.Partition{}, "order "+strconv.Quote(id), func(p redis.Pipeliner) func() (Order, error) {
 		res := p.HGetAll(ctx, key)
 		return func() (Order, error) { return orderOf(id, key, res) }
 	})
@@ -322,7 +345,7 @@ func orderOf(id, key string, res *redis.MapStringStringCmd) (Order, error) {
 // customer with no cart, no order and no registration gives an error matching
 // query.ErrNotFound.
 func ReadCustomer(ctx context.Context, rdb redis.Cmdable, v *query.View, id string) (Customer, eventstore.Position, error) {
-	return readAt(ctx, rdb, v, "customer "+strconv.Quote(id), func(p redis.Pipeliner) func() (Customer, error) {
+	return readAt(ctx, rdb, v, query.Partition{}, "customer "+strconv.Quote(id), func(p redis.Pipeliner) func() (Customer, error) {
 		carts := p.ZRange(ctx, v.Key(PartCustomer, id, PartCarts), 0, -1)
 		orders := p.ZRange(ctx, v.Key(PartCustomer, id, PartOrders), 0, -1)
 		credit := p.HGetAll(ctx, v.Key(PartCustomer, id, PartCredit))
@@ -368,7 +391,7 @@ func customerOf(id string, carts, orders *redis.StringSliceCmd, credit *redis.Ma
 // with equal units come in descending product id order (Redis' order for
 // equal scores read in reverse). limit < 1 gives none.
 func TopProducts(ctx context.Context, rdb redis.Cmdable, v *query.View, limit int) ([]ProductUnits, eventstore.Position, error) {
-	return readAt(ctx, rdb, v, "top products", func(p redis.Pipeliner) func() ([]ProductUnits, error) {
+	return readAt(ctx, rdb, v, query.Partition{}, "top products", func(p redis.Pipeliner) func() ([]ProductUnits, error) {
 		var res *redis.ZSliceCmd
 		if limit >= 1 {
 			res = p.ZRevRangeWithScores(ctx, v.Key(PartUnits), 0, int64(limit-1))
