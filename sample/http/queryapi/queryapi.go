@@ -40,7 +40,10 @@ const MaxIDLen = 128
 // read model's checkpoint, read in the same MULTI/EXEC as the answer (the
 // runner writes a batch and its checkpoint in one transaction too). The
 // answer is the model exactly at that position, so a client sees how fresh
-// it is and can compare it with the position a command returned.
+// it is and can compare it with the position a command returned. On a
+// partitioned model (the carts model with CartsPartitions > 1) it is the
+// checkpoint of the partition holding the entry, which has applied every
+// record of the log up to it.
 const HeaderPosition = "Eventline-Position"
 
 // Config configures an API. Every field has a usable zero value.
