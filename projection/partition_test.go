@@ -514,3 +514,38 @@ func TestPartitionedReplicasSIGKILL(t *testing.T) {
 		t.Fatalf("model after SIGKILLs differs from the fold of the log:\n%s", d)
 	}
 }
+
+// TestPartitionCountIsFixedPerBuild: a build begun unpartitioned cannot be
+// taken over by a runner with partitions, nor a partitioned build by an
+// unpartitioned runner; readers would look for its keys in the wrong tags.
+func TestPartitionCountIsFixedPerBuild(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	b := query.Version(1)
+
+	// Begun unpartitioned: its checkpoint is in the projection's own tag.
+	rdb.HSet(ctx, query.CheckpointKey("one", b), query.FieldPosition, eventstore.SeqPosition(3).String())
+	if err := recordPartitions(ctx, rdb, "one", b, 1); err != nil {
+		t.Fatalf("unpartitioned runner on an unpartitioned build: %v", err)
+	}
+	if err := recordPartitions(ctx, rdb, "one", b, 4); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("4 partitions over a build begun unpartitioned: got %v, want ErrInvalidConfig", err)
+	}
+	if rdb.HExists(ctx, query.PartitionsKey("one"), b.String()).Val() {
+		t.Fatal("the refused runner recorded its partition count")
+	}
+
+	// Recorded with 4 partitions.
+	if err := recordPartitions(ctx, rdb, "four", b, 4); err != nil {
+		t.Fatalf("first runner of a partitioned build: %v", err)
+	}
+	if err := recordPartitions(ctx, rdb, "four", b, 4); err != nil {
+		t.Fatalf("second runner with the same count: %v", err)
+	}
+	for _, n := range []int{1, 3} {
+		if err := recordPartitions(ctx, rdb, "four", b, n); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("%d partitions over a build recorded with 4: got %v, want ErrInvalidConfig", n, err)
+		}
+	}
+}

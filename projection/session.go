@@ -35,10 +35,8 @@ func (r *Runner) session(ctx context.Context) error {
 			"so rebuild it explicitly (the replay command or projection.Rebuild) or use ActivateIfNewer",
 			ErrNewVersion, r.name, active, r.version)
 	}
-	if r.part.Partitioned() {
-		if err := recordPartitions(ctx, rdb, r.name, r.build, r.part.Count); err != nil {
-			return err
-		}
+	if err := recordPartitions(ctx, rdb, r.name, r.build, r.part.Count); err != nil {
+		return err
 	}
 	cp, err := readCheckpointKey(ctx, rdb, r.checkpointKey)
 	if err != nil {
@@ -213,10 +211,33 @@ func (r *Runner) session(ctx context.Context) error {
 // before the build can become active and readers route keys with it. A
 // build recorded with another count is refused: the partition count is fixed
 // per version, and changing it means a new version.
+//
+// A build's partition count decides where its keys live and where readers
+// look, so it must never change under a build: a runner with n > 1 refuses a
+// build already begun unpartitioned (its checkpoint is in the projection's
+// own tag), and a runner with n = 1 (which records nothing, keeping the
+// unpartitioned layout) refuses a build recorded with more partitions.
 func recordPartitions(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, n int) error {
-	key := query.PartitionsKey(name)
-	if err := rdb.HSetNX(ctx, key, b.String(), n).Err(); err != nil {
-		return fmt.Errorf("record partition count of %s v%s: %w", name, b, err)
+	n = max(n, 1)
+	if n > 1 {
+		key := query.PartitionsKey(name)
+		recorded, err := rdb.HExists(ctx, key, b.String()).Result()
+		if err != nil {
+			return fmt.Errorf("read partition count of %s v%s: %w", name, b, err)
+		}
+		if !recorded {
+			begun, err := rdb.Exists(ctx, query.CheckpointKey(name, b)).Result()
+			if err != nil {
+				return fmt.Errorf("read checkpoint of %s v%s: %w", name, b, err)
+			}
+			if begun > 0 {
+				return fmt.Errorf("%w: %s v%s was built with 1 partition and this runner has %d: a new partition count needs a new version",
+					ErrInvalidConfig, name, b, n)
+			}
+		}
+		if err := rdb.HSetNX(ctx, key, b.String(), n).Err(); err != nil {
+			return fmt.Errorf("record partition count of %s v%s: %w", name, b, err)
+		}
 	}
 	got, err := buildPartitions(ctx, rdb, name, b)
 	if err != nil {
