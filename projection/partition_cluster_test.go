@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -86,5 +87,20 @@ func TestClusterPartitionedFailover(t *testing.T) {
 	}
 	if err := b.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseMembers(t *testing.T) {
+	ms, next, err := parseMembers([]string{"1000", "a", "1900", "b", "1400", "c", "1200"}, "c")
+	if err != nil || !slices.Equal(ms, []string{"a", "b", "c"}) || next != 400*time.Millisecond {
+		t.Fatalf("parseMembers = %v, %v, %v; want [a b c], 400ms (b's expiry, not self's)", ms, next, err)
+	}
+	if _, next, err := parseMembers([]string{"1000", "me", "1900"}, "me"); err != nil || next != 0 {
+		t.Fatalf("alone: next %v, %v; want 0", next, err)
+	}
+	for _, bad := range [][]string{{}, {"1000", "a"}, {"x"}, {"1000", "a", "y"}} {
+		if _, _, err := parseMembers(bad, "me"); err == nil {
+			t.Errorf("parseMembers(%q) accepted", bad)
+		}
 	}
 }
