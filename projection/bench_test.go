@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/eventstore/memory"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -292,70 +293,219 @@ func benchLiveLag(b *testing.B, rate int) {
 	b.ReportMetric(p99, "p99-ms")
 }
 
+// benchTarget is the Redis a benchmark runs on: one redis-server, or a
+// Redis Cluster of 3 masters without replicas. open returns a new client
+// (each runner has its own, as a process would); ceiling measures
+// go-redis pipelined HSET of n keys, pipelines of 500, on it.
+type benchTarget struct {
+	open    func(b *testing.B) redis.UniversalClient
+	ceiling func(b *testing.B, n int) float64
+}
+
+// benchTargets starts the benchmark's targets lazily, one per subbenchmark.
+var benchTargets = []struct {
+	name  string
+	start func(b *testing.B) benchTarget
+}{
+	{"node", func(b *testing.B) benchTarget {
+		srv := redistest.Start(b)
+		return benchTarget{
+			open:    func(b *testing.B) redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: srv.Addr}) },
+			ceiling: func(b *testing.B, n int) float64 { return ceilingHSET(b, srv.Addr, n) },
+		}
+	}},
+	{"cluster", func(b *testing.B) benchTarget {
+		c := redistest.StartCluster(b, redistest.ClusterOptions{Masters: 3})
+		open := func(b *testing.B) redis.UniversalClient {
+			rdb, err := redisurl.Open(c.URL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return rdb
+		}
+		return benchTarget{open: open, ceiling: func(b *testing.B, n int) float64 {
+			rdb := open(b)
+			defer rdb.Close()
+			return ceilingPipelinedHSET(b, rdb, n)
+		}}
+	}},
+}
+
+// ceilingPipelinedHSET is ceilingHSET on any client: on a cluster client,
+// each pipeline of 500 is split by slot and sent to the masters in
+// parallel, one connection each.
+func ceilingPipelinedHSET(b *testing.B, rdb redis.UniversalClient, n int) float64 {
+	ctx := context.Background()
+	start := time.Now()
+	for i := 0; i < n; {
+		pipe := rdb.Pipeline()
+		for j := 0; j < 500 && i < n; j, i = j+1, i+1 {
+			pipe.HSet(ctx, "ceiling:"+strconv.Itoa(i%1000), "n", i)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
 // BenchmarkPartitionedCatchUp catches up one projection of 8 partitions
 // over a log of N records (EVENTLINE_BENCH_EVENTS) with 1, 2 and 4 runners
 // in this process, each with its own Redis client and its own shared log
 // (the log is read once per runner, and each of its partitions skips the
-// records of the others), against one redis-server. The runners first share
+// records of the others), against one redis-server (target=node) and a
+// Redis Cluster of 3 masters (target=cluster). The runners first share
 // the partitions over an empty log; the clock starts when the log opens, so
 // the figure is the throughput of the settled group, not the handover. It
-// reports events/s and the ratio to the one-connection pipelined HSET
-// ceiling measured in the same run.
+// reports events/s and the ratio to the pipelined HSET ceiling measured in
+// the same run on the same target.
 //
 // partitions=1 is the same model unpartitioned, by one runner: the baseline.
 func BenchmarkPartitionedCatchUp(b *testing.B) {
-	for _, c := range []struct{ parts, runners int }{{1, 1}, {8, 1}, {8, 2}, {8, 4}} {
-		parts, runners := c.parts, c.runners
-		b.Run("partitions="+strconv.Itoa(parts)+"/runners="+strconv.Itoa(runners), func(b *testing.B) {
-			srv := redistest.Start(b)
-			n := benchEvents()
-			ceiling := ceilingHSET(b, srv.Addr, n)
-			var rate float64
-			for iter := range b.N {
-				store := newGenStore(n)
-				store.open = make(chan struct{})
-				name := "pbench" + strconv.Itoa(iter)
-				var clients []*redis.Client
-				var rs []*running
-				var ids []string
-				for i := range runners {
-					c := redis.NewClient(&redis.Options{Addr: srv.Addr})
-					clients = append(clients, c)
-					r, err := NewRunner(Config{Store: eventstore.NewSharedLog(store, eventstore.SharedLogOptions{}), Redis: c,
-						Projection: Partitioned(hsetProjection(name), parts, nil), ID: "r" + strconv.Itoa(i), Logger: quietLogger(),
-						LeaseTTL: time.Second})
-					if err != nil {
-						b.Fatal(err)
-					}
-					ids = append(ids, r.ID())
-					rs = append(rs, startRunner(b, r))
+	for _, tg := range benchTargets {
+		for _, c := range []struct{ parts, runners int }{{1, 1}, {8, 1}, {8, 2}, {8, 4}} {
+			parts, runners := c.parts, c.runners
+			b.Run("target="+tg.name+"/partitions="+strconv.Itoa(parts)+"/runners="+strconv.Itoa(runners), func(b *testing.B) {
+				target := tg.start(b)
+				n := benchEvents()
+				ceiling := target.ceiling(b, n)
+				var rate float64
+				for iter := range b.N {
+					rate = partitionedCatchUp(b, target, "pbench"+strconv.Itoa(iter), n, parts, runners)
 				}
-				waitUntil(b, time.Minute, "the runners to share the partitions", func() bool {
-					if parts == 1 {
-						return holderOf(clients[0], leaseKey(name, query.Version(1))) != ""
-					}
-					return spread(holders(clients[0], name, parts), ids...)
-				})
-				start := time.Now()
-				close(store.open)
-				v := query.ViewOf(clients[0], name, query.Version(1), parts)
-				waitUntil(b, 10*time.Minute, "catch-up", func() bool {
-					cp, err := v.Checkpoint(context.Background())
-					return err == nil && cp.Commit == uint64(n)
-				})
-				rate = float64(n) / time.Since(start).Seconds()
-				for _, x := range rs {
-					_ = x.stop()
-				}
-				for _, c := range clients {
-					_ = c.Close()
-				}
-			}
-			b.ReportMetric(rate, "events/s")
-			b.ReportMetric(ceiling, "ceiling-ops/s")
-			b.ReportMetric(rate/ceiling, "ratio")
-		})
+				b.ReportMetric(rate, "events/s")
+				b.ReportMetric(ceiling, "ceiling-ops/s")
+				b.ReportMetric(rate/ceiling, "ratio")
+			})
+		}
 	}
+}
+
+// partitionedCatchUp is one catch-up of BenchmarkPartitionedCatchUp; it
+// returns events/s.
+func partitionedCatchUp(b *testing.B, target benchTarget, name string, n, parts, runners int) float64 {
+	store := newGenStore(n)
+	store.open = make(chan struct{})
+	var clients []redis.UniversalClient
+	var rs []*running
+	var ids []string
+	for i := range runners {
+		c := target.open(b)
+		clients = append(clients, c)
+		r, err := NewRunner(Config{Store: eventstore.NewSharedLog(store, eventstore.SharedLogOptions{}), Redis: c,
+			Projection: Partitioned(hsetProjection(name), parts, nil), ID: "r" + strconv.Itoa(i), Logger: quietLogger(),
+			LeaseTTL: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, r.ID())
+		rs = append(rs, startRunner(b, r))
+	}
+	waitUntil(b, time.Minute, "the runners to share the partitions", func() bool {
+		if parts == 1 {
+			return holderOf(clients[0], leaseKey(name, query.Version(1))) != ""
+		}
+		return spread(holders(clients[0], name, parts), ids...)
+	})
+	start := time.Now()
+	close(store.open)
+	v := query.ViewOf(clients[0], name, query.Version(1), parts)
+	waitUntil(b, 10*time.Minute, "catch-up", func() bool {
+		cp, err := v.Checkpoint(context.Background())
+		return err == nil && cp.Commit == uint64(n)
+	})
+	rate := float64(n) / time.Since(start).Seconds()
+	for _, x := range rs {
+		_ = x.stop()
+	}
+	for _, c := range clients {
+		_ = c.Close()
+	}
+	return rate
+}
+
+// BenchmarkPartitionFailover measures how long the partitions of a runner
+// that goes away stay unapplied: two runners in this process share the 8
+// partitions of a projection (LeaseTTL 1s, batches of 100) while events
+// are appended; one of them is then either cancelled (death=cancel: it
+// releases its leases and leaves the members) or crashes (death=crash: as
+// a SIGKILL would, its leases and membership are left to expire). The
+// figure, ms, runs from the death until every partition it held has
+// committed a batch past its checkpoint at the death, applied by the
+// survivor; the goal is under LeaseTTL plus one batch. ttl-ratio is ms over
+// LeaseTTL.
+func BenchmarkPartitionFailover(b *testing.B) {
+	const ttl = time.Second
+	for _, tg := range benchTargets {
+		for _, death := range []string{"cancel", "crash"} {
+			b.Run("target="+tg.name+"/death="+death, func(b *testing.B) {
+				target := tg.start(b)
+				rdb := target.open(b)
+				defer rdb.Close()
+				var total time.Duration
+				for iter := range b.N {
+					total += partitionFailover(b, rdb, "pfail"+strconv.Itoa(iter), ttl, death == "crash")
+				}
+				ms := float64(total.Milliseconds()) / float64(b.N)
+				b.ReportMetric(ms, "ms")
+				b.ReportMetric(ms/float64(ttl.Milliseconds()), "ttl-ratio")
+			})
+		}
+	}
+}
+
+// partitionFailover is one death of BenchmarkPartitionFailover.
+func partitionFailover(b *testing.B, rdb redis.UniversalClient, name string, ttl time.Duration, crash bool) time.Duration {
+	const n = 8
+	store := memory.New()
+	app := startSteadyAppender(b, store)
+	defer app.halt()
+	mk := func(id string) *Runner {
+		r, err := NewRunner(Config{Store: store, Redis: rdb, Projection: pcounts(name, n), ID: id, BatchSize: 100,
+			LeaseTTL: ttl, Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r
+	}
+	survivor := startRunner(b, mk("a"))
+	defer survivor.stop()
+	dying := mk("b")
+	dying.noRelease = crash
+	d := startRunner(b, dying)
+	waitUntil(b, time.Minute, "two runners to share the partitions", func() bool { return spread(holders(rdb, name, n), "a", "b") })
+	v := query.ViewOf(rdb, name, query.Version(1), n)
+	ctx := context.Background()
+	waitUntil(b, time.Minute, "every partition's first batches", func() bool {
+		cp, err := v.Checkpoint(ctx)
+		return err == nil && cp.Commit > 0
+	})
+	var held []int
+	for p, h := range holders(rdb, name, n) {
+		if h == "b" {
+			held = append(held, p)
+		}
+	}
+	died := time.Now()
+	_ = d.stop()
+	// Read once the dying runner wrote its last batch.
+	at, err := v.Checkpoints(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	waitUntil(b, time.Minute, "the survivor to apply the dead runner's partitions", func() bool {
+		cps, err := v.Checkpoints(ctx)
+		if err != nil {
+			return false
+		}
+		for _, p := range held {
+			if !at[p].Before(cps[p]) {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(died)
 }
 
 // BenchmarkCartKeyBytes measures what one cart of the sample's carts model

@@ -156,8 +156,9 @@
 // Any number of runners of one version may run; the one holding the lease
 // (the one Redis lease of eventline, internal/lease: owner Config.ID, a
 // fencing token that grows with every acquisition, an expiry on the server's
-// clock) writes, the others retry every third of Config.LeaseTTL, so a dead
-// holder is replaced within about LeaseTTL. A holder also tracks on its own
+// clock) writes, the others retry every third of Config.LeaseTTL and as the
+// lease they wait for expires, so a dead holder is replaced within about
+// LeaseTTL. A holder also tracks on its own
 // clock until when it surely holds the lease, and stops writing once it
 // cannot prove it (renewals failing). Run releases the lease when it
 // returns. A restarted process that reuses its ID reclaims its own lease at

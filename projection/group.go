@@ -31,11 +31,15 @@ import (
 // both run a partition: the lease lets only one of them write, so no
 // partition is ever applied by two writers. A runner that dies stops
 // heartbeating; within LeaseTTL its membership and its leases expire and the
-// others, at their next heartbeat, share its partitions.
+// others share its partitions: each runner looks at the members again as
+// the first other membership it saw expires, and a partition runner
+// standing by tries the lease again as it expires, so a dead runner's
+// partitions are taken about LeaseTTL after its last heartbeat.
 
 // memberScript maintains a members set (KEYS[1]): it drops expired members,
 // then adds or refreshes ARGV[1] for ARGV[2] ms ('join') or removes it
-// ('leave'), and returns the live members.
+// ('leave'), and returns the server's time in ms followed by the live
+// members and their expiry times: {now, member, expires, member, expires...}.
 var memberScript = redis.NewScript(lease.FenceLua + `
 local now = lease_now()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -44,7 +48,35 @@ if ARGV[3] == 'leave' then
 else
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 end
-return redis.call('ZRANGE', KEYS[1], 0, -1)`)
+local out = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+table.insert(out, 1, string.format('%d', now))
+return out`)
+
+// parseMembers reads memberScript's reply: the live members, and how long
+// until the first of them other than self expires (0 when none other).
+func parseMembers(reply []string, self string) (members []string, next time.Duration, err error) {
+	if len(reply)%2 != 1 {
+		return nil, 0, fmt.Errorf("members: unexpected reply of %d items", len(reply))
+	}
+	now, err := strconv.ParseFloat(reply[0], 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("members: server time %q: %w", reply[0], err)
+	}
+	for i := 1; i < len(reply); i += 2 {
+		members = append(members, reply[i])
+		if reply[i] == self {
+			continue
+		}
+		exp, err := strconv.ParseFloat(reply[i+1], 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("members: expiry of %s %q: %w", reply[i], reply[i+1], err)
+		}
+		if d := time.Duration(exp-now) * time.Millisecond; next == 0 || d < next {
+			next = max(d, time.Millisecond)
+		}
+	}
+	return members, next, nil
+}
 
 // groupSwitchScript is the switch of a partitioned build. The checkpoints of
 // the build's partitions are in other slots, so the caller has read them
@@ -160,8 +192,19 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 	defer tick.Stop()
 	r.warnEviction(ctx)
 	for {
-		members, err := memberScript.Run(gctx, r.cfg.Redis, []string{membersKey}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "join").StringSlice()
+		// A member that stops heartbeating is seen gone as soon as its
+		// membership expires, not up to a heartbeat later.
+		wait := r.cfg.LeaseTTL / 3
+		reply, err := memberScript.Run(gctx, r.cfg.Redis, []string{membersKey}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "join").StringSlice()
+		var members []string
+		var next time.Duration
 		if err == nil {
+			members, next, err = parseMembers(reply, r.cfg.ID)
+		}
+		if err == nil {
+			if next > 0 {
+				wait = min(wait, next+time.Millisecond)
+			}
 			want := assigned(members, r.cfg.ID, n)
 			for p, c := range byPart {
 				if !slices.Contains(want, p) {
@@ -177,7 +220,6 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 			r.setGroupState(len(byPart))
 			err = r.groupActivate(gctx, &targets, retire, &cleaned)
 		}
-		wait := r.cfg.LeaseTTL / 3
 		if err != nil && gctx.Err() == nil {
 			// Redis failed: the partition runners ride it out on their own.
 			r.setState(StateRetrying, err)

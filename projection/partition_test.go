@@ -21,6 +21,7 @@ import (
 	"github.com/eventline/eventline/eventstore/sqlite"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/query"
+	"github.com/eventline/eventline/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -67,14 +68,21 @@ func pexpected(t testing.TB, store eventstore.Store, name string, n int) map[str
 	return out
 }
 
-// pdump reads every model key of every partition of version 1 of name.
-func pdump(t testing.TB, rdb redis.UniversalClient, name string, n int) map[string]string {
+// pdump reads every model key of every partition of version 1 of name,
+// each partition on its node (on a cluster, the master of its hash tag).
+func pdump(t testing.TB, rc redis.UniversalClient, name string, n int) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	m := map[string]string{}
 	for p := range n {
 		prefix := query.PartitionPrefix(name, query.Version(1), query.Partition{Index: p, Count: n})
-		for _, k := range rdb.Keys(ctx, prefix+"*").Val() {
+		rdb, err := nodeOf(ctx, rc, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			k := iter.Val()
 			switch k[len(prefix):] {
 			case "checkpoint", "lease", "status", "deadletter", "retry":
 				continue
@@ -89,6 +97,9 @@ func pdump(t testing.TB, rdb redis.UniversalClient, name string, n int) map[stri
 			default:
 				t.Fatalf("unexpected key %s", k)
 			}
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return m
@@ -323,10 +334,12 @@ func TestPartitionedWaitForKeyWaitsForItsPartitionOnly(t *testing.T) {
 // crashes another (its leases and membership left to expire) while events
 // flow: the partitions spread evenly after each change and the model ends
 // equal to the fold of the log, which a partition applied twice or skipped
-// would break.
-func TestPartitionsRebalance(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
+// would break. It runs on one node and on a cluster, where the partitions'
+// keys must spread over more than one master.
+func TestPartitionsRebalance(t *testing.T) { onTargets(t, partitionsRebalance) }
+
+func partitionsRebalance(t *testing.T, tg redisTarget) {
+	rdb := tg.RDB
 	store := memory.New()
 	const n = 8
 	ttl := 300 * time.Millisecond
@@ -388,6 +401,13 @@ func TestPartitionsRebalance(t *testing.T) {
 	if d := diffModels(pexpected(t, store, "rb", n), pdump(t, rdb, "rb", n)); d != "" {
 		t.Fatalf("model differs from the fold of the log:\n%s", d)
 	}
+	if tg.Cluster != nil {
+		ms := partitionKeyMasters(t, rdb, "rb")
+		t.Logf("partition keys per master: %v", ms)
+		if len(ms) < 2 {
+			t.Fatalf("the keys of %d partitions are on %d master(s), want at least 2: %v", n, len(ms), ms)
+		}
+	}
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -399,9 +419,13 @@ func TestPartitionsRebalance(t *testing.T) {
 const (
 	envPartChild   = "EVENTLINE_PROJECTION_PART_CHILD"
 	envPartChildID = "EVENTLINE_PROJECTION_PART_ID"
+	// envPartChildURL is the Redis URL (one node or a cluster) the child
+	// opens with redisurl.Open.
+	envPartChildURL = "EVENTLINE_PROJECTION_PART_REDIS_URL"
 )
 
-// partChild runs pcounts over the SQLite log until killed.
+// partChild runs pcounts over the SQLite log until killed, on the Redis
+// server or cluster named by envPartChildURL.
 func partChild() int {
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: os.Getenv(envChildDB), PollInterval: 2 * time.Millisecond})
@@ -410,7 +434,11 @@ func partChild() int {
 		return 2
 	}
 	n, _ := strconv.Atoi(os.Getenv(envPartChild))
-	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv(envChildAddr)})
+	rdb, err := redisurl.Open(os.Getenv(envPartChildURL))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 2
+	}
 	r, err := NewRunner(Config{Store: store, Redis: rdb, Projection: pcounts("kp", n), ID: os.Getenv(envPartChildID),
 		BatchSize: 50, LeaseTTL: 500 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Logger: quietLogger()})
@@ -428,13 +456,14 @@ func partChild() int {
 // TestPartitionedReplicasSIGKILL runs three runner processes of a
 // partitioned projection and SIGKILLs one at random, then restarts it, six
 // times while events are appended: the final model equals the fold of the
-// log key for key.
-func TestPartitionedReplicasSIGKILL(t *testing.T) {
-	srv := redistest.Start(t)
-	if srv.Kind != redistest.KindProcess {
-		t.Fatalf("the crash test needs a private redis-server, got %s", srv.Kind)
+// log key for key. It runs on one node and on a cluster.
+func TestPartitionedReplicasSIGKILL(t *testing.T) { onTargets(t, partitionedReplicasSIGKILL) }
+
+func partitionedReplicasSIGKILL(t *testing.T, tg redisTarget) {
+	if tg.Server != nil && tg.Server.Kind != redistest.KindProcess {
+		t.Fatalf("the crash test needs a private redis-server, got %s", tg.Server.Kind)
 	}
-	rdb := srv.Client(t)
+	rdb := tg.RDB
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "events.db")
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: db})
@@ -466,7 +495,7 @@ func TestPartitionedReplicasSIGKILL(t *testing.T) {
 	start := func(id string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envPartChild+"="+strconv.Itoa(n), envPartChildID+"="+id,
-			envChildDB+"="+db, envChildAddr+"="+srv.Addr)
+			envChildDB+"="+db, envPartChildURL+"="+tg.URL)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

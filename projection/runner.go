@@ -256,6 +256,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		case !ok:
 			r.setState(StateStandby, nil)
 			wait = retryIn
+			// A holder that stopped renewing: try again as its lease expires.
+			if st, err := lease.Read(ctx, r.cfg.Redis, r.leaseKey); err == nil && st.Left > 0 {
+				wait = min(wait, st.Left+time.Millisecond)
+			}
 		default:
 			err = r.session(ctx)
 			switch {
