@@ -155,6 +155,11 @@ func (w *writer) run() {
 			start := time.Now()
 			w.commit()
 			w.s.metrics.Committed(len(w.batch), events, time.Since(start))
+			// Appends that queued during the commit come from callers
+			// as concurrent as this batch's: count them too, so that the
+			// next batch waits for both instead of the two halves of the
+			// callers taking turns at the head row.
+			callers += len(w.requests)
 		}
 	})
 }
