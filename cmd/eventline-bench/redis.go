@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eventline/eventline/internal/freeport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,7 +34,7 @@ func startRedis(ctx context.Context, dir string) (*redisServer, error) {
 	// A free port can be taken by someone else before redis binds it; a few
 	// attempts cover that race.
 	for range 5 {
-		port, err := freePort()
+		port, err := freeport.Loopback()
 		if err != nil {
 			return nil, err
 		}
@@ -86,13 +87,4 @@ func (s *redisServer) stop() {
 		return
 	}
 	<-s.done
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventline/eventline/internal/freeport"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
@@ -90,25 +91,16 @@ func StartRabbit(t testing.TB) *Rabbit {
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // configure chooses the ports and writes the node's files. The node reads no
 // file of the system node: its own configuration (the listener: the system
 // one pins 5672), environment file (the system one names the node), empty
 // plugin list, feature flags and cookie.
 func (r *Rabbit) configure() error {
-	port, err := freePort()
+	port, err := freeport.Loopback()
 	if err != nil {
 		return err
 	}
-	distPort, err := freePort()
+	distPort, err := freeport.Loopback()
 	if err != nil {
 		return err
 	}

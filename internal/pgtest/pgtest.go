@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventline/eventline/internal/freeport"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -212,7 +212,7 @@ func startPrivate() (*Private, error) {
 			return nil, errors.Join(err, os.RemoveAll(dir))
 		}
 	}
-	port, err := freePort()
+	port, err := freeport.Loopback()
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
@@ -267,14 +267,4 @@ func (s *Private) run(bin string, args ...string) ([]byte, error) {
 	// -l file); WaitDelay bounds the wait should it do so anyway.
 	cmd.WaitDelay = 5 * time.Second
 	return cmd.CombinedOutput()
-}
-
-// freePort returns a TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventline/eventline/internal/freeport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -137,7 +138,7 @@ func (c *Cluster) startNode(bin string) (*Server, error) {
 // P+10000 is free too.
 func freeClusterPort() (int, error) {
 	for range 100 {
-		p, err := freePort()
+		p, err := freeport.Loopback()
 		if err != nil {
 			return 0, err
 		}

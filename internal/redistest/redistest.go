@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/eventline/eventline/internal/freeport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -84,7 +85,7 @@ func StartWith(t testing.TB, opts Options) *Server {
 	}
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freeport.Loopback()
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
@@ -200,13 +201,4 @@ func (s *Server) Restart() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.t.Fatalf("redistest: restart: %v", lastErr)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
