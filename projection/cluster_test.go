@@ -3,8 +3,6 @@ package projection
 import (
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,50 +28,6 @@ func clusterClient(t testing.TB, c *redistest.Cluster) redis.UniversalClient {
 	return rdb
 }
 
-// steadyAppender appends counts events one by one until halted, pacing
-// itself so that the log grows during the whole test.
-type steadyAppender struct {
-	n    atomic.Int64
-	stop chan struct{}
-	wg   sync.WaitGroup
-	err  error
-}
-
-func startSteadyAppender(t testing.TB, store eventstore.Store) *steadyAppender {
-	a := &steadyAppender{stop: make(chan struct{})}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-a.stop:
-				return
-			default:
-			}
-			if _, err := store.Append(context.Background(), streamOf(i), eventstore.Any, event(i)); err != nil {
-				a.err = err
-				return
-			}
-			a.n.Add(1)
-			if i%10 == 9 {
-				time.Sleep(time.Millisecond) // pacing, not synchronisation
-			}
-		}
-	}()
-	t.Cleanup(a.halt)
-	return a
-}
-
-// halt stops the appender and returns how many events it appended.
-func (a *steadyAppender) halt() {
-	select {
-	case <-a.stop:
-	default:
-		close(a.stop)
-	}
-	a.wg.Wait()
-}
-
 // waitProgress waits until the checkpoint of name has moved past from.
 func waitProgress(t testing.TB, rdb redis.UniversalClient, name string, d time.Duration, what string) {
 	t.Helper()
@@ -83,7 +37,7 @@ func waitProgress(t testing.TB, rdb redis.UniversalClient, name string, d time.D
 
 // finish halts the appender, waits until the model reached the head and
 // compares it, key for key, with the model computed in Go.
-func finish(t testing.TB, rdb redis.UniversalClient, store eventstore.Store, a *steadyAppender, name string) {
+func finish(t testing.TB, rdb redis.UniversalClient, store eventstore.Store, a *liveAppender, name string) {
 	t.Helper()
 	a.halt()
 	if a.err != nil {

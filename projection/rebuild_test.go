@@ -223,8 +223,8 @@ func appendTally(t testing.TB, s eventstore.Store, from, to int) eventstore.Posi
 	return pos
 }
 
-// liveAppender appends until stopped, pacing itself so the log grows during
-// the whole test.
+// liveAppender appends until halted, pacing itself so that the log grows
+// during the whole test.
 type liveAppender struct {
 	stop chan struct{}
 	done chan struct{}
@@ -232,7 +232,17 @@ type liveAppender struct {
 	n    atomic.Int64
 }
 
+// startAppender appends events of type "t" from number from on.
 func startAppender(t testing.TB, s eventstore.Store, from int) *liveAppender {
+	return startAppenderOf(t, s, from, func(int) eventstore.Event { return eventstore.Event{Type: "t"} })
+}
+
+// startSteadyAppender appends the counter model's events (event) from 0 on.
+func startSteadyAppender(t testing.TB, s eventstore.Store) *liveAppender {
+	return startAppenderOf(t, s, 0, event)
+}
+
+func startAppenderOf(t testing.TB, s eventstore.Store, from int, ev func(int) eventstore.Event) *liveAppender {
 	a := &liveAppender{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
@@ -242,7 +252,7 @@ func startAppender(t testing.TB, s eventstore.Store, from int) *liveAppender {
 				return
 			default:
 			}
-			if _, err := s.Append(context.Background(), streamOf(i), eventstore.Any, eventstore.Event{Type: "t"}); err != nil {
+			if _, err := s.Append(context.Background(), streamOf(i), eventstore.Any, ev(i)); err != nil {
 				a.err = err
 				return
 			}

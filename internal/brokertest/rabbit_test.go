@@ -22,17 +22,24 @@ func TestRabbitRestartKeepsDurableMessages(t *testing.T) {
 	}
 	queue := brokertest.Name("el.test.restart.")
 	const n = 5
-	publish := func(from int) {
+	// channel opens a connection to the node and a channel on it.
+	channel := func() (*amqp091.Channel, func()) {
 		t.Helper()
 		conn, err := amqp091.Dial(r.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
 		ch, err := conn.Channel()
 		if err != nil {
+			_ = conn.Close()
 			t.Fatal(err)
 		}
+		return ch, func() { _ = conn.Close() }
+	}
+	publish := func(from int) {
+		t.Helper()
+		ch, closeConn := channel()
+		defer closeConn()
 		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -52,15 +59,8 @@ func TestRabbitRestartKeepsDurableMessages(t *testing.T) {
 	}
 	inQueue := func() int {
 		t.Helper()
-		conn, err := amqp091.Dial(r.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ch, closeConn := channel()
+		defer closeConn()
 		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 		if err != nil {
 			t.Fatal(err)

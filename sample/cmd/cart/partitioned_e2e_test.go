@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eventline/eventline/internal/redistest"
-	"github.com/eventline/eventline/projection"
 	qry "github.com/eventline/eventline/query"
 	"github.com/eventline/eventline/sample/readmodel/schema"
 )
@@ -107,16 +104,7 @@ func TestPartitionedCartsOnRedisCluster(t *testing.T) {
 	}
 	t.Logf("carts per master: %v", masters)
 
-	cmd := exec.Command(cartBinary(t), "status", "--json")
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("cart status on the cluster: %v\n%s", err, out)
-	}
-	var rows []projection.Status
-	if err := json.Unmarshal(out, &rows); err != nil {
-		t.Fatalf("cart status --json: %v\n%s", err, out)
-	}
+	rows, out := statusJSON(t, env)
 	found := false
 	for _, r := range rows {
 		if r.Name != schema.Carts || !r.Active {

@@ -48,16 +48,7 @@ func TestEndToEndOnRedisCluster(t *testing.T) {
 	m.check(t, q1.url)
 	m.check(t, q2.url)
 
-	cmd := exec.Command(cartBinary(t), "status", "--json")
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("cart status on the cluster: %v\n%s", err, out)
-	}
-	var rows []projection.Status
-	if err := json.Unmarshal(out, &rows); err != nil {
-		t.Fatalf("cart status --json: %v\n%s", err, out)
-	}
+	rows, out := statusJSON(t, env)
 	active := 0
 	for _, r := range rows {
 		if r.Active {
@@ -70,4 +61,21 @@ func TestEndToEndOnRedisCluster(t *testing.T) {
 	if active == 0 {
 		t.Fatalf("status shows no active projection:\n%s", out)
 	}
+}
+
+// statusJSON runs `cart status --json` with env and returns its rows and its
+// output.
+func statusJSON(t *testing.T, env []string) ([]projection.Status, []byte) {
+	t.Helper()
+	cmd := exec.Command(cartBinary(t), "status", "--json")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cart status: %v\n%s", err, out)
+	}
+	var rows []projection.Status
+	if err := json.Unmarshal(out, &rows); err != nil {
+		t.Fatalf("cart status --json: %v\n%s", err, out)
+	}
+	return rows, out
 }
