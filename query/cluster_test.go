@@ -2,6 +2,9 @@ package query_test
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +102,54 @@ func commitRetrying(t *testing.T, ctx context.Context, rdb redis.UniversalClient
 			t.Fatalf("commit %s at %d: %v", name, pos, err)
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval while the client reloads the layout
+	}
+}
+
+// TestClusterCoalescerReadsAcrossSlots reads, concurrently and through one
+// Coalescer, keys of twenty hash tags spread over three masters: a shared
+// MULTI/EXEC cannot span slots on a cluster, so every read must still
+// succeed and see its own key's value.
+func TestClusterCoalescerReadsAcrossSlots(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{Masters: 3})
+	rdb, err := redisurl.Open(c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	const tags = 20
+	key := func(i int) string { return "{el:t" + strconv.Itoa(i) + "}:v1:x" }
+	for i := range tags {
+		if err := rdb.Set(ctx, key(i), strconv.Itoa(i), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	co := query.NewCoalescer(rdb)
+	t.Cleanup(func() { _ = co.Close() })
+	cl := co.Client()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i := g % tags
+			var get *redis.StringCmd
+			if _, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				get = p.Get(ctx, key(i))
+				return nil
+			}); err != nil {
+				errs <- err
+				return
+			}
+			if get.Val() != strconv.Itoa(i) {
+				errs <- fmt.Errorf("%s: got %q", key(i), get.Val())
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -26,14 +26,19 @@ const maxCoalesced = 256
 //
 // Each query's reads stay atomic: the shared transaction is, so a query that
 // reads a model and its checkpoint in one transaction still reads them at
-// one moment. (On Redis Cluster, go-redis splits a transaction by hash slot;
-// the reads of one model share its hash tag.) Every query gets its own
-// commands' results and the first error among them, as TxPipelined does.
+// one moment. Every query gets its own commands' results and the first error
+// among them, as TxPipelined does.
+//
+// On Redis Cluster a transaction cannot span hash slots (go-redis refuses it
+// with CROSSSLOT), and concurrent queries read models and partitions in many
+// slots, so a Coalescer over a *redis.ClusterClient sends each query's
+// transaction by itself, as the client would.
 //
 // A Coalescer is safe for concurrent use; Close stops its goroutine. The
 // client belongs to the caller.
 type Coalescer struct {
 	rdb    redis.UniversalClient
+	alone  bool // a cluster client: each transaction is sent by itself
 	reqs   chan *txRequest
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -60,7 +65,8 @@ type txRequest struct {
 // NewCoalescer returns a Coalescer sending its transactions through rdb.
 func NewCoalescer(rdb redis.UniversalClient) *Coalescer {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Coalescer{rdb: rdb, reqs: make(chan *txRequest, maxCoalesced), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	_, alone := rdb.(*redis.ClusterClient)
+	c := &Coalescer{rdb: rdb, alone: alone, reqs: make(chan *txRequest, maxCoalesced), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go c.run()
 	return c
 }
@@ -95,6 +101,9 @@ func (x coalesced) TxPipelined(ctx context.Context, fn func(redis.Pipeliner) err
 func (c *Coalescer) txPipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	if c.ctx.Err() != nil {
 		return nil, ErrCoalescerClosed
+	}
+	if c.alone {
+		return c.rdb.TxPipelined(ctx, fn)
 	}
 	r := &txRequest{fn: fn, done: make(chan struct{})}
 	select {
@@ -175,6 +184,9 @@ func (c *Coalescer) send(batch []*txRequest) {
 		}
 		return nil
 	})
+	// Whether err is one command's reply (which firstErr gives the query
+	// that sent it) rather than the transaction's own failure.
+	replyErr := err != nil && isReplyErr(cmds, err)
 	start := 0
 	for i, r := range taken {
 		end := ends[i]
@@ -187,7 +199,7 @@ func (c *Coalescer) send(batch []*txRequest) {
 		default:
 			r.cmds = cmds[start:end:end]
 			r.err = firstErr(r.cmds)
-			if r.err == nil && err != nil && !isReplyErr(cmds, err) {
+			if r.err == nil && err != nil && !replyErr {
 				// A failure of the transaction itself (the connection),
 				// not one command's reply: every query shares it.
 				r.err = err
