@@ -321,8 +321,7 @@ func (w *writer) commit() {
 		w.fail(*errp)
 		return
 	}
-	first := w.head + 1
-	var prev uint64 // unsynced.first before this batch
+	var first uint64
 	marked := false
 	err := func() error {
 		if _, err := w.stmts.begin.ExecContext(ctx); err != nil {
@@ -344,8 +343,7 @@ func (w *writer) commit() {
 		// mark them before the COMMIT makes them visible.
 		if w.synced != nil && w.head >= first {
 			w.unsynced.Lock()
-			prev = w.unsynced.first
-			if prev == 0 {
+			if w.unsynced.first == 0 {
 				w.unsynced.first = first
 			}
 			w.unsynced.last = w.head
@@ -363,10 +361,11 @@ func (w *writer) commit() {
 		w.stmts.rollback.ExecContext(ctx)
 		w.forget()
 		if marked {
+			// Unmark this batch only: the syncer may have cleared the
+			// batches before it meanwhile, and they must stay visible.
 			w.unsynced.Lock()
-			w.unsynced.first = prev
-			if prev == 0 {
-				w.unsynced.last = 0
+			if w.unsynced.first >= first {
+				w.unsynced.first, w.unsynced.last = 0, 0
 			} else {
 				w.unsynced.last = first - 1
 			}
