@@ -21,14 +21,14 @@ type predecoder interface {
 }
 
 // predecoding returns subscribe with every record that Apply will be given
-// (handles: the projection's Handles; nil for all) decoded by p as it is
-// read, before it is handed on.
+// (mine: the runner's Runner.mine, its types and its partition) decoded by p
+// as it is read, before it is handed on.
 func predecoding(subscribe func(context.Context) iter.Seq2[eventstore.Record, error], p predecoder,
-	handles map[string]bool) func(context.Context) iter.Seq2[eventstore.Record, error] {
+	mine func(*eventstore.Record) bool) func(context.Context) iter.Seq2[eventstore.Record, error] {
 	return func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
 		return func(yield func(eventstore.Record, error) bool) {
 			for rec, err := range subscribe(ctx) {
-				if err == nil && (handles == nil || handles[rec.Type]) {
+				if err == nil && mine(&rec) {
 					p.predecode(rec)
 				}
 				if !yield(rec, err) {

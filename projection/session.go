@@ -128,7 +128,7 @@ func (r *Runner) session(ctx context.Context) error {
 		return r.cfg.Store.Subscribe(ctx, cp)
 	}
 	if p, ok := r.proj.(predecoder); ok {
-		subscribe = predecoding(subscribe, p, r.handles)
+		subscribe = predecoding(subscribe, p, r.mine)
 	}
 	batches, err := batch.Start(sctx, subscribe,
 		batch.Config{Size: r.cfg.BatchSize, MaxWait: r.cfg.FlushInterval, Buffer: 2 * r.cfg.BatchSize})
