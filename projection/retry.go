@@ -92,28 +92,61 @@ func RetryDeadLetter(ctx context.Context, rdb redis.UniversalClient, opts RetryD
 		}
 		b = a
 	}
-	n, err := retryRequestScript.Run(ctx, rdb, []string{DeadLetterKey(name, b), RetryKey(name, b)}, position.String()).Int()
+	parts, err := buildParts(ctx, rdb, name, b)
 	if err != nil {
-		return fmt.Errorf("projection: retry dead letter %s of %s v%s: %w", position, name, b, err)
+		return fmt.Errorf("projection: retry dead letter of %s: %w", name, err)
 	}
-	if n == 0 {
-		return fmt.Errorf("%w: %s v%s has none at position %s", ErrNoDeadLetter, name, b, position)
+	// A record's dead letter is in the list of the partition that applies
+	// it; the position alone does not say which, so ask each in turn.
+	for _, part := range parts {
+		n, err := retryRequestScript.Run(ctx, rdb,
+			[]string{partDeadLetterKey(name, b, part), partRetryKey(name, b, part)}, position.String()).Int()
+		if err != nil {
+			return fmt.Errorf("projection: retry dead letter %s of %s v%s: %w", position, name, b, err)
+		}
+		if n > 0 {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%w: %s v%s has none at position %s", ErrNoDeadLetter, name, b, position)
+}
+
+// buildParts returns the partitions of build b: the zero Partition alone
+// when it is unpartitioned.
+func buildParts(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]query.Partition, error) {
+	n, err := buildPartitions(ctx, rdb, name, b)
+	if err != nil {
+		return nil, err
+	}
+	if n < 2 {
+		return []query.Partition{{}}, nil
+	}
+	parts := make([]query.Partition, n)
+	for i := range parts {
+		parts[i] = query.Partition{Index: i, Count: n}
+	}
+	return parts, nil
 }
 
 // ReadRetries returns the dead letters of build b waiting to be applied
-// again (RetryDeadLetter), oldest request first.
+// again (RetryDeadLetter): oldest request first within each partition,
+// partition by partition.
 func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]DeadLetterEntry, error) {
-	raw, err := rdb.LRange(ctx, RetryKey(name, b), 0, -1).Result()
+	parts, err := buildParts(ctx, rdb, name, b)
 	if err != nil {
 		return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
 	}
-	out := make([]DeadLetterEntry, 0, len(raw))
-	for _, s := range raw {
-		var e DeadLetterEntry
-		if json.Unmarshal([]byte(s), &e) == nil {
-			out = append(out, e)
+	var out []DeadLetterEntry
+	for _, part := range parts {
+		raw, err := rdb.LRange(ctx, partRetryKey(name, b, part), 0, -1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
+		}
+		for _, s := range raw {
+			var e DeadLetterEntry
+			if json.Unmarshal([]byte(s), &e) == nil {
+				out = append(out, e)
+			}
 		}
 	}
 	return out, nil

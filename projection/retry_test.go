@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,53 @@ func TestRetryDeadLetterFenced(t *testing.T) {
 	})
 	if got := rdb.Get(ctx, query.Key("c", query.Version(1), "fixed")).Val(); got != "1" {
 		t.Fatalf("fixed = %q, want 1", got)
+	}
+}
+
+// TestRetryDeadLetterPartitioned dead-letters a poison record of a
+// projection in 4 partitions, reads its retry request back and retries it:
+// the request lands in the list of the partition that applies the record,
+// whose runner applies it once.
+func TestRetryDeadLetterPartitioned(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	const n = 4
+	var fixed atomic.Bool
+	for i := range 8 {
+		if _, err := store.Append(ctx, "ok-"+strconv.Itoa(i), eventstore.Any, eventstore.Event{Type: "inc"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := store.Append(ctx, "bad", eventstore.Any, eventstore.Event{Type: "poison"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := res.Position
+	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: Partitioned(fixable(&fixed), n, nil), OnPoison: DeadLetter,
+		StatusEvery: 10 * time.Millisecond, Logger: quietLogger()})
+	startRunner(t, r)
+	b := query.Version(1)
+	part := query.Partition{Index: query.PartitionOf("bad", n), Count: n}
+	deadKey := partDeadLetterKey("c", b, part)
+	waitUntil(t, 10*time.Second, "the poison record dead-lettered", func() bool {
+		return rdb.LLen(ctx, deadKey).Val() == 1
+	})
+
+	fixed.Store(true)
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: b, Position: pos}); err != nil {
+		t.Fatalf("retry of a partitioned build's dead letter: %v", err)
+	}
+	waitUntil(t, 10*time.Second, "the retry applied", func() bool {
+		return rdb.LLen(ctx, partRetryKey("c", b, part)).Val() == 0 && rdb.LLen(ctx, deadKey).Val() == 0
+	})
+	if got := rdb.Get(ctx, query.PartitionKey("c", b, part, "fixed")).Val(); got != "1" {
+		t.Fatalf("fixed in the record's partition = %q, want 1", got)
+	}
+	if retries, err := ReadRetries(ctx, rdb, "c", b); err != nil || len(retries) != 0 {
+		t.Fatalf("retries after the retry: %v, %v", retries, err)
+	}
+	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: b, Position: pos}); !errors.Is(err, ErrNoDeadLetter) {
+		t.Fatalf("second retry: %v, want ErrNoDeadLetter", err)
 	}
 }
