@@ -1,6 +1,7 @@
 package query
 
 import (
+	"hash/fnv"
 	"strconv"
 	"testing"
 )
@@ -79,5 +80,28 @@ func TestPartitionLayout(t *testing.T) {
 	}
 	if len(seen) != 8 {
 		t.Errorf("1000 keys fall in %d of 8 partitions", len(seen))
+	}
+}
+
+// TestPartitionOfIsPinned: the partition function decides where keys live,
+// so it must never change. It is 32-bit FNV-1a (as hash/fnv's New32a
+// computes it) modulo n; a few values are pinned as well.
+func TestPartitionOfIsPinned(t *testing.T) {
+	for _, c := range []struct {
+		key  string
+		n    int
+		want int
+	}{{"cart-1", 8, 5}, {"cart-2", 8, 4}, {"a", 8, 4}, {"", 8, 5}, {"cart-1", 1024, 405}, {"cart-2", 1024, 220}, {"cart-1", 1, 0}} {
+		if got := PartitionOf(c.key, c.n); got != c.want {
+			t.Errorf("PartitionOf(%q, %d) = %d, want %d", c.key, c.n, got, c.want)
+		}
+	}
+	for i := range 1000 {
+		key := "stream-" + strconv.Itoa(i)
+		h := fnv.New32a()
+		h.Write([]byte(key))
+		if got, want := PartitionOf(key, 7), int(h.Sum32()%7); got != want {
+			t.Fatalf("PartitionOf(%q, 7) = %d, FNV-1a gives %d", key, got, want)
+		}
 	}
 }

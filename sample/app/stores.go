@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +45,7 @@ func parseStoreURL(s string) (storeSpec, error) {
 		return parseSQLiteURL(s)
 	case strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://"):
 		if err := (postgres.Config{URL: s}).Validate(); err != nil {
-			return storeSpec{}, storeError(fmt.Sprintf("%s is not a usable PostgreSQL URL", redactURL(s)), nil)
+			return storeSpec{}, storeError(fmt.Sprintf("%s is not a usable PostgreSQL URL", redisurl.Redact(s)), nil)
 		}
 		return storeSpec{postgresURL: s}, nil
 	case strings.Contains(s, "://"):
@@ -89,7 +88,7 @@ func openStore(ctx context.Context, s storeSpec, log *slog.Logger, reg prometheu
 	if s.postgresURL != "" {
 		st, err := postgres.Open(ctx, postgres.Config{URL: s.postgresURL, Logger: log, Registerer: reg})
 		if err != nil {
-			return nil, storeError("cannot open the PostgreSQL event store at "+redactURL(s.postgresURL), err)
+			return nil, storeError("cannot open the PostgreSQL event store at "+redisurl.Redact(s.postgresURL), err)
 		}
 		return st, nil
 	}
@@ -118,21 +117,9 @@ func parseRedisURL(s string) (redisurl.Options, error) {
 	if err != nil {
 		// redisurl's errors never quote a password.
 		return redisurl.Options{}, redisError(fmt.Sprintf("%s is not a Redis URL (want redis://host:port/db, or "+
-			"redis+cluster://host:port?addr=host:port for a Redis Cluster)", redactURL(s)), err)
+			"redis+cluster://host:port?addr=host:port for a Redis Cluster)", redisurl.Redact(s)), err)
 	}
 	return o, nil
-}
-
-// redactURL quotes s for an error message with any password in it replaced,
-// so that a malformed setting never prints a secret into logs.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return strconv.Quote(u.Redacted())
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		return strconv.Quote("…" + s[at:])
-	}
-	return strconv.Quote(s)
 }
 
 // redisClient returns a client for url, or for a new embedded server when url
