@@ -17,7 +17,8 @@ var errWatchFailed = errors.New("projection: watched key changed")
 // fence is the check of a fenced transaction, run under WATCH of the lease
 // and the active version: the lease is still this runner's holding (owner,
 // fencing token, not expired: internal/lease's Fence) and no newer build is
-// active, read in one round trip. A batch (execOnce) and a retried dead
+// active, read in one round trip (two for a partition, whose active key is
+// in another slot and is read before the pipeline). A batch (execOnce) and a retried dead
 // letter (execRetry) share it, so that both are refused for the same
 // reasons.
 func (r *Runner) fence(ctx context.Context, rtx *redis.Tx) error {

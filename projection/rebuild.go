@@ -53,14 +53,13 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 	if err != nil {
 		return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 	}
-	for i := range n {
-		if n < 2 {
-			break
-		}
-		k, err := removePrefix(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, nil)
-		removed += k
-		if err != nil {
-			return removed, err
+	if n > 1 {
+		for i := range n {
+			k, err := removePrefix(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, nil)
+			removed += k
+			if err != nil {
+				return removed, err
+			}
 		}
 	}
 	k, err := removePrefix(ctx, rdb, name, b, query.Partition{}, held)

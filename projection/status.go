@@ -177,9 +177,7 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 			if total.Error == "" {
 				total.Error, total.StuckAt = s.Error, s.StuckAt
 			}
-			if s.State != total.State {
-				total.State = worse(total.State, s.State)
-			}
+			total.State = worse(total.State, s.State)
 			if total.UpdatedAt.Before(s.UpdatedAt) {
 				total.UpdatedAt = s.UpdatedAt
 			}
@@ -189,7 +187,6 @@ func ReadStatus(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 		}
 		total.Parts = append(total.Parts, s)
 	}
-	total.Partition = 0
 	total.Holder = strings.Join(hs, ",")
 	total.fillLag(total.RecordedAt, time.Now())
 	return total, nil
