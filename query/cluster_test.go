@@ -79,6 +79,7 @@ func TestClusterWatcherWakesAcrossNodes(t *testing.T) {
 	// The subscription's node: the master of the pattern's hash slot.
 	sub := c.MasterOf("{el:*}:commits")
 	t.Logf("killing node %d, which holds the Watcher's subscription", sub)
+	c.WaitReplicated(sub) // the active keys and checkpoints it holds survive the kill
 	c.Kill(sub)
 	c.WaitHealthy()
 	round(12)

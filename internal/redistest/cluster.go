@@ -180,6 +180,30 @@ func (c *Cluster) Node(i int) *Server { return c.nodes[i] }
 // after NodeTimeout; WaitHealthy waits for that.
 func (c *Cluster) Kill(i int) { c.nodes[i].Kill() }
 
+// WaitReplicated waits until every replica of master i has acknowledged
+// every write the master took so far (WAIT), so that a Kill after it loses
+// nothing written before: replication is asynchronous, and a replica
+// still in its first sync of a new cluster would otherwise take over
+// without the keys written meanwhile.
+func (c *Cluster) WaitReplicated(i int) {
+	c.t.Helper()
+	want := int64(c.opts.ReplicasPerMaster)
+	if want == 0 {
+		return
+	}
+	rdb := c.nodeClient(i)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	c.poll(ctx, fmt.Sprintf("the replicas of node %d to acknowledge its writes", i), func() error {
+		n, err := rdb.Wait(ctx, int(want), time.Second).Result()
+		if err == nil && n < want {
+			err = fmt.Errorf("%d of %d replicas acknowledged", n, want)
+		}
+		return err
+	})
+}
+
 // Restart starts killed node i again on its address with its nodes.conf, so
 // it rejoins as the node it was; a master that was failed over comes back
 // as a replica of its successor and syncs from it (it has no data of its
