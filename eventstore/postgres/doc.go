@@ -20,9 +20,10 @@
 // writer decides every append in Go, assuming each stream is at the version
 // its first append in the batch expects, and the statement takes the head
 // row, moves each stream from the assumed version to the decided one (only
-// if it is at the assumed version), inserts the events as arrays, NOTIFYs
-// and checks that none of the event ids was already in the log. If any
-// assumption is wrong or an id is already written, the statement fails
+// if it is at the assumed version), inserts the events as arrays and
+// NOTIFYs; the unique index on event ids refuses an id already in the log,
+// including one committed while the statement waited for the head row. If
+// any assumption is wrong or an id is already written, the statement fails
 // before anything commits and the batch runs on the path that reads first:
 // two round trips, (1) BEGIN, lock the head row, create and lock the stream
 // rows, look up the event ids; (2) take positions, insert, update the

@@ -477,21 +477,17 @@ func (d *decision) replies(base uint64) []appendReply {
 // stream it appends to can be assumed to be at the version its first append
 // expects (Exact or NoStream, as command handlers append). The appends are
 // decided in Go from those versions; the statement (writeAssumed) checks
-// the assumption and that none of the batch's event ids is in the log, and
-// writes. fallback reports that the batch must run on the path that reads
+// the assumption and writes, and the unique index on event ids refuses an id
+// already in the log. fallback reports that the batch must run on the path that reads
 // first (try): an append the assumption cannot serve (Any, StreamExists, no
 // events), a stream at another version, an event id already written.
 // committing is as for try.
 func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, committing, fallback bool, err error) {
 	streams := make(map[string]*streamState, len(w.batch))
 	var names []string
-	var ids [][16]byte
 	for _, req := range w.batch {
 		if len(req.events) == 0 {
 			return nil, false, false, true, nil
-		}
-		for _, e := range req.events {
-			ids = append(ids, e.ID)
 		}
 		if streams[req.stream] != nil {
 			continue
@@ -553,7 +549,7 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 	err = conn.QueryRow(ctx, w.s.sql.writeAssumed, total,
 		upd.names, upd.assumed, upd.versions, upd.rel, ins.names, ins.versions, ins.rel,
 		rows.streamName, rows.rel, rows.version, rows.id, rows.typ, rows.correlation, rows.causation, rows.headers, rows.data,
-		w.s.channel, ids).Scan(&base, nil, nil)
+		w.s.channel).Scan(&base, nil, nil)
 	if err == nil && hook != nil {
 		hook()
 		_, err = conn.Exec(ctx, "COMMIT")
@@ -563,8 +559,9 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 			committing = false
 		}
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "22012" {
-			// The assumption failed: nothing was written.
+		if errors.As(err, &pe) && (pe.Code == "22012" || pe.Code == "23505") {
+			// A stream was not at the assumed version (22012), or an event
+			// id is in the log already (23505): nothing was written.
 			if hook != nil {
 				if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
 					return nil, false, false, false, err
