@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -202,4 +203,88 @@ func mustAppend(t *testing.T, s eventstore.Store, stream string, expected events
 		t.Fatalf("Append(%q): %v", stream, err)
 	}
 	return res
+}
+
+// TestEventIDCommittedWhileWaiting checks the one-statement path against an
+// event id that another process commits after the statement took its
+// snapshot: store a holds the head row with the id written but not yet
+// committed; store b's append of the same id waits for the head row, then
+// runs on. The unique index on ids must catch it, so that b's append is
+// refused as a duplicate (another stream) or answered as a repeat (the same
+// append), and the id is in the log once.
+func TestEventIDCommittedWhileWaiting(t *testing.T) {
+	db := testDB(t)
+	for _, tc := range []struct {
+		name   string
+		stream string // b's stream; a appends to "mine"
+	}{
+		{"duplicate in another stream", "other"},
+		{"repeat of the same append", "mine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			schema := fmt.Sprintf("waiting%d", schemas.Add(1))
+			a := openStore(t, db, postgres.Config{Schema: schema})
+			b := openStore(t, db, postgres.Config{Schema: schema})
+			admin, err := pgx.Connect(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close(context.Background())
+			e := eventstore.Event{ID: uuid.New(), Type: "x", Data: []byte(`{}`)}
+			type outcome struct {
+				res eventstore.AppendResult
+				err error
+			}
+			fromB := make(chan outcome, 1)
+			var waited error
+			first := true
+			postgres.SetBeforeCommit(a, func() {
+				if !first {
+					return
+				}
+				first = false
+				go func() {
+					res, err := b.Append(ctx, tc.stream, eventstore.NoStream, e)
+					fromB <- outcome{res, err}
+				}()
+				// Commit only once b's statement waits for the head row.
+				for {
+					var n int
+					if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+						WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+						waited = err
+						return
+					}
+					if n > 0 {
+						return
+					}
+					select {
+					case <-ctx.Done():
+						waited = ctx.Err()
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			})
+			resA, err := a.Append(ctx, "mine", eventstore.NoStream, e)
+			if err != nil || waited != nil {
+				t.Fatalf("a's append = %+v, %v (waiting for b: %v)", resA, err, waited)
+			}
+			got := <-fromB
+			if tc.stream == "mine" {
+				want := resA
+				want.Repeated = true
+				if got.err != nil || got.res != want {
+					t.Errorf("b's repeat = %+v, %v; want %+v", got.res, got.err, want)
+				}
+			} else if !errors.Is(got.err, eventstore.ErrDuplicateEvent) {
+				t.Errorf("b's append of an id in another stream: %+v, %v; want ErrDuplicateEvent", got.res, got.err)
+			}
+			if head, err := b.Head(ctx); err != nil || head != resA.Position {
+				t.Errorf("Head = %s, %v; want %s (the event once)", head, err, resA.Position)
+			}
+		})
+	}
 }
