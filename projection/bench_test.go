@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/memory"
+	"github.com/eventline/eventline/eventstore/sqlite"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/query"
 	"github.com/eventline/eventline/redisurl"
@@ -54,22 +57,6 @@ type genStore struct {
 	n       uint64
 	streams []string
 	t0      time.Time
-	// open, when set, holds every read back until it is closed: the log
-	// looks empty (Head Start) until then.
-	open chan struct{}
-}
-
-// closed reports whether the log is readable now.
-func (s *genStore) closed() bool {
-	if s.open == nil {
-		return true
-	}
-	select {
-	case <-s.open:
-		return true
-	default:
-		return false
-	}
 }
 
 func newGenStore(n int) *genStore {
@@ -101,14 +88,6 @@ func (s *genStore) ReadAll(ctx context.Context, after eventstore.Position) iter.
 }
 func (s *genStore) Subscribe(ctx context.Context, after eventstore.Position) iter.Seq2[eventstore.Record, error] {
 	return func(yield func(eventstore.Record, error) bool) {
-		if s.open != nil {
-			select {
-			case <-s.open:
-			case <-ctx.Done():
-				yield(eventstore.Record{}, ctx.Err())
-				return
-			}
-		}
 		for rec, err := range s.ReadAll(ctx, after) {
 			if !yield(rec, err) {
 				return
@@ -119,9 +98,6 @@ func (s *genStore) Subscribe(ctx context.Context, after eventstore.Position) ite
 	}
 }
 func (s *genStore) Head(context.Context) (eventstore.Position, error) {
-	if !s.closed() {
-		return eventstore.Start, nil
-	}
 	return eventstore.SeqPosition(s.n), nil
 }
 func (s *genStore) Close() error { return nil }
@@ -287,6 +263,8 @@ func benchLiveLag(b *testing.B, rate int) {
 // (each runner has its own, as a process would); ceiling measures
 // go-redis pipelined HSET of n keys, pipelines of 500, on it.
 type benchTarget struct {
+	// url names it for a projector process (redisurl).
+	url     string
 	open    func(b *testing.B) redis.UniversalClient
 	ceiling func(b *testing.B, n int) float64
 }
@@ -299,6 +277,7 @@ var benchTargets = []struct {
 	{"node", func(b *testing.B) benchTarget {
 		srv := redistest.Start(b)
 		return benchTarget{
+			url:     srv.URL,
 			open:    func(b *testing.B) redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: srv.Addr}) },
 			ceiling: func(b *testing.B, n int) float64 { return ceilingHSET(b, srv.Addr, n) },
 		}
@@ -312,7 +291,7 @@ var benchTargets = []struct {
 			}
 			return rdb
 		}
-		return benchTarget{open: open, ceiling: func(b *testing.B, n int) float64 {
+		return benchTarget{url: c.URL, open: open, ceiling: func(b *testing.B, n int) float64 {
 			rdb := open(b)
 			defer rdb.Close()
 			return ceilingPipelinedHSET(b, rdb, n)
@@ -339,28 +318,35 @@ func ceilingPipelinedHSET(b *testing.B, rdb redis.UniversalClient, n int) float6
 }
 
 // BenchmarkPartitionedCatchUp catches up one projection of 8 partitions
-// over a log of N records (EVENTLINE_BENCH_EVENTS) with 1, 2 and 4 runners
-// in this process, each with its own Redis client and its own shared log
-// (the log is read once per runner, and each of its partitions skips the
-// records of the others), against one redis-server (target=node) and a
-// Redis Cluster of 3 masters (target=cluster). The runners first share
-// the partitions over an empty log; the clock starts when the log opens, so
-// the figure is the throughput of the settled group, not the handover. It
+// over a SQLite log of N records (EVENTLINE_BENCH_EVENTS) with 1, 2 and 4
+// projector processes (this test binary run again, benchChild), each with
+// its own Redis client and one eventstore.SharedLog over the log file, so
+// the log is read once per process and each partition runner skips the
+// records of the others; against one redis-server (target=node) and a
+// Redis Cluster of 3 masters (target=cluster). The log is written before
+// the processes start, and they see it empty until told to go: they first
+// share the partitions, and the clock starts when the log opens, so the
+// figure is the throughput of the settled group, not the handover. It
 // reports events/s and the ratio to the pipelined HSET ceiling measured in
-// the same run on the same target.
+// the same run on the same target. With EVENTLINE_BENCH_CPUPROFILE_DIR set,
+// every process writes a CPU profile of its catch-up there.
 //
-// partitions=1 is the same model unpartitioned, by one runner: the baseline.
+// partitions=1 is the same model unpartitioned, by one process: the baseline.
 func BenchmarkPartitionedCatchUp(b *testing.B) {
+	n := benchEvents()
+	db := filepath.Join(b.TempDir(), "events.db")
+	writeBenchLog(b, db, n)
 	for _, tg := range benchTargets {
-		for _, c := range []struct{ parts, runners int }{{1, 1}, {8, 1}, {8, 2}, {8, 4}} {
-			parts, runners := c.parts, c.runners
-			b.Run("target="+tg.name+"/partitions="+strconv.Itoa(parts)+"/runners="+strconv.Itoa(runners), func(b *testing.B) {
+		for _, c := range []struct{ parts, procs int }{{1, 1}, {8, 1}, {8, 2}, {8, 4}} {
+			parts, procs := c.parts, c.procs
+			run := "target=" + tg.name + "/partitions=" + strconv.Itoa(parts) + "/processes=" + strconv.Itoa(procs)
+			b.Run(run, func(b *testing.B) {
 				target := tg.start(b)
-				n := benchEvents()
 				ceiling := target.ceiling(b, n)
 				var rate float64
 				for iter := range b.N {
-					rate = partitionedCatchUp(b, target, "pbench"+strconv.Itoa(iter), n, parts, runners)
+					profile := strings.NewReplacer("/", "-", "=", "").Replace(run) + "-" + strconv.Itoa(iter)
+					rate = partitionedCatchUp(b, target, db, "pbench"+strconv.Itoa(iter), n, parts, procs, profile)
 				}
 				b.ReportMetric(rate, "events/s")
 				b.ReportMetric(ceiling, "ceiling-ops/s")
@@ -370,59 +356,51 @@ func BenchmarkPartitionedCatchUp(b *testing.B) {
 	}
 }
 
-// partitionedCatchUp is one catch-up of BenchmarkPartitionedCatchUp; it
-// returns events/s.
-func partitionedCatchUp(b *testing.B, target benchTarget, name string, n, parts, runners int) float64 {
-	store := newGenStore(n)
-	store.open = make(chan struct{})
-	var clients []redis.UniversalClient
-	var rs []*running
+// partitionedCatchUp is one catch-up of BenchmarkPartitionedCatchUp by
+// procs processes; it returns events/s.
+func partitionedCatchUp(b *testing.B, target benchTarget, db, name string, n, parts, procs int, profile string) float64 {
+	rdb := target.open(b)
+	defer rdb.Close()
+	var ps []*benchProc
 	var ids []string
-	for i := range runners {
-		c := target.open(b)
-		clients = append(clients, c)
-		r, err := NewRunner(Config{Store: eventstore.NewSharedLog(store, eventstore.SharedLogOptions{}), Redis: c,
-			Projection: Partitioned(hsetProjection(name), parts, nil), ID: "r" + strconv.Itoa(i), Logger: quietLogger(),
-			LeaseTTL: time.Second})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ids = append(ids, r.ID())
-		rs = append(rs, startRunner(b, r))
+	for i := range procs {
+		id := "r" + strconv.Itoa(i)
+		ids = append(ids, id)
+		ps = append(ps, startBenchProc(b, benchChildArgs{DB: db, URL: target.url, Name: name, ID: id, Partitions: parts,
+			Model: "hset", LeaseTTL: time.Second, Gated: true, CPUProfile: benchProfile(profile, id)}))
 	}
-	waitUntil(b, time.Minute, "the runners to share the partitions", func() bool {
+	waitUntil(b, time.Minute, "the processes to share the partitions", func() bool {
 		if parts == 1 {
-			return holderOf(clients[0], leaseKey(name, query.Version(1))) != ""
+			return holderOf(rdb, leaseKey(name, query.Version(1))) != ""
 		}
-		return spread(holders(clients[0], name, parts), ids...)
+		return spread(holders(rdb, name, parts), ids...)
 	})
 	start := time.Now()
-	close(store.open)
-	v := query.ViewOf(clients[0], name, query.Version(1), parts)
+	for _, p := range ps {
+		p.send(b, "go")
+	}
+	v := query.ViewOf(rdb, name, query.Version(1), parts)
 	waitUntil(b, 10*time.Minute, "catch-up", func() bool {
 		cp, err := v.Checkpoint(context.Background())
 		return err == nil && cp.Commit == uint64(n)
 	})
 	rate := float64(n) / time.Since(start).Seconds()
-	for _, x := range rs {
-		_ = x.stop()
-	}
-	for _, c := range clients {
-		_ = c.Close()
+	for _, p := range ps {
+		p.stop(b)
 	}
 	return rate
 }
 
-// BenchmarkPartitionFailover measures how long the partitions of a runner
-// that goes away stay unapplied: two runners in this process share the 8
-// partitions of a projection (LeaseTTL 1s, batches of 100) while events
-// are appended; one of them is then either cancelled (death=cancel: it
-// releases its leases and leaves the members) or crashes (death=crash: as
-// a SIGKILL would, its leases and membership are left to expire). The
-// figure, ms, runs from the death until every partition it held has
-// committed a batch past its checkpoint at the death, applied by the
-// survivor; the goal is under LeaseTTL plus one batch. ttl-ratio is ms over
-// LeaseTTL.
+// BenchmarkPartitionFailover measures how long the partitions of a
+// projector process that goes away stay unapplied: two processes
+// (benchChild) share the 8 partitions of a projection (LeaseTTL 1s, batches
+// of 100) while the benchmark appends events to their SQLite log; one of
+// them is then either stopped by SIGTERM (death=cancel: it releases its
+// leases and leaves the members) or killed by SIGKILL (death=crash: its
+// leases and membership are left to expire). The figure, ms, runs from the
+// signal until every partition the dead process held has committed a batch
+// past its checkpoint at the death, applied by the survivor; the goal is
+// under LeaseTTL plus one batch. ttl-ratio is ms over LeaseTTL.
 func BenchmarkPartitionFailover(b *testing.B) {
 	const ttl = time.Second
 	for _, tg := range benchTargets {
@@ -433,7 +411,7 @@ func BenchmarkPartitionFailover(b *testing.B) {
 				defer rdb.Close()
 				var total time.Duration
 				for iter := range b.N {
-					total += partitionFailover(b, rdb, "pfail"+strconv.Itoa(iter), ttl, death == "crash")
+					total += partitionFailover(b, target, rdb, "pfail"+strconv.Itoa(iter), ttl, death == "crash")
 				}
 				ms := float64(total.Milliseconds()) / float64(b.N)
 				b.ReportMetric(ms, "ms")
@@ -444,27 +422,26 @@ func BenchmarkPartitionFailover(b *testing.B) {
 }
 
 // partitionFailover is one death of BenchmarkPartitionFailover.
-func partitionFailover(b *testing.B, rdb redis.UniversalClient, name string, ttl time.Duration, crash bool) time.Duration {
+func partitionFailover(b *testing.B, target benchTarget, rdb redis.UniversalClient, name string, ttl time.Duration, crash bool) time.Duration {
 	const n = 8
-	store := memory.New()
+	ctx := context.Background()
+	db := filepath.Join(b.TempDir(), "events.db")
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: db, Sync: sqlite.SyncNormal, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
 	app := startSteadyAppender(b, store)
 	defer app.halt()
-	mk := func(id string) *Runner {
-		r, err := NewRunner(Config{Store: store, Redis: rdb, Projection: pcounts(name, n), ID: id, BatchSize: 100,
-			LeaseTTL: ttl, Logger: quietLogger()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return r
+	start := func(id string) *benchProc {
+		return startBenchProc(b, benchChildArgs{DB: db, URL: target.url, Name: name, ID: id, Partitions: n,
+			Model: "counts", BatchSize: 100, LeaseTTL: ttl})
 	}
-	survivor := startRunner(b, mk("a"))
-	defer survivor.stop()
-	dying := mk("b")
-	dying.noRelease = crash
-	d := startRunner(b, dying)
-	waitUntil(b, time.Minute, "two runners to share the partitions", func() bool { return spread(holders(rdb, name, n), "a", "b") })
+	survivor := start("a")
+	defer survivor.stop(b)
+	dying := start("b")
+	waitUntil(b, time.Minute, "two processes to share the partitions", func() bool { return spread(holders(rdb, name, n), "a", "b") })
 	v := query.ViewOf(rdb, name, query.Version(1), n)
-	ctx := context.Background()
 	waitUntil(b, time.Minute, "every partition's first batches", func() bool {
 		cp, err := v.Checkpoint(ctx)
 		return err == nil && cp.Commit > 0
@@ -476,13 +453,17 @@ func partitionFailover(b *testing.B, rdb redis.UniversalClient, name string, ttl
 		}
 	}
 	died := time.Now()
-	_ = d.stop()
-	// Read once the dying runner wrote its last batch.
+	if crash {
+		dying.signal(b, syscall.SIGKILL)
+	} else {
+		dying.signal(b, syscall.SIGTERM)
+	}
+	// Read once the dying process is gone: it wrote its last batch.
 	at, err := v.Checkpoints(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	waitUntil(b, time.Minute, "the survivor to apply the dead runner's partitions", func() bool {
+	waitUntil(b, time.Minute, "the survivor to apply the dead process' partitions", func() bool {
 		cps, err := v.Checkpoints(ctx)
 		if err != nil {
 			return false

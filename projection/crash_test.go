@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envPartChild) != "" {
 		os.Exit(partChild())
 	}
+	if os.Getenv(envBenchChild) != "" {
+		os.Exit(benchChild())
+	}
 	if os.Getenv(envRebuildChild) == "1" {
 		os.Exit(rebuildChild())
 	}

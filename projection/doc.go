@@ -32,8 +32,13 @@
 // lease key after our check, which is exactly what a takeover does. A runner
 // that lost its lease therefore cannot write, even if it was paused between
 // its check and its EXEC (TestLeaseTakeoverAndFencing steals the lease at
-// that very moment). Refused batches are counted in the
-// eventline_projection_fenced_batches_total metric.
+// that very moment). The same check reads the checkpoint and refuses a
+// batch unless it is the one the session last read or wrote: Redis that
+// lost writes without an error (a replica promoted without the last
+// batches, reached after a network partition with the lease still valid)
+// makes the session start again from the checkpoint Redis has
+// (TestClusterFenceRefusesRolledBackCheckpoint). Refused batches are
+// counted in the eventline_projection_fenced_batches_total metric.
 //
 // Renewing the lease also touches the key and would abort our own
 // WATCH, so renewals happen on the runner's goroutine between batches, never

@@ -6,7 +6,9 @@ var (
 	// ErrInvalidConfig means a Config or Projection cannot be used as given.
 	ErrInvalidConfig = errors.New("projection: invalid config")
 	// ErrFenced means a batch was refused because the runner no longer held the
-	// projection's lease: another runner took over. Nothing of the batch landed.
+	// projection's lease (another runner took over), or because the checkpoint
+	// in Redis was not the one the runner last wrote (Redis lost writes in a
+	// failover). Nothing of the batch landed.
 	ErrFenced = errors.New("projection: lease lost, batch refused")
 	// ErrStuck means the runner stopped at a record the projection could not
 	// apply (policy Stop). The error names the record's position; Status shows

@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer, name string, version int) (*metrics, 
 	applied := counter("events_applied_total", "Records applied to the read model.")
 	skipped := counter("events_skipped_total", "Records skipped because the projection does not handle their type.")
 	batches := counter("batches_total", "Batches committed.")
-	fenced := counter("fenced_batches_total", "Batches refused because the runner no longer held the lease.")
+	fenced := counter("fenced_batches_total", "Batches refused by the fence: the runner no longer held the lease, or the checkpoint in Redis was not the one it last wrote.")
 	dead := counter("dead_letters_total", "Records set aside by the dead-letter policy.")
 	retries := counter("retries_total", "Times the runner backed off after Redis or the store failed.")
 	batchSeconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{
