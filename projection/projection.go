@@ -74,6 +74,9 @@ type partitioned struct {
 func (p *partitioned) Partitions() int                           { return p.n }
 func (p *partitioned) PartitionKey(rec eventstore.Record) string { return p.key(rec) }
 
+// Unwrap returns the projection p splits (Wrapper).
+func (p *partitioned) Unwrap() Projection { return p.Projection }
+
 // partitionsOf returns the partition count of p and its partition key function.
 func partitionsOf(p Projection) (int, func(eventstore.Record) string) {
 	if pp, ok := p.(Partitioner); ok {

@@ -127,7 +127,7 @@ func (r *Runner) session(ctx context.Context) error {
 	subscribe := func(ctx context.Context) iter.Seq2[eventstore.Record, error] {
 		return r.cfg.Store.Subscribe(ctx, cp)
 	}
-	if p, ok := r.proj.(predecoder); ok {
+	if p, ok := predecoderOf(r.proj); ok {
 		subscribe = predecoding(subscribe, p, r.mine)
 	}
 	batches, err := batch.Start(sctx, subscribe,

@@ -124,3 +124,42 @@ func TestPredecodedRecordServesOneApply(t *testing.T) {
 		t.Errorf("%d decodings kept after Apply, want none", len(r.shared.seen))
 	}
 }
+
+// versioned is a deployment's wrapper that changes a model's version.
+type versioned struct{ Projection }
+
+func (v versioned) Version() int       { return v.Projection.Version() + 1 }
+func (v versioned) Unwrap() Projection { return v.Projection }
+
+// looping unwraps to itself.
+type looping struct{ Projection }
+
+func (l *looping) Unwrap() Projection { return l }
+
+// TestPredecodeThroughWrappers: the runner decodes ahead for a Router's
+// projection inside Partitioned and inside a Wrapper, and for nothing else.
+func TestPredecodeThroughWrappers(t *testing.T) {
+	reg := eventstore.NewRegistry()
+	eventstore.Register[lines](reg, "lines")
+	r := NewRouter(reg)
+	Handle(r, func(context.Context, *Tx, eventstore.Record, lines) error { return nil })
+	p := r.Projection("lines", 1)
+	rec := eventstore.Record{Event: eventstore.Event{Type: "lines", Data: []byte(`{"Items":[1]}`)}, Position: eventstore.SeqPosition(9)}
+	for _, w := range []Projection{p, Partitioned(p, 4, nil), versioned{Partitioned(p, 2, nil)}} {
+		pd, ok := predecoderOf(w)
+		if !ok {
+			t.Fatalf("%T: no decoding ahead found", w)
+		}
+		pd.predecode(rec)
+		if _, ok := r.shared.seen[rec.Position]; !ok {
+			t.Fatalf("%T: predecode kept nothing", w)
+		}
+		clear(r.shared.seen)
+	}
+	plain := Define("plain", 1, func(context.Context, *Tx, eventstore.Record) error { return nil })
+	for _, w := range []Projection{plain, versioned{plain}, &looping{plain}, versioned{nil}} {
+		if _, ok := predecoderOf(w); ok {
+			t.Errorf("%T: decoding ahead found where there is none", w)
+		}
+	}
+}

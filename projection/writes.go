@@ -52,6 +52,7 @@ const (
 // fieldOp is the net effect of a batch's writes to one field of a hash or
 // one member of a sorted set.
 type fieldOp struct {
+	name string
 	kind opKind
 	// val is the value of opSet and opSetNX on a hash.
 	val string
@@ -65,11 +66,19 @@ type fieldOp struct {
 type keyWrites struct {
 	kind keyKind
 	// deleted: the batch deletes the key before its other writes, so
-	// every field not in fields is absent.
+	// every field not in ops is absent.
 	deleted bool
-	fields  map[string]*fieldOp
-	order   []string // fields in the order of their first write
+	// ops holds the fields' pending ops in the order of their first
+	// write, in one slice rather than an allocation per field: an entity
+	// has a few dozen fields, found by a linear search until there are
+	// more than indexFields, then through index.
+	ops   []fieldOp
+	index map[string]int
 }
+
+// indexFields is how many fields of a key are searched linearly before
+// keyWrites indexes them.
+const indexFields = 32
 
 // writes is a batch's pending writes, keys in the order of their first
 // write.
@@ -109,20 +118,46 @@ func (tx *Tx) key(ctx context.Context, key string, kind keyKind) *keyWrites {
 	return k
 }
 
-// field returns the pending op of field, nil if none.
-func (k *keyWrites) field(name string) *fieldOp { return k.fields[name] }
+// field returns the pending op of field, nil if none. The pointer is valid
+// until the next put or reset.
+func (k *keyWrites) field(name string) *fieldOp {
+	if k.index != nil {
+		if i, ok := k.index[name]; ok {
+			return &k.ops[i]
+		}
+		return nil
+	}
+	for i := range k.ops {
+		if k.ops[i].name == name {
+			return &k.ops[i]
+		}
+	}
+	return nil
+}
 
 // put sets field's pending op.
 func (k *keyWrites) put(name string, op fieldOp) {
-	if k.fields == nil {
-		k.fields = map[string]*fieldOp{}
-	}
-	if f, ok := k.fields[name]; ok {
+	op.name = name
+	if f := k.field(name); f != nil {
 		*f = op
 		return
 	}
-	k.fields[name] = &op
-	k.order = append(k.order, name)
+	k.ops = append(k.ops, op)
+	switch {
+	case k.index != nil:
+		k.index[name] = len(k.ops) - 1
+	case len(k.ops) > indexFields:
+		k.index = make(map[string]int, 2*len(k.ops))
+		for i := range k.ops {
+			k.index[k.ops[i].name] = i
+		}
+	}
+}
+
+// reset leaves k with no pending field, keeping its buffer.
+func (k *keyWrites) reset() {
+	clear(k.ops) // drop the strings for the collector
+	k.ops, k.index = k.ops[:0], nil
 }
 
 // HSet queues HSET key field value [field value ...], merged with the
@@ -240,7 +275,8 @@ func (tx *Tx) ZAddNX(ctx context.Context, key string, score float64, member stri
 // ZAddNX on it are sent as plain values.
 func (tx *Tx) Del(ctx context.Context, key string) {
 	k := tx.key(ctx, key, kindNone)
-	k.kind, k.deleted, k.fields, k.order = kindNone, true, nil, nil
+	k.kind, k.deleted = kindNone, true
+	k.reset()
 }
 
 // flush queues every pending write on the pipeline. The runner calls it
@@ -261,16 +297,21 @@ func (tx *Tx) flushKey(ctx context.Context, key string, k *keyWrites) {
 	}
 	switch k.kind {
 	case kindHash:
+		// HSET's arguments are built here, in one slice handed to Do, not
+		// copied again by the HSet method: it is the bulk of a batch.
 		var set []any
 		var del []string
-		for _, name := range k.order {
-			f := k.fields[name]
-			switch f.kind {
+		for i := range k.ops {
+			switch f := &k.ops[i]; f.kind {
 			case opSet:
-				set = append(set, name, f.val)
+				if set == nil {
+					set = make([]any, 0, 2+2*len(k.ops))
+					set = append(set, "hset", key)
+				}
+				set = append(set, f.name, f.val)
 			case opDelete:
 				if !k.deleted {
-					del = append(del, name)
+					del = append(del, f.name)
 				}
 			}
 		}
@@ -278,29 +319,28 @@ func (tx *Tx) flushKey(ctx context.Context, key string, k *keyWrites) {
 			p.HDel(ctx, key, del...)
 		}
 		if len(set) > 0 {
-			p.HSet(ctx, key, set...)
+			p.Do(ctx, set...)
 		}
-		for _, name := range k.order {
-			switch f := k.fields[name]; f.kind {
+		for i := range k.ops {
+			switch f := &k.ops[i]; f.kind {
 			case opSetNX:
-				p.HSetNX(ctx, key, name, f.val)
+				p.HSetNX(ctx, key, f.name, f.val)
 			case opIncr:
-				p.HIncrBy(ctx, key, name, f.n)
+				p.HIncrBy(ctx, key, f.name, f.n)
 			}
 		}
 	case kindZSet:
 		var set, nx []redis.Z
 		var del []any
-		for _, name := range k.order {
-			f := k.fields[name]
-			switch f.kind {
+		for i := range k.ops {
+			switch f := &k.ops[i]; f.kind {
 			case opSet:
-				set = append(set, redis.Z{Score: f.score, Member: name})
+				set = append(set, redis.Z{Score: f.score, Member: f.name})
 			case opSetNX:
-				nx = append(nx, redis.Z{Score: f.score, Member: name})
+				nx = append(nx, redis.Z{Score: f.score, Member: f.name})
 			case opDelete:
 				if !k.deleted {
-					del = append(del, name)
+					del = append(del, f.name)
 				}
 			}
 		}
@@ -313,13 +353,14 @@ func (tx *Tx) flushKey(ctx context.Context, key string, k *keyWrites) {
 		if len(nx) > 0 {
 			p.ZAddNX(ctx, key, nx...)
 		}
-		for _, name := range k.order {
-			if f := k.fields[name]; f.kind == opIncr {
-				p.ZIncrBy(ctx, key, f.score, name)
+		for i := range k.ops {
+			if f := &k.ops[i]; f.kind == opIncr {
+				p.ZIncrBy(ctx, key, f.score, f.name)
 			}
 		}
 	}
-	k.deleted, k.fields, k.order = false, nil, nil
+	k.deleted = false
+	k.reset()
 }
 
 // argString formats v as go-redis sends it as a command argument.

@@ -508,6 +508,10 @@ type nextVersion struct{ projection.Projection }
 
 func (p nextVersion) Version() int { return p.Projection.Version() + 1 }
 
+// Unwrap lets the runner decode ahead for the wrapped model, as it does for
+// v1 (projection.Wrapper).
+func (p nextVersion) Unwrap() projection.Projection { return p.Projection }
+
 // rebuildSample rebuilds each of the sample's read models alone, blue/green
 // from v1 to v2, over the SQLite log the cart workload wrote: the catch-up
 // rate of each model on its own, from a real store.
