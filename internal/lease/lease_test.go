@@ -130,7 +130,9 @@ func TestRenewAfterLossFails(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	ttl := 100 * time.Millisecond
+	// Long enough that the renewal while holding comes before expiry
+	// even on a loaded machine; the takeover below waits it out.
+	ttl := time.Second
 	a := newLease(t, rdb, "k", "a", ttl)
 	b := newLease(t, rdb, "k", "b", time.Minute)
 	ha, err := a.TryAcquire(ctx)
