@@ -111,6 +111,11 @@ type writer struct {
 	// the kernel may have dropped the pages it could not write, so nothing
 	// committed since can be acknowledged as durable.
 	syncErr atomic.Pointer[error]
+
+	// syncFile and commitTx run the WAL's fsync and the COMMIT. They are
+	// fields only so that the fault tests can make either fail or wait.
+	syncFile func(*os.File) error
+	commitTx func(context.Context) error
 }
 
 // committed is a batch committed and waiting for its fsync.
@@ -137,7 +142,9 @@ func newWriter(ctx context.Context, s *Store, conn *sql.Conn) (*writer, error) {
 		dataVersion: -1,
 		streams:     map[string]*streamState{},
 		linger:      maxLinger,
+		syncFile:    (*os.File).Sync,
 	}
+	w.commitTx = w.execCommit
 	if s.cfg.Sync == SyncFull {
 		w.synced = make(chan *committed, syncQueue)
 		w.syncStopped = make(chan struct{})
@@ -350,7 +357,7 @@ func (w *writer) commit() {
 			w.unsynced.Unlock()
 			marked = true
 		}
-		if _, err := w.stmts.commit.ExecContext(ctx); err != nil {
+		if err := w.commitTx(ctx); err != nil {
 			return fmt.Errorf("commit: %w", err)
 		}
 		return nil
@@ -389,6 +396,12 @@ func (w *writer) commit() {
 	w.batch, w.replies = make([]*appendRequest, 0, cap(w.batch)), make([]appendReply, 0, cap(w.replies))
 	w.inFlight.Add(int64(len(c.batch)))
 	w.synced <- c
+}
+
+// execCommit commits the open transaction.
+func (w *writer) execCommit(ctx context.Context) error {
+	_, err := w.stmts.commit.ExecContext(ctx)
+	return err
 }
 
 // fail answers every append of the batch with err.
@@ -520,7 +533,7 @@ func (w *writer) fsyncWAL() error {
 		w.wal, err = os.Open(w.s.path + "-wal")
 	}
 	if err == nil {
-		err = w.wal.Sync()
+		err = w.syncFile(w.wal)
 	}
 	if err != nil {
 		w.s.cfg.Logger.Error("sqlite event store: fsync of the WAL failed; appends fail until the store is reopened",
