@@ -252,8 +252,9 @@ func TestFailedFsync(t *testing.T) {
 	later := newEvents(1)
 	for range 2 {
 		_, err := s.Append(ctx, "later", eventstore.NoStream, later...)
-		if !errors.Is(err, eventstore.ErrUnavailable) {
-			t.Errorf("append after the failed fsync: %v; want ErrUnavailable", err)
+		if !errors.Is(err, eventstore.ErrUnavailable) || !strings.Contains(err.Error(), "not written") ||
+			!strings.Contains(err.Error(), "reopen") {
+			t.Errorf("append after the failed fsync: %v; want ErrUnavailable saying it was not written and the store must be reopened", err)
 		}
 	}
 	if err := s.Close(); err != nil {
