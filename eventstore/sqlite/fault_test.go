@@ -331,78 +331,101 @@ func collect(s *Store) (errs <-chan error, stop func() []uint64) {
 // while batch a, committed before it, waits for its fsync (or just after
 // that fsync answered a). b's caller must get an error at once, nothing of
 // b may be visible, a must be answered and become visible after its fsync
-// only, and the next append must commit where b would have.
+// only, and the next append must commit where b would have. The COMMIT fails
+// in place of SQLite's, or, on Linux, in SQLite: its write to the WAL fails
+// for real (writeErrorCommit).
 func TestFailedCommitWhileEarlierBatchSyncs(t *testing.T) {
+	injected := func(context.Context, string, func(context.Context) error) error {
+		return errors.New("injected commit failure")
+	}
 	for _, afterSync := range []bool{false, true} {
-		name := "before a's fsync ends"
-		if afterSync {
-			name = "after a's fsync ended"
-		}
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			path := filepath.Join(t.TempDir(), "events.db")
-			g := newFsyncGate()
-			var a <-chan appendOutcome
-			var aOutcome appendOutcome
-			var failNext atomic.Bool
-			s := faultStore(t, path, g, func(ctx context.Context, real func(context.Context) error) error {
-				if !failNext.CompareAndSwap(true, false) {
-					return real(ctx)
-				}
-				if afterSync {
-					// b's positions are marked unsynced already; a's fsync
-					// clears a's.
-					g.answer(nil)
-					aOutcome = <-a
-				}
-				return errors.New("injected commit failure")
-			})
-
-			a = appendAsync(s, "a", eventstore.NoStream, newEvents(2)...)
-			g.next(t)
-			failNext.Store(true)
-			o := await(t, appendAsync(s, "b", eventstore.NoStream, newEvents(3)...))
-			if !errors.Is(o.err, eventstore.ErrUnavailable) || !strings.Contains(o.err.Error(), "injected commit failure") {
-				t.Errorf("append whose commit failed: %+v, %v; want ErrUnavailable with the cause", o.res, o.err)
-			}
-			for _, err := range s.ReadStream(ctx, "b", 0) {
-				if !errors.Is(err, eventstore.ErrStreamNotFound) {
-					t.Errorf("ReadStream of the failed append's stream: %v, want ErrStreamNotFound", err)
-				}
-			}
+		for _, c := range []struct {
+			name  string
+			fail  commitFailure
+			cause string // in the error of the failed appends
+		}{{"injected", injected, "injected commit failure"}, {"write error", writeErrorCommit, writeErrorCause}} {
+			name := c.name + " before a's fsync ends"
 			if afterSync {
-				wantVisible(t, s, 2, "a synced, b failed")
-			} else {
-				wantVisible(t, s, 0, "a waiting for its fsync, b failed")
-				if len(a) > 0 {
-					t.Fatalf("a was answered before its fsync: %+v", <-a)
+				name = c.name + " after a's fsync ended"
+			}
+			t.Run(name, func(t *testing.T) {
+				if c.fail == nil {
+					t.Skip("no real write error on this system")
 				}
-				g.answer(nil)
-				aOutcome = await(t, a)
-			}
-			if aOutcome.err != nil || aOutcome.res.Position != eventstore.SeqPosition(2) {
-				t.Errorf("append committed before the failed one: %+v, %v; want success at position 2", aOutcome.res, aOutcome.err)
-			}
-			wantVisible(t, s, 2, "a synced")
+				testFailedCommit(t, afterSync, c.fail, c.cause)
+			})
+		}
+	}
+}
 
-			g.pass()
-			res, err := s.Append(ctx, "c", eventstore.NoStream, newEvents(1)...)
-			if err != nil || res.Position != eventstore.SeqPosition(3) {
-				t.Errorf("append after the failed commit: %+v, %v; want success at position 3", res, err)
-			}
-			wantVisible(t, s, 3, "c synced")
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-			s, err = Open(ctx, Config{Path: path})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if byID := checkLog(t, s); len(byID) != 3 {
-				t.Errorf("reopened, the log holds %d events, want a's 2 and c's 1", len(byID))
-			}
-		})
+// commitFailure makes a COMMIT fail, given the path of the WAL and the real
+// COMMIT.
+type commitFailure func(ctx context.Context, wal string, real func(context.Context) error) error
+
+func testFailedCommit(t *testing.T, afterSync bool, fail commitFailure, cause string) {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	g := newFsyncGate()
+	var a <-chan appendOutcome
+	var aOutcome appendOutcome
+	var failNext atomic.Bool
+	s := faultStore(t, path, g, func(ctx context.Context, real func(context.Context) error) error {
+		if !failNext.CompareAndSwap(true, false) {
+			return real(ctx)
+		}
+		if afterSync {
+			// b's positions are marked unsynced already; a's fsync
+			// clears a's.
+			g.answer(nil)
+			aOutcome = <-a
+		}
+		return fail(ctx, path+"-wal", real)
+	})
+
+	a = appendAsync(s, "a", eventstore.NoStream, newEvents(2)...)
+	g.next(t)
+	failNext.Store(true)
+	o := await(t, appendAsync(s, "b", eventstore.NoStream, newEvents(3)...))
+	if !errors.Is(o.err, eventstore.ErrUnavailable) || !strings.Contains(o.err.Error(), "commit: "+cause) {
+		t.Errorf("append whose commit failed: %+v, %v; want ErrUnavailable with the cause", o.res, o.err)
+	}
+	for _, err := range s.ReadStream(ctx, "b", 0) {
+		if !errors.Is(err, eventstore.ErrStreamNotFound) {
+			t.Errorf("ReadStream of the failed append's stream: %v, want ErrStreamNotFound", err)
+		}
+	}
+	if afterSync {
+		wantVisible(t, s, 2, "a synced, b failed")
+	} else {
+		wantVisible(t, s, 0, "a waiting for its fsync, b failed")
+		if len(a) > 0 {
+			t.Fatalf("a was answered before its fsync: %+v", <-a)
+		}
+		g.answer(nil)
+		aOutcome = await(t, a)
+	}
+	if aOutcome.err != nil || aOutcome.res.Position != eventstore.SeqPosition(2) {
+		t.Errorf("append committed before the failed one: %+v, %v; want success at position 2", aOutcome.res, aOutcome.err)
+	}
+	wantVisible(t, s, 2, "a synced")
+
+	g.pass()
+	res, err := s.Append(ctx, "c", eventstore.NoStream, newEvents(1)...)
+	if err != nil || res.Position != eventstore.SeqPosition(3) {
+		t.Errorf("append after the failed commit: %+v, %v; want success at position 3", res, err)
+	}
+	wantVisible(t, s, 3, "c synced")
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	s, err = Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if byID := checkLog(t, s); len(byID) != 3 {
+		t.Errorf("reopened, the log holds %d events, want a's 2 and c's 1", len(byID))
 	}
 }
 
