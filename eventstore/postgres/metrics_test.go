@@ -27,13 +27,17 @@ func TestGroupCommitMetrics(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// The writer records a commit just after answering its appends: wait
-	// for the last one to be recorded.
+	// The writer records a commit just after answering its appends, one
+	// histogram after the other: wait until the last commit is in all of
+	// them.
 	var sums map[string]float64
 	var counts map[string]uint64
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		sums, counts = histograms(t, reg)
-		if sums["eventline_store_group_commit_appends"] == n || time.Now().After(deadline) {
+		commits := counts["eventline_store_group_commit_appends"]
+		if sums["eventline_store_group_commit_appends"] == n && sums["eventline_store_group_commit_events"] == 2*n &&
+			counts["eventline_store_commit_duration_seconds"] == commits && counts["eventline_store_group_commit_events"] == commits ||
+			time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Millisecond)

@@ -45,11 +45,33 @@
 // batch's positions before its fsync, so a projection never gets ahead of
 // what a power loss keeps (ReadStream may: a command decided on such an event
 // is appended after it and synced with or after it). A reader in another
-// process sees a commit as soon as SQLite does, before its fsync. A failed fsync fails every later append
-// until the store is reopened. Concurrent appends share the fsync; a lone
-// caller pays one per append, so its appends per second are bounded by the
-// disk's synced writes per second.
-// SyncNormal (synchronous=NORMAL) is the explicit choice to skip it: a
+// process sees a commit as soon as SQLite does, before its fsync. Concurrent
+// appends share the fsync; a lone caller pays one per append, so its appends
+// per second are bounded by the disk's synced writes per second.
+//
+// When a write fails, callers learn it, readers of the process see nothing
+// unsynced, and a retry never writes twice:
+//
+//   - A failed fsync fails the appends it was to cover (and those committed
+//     before the store noticed) with an error matching
+//     eventstore.ErrUnavailable that says they may or may not be durable:
+//     they are committed, but the disk may have dropped them. Head, ReadAll
+//     and Subscribe of this Store never show them. Every later append fails
+//     with ErrUnavailable saying it was not written, until the store is
+//     closed and reopened (after Linux reports a failed fsync once, it may
+//     report the next one as a success). Reopened, the store holds those
+//     appends or not, whole either way; retry them as they were, with the
+//     same event ids: an append that was kept returns its original result
+//     with Repeated set, one that was not is written once.
+//   - A failed COMMIT rolls its transaction back and fails the appends of its
+//     batch with ErrUnavailable; nothing of them is written. The batches
+//     committed before it are answered after their fsync as usual, and the
+//     next append commits normally.
+//   - Close answers every append it does not refuse: the committed ones
+//     after their fsync, which Close waits for, with its outcome; the others
+//     with eventstore.ErrClosed.
+//
+// SyncNormal (synchronous=NORMAL) is the explicit choice to skip the fsync: a
 // committed append still survives a crash or kill of the process, but a power
 // loss or OS crash can lose the last commits acknowledged before it (the WAL
 // is fsynced only at checkpoints). Neither mode can corrupt the file.

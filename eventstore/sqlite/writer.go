@@ -107,10 +107,16 @@ type writer struct {
 		sync.Mutex
 		first, last uint64 // 0, 0: none
 	}
-	// syncErr, once set, fails every later append: after a failed fsync
-	// the kernel may have dropped the pages it could not write, so nothing
-	// committed since can be acknowledged as durable.
+	// syncErr, once set, is the error of a failed fsync. It fails the
+	// batches committed since (syncFailed) and refuses every later append:
+	// after a failed fsync the kernel may have dropped the pages it could
+	// not write, so nothing committed since can be acknowledged as durable.
 	syncErr atomic.Pointer[error]
+
+	// syncFile and commitTx run the WAL's fsync and the COMMIT. They are
+	// fields only so that the fault tests can make either fail or wait.
+	syncFile func(*os.File) error
+	commitTx func(context.Context) error
 }
 
 // committed is a batch committed and waiting for its fsync.
@@ -137,7 +143,9 @@ func newWriter(ctx context.Context, s *Store, conn *sql.Conn) (*writer, error) {
 		dataVersion: -1,
 		streams:     map[string]*streamState{},
 		linger:      maxLinger,
+		syncFile:    (*os.File).Sync,
 	}
+	w.commitTx = w.execCommit
 	if s.cfg.Sync == SyncFull {
 		w.synced = make(chan *committed, syncQueue)
 		w.syncStopped = make(chan struct{})
@@ -318,7 +326,8 @@ func (w *writer) commit() {
 	start := time.Now()
 	w.replies = w.replies[:0]
 	if errp := w.syncErr.Load(); errp != nil {
-		w.fail(*errp)
+		w.fail(fmt.Errorf("%w: sqlite %s: append not written: an fsync of the WAL failed (%v), and the store takes no appends until it is reopened",
+			eventstore.ErrUnavailable, w.s.path, *errp))
 		return
 	}
 	var first uint64
@@ -350,7 +359,7 @@ func (w *writer) commit() {
 			w.unsynced.Unlock()
 			marked = true
 		}
-		if _, err := w.stmts.commit.ExecContext(ctx); err != nil {
+		if err := w.commitTx(ctx); err != nil {
 			return fmt.Errorf("commit: %w", err)
 		}
 		return nil
@@ -389,6 +398,12 @@ func (w *writer) commit() {
 	w.batch, w.replies = make([]*appendRequest, 0, cap(w.batch)), make([]appendReply, 0, cap(w.replies))
 	w.inFlight.Add(int64(len(c.batch)))
 	w.synced <- c
+}
+
+// execCommit commits the open transaction.
+func (w *writer) execCommit(ctx context.Context) error {
+	_, err := w.stmts.commit.ExecContext(ctx)
+	return err
 }
 
 // fail answers every append of the batch with err.
@@ -507,10 +522,11 @@ func (w *writer) syncBehind() {
 }
 
 // fsyncWAL fsyncs the WAL file, opening it the first time. Once an fsync
-// failed, it returns that failure for good.
+// failed, it fails for good: the batches it is asked to cover were
+// committed, and may or may not be durable.
 func (w *writer) fsyncWAL() error {
 	if errp := w.syncErr.Load(); errp != nil {
-		return *errp
+		return w.syncFailed(*errp)
 	}
 	var err error
 	if w.wal == nil {
@@ -520,16 +536,22 @@ func (w *writer) fsyncWAL() error {
 		w.wal, err = os.Open(w.s.path + "-wal")
 	}
 	if err == nil {
-		err = w.wal.Sync()
+		err = w.syncFile(w.wal)
 	}
 	if err != nil {
 		w.s.cfg.Logger.Error("sqlite event store: fsync of the WAL failed; appends fail until the store is reopened",
 			"path", w.s.path, "error", err)
-		err = fmt.Errorf("%w: sqlite %s: fsync of the WAL: %v; the appends since the last fsync may or may not be durable",
-			eventstore.ErrUnavailable, w.s.path, err)
 		w.syncErr.Store(&err)
+		return w.syncFailed(err)
 	}
-	return err
+	return nil
+}
+
+// syncFailed is the answer to appends committed and not covered by an fsync
+// because an fsync failed with err.
+func (w *writer) syncFailed(err error) error {
+	return fmt.Errorf("%w: sqlite %s: fsync of the WAL: %v; the appends since the last fsync may or may not be durable",
+		eventstore.ErrUnavailable, w.s.path, err)
 }
 
 // unsyncedFrom returns the first position this writer committed that no
