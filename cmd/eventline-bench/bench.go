@@ -262,8 +262,15 @@ func (b *bench) phase(ctx context.Context, name string, fn func(context.Context)
 
 func (b *bench) ceilings(ctx context.Context) error {
 	if !b.wants(phaseCeilings) {
-		// Every row's ratio is to this ceiling: measure it in every run.
-		return b.hsetCeiling(ctx)
+		// Every row's ratio is to these ceilings: measure them in every run
+		// that has such rows.
+		if err := b.hsetCeiling(ctx); err != nil {
+			return err
+		}
+		if b.wantsHTTP() {
+			return b.httpCeilings(ctx)
+		}
+		return nil
 	}
 	raw, err := sqliteTx100(ctx, b.dir, "NORMAL", b.cfg.RawRows)
 	if err != nil {
@@ -291,12 +298,42 @@ func (b *bench) ceilings(ctx context.Context) error {
 		return fmt.Errorf("redis GET: %w", err)
 	}
 	b.rep.add(Row{Group: "ceiling", ID: "redis-rtt", What: "Redis sequential GET round trip, 1 conn", Value: rtt.rate(), Unit: "ops/s", P50: rtt.p(0.5), P99: rtt.p(0.99)})
-	for _, clients := range []int{1, 64} {
-		res := httpCeiling(ctx, clients, b.cfg.HTTPDuration)
-		b.rep.add(Row{Group: "ceiling", ID: "http-" + strconv.Itoa(clients), What: fmt.Sprintf("trivial net/http JSON handler, %d %s", clients, plural(clients, "client")),
-			Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: res.errNote()})
+	return b.httpCeilings(ctx)
+}
+
+// httpCeilings measures the trivial handlers the HTTP rows are compared
+// with: a GET answered with JSON (the query rows) and a POST whose JSON body
+// is decoded and answered with JSON (the command rows), at 1 and 64 clients.
+// Each row's note gives the CPU time this process spent per request, client
+// and server together.
+func (b *bench) httpCeilings(ctx context.Context) error {
+	for _, post := range []bool{false, true} {
+		for _, clients := range []int{1, 64} {
+			id, what, loop := "http-", "trivial net/http JSON handler", httpCeiling
+			if post {
+				id, what, loop = "http-post-", "trivial net/http JSON POST handler (decodes a cart item)", httpPostCeiling
+			}
+			cpu := processCPU()
+			res := loop(ctx, clients, b.cfg.HTTPDuration)
+			b.rep.add(Row{Group: "ceiling", ID: id + strconv.Itoa(clients), What: fmt.Sprintf("%s, %d %s", what, clients, plural(clients, "client")),
+				Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: joinNotes(cpuPerOp(processCPU()-cpu, res.ops), res.errNote())})
+		}
 	}
 	return nil
+}
+
+// cpuPerOp says how much CPU time of this process each of ops operations
+// took, "" when there were none.
+func cpuPerOp(cpu time.Duration, ops int) string {
+	if ops == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f µs CPU per op", float64(cpu)/float64(ops)/float64(time.Microsecond))
+}
+
+// wantsHTTP reports whether a phase compared with an HTTP ceiling runs.
+func (b *bench) wantsHTTP() bool {
+	return b.wants(phaseHTTP1) || b.wants(phaseHTTP64) || b.wants(phaseQuery)
 }
 
 func (b *bench) hsetCeiling(ctx context.Context) error {
@@ -384,8 +421,8 @@ func (b *bench) sample(ctx context.Context) error {
 		callers                  int
 		http, normal             bool
 	}{
-		{phaseHTTP1, "cmd-http-1", "http-1", "cart workload via command HTTP API, 1 client, FULL", 1, true, false},
-		{phaseHTTP64, "cmd-http-64", "http-64", "cart workload via command HTTP API, 64 clients, FULL", 64, true, false},
+		{phaseHTTP1, "cmd-http-1", "http-post-1", "cart workload via command HTTP API, 1 client, FULL", 1, true, false},
+		{phaseHTTP64, "cmd-http-64", "http-post-64", "cart workload via command HTTP API, 64 clients, FULL", 64, true, false},
 		{phaseLib1, "cmd-lib-1", "fsync", "cart workload via command.Handler, 1 caller, FULL (default)", 1, false, false},
 		{phaseLib1Normal, "cmd-lib-1-normal", "sqlite-tx100", "cart workload via command.Handler, 1 caller, NORMAL", 1, false, true},
 		{phaseLib64, "cmd-lib-64", "sqlite-tx100-full", "cart workload via command.Handler, 64 callers, FULL (default)", 64, false, false},
@@ -407,6 +444,7 @@ func (b *bench) sample(ctx context.Context) error {
 		}
 		err := b.phase(ctx, w.phase, func(ctx context.Context) error {
 			var res loopResult
+			cpu := processCPU()
 			if w.http {
 				c := newHTTPClient(w.callers)
 				res = r.drive(ctx, w.callers, r.viaHTTP(c, srv.URL))
@@ -419,7 +457,7 @@ func (b *bench) sample(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			note := fmt.Sprintf("%s carts × 7 commands", thousands(int64(r.carts)))
+			note := fmt.Sprintf("%s carts × 7 commands; %s", thousands(int64(r.carts)), cpuPerOp(processCPU()-cpu, res.ops))
 			if full := b.rep.row(strings.TrimSuffix(w.id, "-normal")); w.normal && full != nil && res.rate() > 0 {
 				full.Note = joinNotes(full.Note, fmt.Sprintf("%.2f of NORMAL", full.Value/res.rate()))
 			}
@@ -645,6 +683,7 @@ func (b *bench) queries(ctx context.Context, runs []*cartRun) error {
 		for i := range rngs {
 			rngs[i] = rand.New(rand.NewPCG(uint64(i), 11))
 		}
+		cpu := processCPU()
 		res := closedLoop(ctx, clients, b.cfg.HTTPDuration, func(ctx context.Context, client, _ int) error {
 			t := targets[rngs[client].IntN(len(targets))]
 			url := srv.URL + "/carts/" + t.id
@@ -655,7 +694,7 @@ func (b *bench) queries(ctx context.Context, runs []*cartRun) error {
 			return err
 		})
 		c.CloseIdleConnections()
-		note := res.errNote()
+		note := joinNotes(cpuPerOp(processCPU()-cpu, res.ops), res.errNote())
 		if checkErr != nil {
 			note = joinNotes(note, checkErr.Error())
 		}

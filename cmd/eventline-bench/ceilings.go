@@ -205,6 +205,54 @@ func httpCeiling(ctx context.Context, clients int, d time.Duration) loopResult {
 	})
 }
 
+// trivialItem is the body trivialPost decodes: a cart item, as the command
+// API's POST /carts/{id}/items receives it.
+type trivialItem struct {
+	ProductID      string `json:"product_id"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+// trivialPost is the ceiling of a command request: it decodes a small JSON
+// body and answers a small JSON document with a position, as a command
+// endpoint does, with nothing behind it.
+func trivialPost(w http.ResponseWriter, r *http.Request) {
+	var item trivialItem
+	if err := json.NewDecoder(r.Body).Decode(&item); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"position": strconv.Itoa(item.Quantity)})
+}
+
+// httpPostCeiling serves trivialPost on a loopback server and loads it with
+// clients closed-loop clients for d, each request built and its answer read
+// as the cart workload's (cartRun.viaHTTP): a JSON body marshalled, the
+// position unmarshalled from the answer.
+func httpPostCeiling(ctx context.Context, clients int, d time.Duration) loopResult {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /carts/{id}/items", trivialPost)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c := newHTTPClient(clients)
+	defer c.CloseIdleConnections()
+	return closedLoop(ctx, clients, d, func(ctx context.Context, client, i int) error {
+		b, err := json.Marshal(cartItem(i, i%5))
+		if err != nil {
+			return err
+		}
+		resp, err := do(ctx, c, http.MethodPost, srv.URL+"/carts/c"+strconv.Itoa(i%1000)+"/items", string(b), http.StatusOK)
+		if err != nil {
+			return err
+		}
+		var p struct {
+			Position string `json:"position"`
+		}
+		return json.Unmarshal(resp, &p)
+	})
+}
+
 // oneConn returns a client of opts' server limited to one connection.
 func oneConn(opts *redis.Options) *redis.Client {
 	o := *opts

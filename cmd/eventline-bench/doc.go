@@ -20,9 +20,11 @@
 //     a table shaped like the store's, with synchronous=NORMAL and FULL; the
 //     disk's synced 4 KiB writes per second (overwrite + fsync, as a reused
 //     WAL is written);
-//     go-redis pipelined HSET (pipelines of 500, one connection); a trivial
-//     net/http JSON handler under the load generator used for the sample's
-//     HTTP APIs;
+//     go-redis pipelined HSET (pipelines of 500, one connection); trivial
+//     net/http JSON handlers under the load generator used for the sample's
+//     HTTP APIs: a GET answered with a small document (the query rows'
+//     ceiling) and a POST whose small JSON body is decoded and answered
+//     (the command rows'), each row noting the CPU time per request;
 //   - write path: appends through eventstore/sqlite with 1 and 64 writers; the
 //     shopping-cart workload (carts × open, 5 add-item, checkout) through the
 //     command HTTP API and through command.Handler directly, with 1 and 64

@@ -17,7 +17,7 @@ import (
 
 // wantRows is every row the table must have, in order.
 var wantRows = []string{
-	"sqlite-tx100", "sqlite-tx100-full", "fsync", "redis-hset", "redis-rtt", "http-1", "http-64",
+	"sqlite-tx100", "sqlite-tx100-full", "fsync", "redis-hset", "redis-rtt", "http-1", "http-64", "http-post-1", "http-post-64",
 	"append-1", "append-64", "cmd-http-1", "cmd-http-64", "cmd-lib-1", "cmd-lib-1-normal", "cmd-lib-64", "cmd-lib-64-normal",
 	"catchup-sample", "query", "query-after", "catchup-synthetic", "lag-1000", "lag-5000",
 	"rebuild-carts", "rebuild-customers", "rebuild-products", "rebuild-orders", "rebuild",

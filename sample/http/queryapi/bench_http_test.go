@@ -30,13 +30,23 @@ import (
 // handler encoding a small JSON document, as cmd/eventline-bench's http-64. Compare the
 // ns/op of the two (their ratio is what counts on a loaded machine); p99-ms
 // is each request's latency seen by its client.
-func BenchmarkGetCartHTTP64(b *testing.B) { benchGetCartHTTP(b, 64) }
+func BenchmarkGetCartHTTP64(b *testing.B) { benchGetCartHTTP(b, 64, false) }
 
 // BenchmarkGetCartHTTP4 is the same with 4 clients, a concurrency at which
 // the ceiling's p99 can stay in the low milliseconds on 2 cores.
-func BenchmarkGetCartHTTP4(b *testing.B) { benchGetCartHTTP(b, 4) }
+func BenchmarkGetCartHTTP4(b *testing.B) { benchGetCartHTTP(b, 4, false) }
 
-func benchGetCartHTTP(b *testing.B, clients int) {
+// BenchmarkGetCartHTTP8 and BenchmarkGetCartHTTP16 fill in the p99 between 4
+// and 64 clients.
+func BenchmarkGetCartHTTP8(b *testing.B)  { benchGetCartHTTP(b, 8, false) }
+func BenchmarkGetCartHTTP16(b *testing.B) { benchGetCartHTTP(b, 16, false) }
+
+// BenchmarkGetCartAfterHTTP64 is BenchmarkGetCartHTTP64 with ?after= the
+// position of the cart's last command, which the model has applied: what a
+// client that reads its own writes sends.
+func BenchmarkGetCartAfterHTTP64(b *testing.B) { benchGetCartHTTP(b, 64, true) }
+
+func benchGetCartHTTP(b *testing.B, clients int, withAfter bool) {
 	h := newHarness(b, redistest.Options{})
 	h.startProjectors(projection.Config{})
 	h.waitActive()
@@ -53,6 +63,9 @@ func benchGetCartHTTP(b *testing.B, clients int) {
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
 		defer client.CloseIdleConnections()
 		url := srv.URL + "/carts/bench"
+		if withAfter {
+			url += after(pos)
+		}
 		var mu sync.Mutex
 		var lat []time.Duration
 		b.SetParallelism(max(1, clients/runtime.GOMAXPROCS(0)))

@@ -21,9 +21,9 @@
 // Every endpoint accepts ?after=<position>, the token a command returned: the
 // query then waits, at most Config.WaitTimeout (default 5 s), until the
 // projection it reads has applied that position. Without after a query never
-// waits and reads whatever the model holds.
-//
-// # Errors
+// waits and reads whatever the model holds. A position the model has already
+// applied, the common case, costs nothing more than a query without after:
+// the answer's read holds the checkpoint it is compared with.
 //
 // # Freshness
 //

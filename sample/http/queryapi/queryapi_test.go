@@ -1,14 +1,18 @@
 package queryapi_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
@@ -458,4 +462,73 @@ func TestRedisDown(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("after restart\n got %+v\nwant %+v", c, want)
 	}
+}
+
+// TestAfterAlreadyAppliedIsOneRead: a query whose ?after= the model has
+// already applied is answered from its one read transaction, which holds the
+// checkpoint it compares with after; it sends no checkpoint read of its own
+// (a standalone HGET) before it.
+func TestAfterAlreadyAppliedIsOneRead(t *testing.T) {
+	h := newHarness(t, redistest.Options{})
+	h.startProjectors(projection.Config{})
+	h.waitActive()
+	h.cart("once", cart.Open{CustomerID: "ida"})
+	res := h.cart("once", cart.AddItem{ProductID: "tea", Quantity: 2, UnitPriceCents: 10})
+	h.getJSON("/carts/once"+after(res.Position), &schema.Cart{})
+
+	// An API of its own, on a client that counts the commands it sends
+	// outside pipelines and transactions.
+	counted := redis.NewClient(&redis.Options{Addr: h.redis.Addr})
+	t.Cleanup(func() { _ = counted.Close() })
+	var cmds commandCounter
+	counted.AddHook(&cmds)
+	h.rdb = counted
+	h.serve(queryapi.Config{})
+	for range 10 {
+		var c schema.Cart
+		h.getJSON("/carts/once"+after(res.Position), &c)
+		if c.Version != res.Version || len(c.Items) != 1 || c.Items[0].Quantity != 2 {
+			t.Fatalf("read %+v, want the cart at version %d", c, res.Version)
+		}
+	}
+	if n := cmds.count("hget"); n != 0 {
+		t.Errorf("10 queries with ?after= an applied position sent %d standalone HGETs, want 0", n)
+	}
+	// The model behind the position still waits, and answers once it is there.
+	later := h.getLater("/carts/once" + after(eventstore.SeqPosition(res.Position.Commit+1)))
+	next := h.cart("once", cart.AddItem{ProductID: "cake", Quantity: 1, UnitPriceCents: 30})
+	if a := <-later; a.status != http.StatusOK || !strings.Contains(string(a.body), `"cake"`) {
+		t.Fatalf("query ?after= the next position (%s): %d %s", next.Position, a.status, a.body)
+	}
+}
+
+// commandCounter is a redis.Hook that counts the commands a client sends
+// one by one, by name.
+type commandCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *commandCounter) count(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[name]
+}
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.mu.Lock()
+		if c.n == nil {
+			c.n = map[string]int{}
+		}
+		c.n[cmd.Name()]++
+		c.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
