@@ -220,6 +220,9 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 			}
 			joined = b
 			r.use(b)
+			// Removals a crashed rebuild left once it had switched to b
+			// are resumed by b's runners.
+			cleaned = false
 		}
 		var members []string
 		var next time.Duration
