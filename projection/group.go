@@ -17,8 +17,8 @@ import (
 )
 
 // The runners of a partitioned projection share its partitions like a
-// consumer group. Each runner is a member: it heartbeats in the version's
-// members set (query.MembersKey), a sorted set scored by when each
+// consumer group. Each runner is a member: it heartbeats in the members set
+// of the build it writes (query.MembersKey), a sorted set scored by when each
 // membership expires on the Redis server's clock, every LeaseTTL/3, and a
 // membership lasts LeaseTTL. From the live members, sorted by ID, every
 // runner computes the same assignment: partition p belongs to the member at
@@ -35,6 +35,15 @@ import (
 // the first other membership it saw expires, and a partition runner
 // standing by tries the lease again as it expires, so a dead runner's
 // partitions are taken about LeaseTTL after its last heartbeat.
+//
+// Membership is per build, not per version: a forced rebuild (Rebuild with
+// RebuildOptions.Force) builds generation g+1 of the live version with
+// runners of its own, in the members set of g+1, while the projectors of that
+// version go on sharing the partitions of the live generation g in the set
+// of g. When the rebuild switches to g+1, the projectors' target becomes g+1
+// (Runner.target): they leave the set of g, join the set of g+1, and their
+// partition runners move to g+1 as an unpartitioned runner does, taking each
+// partition over as the rebuild's runners let it go.
 
 // memberScript maintains a members set (KEYS[1]): it drops expired members,
 // then adds or refreshes ARGV[1] for ARGV[2] ms ('join') or removes it
@@ -82,7 +91,7 @@ func parseMembers(reply []string, self string) (members []string, next time.Dura
 // the build's partitions are in other slots, so the caller has read them
 // before (groupActivate); the script, in the projection's slot, checks what
 // is there: the active build is still the one the caller compared with
-// (ARGV[2], empty for none), and the caller is a live member of the version
+// (ARGV[2], empty for none), and the caller is a live member of the build
 // (KEYS[3], ARGV[3]). Checkpoints only move forward, so a partition that had
 // reached the target when read has still reached it now.
 //
@@ -130,7 +139,18 @@ type partitionExit struct {
 // build once every partition has caught up.
 func (r *Runner) runGroup(ctx context.Context) (err error) {
 	n := r.parts
-	membersKey := query.MembersKey(r.name, r.version)
+	// joined is the build whose members set this runner is in (zero: none
+	// yet). It follows the runner's target build: a new generation of the
+	// runner's version once it is active.
+	var joined query.Build
+	leave := func(ctx context.Context) {
+		if joined.IsZero() {
+			return
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = memberScript.Run(rctx, r.cfg.Redis, []string{query.MembersKey(r.name, joined)}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "leave").Err()
+	}
 	type running struct {
 		r      *Runner
 		cancel context.CancelFunc
@@ -142,12 +162,9 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 	defer func() {
 		gcancel()
 		wg.Wait()
-		if r.noRelease {
-			return
+		if !r.noRelease {
+			leave(ctx)
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = memberScript.Run(rctx, r.cfg.Redis, []string{membersKey}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "leave").Err()
 	}()
 	// The partitions of this process read the log once between them,
 	// unless the caller already gave a shared log.
@@ -195,11 +212,26 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 		// A member that stops heartbeating is seen gone as soon as its
 		// membership expires, not up to a heartbeat later.
 		wait := r.cfg.LeaseTTL / 3
-		reply, err := memberScript.Run(gctx, r.cfg.Redis, []string{membersKey}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "join").StringSlice()
+		b, err := r.target(gctx)
+		if err == nil && b != joined {
+			leave(gctx)
+			if !joined.IsZero() {
+				r.log.Info("projection runner shares the partitions of the active generation", "build", b.String(), "was", joined.String())
+			}
+			joined = b
+			r.use(b)
+			// Removals a crashed rebuild left once it had switched to b
+			// are resumed by b's runners.
+			cleaned = false
+		}
 		var members []string
 		var next time.Duration
 		if err == nil {
-			members, next, err = parseMembers(reply, r.cfg.ID)
+			var reply []string
+			reply, err = memberScript.Run(gctx, r.cfg.Redis, []string{query.MembersKey(r.name, b)}, r.cfg.ID, r.cfg.LeaseTTL.Milliseconds(), "join").StringSlice()
+			if err == nil {
+				members, next, err = parseMembers(reply, r.cfg.ID)
+			}
 		}
 		if err == nil {
 			if next > 0 {
@@ -218,7 +250,7 @@ func (r *Runner) runGroup(ctx context.Context) (err error) {
 				}
 			}
 			r.setGroupState(len(byPart))
-			err = r.groupActivate(gctx, &targets, retire, &cleaned)
+			err = r.groupActivate(gctx, b, &targets, retire, &cleaned)
 		}
 		if err != nil && gctx.Err() == nil {
 			// Redis failed: the partition runners ride it out on their own.
@@ -291,13 +323,9 @@ func (r *Runner) setGroupState(held int) {
 // in the new one), per Config.Activation. The switch itself is
 // groupSwitchScript. While the build is active, it resumes the removals of
 // replaced builds that a crashed runner left, once.
-func (r *Runner) groupActivate(ctx context.Context, targets *map[query.Build]eventstore.Position,
+func (r *Runner) groupActivate(ctx context.Context, b query.Build, targets *map[query.Build]eventstore.Position,
 	retire func(query.Build), cleaned *bool) error {
 	rdb := r.cfg.Redis
-	b, err := r.target(ctx)
-	if err != nil {
-		return err
-	}
 	active, err := activeBuild(ctx, rdb, r.name)
 	if err != nil {
 		return err
@@ -351,7 +379,7 @@ func (r *Runner) groupActivate(ctx context.Context, targets *map[query.Build]eve
 		}
 	}
 	res, err := groupSwitchScript.Run(ctx, rdb,
-		[]string{query.ActiveKey(r.name), RetiredKey(r.name), query.MembersKey(r.name, r.version)},
+		[]string{query.ActiveKey(r.name), RetiredKey(r.name), query.MembersKey(r.name, b)},
 		b.String(), active.String(), r.cfg.ID, query.CommitChannel(r.name), low.String()).Slice()
 	if err != nil {
 		return fmt.Errorf("projection: switch %s to v%s: %w", r.name, b, err)
@@ -371,17 +399,17 @@ func (r *Runner) groupActivate(ctx context.Context, targets *map[query.Build]eve
 	return nil
 }
 
-// Members returns the live members sharing the partitions of version v of
+// Members returns the live members sharing the partitions of build b of
 // projection name (their Config.ID), sorted, as the runners see them.
-func Members(ctx context.Context, rdb redis.Cmdable, name string, v int) ([]string, error) {
+func Members(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]string, error) {
 	t, err := rdb.Time(ctx).Result()
 	if err != nil {
-		return nil, fmt.Errorf("projection: members of %s v%d: %w", name, v, err)
+		return nil, fmt.Errorf("projection: members of %s v%s: %w", name, b, err)
 	}
-	ms, err := rdb.ZRangeByScore(ctx, query.MembersKey(name, v), &redis.ZRangeBy{
+	ms, err := rdb.ZRangeByScore(ctx, query.MembersKey(name, b), &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(t.UnixMilli(), 10), Max: "+inf"}).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("projection: members of %s v%d: %w", name, v, err)
+		return nil, fmt.Errorf("projection: members of %s v%s: %w", name, b, err)
 	}
 	slices.Sort(ms)
 	return ms, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -39,30 +40,46 @@ return 1`)
 // removeBuild deletes every key of one build of name in steps of RemoveBatch
 // keys (SCAN MATCH on the build prefix, then UNLINK, which frees memory off
 // Redis' main thread), then forgets the build in the retired and versions
-// sets. The active build is never removed.
+// sets, the partitions hash and its members set. The active build is never
+// removed.
 //
-// With held nil it first waits until nobody holds the build's lease: a
-// superseded runner steps down at its next batch or lease renewal, a dead one
-// loses the lease within its TTL, and no runner of the build takes it again
-// once a newer build is active. With a holding, the caller holds the lease;
-// its lease key is kept and the holding renewed at every step.
-func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, held *lease.Held) (removed int, err error) {
+// With held nil it first waits until nobody holds the build's lease (each
+// partition's, for a partitioned build): a superseded runner steps down at
+// its next batch or lease renewal, a dead one loses the lease within its TTL,
+// and no runner of the build takes it again once a newer build is active.
+// Otherwise the caller holds the leases, held[i] partition i's (held[0] the
+// build's own when it is not partitioned); their keys are kept and the
+// holdings renewed at every step, then each is dropped last.
+func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build, held []*lease.Held) (removed int, err error) {
 	// A partitioned build's partitions first, each once its lease is free,
 	// then the keys it has in the projection's own tag.
 	n, err := buildPartitions(ctx, rdb, name, b)
 	if err != nil {
 		return 0, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
 	}
+	if held != nil && len(held) != n {
+		return 0, fmt.Errorf("projection: remove %s v%s: %d leases held for %d partitions", name, b, len(held), n)
+	}
+	holding := func(i int) *lease.Held {
+		if held == nil {
+			return nil
+		}
+		return held[i]
+	}
 	if n > 1 {
 		for i := range n {
-			k, err := removePrefix(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, nil)
+			k, err := removePrefix(ctx, rdb, name, b, query.Partition{Index: i, Count: n}, holding(i))
 			removed += k
 			if err != nil {
 				return removed, err
 			}
 		}
 	}
-	k, err := removePrefix(ctx, rdb, name, b, query.Partition{}, held)
+	var own *lease.Held
+	if n == 1 {
+		own = holding(0)
+	}
+	k, err := removePrefix(ctx, rdb, name, b, query.Partition{}, own)
 	removed += k
 	if err != nil {
 		return removed, err
@@ -72,6 +89,9 @@ func removeBuild(ctx context.Context, rdb redis.UniversalClient, name string, b 
 	pipe.SRem(ctx, VersionsKey(name), b.String())
 	if n > 1 {
 		pipe.HDel(ctx, query.PartitionsKey(name), b.String())
+		// A runner that died left its membership; the others left theirs
+		// as they moved on.
+		pipe.Del(ctx, query.MembersKey(name, b))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return removed, fmt.Errorf("projection: remove %s v%s: %w", name, b, err)
@@ -163,11 +183,11 @@ func removePrefix(ctx context.Context, rdb redis.UniversalClient, name string, b
 // Discard removes every key of build b of a projection, which must not be
 // active: the partial model of a cancelled rebuild, or a generation left by a
 // forced rebuild that crashed and should not be resumed, with its
-// checkpoint, status and dead letters. It takes the build's lease for the
-// time of the removal, so that no runner of the build writes meanwhile; if a
-// runner holds it (someone else is building it) it changes nothing and
-// returns an error matching ErrBusy. The active build is never discarded
-// (ErrActive).
+// checkpoint, status and dead letters. It takes the build's lease (every
+// partition's lease, for a partitioned build) for the time of the removal,
+// so that no runner of the build writes meanwhile; if a runner holds one
+// (someone else is building it) it changes nothing and returns an error
+// matching ErrBusy. The active build is never discarded (ErrActive).
 func Discard(ctx context.Context, rdb redis.UniversalClient, name string, b query.Build) (removed int, err error) {
 	if b.Version < 1 || b.Generation < 0 {
 		return 0, fmt.Errorf("%w: build %+v", ErrInvalidConfig, b)
@@ -175,24 +195,50 @@ func Discard(ctx context.Context, rdb redis.UniversalClient, name string, b quer
 	if err := query.ValidateName(name); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	l, err := lease.New(lease.Config{Redis: rdb, Key: leaseKey(name, b), Owner: "discard:" + hex.EncodeToString(rnd[:]), TTL: 10 * time.Second})
+	n, err := buildPartitions(ctx, rdb, name, b)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	held, err := l.TryAcquire(ctx)
-	switch {
-	case errors.Is(err, lease.ErrHeld):
-		return 0, fmt.Errorf("%w: %s v%s: %w; left in place", ErrBusy, name, b, err)
-	case err != nil:
 		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
 	}
+	parts := []query.Partition{{}}
+	if n > 1 {
+		parts = parts[:0]
+		for i := range n {
+			parts = append(parts, query.Partition{Index: i, Count: n})
+		}
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	owner := "discard:" + hex.EncodeToString(rnd[:])
+	var held []*lease.Held
 	defer func() {
+		// Whatever removeBuild did not drop (it failed, or a lease was
+		// busy): given back, not left to expire.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
-		_ = held.Release(rctx)
+		for _, h := range held {
+			_ = h.Release(rctx)
+		}
 	}()
+	for _, part := range parts {
+		l, err := lease.New(lease.Config{Redis: rdb, Key: partLeaseKey(name, b, part), Owner: owner, TTL: 10 * time.Second})
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		h, err := l.TryAcquire(ctx)
+		switch {
+		case errors.Is(err, lease.ErrHeld):
+			return 0, fmt.Errorf("%w: %s v%s: %w; left in place", ErrBusy, name, b, err)
+		case err != nil:
+			return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
+		}
+		held = append(held, h)
+	}
+	// The removal renews the lease of the partition it works on; the
+	// others are kept meanwhile.
+	for _, h := range held {
+		_, stop := h.Keep(ctx)
+		defer stop()
+	}
 	return removeBuild(ctx, rdb, name, b, held)
 }
 
@@ -226,6 +272,20 @@ type Progress struct {
 	Checkpoint, Head eventstore.Position
 	// Holder is the runner writing the new build: this rebuild's own, or a
 	// projector's that was already building it.
+	Holder string
+	// Parts is, for a partitioned projection, the progress of each
+	// partition of the new build, in order; Checkpoint is then the lowest
+	// of their checkpoints (the build has applied the log up to it) and
+	// Holder their holders, joined by ','.
+	Parts []PartProgress
+}
+
+// PartProgress is the progress of one partition of a rebuild.
+type PartProgress struct {
+	Partition int
+	// Checkpoint is the partition's position; Progress.Head minus it is its lag.
+	Checkpoint eventstore.Position
+	// Holder holds the partition's lease ("" none).
 	Holder string
 }
 
@@ -297,8 +357,17 @@ func (r *RebuildResult) previous() query.Build {
 // ErrSuperseded, while runners of the same version (after a forced rebuild)
 // move to the new generation by themselves.
 //
+// A partitioned projection is rebuilt the same way, all its partitions in
+// this process: Rebuild's runner is a member of the new build's own members
+// set (query.MembersKey), where it is alone unless a projector builds the
+// same build, so it runs a partition runner, fenced by that partition's
+// lease, for every partition; the whole projection switches at once when
+// every partition has caught up, as a new version's runners switch it
+// (group.go). Progress.Parts shows each partition.
+//
 // If a projector is already building the same build, Rebuild's runner stands
-// by and Rebuild just follows its progress.
+// by (or, partitioned, shares the partitions with it) and Rebuild follows its
+// progress.
 //
 // A Rebuild that crashes resumes from the new build's checkpoint when run
 // again (or starts over with opts.Restart). A Rebuild whose ctx ends before
@@ -313,11 +382,6 @@ func Rebuild(ctx context.Context, cfg Config, opts RebuildOptions) (RebuildResul
 	}
 	if err := opts.Validate(); err != nil {
 		return RebuildResult{}, err
-	}
-	if n, _ := partitionsOf(cfg.Projection); n > 1 {
-		return RebuildResult{}, fmt.Errorf("%w: %s has %d partitions: Rebuild builds one slot's checkpoint; "+
-			"rebuild a partitioned projection by deploying runners of a new version (see docs/scaling.md)",
-			ErrInvalidConfig, cfg.Projection.Name(), n)
 	}
 	cfg.Activation = ActivateIfNewer
 	cfg = cfg.withDefaults()
@@ -442,21 +506,48 @@ func observe(ctx context.Context, cfg Config, b, prev query.Build) (Progress, er
 		Previous: prev.Version, PreviousGeneration: prev.Generation, Phase: PhaseCatchingUp}
 	pipe := cfg.Redis.Pipeline()
 	active := pipe.Get(ctx, query.ActiveKey(name))
-	cp := pipe.HGet(ctx, query.CheckpointKey(name, b), query.FieldPosition)
 	retired := pipe.SIsMember(ctx, RetiredKey(name), prev.String())
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return p, err
 	}
-	holder, err := lease.Read(ctx, cfg.Redis, leaseKey(name, b))
+	// The partition count of the code: a build is recorded in the
+	// partitions hash only once its first partition starts.
+	n, _ := partitionsOf(cfg.Projection)
+	cps, err := query.ViewOf(cfg.Redis, name, b, n).Checkpoints(ctx)
 	if err != nil {
 		return p, err
 	}
+	var hs []string
+	for i, cp := range cps {
+		part := query.Partition{}
+		if n > 1 {
+			part = query.Partition{Index: i, Count: n}
+		}
+		holder, err := lease.Read(ctx, cfg.Redis, partLeaseKey(name, b, part))
+		if err != nil {
+			return p, err
+		}
+		if i == 0 || cp.Before(p.Checkpoint) {
+			p.Checkpoint = cp
+		}
+		if holder.Owner != "" && !slices.Contains(hs, holder.Owner) {
+			hs = append(hs, holder.Owner)
+		}
+		if n > 1 {
+			p.Parts = append(p.Parts, PartProgress{Partition: i, Checkpoint: cp, Holder: holder.Owner})
+		}
+	}
+	p.Holder = strings.Join(hs, ",")
 	head, err := cfg.Store.Head(ctx)
 	if err != nil {
 		return p, err
 	}
-	p.Head, p.Holder = head, holder.Owner
-	p.Checkpoint, _ = eventstore.ParsePosition(cp.Val())
+	p.Head = head
+	for _, pp := range p.Parts {
+		if p.Head.Before(pp.Checkpoint) {
+			p.Head = pp.Checkpoint
+		}
+	}
 	if p.Head.Before(p.Checkpoint) {
 		p.Head = p.Checkpoint
 	}

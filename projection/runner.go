@@ -139,10 +139,16 @@ func (r *Runner) target(ctx context.Context) (query.Build, error) {
 }
 
 // follow moves the runner to build b before it takes a lease, releasing the
-// lease of the build it leaves so that its removal can begin at once.
+// lease of the build it leaves so that its removal can begin at once. The
+// lease key of a build it leaves for a newer one is deleted, not just
+// released: that build is being removed, and a released key would outlive
+// the removal if the removal had already scanned past it.
 func (r *Runner) follow(ctx context.Context, b query.Build) {
 	if b == r.build {
 		return
+	}
+	if r.build.Before(b) {
+		r.dropLease(ctx)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()

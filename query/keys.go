@@ -50,7 +50,7 @@ func ValidateName(name string) error {
 //
 //	{el:<name>}:active                 the live build, for all partitions at once
 //	{el:<name>}:partitions             hash: build -> N, for every build with N > 1
-//	{el:<name>}:members:<version>      sorted set: the runners sharing the partitions of a version
+//	{el:<name>}:members:<b>            sorted set: the runners sharing the partitions of build b
 //	{el:<name>:p<p>}:v<b>:checkpoint   partition p's checkpoint (it moves over every record of the log)
 //	{el:<name>:p<p>}:v<b>:lease        the lease of partition p: one writer per partition
 //	{el:<name>:p<p>}:v<b>:status       the status written by partition p's lease holder
@@ -187,9 +187,13 @@ func PartitionOf(key string, n int) int {
 func PartitionsKey(name string) string { return Tag(name) + ":partitions" }
 
 // MembersKey returns the sorted set of the runners sharing the partitions of
-// version v of projection name: member the runner's ID, score when its
-// membership expires, in milliseconds of the Redis server's clock.
-func MembersKey(name string, v int) string { return Tag(name) + ":members:" + strconv.Itoa(v) }
+// build b of projection name: member the runner's ID, score when its
+// membership expires, in milliseconds of the Redis server's clock. Each build
+// has its own, so that a new generation of a version is built by its own
+// runners beside the live generation's: "{el:carts}:members:3" for
+// generation 0 of version 3 (the key from before generations had members),
+// "{el:carts}:members:3g1" for generation 1.
+func MembersKey(name string, b Build) string { return Tag(name) + ":members:" + b.String() }
 
 // ActiveKey returns the key naming the live build of projection name.
 func ActiveKey(name string) string { return Tag(name) + ":active" }

@@ -57,7 +57,8 @@ func TestPartitionLayout(t *testing.T) {
 	if got := PartitionCheckpointKey("carts", b, p); got != "{el:carts:p2}:v3g1:checkpoint" {
 		t.Errorf("PartitionCheckpointKey = %q", got)
 	}
-	if PartitionsKey("carts") != "{el:carts}:partitions" || MembersKey("carts", 3) != "{el:carts}:members:3" {
+	if PartitionsKey("carts") != "{el:carts}:partitions" || MembersKey("carts", Version(3)) != "{el:carts}:members:3" ||
+		MembersKey("carts", b) != "{el:carts}:members:3g1" {
 		t.Error("projection-wide keys left the projection's tag")
 	}
 	// A View routes by PartitionOf and lists one key per partition.

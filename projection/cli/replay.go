@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/projection"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -35,6 +37,13 @@ is given: then a new generation of that version is built beside the live one
 and switched to the same way (for a model damaged by hand or by a bug fixed
 without a version bump). Projectors running that version follow the new
 generation by themselves.
+
+A partitioned projection is rebuilt the same way: this process builds every
+partition of the new build, each under its own lease, while the projectors
+keep serving the live build, and the whole projection switches at once when
+every partition has caught up. Progress lines then show the total (the
+lowest partition's checkpoint) and a line per partition with its checkpoint,
+lag and writer.
 
 Ctrl-C cancels: the live version is untouched and the partial new build
 removed; running replay again starts over, while a crashed replay resumes from
@@ -210,6 +219,9 @@ func (v *progressView) update(p projection.Progress) {
 		}
 		v.lastLine = time.Now()
 		fmt.Fprintln(v.out, v.line(p))
+		for _, pp := range p.Parts {
+			fmt.Fprintln(v.out, partLine(v.label, len(p.Parts), pp, p.Head))
+		}
 	}
 	v.lastPhase, v.last = p.Phase, p
 }
@@ -231,8 +243,23 @@ func (v *progressView) line(p projection.Progress) string {
 	if rate > 0 && total > done {
 		eta = roundDuration(time.Duration((total - done) / rate * float64(time.Second))).String()
 	}
+	label := v.label
+	if len(p.Parts) > 0 {
+		// The lowest partition's checkpoint: the whole build is there.
+		label += " total"
+	}
 	return fmt.Sprintf("%s: %s %s/%s (%.1f%%), %.0f events/s, ETA %s, writer %s",
-		v.label, p.Phase, p.Checkpoint, p.Head, pct, rate, eta, holderOrNone(p.Holder))
+		label, p.Phase, p.Checkpoint, p.Head, pct, rate, eta, holderOrNone(p.Holder))
+}
+
+// partLine is the progress line of one partition of a partitioned rebuild:
+// its checkpoint, its lag behind the head and its writer.
+func partLine(label string, n int, pp projection.PartProgress, head eventstore.Position) string {
+	lag := "-"
+	if head.Commit == head.Prepare && pp.Checkpoint.Commit == pp.Checkpoint.Prepare && !head.Before(pp.Checkpoint) {
+		lag = strconv.FormatUint(head.Commit-pp.Checkpoint.Commit, 10)
+	}
+	return fmt.Sprintf("%s p%d/%d: %s/%s, lag %s, writer %s", label, pp.Partition, n, pp.Checkpoint, head, lag, holderOrNone(pp.Holder))
 }
 
 func holderOrNone(h string) string {
