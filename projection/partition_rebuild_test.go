@@ -74,24 +74,7 @@ func noLeftovers(t testing.TB, rdb redis.UniversalClient, name string, b query.B
 // one every millisecond or so: slow enough that a rebuild catches up on a
 // loaded machine, so the test ends.
 func startSlowAppender(t testing.TB, s eventstore.Store, from int) *liveAppender {
-	a := &liveAppender{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		for i := from; ; i++ {
-			select {
-			case <-a.stop:
-				return
-			case <-time.After(time.Millisecond): // pacing, not synchronisation
-			}
-			if _, err := s.Append(context.Background(), "cart-"+strconv.Itoa(i%40), eventstore.Any, event(i)); err != nil {
-				a.err = err
-				return
-			}
-			a.n.Add(1)
-		}
-	}()
-	t.Cleanup(a.halt)
-	return a
+	return startPacedAppender(t, s, from, event, func(i int) string { return "cart-" + strconv.Itoa(i%40) }, 1)
 }
 
 // TestPartitionedForceRebuild force-rebuilds a partitioned projection whose

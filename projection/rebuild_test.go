@@ -243,6 +243,13 @@ func startSteadyAppender(t testing.TB, s eventstore.Store) *liveAppender {
 }
 
 func startAppenderOf(t testing.TB, s eventstore.Store, from int, ev func(int) eventstore.Event) *liveAppender {
+	return startPacedAppender(t, s, from, ev, streamOf, 10)
+}
+
+// startPacedAppender appends ev(i) to stream(i) for i from from on, and
+// pauses a millisecond after every every appends.
+func startPacedAppender(t testing.TB, s eventstore.Store, from int, ev func(int) eventstore.Event,
+	stream func(int) string, every int) *liveAppender {
 	a := &liveAppender{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
@@ -252,12 +259,12 @@ func startAppenderOf(t testing.TB, s eventstore.Store, from int, ev func(int) ev
 				return
 			default:
 			}
-			if _, err := s.Append(context.Background(), streamOf(i), eventstore.Any, ev(i)); err != nil {
+			if _, err := s.Append(context.Background(), stream(i), eventstore.Any, ev(i)); err != nil {
 				a.err = err
 				return
 			}
 			a.n.Add(1)
-			if i%10 == 9 {
+			if (i-from+1)%every == 0 {
 				time.Sleep(time.Millisecond) // pacing, not synchronisation
 			}
 		}

@@ -81,6 +81,58 @@ func run(ctx context.Context, cfg cli.Config, args ...string) (stdout, stderr st
 	return out.String(), errb.String(), err
 }
 
+// startProjector runs a long-running runner of p (ID id, LeaseTTL ttl; zero
+// values: the defaults) until the test ends, and waits up to within until it
+// has applied the whole log.
+func (e *env) startProjector(t *testing.T, p projection.Projection, id string, ttl, within time.Duration) *projectorRun {
+	t.Helper()
+	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: p, ID: id,
+		Logger: slog.New(slog.DiscardHandler), LeaseTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	run := &projectorRun{id: r.ID(), done: make(chan struct{})}
+	go func() { defer close(run.done); run.err = r.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-run.done })
+	head, err := e.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		_, err := query.WaitFor(wctx, e.rdb, p.Name(), head)
+		if err == nil {
+			return run
+		}
+		if !errors.Is(err, query.ErrNotReady) {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // polling for the first activation, not synchronising
+	}
+}
+
+// projectorRun is a runner started by startProjector.
+type projectorRun struct {
+	id   string
+	done chan struct{}
+	err  error
+}
+
+// ID is the runner's ID.
+func (r *projectorRun) ID() string { return r.id }
+
+// stopped reports whether the runner's Run returned, and its error.
+func (r *projectorRun) stopped() (bool, error) {
+	select {
+	case <-r.done:
+		return true, r.err
+	default:
+		return false, nil
+	}
+}
+
 // buildV1 runs a v1 runner until the projection is active at the head, as a
 // projector deployed earlier would have.
 func (e *env) buildV1(t *testing.T, name string) {
@@ -278,28 +330,7 @@ func TestReplayForceRestoresDamagedModel(t *testing.T) {
 	e.buildV1(t, "orders")
 
 	// The long-running projector of carts v1.
-	projector, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: counter("carts", 1),
-		Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pctx, stopProjector := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(pctx) }()
-	t.Cleanup(func() { stopProjector(); <-done })
-	head, _ := e.store.Head(ctx)
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	for {
-		_, err := query.WaitFor(wctx, e.rdb, "carts", head)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, query.ErrNotReady) {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond) // polling for the first activation, not synchronising
-	}
+	projector := e.startProjector(t, counter("carts", 1), "", time.Second, 30*time.Second)
 
 	want := map[string]string{}
 	for i := 0; i < events; i += 100 {
@@ -347,15 +378,15 @@ func TestReplayForceRestoresDamagedModel(t *testing.T) {
 	}
 
 	// The projector did not stop: it writes generation 1 from now on.
-	select {
-	case err := <-done:
+	if stopped, err := projector.stopped(); stopped {
 		t.Fatalf("projector stopped: %v", err)
-	default:
 	}
 	res, err := e.store.Append(ctx, "s-a", eventstore.Any, eventstore.Event{Type: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
 	if v, err = query.WaitFor(wctx, e.rdb, "carts", res.Position); err != nil || v.Generation != 1 {
 		t.Fatalf("carts after an append: %+v, %v", v, err)
 	}

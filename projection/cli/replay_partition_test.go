@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"log/slog"
 	"maps"
 	"strconv"
 	"strings"
@@ -23,25 +22,7 @@ func TestReplayForcePartitioned(t *testing.T) {
 	e := newEnv(t, events)
 	ctx := context.Background()
 	p := projection.Partitioned(counter("parts", 1), n, nil)
-	projector, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: p, ID: "projector",
-		Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pctx, stopProjector := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- projector.Run(pctx) }()
-	t.Cleanup(func() { stopProjector(); <-done })
-	head, _ := e.store.Head(ctx)
-	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer wcancel()
-	for {
-		if _, err := query.WaitFor(wctx, e.rdb, "parts", head); err == nil {
-			break
-		} else if wctx.Err() != nil {
-			t.Fatal(err)
-		}
-	}
+	projector := e.startProjector(t, p, "projector", time.Second, 60*time.Second)
 
 	cfg := e.config(p)
 	cfg.Runner.BatchSize = 200
@@ -86,6 +67,8 @@ func TestReplayForcePartitioned(t *testing.T) {
 	}
 
 	// The projector follows generation 1 in every partition.
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
 	for {
 		st, err := projection.ReadStatus(ctx, e.rdb, "parts", query.Build{})
 		if err == nil && st.Generation == 1 && st.Holder == "projector" && st.State == projection.StateRunning {
@@ -96,10 +79,8 @@ func TestReplayForcePartitioned(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling Redis, not synchronising
 	}
-	select {
-	case err := <-done:
+	if stopped, err := projector.stopped(); stopped {
 		t.Fatalf("projector stopped: %v", err)
-	default:
 	}
 	table, _, err := run(ctx, cfg, "status")
 	if err != nil {

@@ -103,25 +103,8 @@ func TestStatusShowsPartitions(t *testing.T) {
 	e := newEnv(t, 1_000)
 	ctx := context.Background()
 	p := projection.Partitioned(counter("parts", 1), 3, nil)
-	r, err := projection.NewRunner(projection.Config{Store: e.store, Redis: e.rdb, Projection: p, ID: "holder-1",
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	defer func() { cancel(); <-done }()
+	e.startProjector(t, p, "holder-1", 0, 30*time.Second)
 	head, _ := e.store.Head(ctx)
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
-	for {
-		if _, err := query.WaitFor(wctx, e.rdb, "parts", head); err == nil {
-			break
-		} else if wctx.Err() != nil {
-			t.Fatal(err)
-		}
-	}
 	out, _, err := run(ctx, e.config(p), "status")
 	if err != nil {
 		t.Fatal(err)
