@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/eventline/eventline/eventstore"
@@ -126,6 +127,46 @@ func buildParts(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 		parts[i] = query.Partition{Index: i, Count: n}
 	}
 	return parts, nil
+}
+
+// ReadDeadLetters returns the latest dead letters of build b, at most max
+// of them (all of them when max < 1), across its partitions, oldest first by
+// position.
+func ReadDeadLetters(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, max int) ([]DeadLetterEntry, error) {
+	parts, err := buildParts(ctx, rdb, name, b)
+	if err != nil {
+		return nil, fmt.Errorf("projection: dead letters of %s v%s: %w", name, b, err)
+	}
+	from := int64(0)
+	if max > 0 {
+		from = -int64(max)
+	}
+	var out []DeadLetterEntry
+	for _, part := range parts {
+		raw, err := rdb.LRange(ctx, partDeadLetterKey(name, b, part), from, -1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("projection: dead letters of %s v%s: %w", name, b, err)
+		}
+		for _, s := range raw {
+			var e DeadLetterEntry
+			if json.Unmarshal([]byte(s), &e) == nil {
+				out = append(out, e)
+			}
+		}
+	}
+	// Each partition's list is in log order; merge them by position.
+	slices.SortStableFunc(out, func(a, b DeadLetterEntry) int {
+		pa, errA := eventstore.ParsePosition(a.Position)
+		pb, errB := eventstore.ParsePosition(b.Position)
+		if errA != nil || errB != nil {
+			return 0
+		}
+		return pa.Compare(pb)
+	})
+	if max > 0 && len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out, nil
 }
 
 // ReadRetries returns the dead letters of build b waiting to be applied

@@ -219,15 +219,33 @@ func TestRetryDeadLetterPartitioned(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := res.Position
+	// A second poison record, in another partition, stays dead-lettered.
+	other := "bad-0"
+	for i := 1; query.PartitionOf(other, n) == query.PartitionOf("bad", n); i++ {
+		other = "bad-" + strconv.Itoa(i)
+	}
+	res2, err := store.Append(ctx, other, eventstore.Any, eventstore.Event{Type: "poison"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := newRunner(t, Config{Store: store, Redis: rdb, Projection: Partitioned(fixable(&fixed), n, nil), OnPoison: DeadLetter,
 		StatusEvery: 10 * time.Millisecond, Logger: quietLogger()})
 	startRunner(t, r)
 	b := query.Version(1)
 	part := query.Partition{Index: query.PartitionOf("bad", n), Count: n}
 	deadKey := partDeadLetterKey("c", b, part)
-	waitUntil(t, 10*time.Second, "the poison record dead-lettered", func() bool {
-		return rdb.LLen(ctx, deadKey).Val() == 1
+	waitUntil(t, 10*time.Second, "the poison records dead-lettered", func() bool {
+		dead, err := ReadDeadLetters(ctx, rdb, "c", b, 0)
+		return err == nil && len(dead) == 2
 	})
+	dead, err := ReadDeadLetters(ctx, rdb, "c", b, 0)
+	if err != nil || len(dead) != 2 || dead[0].StreamID != "bad" || dead[1].StreamID != other ||
+		dead[0].Position != pos.String() || dead[1].Position != res2.Position.String() {
+		t.Fatalf("dead letters across partitions: %+v, %v; want bad at %s, then %s at %s", dead, err, pos, other, res2.Position)
+	}
+	if latest, err := ReadDeadLetters(ctx, rdb, "c", b, 1); err != nil || len(latest) != 1 || latest[0].StreamID != other {
+		t.Fatalf("the latest dead letter: %+v, %v; want %s's", latest, err, other)
+	}
 
 	fixed.Store(true)
 	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: b, Position: pos}); err != nil {
@@ -241,6 +259,9 @@ func TestRetryDeadLetterPartitioned(t *testing.T) {
 	}
 	if retries, err := ReadRetries(ctx, rdb, "c", b); err != nil || len(retries) != 0 {
 		t.Fatalf("retries after the retry: %v, %v", retries, err)
+	}
+	if dead, err := ReadDeadLetters(ctx, rdb, "c", b, 0); err != nil || len(dead) != 1 || dead[0].StreamID != other {
+		t.Fatalf("dead letters after the retry: %+v, %v; want %s's alone", dead, err, other)
 	}
 	if err := RetryDeadLetter(ctx, rdb, RetryDeadLetterOptions{Projection: "c", Build: b, Position: pos}); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("second retry: %v, want ErrNoDeadLetter", err)

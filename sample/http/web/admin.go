@@ -245,7 +245,8 @@ func (h *Handler) jobList() []Job {
 // MaxDeadLetters is the most dead letters GET /web/deadletters returns.
 const MaxDeadLetters = 100
 
-// deadLetters lists the latest dead letters of one build:
+// deadLetters lists the latest dead letters of one build, across its
+// partitions:
 // GET /web/deadletters?projection=carts&build=2 (build defaults to the
 // active one).
 func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
@@ -258,17 +259,13 @@ func (h *Handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := h.cfg.Redis.LRange(r.Context(), projection.DeadLetterKey(name, b), -MaxDeadLetters, -1).Result()
+	entries, err := projection.ReadDeadLetters(r.Context(), h.cfg.Redis, name, b, MaxDeadLetters)
 	if err != nil {
 		h.redisError(w, err)
 		return
 	}
-	entries := make([]projection.DeadLetterEntry, 0, len(raw))
-	for _, s := range raw {
-		var e projection.DeadLetterEntry
-		if json.Unmarshal([]byte(s), &e) == nil {
-			entries = append(entries, e)
-		}
+	if entries == nil {
+		entries = []projection.DeadLetterEntry{}
 	}
 	retrying, err := projection.ReadRetries(r.Context(), h.cfg.Redis, name, b)
 	if err != nil {
