@@ -132,6 +132,15 @@ func serveRequest(ctx context.Context, cfg Config, opts RebuildOptions, log *slo
 	case err != nil:
 		return err
 	}
+	// The request may have been served between the caller's look and the
+	// claim: its server removes it before releasing the claim, so a claim
+	// taken now sees the removal.
+	if n, err := cfg.Redis.Exists(ctx, RebuildRequestKey(name)).Result(); err != nil || n == 0 {
+		rel, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = held.Release(rel)
+		return err
+	}
 	rctx, stop := held.Keep(ctx)
 	log.Info("rebuild requested: starting")
 	opts.Force = true

@@ -81,6 +81,40 @@ func TestRebuildRequestServedOnce(t *testing.T) {
 	}
 }
 
+// TestRebuildRequestNotServedAgain: a server that saw the request before
+// another one served it, removed it and released the claim, takes the claim
+// but does not rebuild again.
+func TestRebuildRequestNotServedAgain(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	store := memory.New()
+	ctx := context.Background()
+	head := appendEvents(t, store, 0, 50)
+	startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c"), Logger: quietLogger()}))
+	waitFor(t, rdb, "c", head)
+	if err := RequestRebuild(ctx, rdb, "c"); err != nil {
+		t.Fatal(err)
+	}
+	server := func(id string) Config {
+		return Config{Store: store, Redis: rdb, Projection: counts("c"), ID: id, LeaseTTL: time.Second, Logger: quietLogger()}.withDefaults()
+	}
+	if err := serveRequest(ctx, server("p1"), RebuildOptions{}, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	if a := rdb.Get(ctx, query.ActiveKey("c")).Val(); a != "1g1" {
+		t.Fatalf("active build %q after the request, want 1g1", a)
+	}
+	// p2 looked while the request was still there.
+	if err := serveRequest(ctx, server("p2"), RebuildOptions{}, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	if a := rdb.Get(ctx, query.ActiveKey("c")).Val(); a != "1g1" {
+		t.Fatalf("active build %q after a second server's stale look, want 1g1 (one rebuild)", a)
+	}
+	if rdb.HExists(ctx, rebuildClaimKey("c"), lease.FieldOwner).Val() {
+		t.Fatal("the second server kept the claim")
+	}
+}
+
 func TestRebuildRequestTakenOverFromADeadClaim(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	store := memory.New()
