@@ -193,16 +193,23 @@ func trivialJSON(w http.ResponseWriter, r *http.Request) {
 // httpCeiling serves trivialJSON on a loopback server and loads it with
 // clients closed-loop clients for d.
 func httpCeiling(ctx context.Context, clients int, d time.Duration) loopResult {
+	return loadHandler(ctx, clients, d, "GET /carts/{id}", trivialJSON, func(ctx context.Context, c *http.Client, url string, i int) error {
+		_, err := do(ctx, c, http.MethodGet, url+"/carts/c"+strconv.Itoa(i%1000), "", http.StatusOK)
+		return err
+	})
+}
+
+// loadHandler serves h at pattern on a loopback server and runs request
+// (against the server's URL) in a closed loop of clients clients for d.
+func loadHandler(ctx context.Context, clients int, d time.Duration, pattern string, h http.HandlerFunc,
+	request func(ctx context.Context, c *http.Client, url string, i int) error) loopResult {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /carts/{id}", trivialJSON)
+	mux.HandleFunc(pattern, h)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	c := newHTTPClient(clients)
 	defer c.CloseIdleConnections()
-	return closedLoop(ctx, clients, d, func(ctx context.Context, client, i int) error {
-		_, err := do(ctx, c, http.MethodGet, srv.URL+"/carts/c"+strconv.Itoa(i%1000), "", http.StatusOK)
-		return err
-	})
+	return closedLoop(ctx, clients, d, func(ctx context.Context, _, i int) error { return request(ctx, c, srv.URL, i) })
 }
 
 // trivialItem is the body trivialPost decodes: a cart item, as the command
@@ -231,18 +238,12 @@ func trivialPost(w http.ResponseWriter, r *http.Request) {
 // as the cart workload's (cartRun.viaHTTP): a JSON body marshalled, the
 // position unmarshalled from the answer.
 func httpPostCeiling(ctx context.Context, clients int, d time.Duration) loopResult {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /carts/{id}/items", trivialPost)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	c := newHTTPClient(clients)
-	defer c.CloseIdleConnections()
-	return closedLoop(ctx, clients, d, func(ctx context.Context, client, i int) error {
+	return loadHandler(ctx, clients, d, "POST /carts/{id}/items", trivialPost, func(ctx context.Context, c *http.Client, url string, i int) error {
 		b, err := json.Marshal(cartItem(i, i%5))
 		if err != nil {
 			return err
 		}
-		resp, err := do(ctx, c, http.MethodPost, srv.URL+"/carts/c"+strconv.Itoa(i%1000)+"/items", string(b), http.StatusOK)
+		resp, err := do(ctx, c, http.MethodPost, url+"/carts/c"+strconv.Itoa(i%1000)+"/items", string(b), http.StatusOK)
 		if err != nil {
 			return err
 		}
