@@ -28,13 +28,27 @@ func claimAs(t *testing.T, rdb redis.UniversalClient, owner string, ttl time.Dur
 	}
 }
 
-func TestRebuildRequestServedOnce(t *testing.T) {
+// builtC appends events records and waits until a runner of counts("c")
+// has applied them to v1 on a private Redis; the runner runs until the test
+// ends.
+func builtC(t *testing.T, events int) (*redis.Client, eventstore.Store, eventstore.Position) {
+	t.Helper()
 	rdb := redistest.Start(t).Client(t)
 	store := memory.New()
-	ctx := context.Background()
-	head := appendEvents(t, store, 0, 200)
+	head := appendEvents(t, store, 0, events)
 	startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c"), Logger: quietLogger()}))
 	waitFor(t, rdb, "c", head)
+	return rdb, store, head
+}
+
+// serverConfig is the Config of a process id serving rebuild requests of "c".
+func serverConfig(store eventstore.Store, rdb redis.UniversalClient, id string) Config {
+	return Config{Store: store, Redis: rdb, Projection: counts("c"), ID: id, LeaseTTL: time.Second, Logger: quietLogger()}
+}
+
+func TestRebuildRequestServedOnce(t *testing.T) {
+	rdb, store, head := builtC(t, 200)
+	ctx := context.Background()
 
 	if err := RequestRebuild(ctx, rdb, "c"); err != nil {
 		t.Fatal(err)
@@ -47,7 +61,7 @@ func TestRebuildRequestServedOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, id := range []string{"p1", "p2"} {
 		wg.Go(func() {
-			cfg := Config{Store: store, Redis: rdb, Projection: counts("c"), ID: id, LeaseTTL: time.Second, Logger: quietLogger()}
+			cfg := serverConfig(store, rdb, id)
 			if err := ServeRebuildRequests(sctx, ServeRebuildOptions{Config: cfg, Interval: 5 * time.Millisecond}); err != nil {
 				t.Error(err)
 			}
@@ -85,18 +99,12 @@ func TestRebuildRequestServedOnce(t *testing.T) {
 // another one served it, removed it and released the claim, takes the claim
 // but does not rebuild again.
 func TestRebuildRequestNotServedAgain(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	store := memory.New()
+	rdb, store, _ := builtC(t, 50)
 	ctx := context.Background()
-	head := appendEvents(t, store, 0, 50)
-	startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c"), Logger: quietLogger()}))
-	waitFor(t, rdb, "c", head)
 	if err := RequestRebuild(ctx, rdb, "c"); err != nil {
 		t.Fatal(err)
 	}
-	server := func(id string) Config {
-		return Config{Store: store, Redis: rdb, Projection: counts("c"), ID: id, LeaseTTL: time.Second, Logger: quietLogger()}.withDefaults()
-	}
+	server := func(id string) Config { return serverConfig(store, rdb, id).withDefaults() }
 	if err := serveRequest(ctx, server("p1"), RebuildOptions{}, quietLogger()); err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +124,8 @@ func TestRebuildRequestNotServedAgain(t *testing.T) {
 }
 
 func TestRebuildRequestTakenOverFromADeadClaim(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	store := memory.New()
+	rdb, store, _ := builtC(t, 50)
 	ctx := context.Background()
-	head := appendEvents(t, store, 0, 50)
-	startRunner(t, newRunner(t, Config{Store: store, Redis: rdb, Projection: counts("c"), Logger: quietLogger()}))
-	waitFor(t, rdb, "c", head)
 	if err := RequestRebuild(ctx, rdb, "c"); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +135,7 @@ func TestRebuildRequestTakenOverFromADeadClaim(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		cfg := Config{Store: store, Redis: rdb, Projection: counts("c"), ID: "p2", LeaseTTL: time.Second, Logger: quietLogger()}
+		cfg := serverConfig(store, rdb, "p2")
 		done <- ServeRebuildRequests(sctx, ServeRebuildOptions{Config: cfg, Interval: 5 * time.Millisecond})
 	}()
 	defer func() { cancel(); <-done }()
