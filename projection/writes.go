@@ -136,9 +136,13 @@ func (k *keyWrites) field(name string) *fieldOp {
 }
 
 // put sets field's pending op.
-func (k *keyWrites) put(name string, op fieldOp) {
+func (k *keyWrites) put(name string, op fieldOp) { k.set(k.field(name), name, op) }
+
+// set sets the pending op of field name, which is f (nil when the field has
+// none yet: k.field(name) as the caller found it).
+func (k *keyWrites) set(f *fieldOp, name string, op fieldOp) {
 	op.name = name
-	if f := k.field(name); f != nil {
+	if f != nil {
 		*f = op
 		return
 	}
@@ -194,9 +198,9 @@ func (tx *Tx) HSetNX(ctx context.Context, key, field string, value any) error {
 	k := tx.key(ctx, key, kindHash)
 	switch f := k.field(field); {
 	case f == nil && k.deleted, f != nil && f.kind == opDelete:
-		k.put(field, fieldOp{kind: opSet, val: v})
+		k.set(f, field, fieldOp{kind: opSet, val: v})
 	case f == nil:
-		k.put(field, fieldOp{kind: opSetNX, val: v})
+		k.set(f, field, fieldOp{kind: opSetNX, val: v})
 	default:
 		// opSet, opSetNX or opIncr: the field has a value by then.
 	}
@@ -209,9 +213,9 @@ func (tx *Tx) HIncrBy(ctx context.Context, key, field string, n int64) {
 	k := tx.key(ctx, key, kindHash)
 	switch f := k.field(field); {
 	case f == nil && k.deleted, f != nil && f.kind == opDelete:
-		k.put(field, fieldOp{kind: opSet, val: strconv.FormatInt(n, 10)})
+		k.set(f, field, fieldOp{kind: opSet, val: strconv.FormatInt(n, 10)})
 	case f == nil:
-		k.put(field, fieldOp{kind: opIncr, n: n})
+		k.set(f, field, fieldOp{kind: opIncr, n: n})
 	case f.kind == opIncr && !overflows(f.n, n):
 		f.n += n
 	case f.kind == opSet:
@@ -247,9 +251,9 @@ func (tx *Tx) ZIncrBy(ctx context.Context, key string, n float64, member string)
 	k := tx.key(ctx, key, kindZSet)
 	switch f := k.field(member); {
 	case f == nil && k.deleted, f != nil && f.kind == opDelete:
-		k.put(member, fieldOp{kind: opSet, score: n})
+		k.set(f, member, fieldOp{kind: opSet, score: n})
 	case f == nil:
-		k.put(member, fieldOp{kind: opIncr, score: n})
+		k.set(f, member, fieldOp{kind: opIncr, score: n})
 	case f.kind == opIncr, f.kind == opSet:
 		f.score += n
 	default: // opSetNX: the result depends on whether the member existed.
@@ -264,9 +268,9 @@ func (tx *Tx) ZAddNX(ctx context.Context, key string, score float64, member stri
 	k := tx.key(ctx, key, kindZSet)
 	switch f := k.field(member); {
 	case f == nil && k.deleted, f != nil && f.kind == opDelete:
-		k.put(member, fieldOp{kind: opSet, score: score})
+		k.set(f, member, fieldOp{kind: opSet, score: score})
 	case f == nil:
-		k.put(member, fieldOp{kind: opSetNX, score: score})
+		k.set(f, member, fieldOp{kind: opSetNX, score: score})
 	}
 }
 
