@@ -133,36 +133,21 @@ func buildParts(ctx context.Context, rdb redis.Cmdable, name string, b query.Bui
 // of them (all of them when max < 1), across its partitions, oldest first by
 // position.
 func ReadDeadLetters(ctx context.Context, rdb redis.Cmdable, name string, b query.Build, max int) ([]DeadLetterEntry, error) {
-	parts, err := buildParts(ctx, rdb, name, b)
-	if err != nil {
-		return nil, fmt.Errorf("projection: dead letters of %s v%s: %w", name, b, err)
-	}
 	from := int64(0)
 	if max > 0 {
 		from = -int64(max)
 	}
-	var out []DeadLetterEntry
-	for _, part := range parts {
-		raw, err := rdb.LRange(ctx, partDeadLetterKey(name, b, part), from, -1).Result()
-		if err != nil {
-			return nil, fmt.Errorf("projection: dead letters of %s v%s: %w", name, b, err)
-		}
-		for _, s := range raw {
-			var e DeadLetterEntry
-			if json.Unmarshal([]byte(s), &e) == nil {
-				out = append(out, e)
-			}
-		}
+	out, err := readEntries(ctx, rdb, name, b, partDeadLetterKey, from)
+	if err != nil {
+		return nil, fmt.Errorf("projection: dead letters of %s v%s: %w", name, b, err)
 	}
-	// Each partition's list is in log order; merge them by position.
-	slices.SortStableFunc(out, func(a, b DeadLetterEntry) int {
-		pa, errA := eventstore.ParsePosition(a.Position)
-		pb, errB := eventstore.ParsePosition(b.Position)
-		if errA != nil || errB != nil {
-			return 0
-		}
-		return pa.Compare(pb)
-	})
+	// Each partition's list is in log order; merge them by position (an
+	// entry whose position does not parse goes first, as the oldest).
+	pos := make(map[string]eventstore.Position, len(out))
+	for _, e := range out {
+		pos[e.Position], _ = eventstore.ParsePosition(e.Position)
+	}
+	slices.SortStableFunc(out, func(a, b DeadLetterEntry) int { return pos[a.Position].Compare(pos[b.Position]) })
 	if max > 0 && len(out) > max {
 		out = out[len(out)-max:]
 	}
@@ -173,15 +158,27 @@ func ReadDeadLetters(ctx context.Context, rdb redis.Cmdable, name string, b quer
 // again (RetryDeadLetter): oldest request first within each partition,
 // partition by partition.
 func ReadRetries(ctx context.Context, rdb redis.Cmdable, name string, b query.Build) ([]DeadLetterEntry, error) {
-	parts, err := buildParts(ctx, rdb, name, b)
+	out, err := readEntries(ctx, rdb, name, b, partRetryKey, 0)
 	if err != nil {
 		return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
 	}
+	return out, nil
+}
+
+// readEntries reads the DeadLetterEntry list keyOf names in each partition
+// of build b, from index from (negative: from the end) to its end,
+// partition by partition. Entries that do not decode are skipped.
+func readEntries(ctx context.Context, rdb redis.Cmdable, name string, b query.Build,
+	keyOf func(string, query.Build, query.Partition) string, from int64) ([]DeadLetterEntry, error) {
+	parts, err := buildParts(ctx, rdb, name, b)
+	if err != nil {
+		return nil, err
+	}
 	var out []DeadLetterEntry
 	for _, part := range parts {
-		raw, err := rdb.LRange(ctx, partRetryKey(name, b, part), 0, -1).Result()
+		raw, err := rdb.LRange(ctx, keyOf(name, b, part), from, -1).Result()
 		if err != nil {
-			return nil, fmt.Errorf("projection: retries of %s v%s: %w", name, b, err)
+			return nil, err
 		}
 		for _, s := range raw {
 			var e DeadLetterEntry
