@@ -494,8 +494,18 @@ func TestAfterAlreadyAppliedIsOneRead(t *testing.T) {
 	if n := cmds.count("hget"); n != 0 {
 		t.Errorf("10 queries with ?after= an applied position sent %d standalone HGETs, want 0", n)
 	}
-	// The model behind the position still waits, and answers once it is there.
+	// The model behind the position still waits, and answers once it is
+	// there: the command goes only after the query's first read, of the
+	// model without it, so an answer from that read would lack "cake".
+	reads := cmds.readsOf("once")
 	later := h.getLater("/carts/once" + after(eventstore.SeqPosition(res.Position.Commit+1)))
+	deadline := time.Now().Add(10 * time.Second)
+	for cmds.readsOf("once") == reads {
+		if time.Now().After(deadline) {
+			t.Fatal("the query ?after= the next position never read the cart")
+		}
+		time.Sleep(time.Millisecond) // polling the counter, not synchronising
+	}
 	next := h.cart("once", cart.AddItem{ProductID: "cake", Quantity: 1, UnitPriceCents: 30})
 	if a := <-later; a.status != http.StatusOK || !strings.Contains(string(a.body), `"cake"`) {
 		t.Fatalf("query ?after= the next position (%s): %d %s", next.Position, a.status, a.body)
@@ -503,10 +513,21 @@ func TestAfterAlreadyAppliedIsOneRead(t *testing.T) {
 }
 
 // commandCounter is a redis.Hook that counts the commands a client sends
-// one by one, by name.
+// one by one, by name, and the pipelines and transactions with a command
+// that names a given key.
 type commandCounter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu     sync.Mutex
+	n      map[string]int
+	keyHit map[string]int // by the key's last segment
+}
+
+// readsOf returns how many pipelines or transactions sent so far had a
+// command with an argument whose last ":"-separated segment is id (a key
+// of the entry id).
+func (c *commandCounter) readsOf(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keyHit[id]
 }
 
 func (c *commandCounter) count(name string) int {
@@ -530,5 +551,25 @@ func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		ids := map[string]bool{}
+		for _, cmd := range cmds {
+			for _, a := range cmd.Args()[1:] {
+				if k, ok := a.(string); ok {
+					if i := strings.LastIndex(k, ":"); i >= 0 {
+						ids[k[i+1:]] = true
+					}
+				}
+			}
+		}
+		c.mu.Lock()
+		if c.keyHit == nil {
+			c.keyHit = map[string]int{}
+		}
+		for id := range ids {
+			c.keyHit[id]++
+		}
+		c.mu.Unlock()
+		return next(ctx, cmds)
+	}
 }
