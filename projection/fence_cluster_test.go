@@ -73,20 +73,13 @@ func TestClusterFenceRefusesRolledBackCheckpoint(t *testing.T) {
 func dumpTag(t testing.TB, rc redis.UniversalClient, tag string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	rdb, err := nodeOf(ctx, rc, tag)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, tag+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		d, err := rdb.Dump(ctx, iter.Val()).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[iter.Val()] = d
-	}
-	if err := iter.Err(); err != nil {
+	err := eachKey(ctx, rc, tag, func(rdb redis.Cmdable, k string) error {
+		d, err := rdb.Dump(ctx, k).Result()
+		out[k] = d
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -142,21 +142,14 @@ func dump(rc redis.UniversalClient, name string) (map[string]string, error) {
 	ctx := context.Background()
 	m := map[string]string{}
 	prefix := query.Prefix(name, query.Version(1))
-	// On Redis Cluster, the node of the projection's slot.
-	rdb, err := nodeOf(ctx, rc, prefix)
-	if err != nil {
-		return nil, err
-	}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
+	err := eachKey(ctx, rc, prefix, func(rdb redis.Cmdable, k string) error {
 		switch strings.TrimPrefix(k, prefix) {
 		case "checkpoint", "lease", "status", "deadletter", "retry":
-			continue
+			return nil
 		}
 		typ, err := rdb.Type(ctx, k).Result()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch typ {
 		case "string":
@@ -166,10 +159,28 @@ func dump(rc redis.UniversalClient, name string) (map[string]string, error) {
 				m[k+"#"+f] = v
 			}
 		default:
-			return nil, fmt.Errorf("unexpected %s key %s", typ, k)
+			return fmt.Errorf("unexpected %s key %s", typ, k)
+		}
+		return nil
+	})
+	return m, err
+}
+
+// eachKey calls fn with every key that starts with prefix, which lies in
+// one hash tag, and the client of the node that holds the tag (on Redis
+// Cluster, SCAN lists one node's keys).
+func eachKey(ctx context.Context, rc redis.UniversalClient, prefix string, fn func(rdb redis.Cmdable, key string) error) error {
+	rdb, err := nodeOf(ctx, rc, prefix)
+	if err != nil {
+		return err
+	}
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := fn(rdb, iter.Val()); err != nil {
+			return err
 		}
 	}
-	return m, iter.Err()
+	return iter.Err()
 }
 
 func diffModels(want, got map[string]string) string {

@@ -21,22 +21,9 @@ import (
 // its node.
 func partBuildKeys(t testing.TB, rc redis.UniversalClient, name string, b query.Build, n int) int {
 	t.Helper()
-	ctx := context.Background()
-	prefixes := []string{query.Prefix(name, b)}
+	count := buildKeys(t, rc, name, b)
 	for p := range n {
-		prefixes = append(prefixes, query.PartitionPrefix(name, b, query.Partition{Index: p, Count: n}))
-	}
-	count := 0
-	for _, prefix := range prefixes {
-		rdb, err := nodeOf(ctx, rc, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, err := rdb.Keys(ctx, prefix+"*").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		count += len(keys)
+		count += prefixKeys(t, rc, query.PartitionPrefix(name, b, query.Partition{Index: p, Count: n}))
 	}
 	return count
 }

@@ -181,12 +181,18 @@ func versionKeys(t testing.TB, rdb redis.UniversalClient, name string, version i
 // buildKeys counts the keys of one build, bookkeeping included.
 func buildKeys(t testing.TB, rc redis.UniversalClient, name string, b query.Build) int {
 	t.Helper()
-	// On Redis Cluster, KEYS lists one node's keys: ask the build's.
-	rdb, err := nodeOf(context.Background(), rc, query.Prefix(name, b))
+	return prefixKeys(t, rc, query.Prefix(name, b))
+}
+
+// prefixKeys counts the keys that start with prefix, all in one hash tag.
+func prefixKeys(t testing.TB, rc redis.UniversalClient, prefix string) int {
+	t.Helper()
+	// On Redis Cluster, KEYS lists one node's keys: ask the tag's.
+	rdb, err := nodeOf(context.Background(), rc, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := rdb.Keys(context.Background(), query.Prefix(name, b)+"*").Result()
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
