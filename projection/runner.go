@@ -148,11 +148,12 @@ func (r *Runner) follow(ctx context.Context, b query.Build) {
 		return
 	}
 	if r.build.Before(b) {
-		r.dropLease(ctx)
+		r.dropLease(ctx) // the superseded build is removed: its lease key too
+	} else {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		r.release(rctx)
+		cancel()
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	r.release(rctx)
 	r.log.Info("projection runner writes the active generation", "build", b.String(), "was", r.build.String())
 	r.use(b)
 }
