@@ -401,18 +401,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	}
 	body = append(body, '\n')
 	h := w.Header()
-	h["Content-Type"] = hdrContentType
-	h["X-Content-Type-Options"] = hdrNosniff
+	httpjson.SetHeaders(h, false)
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	// The status is sent; a failed write means the client is gone.
 	_, _ = w.Write(body)
 	return nil
 }
-
-// The header values of every answer, shared and never modified: Header.Set
-// would copy each into a new slice per request.
-var (
-	hdrContentType = []string{"application/json; charset=utf-8"}
-	hdrNosniff     = []string{"nosniff"}
-)

@@ -122,9 +122,7 @@ func WriteError(w http.ResponseWriter, err error, mappings []Mapping) {
 // gets Retry-After: e.RetryAfter, else 1.
 func Write(w http.ResponseWriter, e *Error) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	SetHeaders(h, true)
 	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusGatewayTimeout {
 		retry := "1"
 		if e.RetryAfter != "" {
@@ -135,4 +133,24 @@ func Write(w http.ResponseWriter, e *Error) {
 	w.WriteHeader(e.Status)
 	// The status is already sent; a failed write means the client is gone.
 	_ = json.NewEncoder(w).Encode(Body{Error: e.Message, Code: e.Code, Dependency: e.Dependency})
+}
+
+// The header values of JSON answers. They are shared by all answers and
+// never modified in place (Header.Set and Header.Add replace or copy them):
+// that saves an allocation per header and request over Header.Set, which
+// copies its value into a new slice each time.
+var (
+	hdrContentType = []string{"application/json; charset=utf-8"}
+	hdrNosniff     = []string{"nosniff"}
+	hdrNoStore     = []string{"no-store"}
+)
+
+// SetHeaders sets the headers of a JSON answer: its content type and
+// X-Content-Type-Options: nosniff, and with noStore Cache-Control: no-store.
+func SetHeaders(h http.Header, noStore bool) {
+	h["Content-Type"] = hdrContentType
+	h["X-Content-Type-Options"] = hdrNosniff
+	if noStore {
+		h["Cache-Control"] = hdrNoStore
+	}
 }

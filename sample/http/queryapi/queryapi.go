@@ -335,28 +335,12 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, body any, pos event
 	}
 	b = append(b, '\n')
 	h := w.Header()
-	setHeaders(h)
+	httpjson.SetHeaders(h, true)
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	h[HeaderPosition] = []string{pos.String()}
 	w.WriteHeader(http.StatusOK)
 	// The status is sent; a failed write means the client is gone.
 	_, _ = w.Write(b)
-}
-
-// The header values of every answer. They are shared by all answers and
-// never modified: that saves three allocations a request over Header.Set,
-// which copies its value into a new slice each time.
-var (
-	hdrContentType = []string{"application/json; charset=utf-8"}
-	hdrNosniff     = []string{"nosniff"}
-	hdrNoStore     = []string{"no-store"}
-)
-
-// setHeaders sets the headers of every answer.
-func setHeaders(h http.Header) {
-	h["Content-Type"] = hdrContentType
-	h["X-Content-Type-Options"] = hdrNosniff
-	h["Cache-Control"] = hdrNoStore
 }
 
 func malformed(msg string) *httpjson.Error {

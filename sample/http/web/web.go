@@ -243,10 +243,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+	httpjson.SetHeaders(w.Header(), true)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
