@@ -40,7 +40,16 @@ const (
 	// back (see gather). An fsync costs the same for one append as for
 	// sixty: a batch committed while the last one syncs waits for the next
 	// fsync anyway, so it may as well hold every caller that can come back.
-	maxCommitWindow = time.Millisecond
+	// The window ends as soon as they are all back, so it is long only when
+	// the callers are slow to come back, that is when the process is short
+	// of CPU; then a larger batch is what saves CPU. At 1 ms, 64 callers of
+	// the cart workload on a loaded machine came back in groups of 15–18
+	// and a FULL command cost 1.2–1.4 times the CPU of a NORMAL one; at
+	// 2 ms the groups held 26–32 appends (docs/benchmarks.md).
+	maxCommitWindow = 2 * time.Millisecond
+	// maxSyncWait bounds the syncer's wait for the writer's next batch (see
+	// syncBehind): every append it already holds waits with it.
+	maxSyncWait = time.Millisecond
 )
 
 type appendRequest struct {
@@ -444,7 +453,7 @@ func (w *writer) answer(c *committed, took time.Duration) {
 // When the batches waiting hold less than half the appends the last fsync
 // answered, those callers are on their way back and the writer is about to
 // commit their next appends: the syncer waits for that batch, within as long
-// as the last fsync took and at most maxCommitWindow, so that a few stragglers
+// as the last fsync took and at most maxSyncWait, so that a few stragglers
 // do not take an fsync of their own while everyone else waits behind it.
 func (w *writer) syncBehind() {
 	defer close(w.syncStopped)
@@ -469,7 +478,7 @@ func (w *writer) syncBehind() {
 				break drain
 			}
 		}
-		if wait := min(lastFsync, maxCommitWindow); 2*pending < answered && wait > 0 {
+		if wait := min(lastFsync, maxSyncWait); 2*pending < answered && wait > 0 {
 			timer.Reset(wait)
 		window:
 			for 2*pending < answered {
