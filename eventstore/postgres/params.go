@@ -58,15 +58,9 @@ func (p *params) text(v string) {
 	p.end()
 }
 
-// array starts a one-dimensional array of n elements of type oid; nulls says
-// whether any element is NULL.
+// array starts a one-dimensional array of n elements of type oid (also when
+// n is 0, as pgx does); nulls says whether any element is NULL.
 func (p *params) array(oid uint32, n int, nulls bool) {
-	if n == 0 {
-		p.buf = binary.BigEndian.AppendUint32(p.buf, 0) // no dimensions
-		p.buf = binary.BigEndian.AppendUint32(p.buf, 0)
-		p.buf = binary.BigEndian.AppendUint32(p.buf, oid)
-		return
-	}
 	flags := uint32(0)
 	if nulls {
 		flags = 1

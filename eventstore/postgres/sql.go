@@ -3,7 +3,9 @@ package postgres
 import "fmt"
 
 // statements are the store's SQL with its schema name filled in. pgx prepares
-// and caches each one per connection on first use.
+// and caches each one per connection on first use; the writer prepares the
+// group statement (writeAssumed) itself and sends its parameters encoded
+// (params).
 type statements struct {
 	head                                 string
 	lockStreams, readStreams, eventsByID string
@@ -58,8 +60,7 @@ func newStatements(schema string) statements {
 		// writer then runs the batch on the path that reads first. The
 		// unique index is the id check: it sees ids committed after the
 		// statement's snapshot, and probing the ids once more before the
-		// insert cost a fifth of the statement. The writer encodes the
-		// parameters itself (params), in binary.
+		// insert cost a fifth of the statement.
 		writeAssumed: q(`WITH h AS (UPDATE %[1]s.head SET position = position + $1::bigint RETURNING position - $1::bigint AS base),
 			upd AS (UPDATE %[1]s.streams s SET version = u.version,
 					position = CASE WHEN u.rel = 0 THEN s.position ELSE (SELECT base FROM h) + u.rel END
@@ -81,7 +82,7 @@ func newStatements(schema string) statements {
 					AS u(stream, rel, version, id, type, correlation, causation, headers, data)
 				JOIN (SELECT id, name FROM upd UNION ALL SELECT id, name FROM ins) st ON st.name = u.stream)
 			SELECT h.base, pg_notify($18::text, ''),
-				1 / ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) = coalesce(cardinality($2::text[]), 0) + coalesce(cardinality($6::text[]), 0))::int
+				1 / ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) = cardinality($2::text[]) + cardinality($6::text[]))::int
 			FROM h`),
 		// Locks the head row at the start of a transaction of the path that
 		// reads first, before any stream row, as writeAssumed does.
