@@ -624,7 +624,7 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 	return d.replies(uint64(base)), total > 0, false, false, nil
 }
 
-// binary is the format code of every parameter and result column of the
+// binaryFormat is the format code of every parameter and result column of the
 // group statement.
 var binaryFormat = []int16{1}
 
