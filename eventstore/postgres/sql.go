@@ -3,7 +3,9 @@ package postgres
 import "fmt"
 
 // statements are the store's SQL with its schema name filled in. pgx prepares
-// and caches each one per connection on first use.
+// and caches each one per connection on first use; the writer prepares the
+// group statement (writeAssumed) itself and sends its parameters encoded
+// (params).
 type statements struct {
 	head                                 string
 	lockStreams, readStreams, eventsByID string
@@ -58,9 +60,8 @@ func newStatements(schema string) statements {
 		// writer then runs the batch on the path that reads first. The
 		// unique index is the id check: it sees ids committed after the
 		// statement's snapshot, and probing the ids once more before the
-		// insert cost a fifth of the statement. (pgx sends an empty slice
-		// as NULL, hence coalesce.)
-		writeAssumed: q(`WITH h AS (UPDATE %[1]s.head SET position = position + $1 RETURNING position - $1 AS base),
+		// insert cost a fifth of the statement.
+		writeAssumed: q(`WITH h AS (UPDATE %[1]s.head SET position = position + $1::bigint RETURNING position - $1::bigint AS base),
 			upd AS (UPDATE %[1]s.streams s SET version = u.version,
 					position = CASE WHEN u.rel = 0 THEN s.position ELSE (SELECT base FROM h) + u.rel END
 				FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(name, assumed, version, rel)
@@ -80,8 +81,8 @@ func newStatements(schema string) statements {
 						$15::text[], $16::bytea[], $17::bytea[])
 					AS u(stream, rel, version, id, type, correlation, causation, headers, data)
 				JOIN (SELECT id, name FROM upd UNION ALL SELECT id, name FROM ins) st ON st.name = u.stream)
-			SELECT h.base, pg_notify($18, ''),
-				1 / ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) = coalesce(cardinality($2::text[]), 0) + coalesce(cardinality($6::text[]), 0))::int
+			SELECT h.base, pg_notify($18::text, ''),
+				1 / ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) = cardinality($2::text[]) + cardinality($6::text[]))::int
 			FROM h`),
 		// Locks the head row at the start of a transaction of the path that
 		// reads first, before any stream row, as writeAssumed does.

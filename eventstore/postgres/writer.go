@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ type appendRequest struct {
 	stream   string
 	expected eventstore.ExpectedVersion
 	events   []eventstore.Event
-	headers  [][]byte // encoded by the caller, so the writer does less
+	headers  [][]byte // encoded by the caller, so the writer does less; nil when no event has any
 }
 
 type appendReply struct {
@@ -62,6 +63,21 @@ type writer struct {
 	// beforeCommit, when set by a test, runs between the batch's last
 	// statement and its COMMIT, with the head row locked.
 	beforeCommit func()
+	// params holds the group statement's parameters, reused from batch to
+	// batch.
+	params params
+}
+
+// assumedStreams are the streams of a group statement, as arrays: name,
+// assumed and decided version, last position relative to the batch (0 when
+// nothing is written).
+type assumedStreams struct {
+	names                  []string
+	assumed, versions, rel []int64
+}
+
+func newAssumedStreams(n int) assumedStreams {
+	return assumedStreams{make([]string, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)}
 }
 
 func newWriter(s *Store) *writer {
@@ -95,7 +111,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		stream:   stream,
 		expected: expected,
 		events:   events,
-		headers:  make([][]byte, len(events)),
 	}
 	for i, e := range events {
 		if err := checkText(e); err != nil {
@@ -107,6 +122,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			if err != nil {
 				return eventstore.AppendResult{}, fmt.Errorf("%w: event %d for stream %q: headers: %v",
 					eventstore.ErrInvalidEvent, i, stream, err)
+			}
+			if req.headers == nil {
+				req.headers = make([][]byte, len(events))
 			}
 			req.headers[i] = h
 		}
@@ -411,7 +429,14 @@ type decision struct {
 // appends events to (a missing one is taken as new), seen the event ids
 // already in the log.
 func (w *writer) decide(streams map[string]*streamState, seen map[uuid.UUID]written) *decision {
-	d := &decision{results: make([]pending, len(w.batch))}
+	events := 0
+	for _, req := range w.batch {
+		events += len(req.events)
+	}
+	// Every slice is allocated at its final size at once: the writer's
+	// allocations, and the collections they cost, are a part of every
+	// commit's time.
+	d := &decision{results: make([]pending, len(w.batch)), rows: newEventRows(events)}
 	rows := &d.rows
 	for i, req := range w.batch {
 		st := streams[req.stream]
@@ -435,10 +460,11 @@ func (w *writer) decide(streams map[string]*streamState, seen map[uuid.UUID]writ
 		for k, e := range req.events {
 			rel := uint64(len(rows.rel)) + 1
 			version := st.version + uint64(k) + 1
-			rows.add(rel, st.id, req.stream, version, e, req.headers[k])
-			if seen == nil {
-				seen = map[uuid.UUID]written{}
+			var headers []byte
+			if req.headers != nil {
+				headers = req.headers[k]
 			}
+			rows.add(rel, st.id, req.stream, version, e, headers)
 			seen[e.ID] = written{stream: req.stream, version: version, position: rel, rel: true}
 		}
 		n := uint64(len(req.events))
@@ -484,8 +510,13 @@ func (d *decision) replies(base uint64) []appendReply {
 // committing is as for try.
 func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, committing, fallback bool, err error) {
 	streams := make(map[string]*streamState, len(w.batch))
-	var names []string
+	// One state per stream, allocated at once (one per append at most, so
+	// the array never moves while streams points into it).
+	states := make([]streamState, 0, len(w.batch))
+	names := make([]string, 0, len(w.batch))
+	events := 0
 	for _, req := range w.batch {
+		events += len(req.events)
 		if len(req.events) == 0 {
 			return nil, false, false, true, nil
 		}
@@ -496,20 +527,18 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 		if !exact && !req.expected.IsNoStream() {
 			return nil, false, false, true, nil
 		}
-		streams[req.stream] = &streamState{version: v}
+		states = append(states, streamState{version: v})
+		streams[req.stream] = &states[len(states)-1]
 		names = append(names, req.stream)
 	}
 	assumed := make([]uint64, len(names))
 	for i, name := range names {
 		assumed[i] = streams[name].version
 	}
-	d := w.decide(streams, nil)
+	d := w.decide(streams, make(map[uuid.UUID]written, events))
 	rows := &d.rows
 	total := len(rows.rel)
-	var upd, ins struct {
-		names                  []string
-		assumed, versions, rel []int64
-	}
+	upd, ins := newAssumedStreams(len(names)), newAssumedStreams(len(names))
 	for i, name := range names {
 		st := streams[name]
 		rel := int64(0)
@@ -544,12 +573,33 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 			}
 		}()
 	}
+	sd, err := conn.Conn().Prepare(ctx, "eventline_write_assumed", w.s.sql.writeAssumed)
+	if err != nil {
+		return nil, false, false, false, err
+	}
+	p := &w.params
+	p.reset()
+	p.int8(int64(total))
+	p.texts(upd.names)
+	p.int8s(upd.assumed)
+	p.int8s(upd.versions)
+	p.int8s(upd.rel)
+	p.texts(ins.names)
+	p.int8s(ins.versions)
+	p.int8s(ins.rel)
+	p.texts(rows.streamName)
+	p.int8s(rows.rel)
+	p.int8s(rows.version)
+	p.uuids(rows.id)
+	p.texts(rows.typ)
+	p.texts(rows.correlation)
+	p.texts(rows.causation)
+	p.byteas(rows.headers)
+	p.byteas(rows.data)
+	p.text(w.s.channel)
 	committing = true
-	var base int64
-	err = conn.QueryRow(ctx, w.s.sql.writeAssumed, total,
-		upd.names, upd.assumed, upd.versions, upd.rel, ins.names, ins.versions, ins.rel,
-		rows.streamName, rows.rel, rows.version, rows.id, rows.typ, rows.correlation, rows.causation, rows.headers, rows.data,
-		w.s.channel).Scan(&base, nil, nil)
+	base, err := execAssumed(ctx, conn.Conn().PgConn(), sd, p.values())
+	p.release()
 	if err == nil && hook != nil {
 		hook()
 		_, err = conn.Exec(ctx, "COMMIT")
@@ -574,6 +624,33 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 	return d.replies(uint64(base)), total > 0, false, false, nil
 }
 
+// binaryFormat is the format code of every parameter and result column of the
+// group statement.
+var binaryFormat = []int16{1}
+
+// execAssumed runs the prepared group statement with encoded parameters and
+// returns the position before the batch's first.
+func execAssumed(ctx context.Context, conn *pgconn.PgConn, sd *pgconn.StatementDescription, values [][]byte) (int64, error) {
+	rr := conn.ExecStatement(ctx, sd, values, binaryFormat, binaryFormat)
+	var base []byte
+	rows := 0
+	for rr.NextRow() {
+		base = rr.Values()[0]
+		rows++
+	}
+	var b int64
+	if rows == 1 && len(base) == 8 {
+		b = int64(binary.BigEndian.Uint64(base))
+	}
+	if _, err := rr.Close(); err != nil {
+		return 0, err
+	}
+	if rows != 1 || len(base) != 8 {
+		return 0, fmt.Errorf("postgres: the group statement returned %d rows, want 1 with a position", rows)
+	}
+	return b, nil
+}
+
 // isSent reports whether a failure of the round trip that holds the COMMIT
 // leaves its outcome unknown. An ERROR reply is definite: the statement or
 // the COMMIT failed and the transaction was rolled back. A FATAL one ends the
@@ -595,17 +672,18 @@ func isSent(err error) bool {
 // refused with ErrDuplicateEvent. rel says the result's position is relative
 // to the batch.
 func repeated(req *appendRequest, seen map[uuid.UUID]written) (res eventstore.AppendResult, rel, done bool, appendErr error) {
-	var found []written
 	missing := 0
 	for _, e := range req.events {
-		f, ok := seen[e.ID]
-		if !ok {
+		if _, ok := seen[e.ID]; !ok {
 			missing++
 		}
-		found = append(found, f)
 	}
 	if len(req.events) == 0 || missing == len(req.events) {
 		return res, false, false, nil
+	}
+	found := make([]written, len(req.events))
+	for k, e := range req.events {
+		found[k] = seen[e.ID]
 	}
 	if missing == 0 {
 		first := found[0]
@@ -637,6 +715,15 @@ type eventRows struct {
 	typ                    []string
 	correlation, causation []string
 	headers, data          [][]byte
+}
+
+func newEventRows(n int) eventRows {
+	return eventRows{
+		rel: make([]int64, 0, n), stream: make([]int64, 0, n), version: make([]int64, 0, n),
+		streamName: make([]string, 0, n), id: make([][16]byte, 0, n), typ: make([]string, 0, n),
+		correlation: make([]string, 0, n), causation: make([]string, 0, n),
+		headers: make([][]byte, 0, n), data: make([][]byte, 0, n),
+	}
 }
 
 func (r *eventRows) add(rel uint64, stream int64, streamName string, version uint64, e eventstore.Event, headers []byte) {
