@@ -2,6 +2,8 @@ package projection
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -11,6 +13,25 @@ import (
 type lines struct{ Items []int }
 
 type other struct{ N int }
+
+// kept returns the decoding d keeps for the record at pos, nil if none.
+func (d *SharedDecoding) kept(pos eventstore.Position) *decoded {
+	if e := d.slotOf(pos).Load(); e != nil && e.pos == pos {
+		return e
+	}
+	return nil
+}
+
+// count returns how many decodings d keeps.
+func (d *SharedDecoding) count() int {
+	n := 0
+	for i := range d.slots {
+		if d.slots[i].Load() != nil {
+			n++
+		}
+	}
+	return n
+}
 
 // r2 alternates between two routers.
 func r2(a, b *Router, i int) *Router {
@@ -82,7 +103,7 @@ func TestSharedDecodingDecodesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(d.seen); n != sharedDecodings {
+	if n := d.count(); n != sharedDecodings {
 		t.Errorf("%d decodings kept, want %d", n, sharedDecodings)
 	}
 }
@@ -108,8 +129,8 @@ func TestPredecodedRecordServesOneApply(t *testing.T) {
 	}
 	rec := eventstore.Record{Event: eventstore.Event{Type: "lines", Data: []byte(`{"Items":[1,2]}`)}, Position: eventstore.SeqPosition(7)}
 	pd.predecode(rec)
-	ahead, ok := r.shared.seen[rec.Position]
-	if !ok {
+	ahead := r.shared.kept(rec.Position)
+	if ahead == nil {
 		t.Fatal("predecode kept nothing")
 	}
 	for range 2 {
@@ -120,8 +141,8 @@ func TestPredecodedRecordServesOneApply(t *testing.T) {
 	if want := &ahead.v.(lines).Items[0]; seen[0] != want || seen[1] == want {
 		t.Errorf("applies saw %v, want the decoding made ahead (%p) once, then a new one", seen, want)
 	}
-	if len(r.shared.seen) != 0 {
-		t.Errorf("%d decodings kept after Apply, want none", len(r.shared.seen))
+	if n := r.shared.count(); n != 0 {
+		t.Errorf("%d decodings kept after Apply, want none", n)
 	}
 }
 
@@ -151,15 +172,46 @@ func TestPredecodeThroughWrappers(t *testing.T) {
 			t.Fatalf("%T: no decoding ahead found", w)
 		}
 		pd.predecode(rec)
-		if _, ok := r.shared.seen[rec.Position]; !ok {
+		if r.shared.kept(rec.Position) == nil {
 			t.Fatalf("%T: predecode kept nothing", w)
 		}
-		clear(r.shared.seen)
+		r.shared.slotOf(rec.Position).Store(nil)
 	}
 	plain := Define("plain", 1, func(context.Context, *Tx, eventstore.Record) error { return nil })
 	for _, w := range []Projection{plain, versioned{plain}, &looping{plain}, versioned{nil}} {
 		if _, ok := predecoderOf(w); ok {
 			t.Errorf("%T: decoding ahead found where there is none", w)
 		}
+	}
+}
+
+// TestSharedDecodingSharesNoSlotBetweenPositions: records whose positions
+// fall in one slot of the cache (a window apart, or of a log with two-part
+// positions) each get their own decoding, however they take turns.
+func TestSharedDecodingSharesNoSlotBetweenPositions(t *testing.T) {
+	ctx := context.Background()
+	reg := eventstore.NewRegistry()
+	eventstore.Register[other](reg, "other")
+	var got []int
+	r := NewSharedRouter(NewSharedDecoding(reg))
+	Handle(r, func(_ context.Context, _ *Tx, _ eventstore.Record, e other) error {
+		got = append(got, e.N)
+		return nil
+	})
+	rec := func(n int, pos eventstore.Position) eventstore.Record {
+		return eventstore.Record{Event: eventstore.Event{Type: "other", Data: []byte(`{"N":` + strconv.Itoa(n) + `}`)}, Position: pos}
+	}
+	recs := []eventstore.Record{
+		rec(1, eventstore.SeqPosition(5)),
+		rec(2, eventstore.SeqPosition(5+sharedDecodings)),
+		rec(3, eventstore.Position{Commit: 5, Prepare: 6}),
+	}
+	for _, i := range []int{0, 1, 0, 2, 1, 2, 0} {
+		if err := r.Apply(ctx, &Tx{}, recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []int{1, 2, 1, 3, 2, 3, 1}; !slices.Equal(got, want) {
+		t.Errorf("handlers saw %v, want %v", got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"iter"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,10 +83,18 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 			FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version >= ?
 			WHERE s.name = ? ORDER BY e.version LIMIT ?`},
 		// A range scan of the rowid; the stream's id, not its name (see
-		// nameCache). Every column read costs the driver calls, so the page
-		// reads no more than a Record holds.
-		{&r.logPage, `SELECT position, version, id, type, recorded_at,
-				correlation_id, causation_id, headers, data, stream
+		// nameCache). Every column read costs the driver two or three
+		// calls, each taking the connection's mutex, so the page reads
+		// the record's bytes as one text (id, type, correlation and
+		// causation ids, headers and data, in that order) and their
+		// lengths packed two to an integer: seven columns instead of
+		// ten, and one allocation for the six (see scanLog). SQLite's
+		// | and << bind alike, left to right: hence the parentheses.
+		{&r.logPage, `SELECT position, version, recorded_at, stream,
+				octet_length(type) | (coalesce(octet_length(correlation_id), 0) << 31),
+				coalesce(octet_length(causation_id), 0) | (coalesce(octet_length(headers), 0) << 31),
+				CASE octet_length(id) WHEN 16 THEN id END || type || coalesce(correlation_id, '') ||
+					coalesce(causation_id, '') || coalesce(headers, '') || data
 			FROM events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?`},
 		// The names of the streams a page found no name for, in one query:
 		// the parameter is a JSON array of stream ids.
@@ -171,7 +180,7 @@ func (s *Store) streamPage(ctx context.Context, sc *scanner, stream string, from
 	for rows.Next() {
 		exists = true
 		rec := eventstore.Record{StreamID: stream}
-		err := sc.scan(rows, &rec, false)
+		err := sc.scan(rows, &rec)
 		if errors.Is(err, errNoRecord) {
 			break
 		}
@@ -307,7 +316,7 @@ func (s *Store) logPage(ctx context.Context, sc *scanner, after, upTo uint64, pa
 	size, n := 0, 0
 	for size < pageBytes && rows.Next() {
 		var rec eventstore.Record
-		if err := sc.scan(rows, &rec, true); err != nil {
+		if err := sc.scanLog(rows, &rec); err != nil {
 			return page, false, err
 		}
 		size += len(rec.Data)
@@ -402,9 +411,15 @@ func (s *Store) nameStreams(ctx context.Context, sc *scanner, page []eventstore.
 // allocating them for each one.
 type scanner struct {
 	strings                                  map[string]string
-	position, version, recordedAt, stream    int64
+	position, version, recordedAt            int64
 	id, typ, correlation, causation, headers sql.RawBytes
 	dest                                     []any
+	// logVals are the columns of a log page's row (scanLog), logDest
+	// pointers to them: scanned into an any, a column is the driver's
+	// value as it is, where an int64 destination costs database/sql a
+	// conversion through reflect.
+	logVals [7]any
+	logDest []any
 	// streams holds the stream ids of a log page's records, in order;
 	// ids is the buffer of their JSON array.
 	streams []int64
@@ -421,20 +436,18 @@ const maxInterned = 4096
 func newScanner() *scanner {
 	sc := &scanner{strings: map[string]string{}}
 	sc.dest = []any{&sc.position, &sc.version, &sc.id, &sc.typ, &sc.recordedAt,
-		&sc.correlation, &sc.causation, &sc.headers, nil, &sc.stream}
+		&sc.correlation, &sc.causation, &sc.headers, nil}
+	for i := range sc.logVals {
+		sc.logDest = append(sc.logDest, &sc.logVals[i])
+	}
 	return sc
 }
 
 // scan reads the columns position, version, id, type, recorded_at,
-// correlation_id, causation_id, headers, data and, when withStream, the
-// stream id, which it appends to sc.streams (nameStreams names it).
-func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record, withStream bool) error {
+// correlation_id, causation_id, headers and data.
+func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record) error {
 	sc.dest[8] = &rec.Data
-	dest := sc.dest
-	if !withStream {
-		dest = dest[:9]
-	}
-	if err := rows.Scan(dest...); err != nil {
+	if err := rows.Scan(sc.dest...); err != nil {
 		return err
 	}
 	if sc.position == 0 {
@@ -444,9 +457,6 @@ func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record, withStream bool)
 	rec.Version = uint64(sc.version)
 	rec.RecordedAt = time.Unix(0, sc.recordedAt).UTC()
 	rec.Type = sc.intern(sc.typ)
-	if withStream {
-		sc.streams = append(sc.streams, sc.stream)
-	}
 	rec.Metadata.CorrelationID = string(sc.correlation)
 	rec.Metadata.CausationID = string(sc.causation)
 	var err error
@@ -459,6 +469,79 @@ func (sc *scanner) scan(rows *sql.Rows, rec *eventstore.Record, withStream bool)
 		}
 	}
 	return nil
+}
+
+// lenMask takes one length out of a packed pair: the log page packs two
+// lengths to an integer, 31 bits each, which SQLite's limit on the size of a
+// value (under 2^31 bytes) never exceeds.
+const lenMask = 1<<31 - 1
+
+// scanLog reads a row of the log page query: position, version,
+// recorded_at, the stream id (appended to sc.streams, which nameStreams
+// names), the lengths of type, correlation_id, causation_id and headers
+// packed in two integers, and the record's bytes, id (16 bytes) to data,
+// as one text. The text is one allocation, which the record's strings
+// share; Data is a copy of its end, so that changing it changes nothing
+// else.
+func (sc *scanner) scanLog(rows *sql.Rows, rec *eventstore.Record) error {
+	if err := rows.Scan(sc.logDest...); err != nil {
+		return err
+	}
+	v := &sc.logVals
+	position, ok0 := v[0].(int64)
+	version, ok1 := v[1].(int64)
+	recordedAt, ok2 := v[2].(int64)
+	stream, ok3 := v[3].(int64)
+	lens0, ok4 := v[4].(int64)
+	lens1, ok5 := v[5].(int64)
+	row, ok6 := v[6].(string)
+	clear(v[:])
+	switch {
+	case !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5):
+		return fmt.Errorf("log page after position %d: a row of unexpected column types", sc.position)
+	case !ok6: // the query makes the text NULL for an id of another size
+		return fmt.Errorf("record at position %d: event id: not 16 bytes", position)
+	}
+	size := len(row)
+	sc.position = position
+	rec.Position = eventstore.SeqPosition(uint64(position))
+	rec.Version = uint64(version)
+	rec.RecordedAt = time.Unix(0, recordedAt).UTC()
+	sc.streams = append(sc.streams, stream)
+	var parts [5]string // id, type, correlation, causation, headers
+	for i, n := range [5]int64{16, lens0 & lenMask, lens0 >> 31, lens1 & lenMask, lens1 >> 31} {
+		if n > int64(len(row)) {
+			return fmt.Errorf("record at position %d: %d bytes, fewer than its columns' lengths", position, size)
+		}
+		parts[i], row = row[:n], row[n:]
+	}
+	copy(rec.ID[:], parts[0])
+	rec.Type = sc.internString(parts[1])
+	rec.Metadata.CorrelationID = parts[2]
+	rec.Metadata.CausationID = parts[3]
+	if len(parts[4]) > 0 {
+		if err := json.Unmarshal([]byte(parts[4]), &rec.Metadata.Headers); err != nil {
+			return fmt.Errorf("record at position %d: headers: %w", position, err)
+		}
+	}
+	if len(row) > 0 {
+		rec.Data = []byte(row)
+	}
+	return nil
+}
+
+// internString is intern for a string, whose shared copy does not keep
+// the text it is part of.
+func (sc *scanner) internString(t string) string {
+	if s, ok := sc.strings[t]; ok {
+		return s
+	}
+	if len(sc.strings) >= maxInterned {
+		clear(sc.strings)
+	}
+	s := strings.Clone(t)
+	sc.strings[s] = s
+	return s
 }
 
 func (sc *scanner) intern(b []byte) string {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -484,5 +485,49 @@ func TestReadStreamFromHugeVersion(t *testing.T) {
 		if n != 0 {
 			t.Fatalf("stream a from %d: %d records, want none", from, n)
 		}
+	}
+}
+
+// TestLogPageRefusesADamagedRow: log pages read a record's bytes as one text
+// cut by the lengths of its columns; a row whose event id is not 16 bytes (a
+// file changed by hand) is an error naming the record, not a record made of
+// shifted bytes.
+func TestLogPageRefusesADamagedRow(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ev("a")
+	e.Metadata = eventstore.Metadata{CorrelationID: "corr", CausationID: "cause", Headers: map[string]string{"k": "v"}}
+	if _, err := s.Append(ctx, "s-1", eventstore.NoStream, e, ev("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "UPDATE events SET id = x'0102' WHERE position = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	var recs []eventstore.Record
+	var readErr error
+	for rec, err := range s.ReadAll(ctx, eventstore.Start) {
+		if err != nil {
+			readErr = err
+			break
+		}
+		recs = append(recs, rec)
+	}
+	if readErr == nil || !strings.Contains(readErr.Error(), "position 2: event id") {
+		t.Errorf("ReadAll over a 2-byte event id: records %v, error %v; want an error naming position 2's event id", recs, readErr)
 	}
 }
