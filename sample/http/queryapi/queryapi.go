@@ -332,7 +332,7 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, body any, pos event
 	if c, ok := body.(schema.Cart); ok {
 		// The busiest query: its document appended by hand, the same bytes
 		// json.Marshal writes (TestAppendCartIsMarshal).
-		b = appendCart(make([]byte, 0, 128+64*len(c.Items)), c)
+		b = appendCart(make([]byte, 0, 256+96*len(c.Items)), c)
 	} else {
 		var err error
 		if b, err = json.Marshal(body); err != nil {
