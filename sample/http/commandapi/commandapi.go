@@ -2,6 +2,8 @@ package commandapi
 
 import (
 	"context"
+	"encoding/json"
+
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -210,8 +212,7 @@ func (a *API) openCart(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setRecorded(w, key, len(res.Events) > 0)
-	writeAnswer(w, http.StatusCreated, "cart_id", id, res.Position)
-	return nil
+	return writeJSON(w, http.StatusCreated, OpenCartResponse{CartID: id, Position: res.Position.String()})
 }
 
 func (a *API) addItem(w http.ResponseWriter, r *http.Request) error {
@@ -260,8 +261,7 @@ func (a *API) handleCart(ctx context.Context, w http.ResponseWriter, key, id str
 		return err
 	}
 	setRecorded(w, key, len(res.Events) > 0)
-	writeAnswer(w, http.StatusOK, "", "", res.Position)
-	return nil
+	return writeJSON(w, http.StatusOK, PositionResponse{Position: res.Position.String()})
 }
 
 // setRecorded tells the client of a keyed request whether its key was
@@ -299,8 +299,7 @@ func (a *API) checkOut(w http.ResponseWriter, r *http.Request) error {
 			orderID = c.OrderID
 		}
 	}
-	writeAnswer(w, http.StatusOK, "order_id", orderID, res.Position)
-	return nil
+	return writeJSON(w, http.StatusOK, CheckOutResponse{OrderID: orderID, Position: res.Position.String()})
 }
 
 func (a *API) registerCustomer(w http.ResponseWriter, r *http.Request) error {
@@ -321,8 +320,7 @@ func (a *API) registerCustomer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	setRecorded(w, key, len(res.Events) > 0)
-	writeAnswer(w, http.StatusCreated, "customer_id", id, res.Position)
-	return nil
+	return writeJSON(w, http.StatusCreated, RegisterCustomerResponse{CustomerID: id, Position: res.Position.String()})
 }
 
 // chooseID returns a new entity id: derived from the idempotency key and
@@ -398,18 +396,17 @@ func badRequest(msg string) error {
 	return httpjson.NewError(http.StatusBadRequest, httpjson.CodeMalformed, msg)
 }
 
-// writeAnswer writes the body of a successful command: {"position": pos},
-// after the entity id field idField: id when idField is set. These are the
-// bytes json.Marshal writes for the response types above (OpenCartResponse,
-// PositionResponse, CheckOutResponse, RegisterCustomerResponse), appended
-// without reflection (TestAnswersAreMarshal).
-func writeAnswer(w http.ResponseWriter, status int, idField, id string, pos eventstore.Position) {
-	b := make([]byte, 0, 64+len(id))
-	b = append(b, '{')
-	if idField != "" {
-		b = httpjson.AppendString(httpjson.AppendField(b, idField), id)
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("commandapi: encode response: %w", err)
 	}
-	b = httpjson.AppendString(httpjson.AppendField(b, "position"), pos.String())
-	b = append(b, '}', '\n')
-	httpjson.WriteBody(w, status, false, b)
+	body = append(body, '\n')
+	h := w.Header()
+	httpjson.SetHeaders(h, false)
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	// The status is sent; a failed write means the client is gone.
+	_, _ = w.Write(body)
+	return nil
 }
