@@ -206,6 +206,27 @@ func (h *Handler[S, C, E]) StreamID(id string) (string, error) {
 // package documentation. Metadata from ctx (WithMetadata, CausedBy) is written
 // onto every event.
 func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (res Result[E], err error) {
+	return h.handle(ctx, id, cmd, false)
+}
+
+// HandleNew is Handle for a command that creates its entity: the caller
+// expects the stream not to exist yet (a cart opened under an id its client
+// chose, say). When the Handler has no state cached for the stream, its first
+// attempt decides on the decider's initial state without reading the stream,
+// and appends expecting no stream at all, saving the read of an empty stream
+// that would find nothing. The store checks the guess: if the stream exists
+// after all, the append is refused and the command is handled as Handle
+// handles it, at once (the miss is neither a conflict nor a retry: no pause,
+// no attempt counted). A decision on the initial state that is a refusal or
+// no events is not trusted either: it is made again on the stream as read.
+// The answer is always the one Handle gives; only the cost of a wrong guess
+// (one refused append) differs, so use it where the entity is nearly always
+// new.
+func (h *Handler[S, C, E]) HandleNew(ctx context.Context, id string, cmd C) (res Result[E], err error) {
+	return h.handle(ctx, id, cmd, true)
+}
+
+func (h *Handler[S, C, E]) handle(ctx context.Context, id string, cmd C, assumeNew bool) (res Result[E], err error) {
 	if h.metrics != nil {
 		start := time.Now()
 		defer func() { h.metrics.observe(cmd, start, err) }()
@@ -236,10 +257,16 @@ func (h *Handler[S, C, E]) Handle(ctx context.Context, id string, cmd C) (res Re
 		if err := h.locks.lock(ctx, stream); err != nil {
 			return Result[E]{}, err
 		}
-		res, err := h.attempt(ctx, stream, key, hash, md, cmd)
+		res, guessed, err := h.attempt(ctx, stream, key, hash, md, cmd, assumeNew)
 		h.locks.unlock(stream)
 		if err == nil || !retryable(err, key) {
 			return res, err
+		}
+		if guessed {
+			// HandleNew's guess of a new stream was wrong: read it now.
+			assumeNew = false
+			attempt--
+			continue
 		}
 		h.metrics.conflict(attempt < h.cfg.MaxAttempts)
 		if attempt >= h.cfg.MaxAttempts {
@@ -335,25 +362,39 @@ func endSpan[E any](span trace.Span, err error, res Result[E]) {
 // yields events: the append expects the entry's version, so if another writer
 // moved the stream on, the store refuses the append and the next attempt
 // reloads. A refusal or a decision of no events cannot be checked that way, so
-// those are made again after reading what the stream gained.
-func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string, md eventstore.Metadata, cmd C) (Result[E], error) {
+// those are made again after reading what the stream gained. With assumeNew
+// (HandleNew) a stream with no cached entry is trusted the same way to be
+// empty; guessed then reports that the attempt appended on that guess, so
+// that a refusal is read as a wrong guess rather than a concurrent write.
+func (h *Handler[S, C, E]) attempt(ctx context.Context, stream, key, hash string, md eventstore.Metadata, cmd C, assumeNew bool) (res Result[E], guessed bool, err error) {
 	e := h.takeEntry(stream, key)
-	cached := e.version > 0
-	if !cached {
+	guessed = assumeNew && e.version == 0
+	trusted := e.version > 0 || guessed
+	if !trusted {
 		if res, done, err := h.catchUpOrRepeat(ctx, &e, key, hash); done {
-			return res, err
+			return res, false, err
 		}
 	} else if prior, ok := e.commands[key]; key != "" && ok {
-		return h.repeated(ctx, e, key, hash, prior, nil)
+		res, err := h.repeated(ctx, e, key, hash, prior, nil)
+		return res, false, err
 	}
 
 	decided, err := h.decider.Decide(e.state, cmd)
-	if cached && (err != nil || len(decided) == 0) {
+	if trusted && (err != nil || len(decided) == 0) {
+		guessed = false
 		if res, done, err := h.catchUpOrRepeat(ctx, &e, key, hash); done {
-			return res, err
+			return res, false, err
 		}
 		decided, err = h.decider.Decide(e.state, cmd)
 	}
+	res, err = h.write(ctx, e, key, hash, md, decided, err)
+	return res, guessed, err
+}
+
+// write answers the decision decided (or the refusal err) on e: it appends
+// the decided events expecting e's version.
+func (h *Handler[S, C, E]) write(ctx context.Context, e *entry[S], key, hash string, md eventstore.Metadata, decided []E, err error) (Result[E], error) {
+	stream := e.stream
 	if err != nil {
 		return Result[E]{}, &RejectedError{StreamID: stream, Err: err}
 	}

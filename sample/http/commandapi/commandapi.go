@@ -205,7 +205,9 @@ func (a *API) openCart(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		id = a.chooseID(key, "cart")
 	}
-	res, err := a.carts.Handle(ctx, id, req.Command())
+	// A cart is opened once: its stream is nearly always new, and HandleNew
+	// skips reading it (a stream that exists is read after all).
+	res, err := a.carts.HandleNew(ctx, id, req.Command())
 	if err != nil {
 		return err
 	}
@@ -313,7 +315,7 @@ func (a *API) registerCustomer(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		id = a.chooseID(key, "customer")
 	}
-	res, err := a.customers.Handle(ctx, id, req.Command())
+	res, err := a.customers.HandleNew(ctx, id, req.Command())
 	if err != nil {
 		return err
 	}
