@@ -632,20 +632,21 @@ var binaryFormat = []int16{1}
 // returns the position before the batch's first.
 func execAssumed(ctx context.Context, conn *pgconn.PgConn, sd *pgconn.StatementDescription, values [][]byte) (int64, error) {
 	rr := conn.ExecStatement(ctx, sd, values, binaryFormat, binaryFormat)
-	var base []byte
-	rows := 0
-	for rr.NextRow() {
-		base = rr.Values()[0]
-		rows++
-	}
+	// A row's values are valid only until the next NextRow, which may read
+	// into the same buffer: decode the position at once.
 	var b int64
-	if rows == 1 && len(base) == 8 {
-		b = int64(binary.BigEndian.Uint64(base))
+	rows, ok := 0, false
+	for rr.NextRow() {
+		v := rr.Values()[0]
+		if ok = len(v) == 8; ok {
+			b = int64(binary.BigEndian.Uint64(v))
+		}
+		rows++
 	}
 	if _, err := rr.Close(); err != nil {
 		return 0, err
 	}
-	if rows != 1 || len(base) != 8 {
+	if rows != 1 || !ok {
 		return 0, fmt.Errorf("postgres: the group statement returned %d rows, want 1 with a position", rows)
 	}
 	return b, nil

@@ -480,9 +480,9 @@ const lenMask = 1<<31 - 1
 // recorded_at, the stream id (appended to sc.streams, which nameStreams
 // names), the lengths of type, correlation_id, causation_id and headers
 // packed in two integers, and the record's bytes, id (16 bytes) to data,
-// as one text. The text is one allocation, which the record's strings
-// share; Data is a copy of its end, so that changing it changes nothing
-// else.
+// as one text. The record keeps nothing of the text: its strings and Data
+// are copies (the type interned), so a record holds its bytes once and a
+// page is as large as it counts.
 func (sc *scanner) scanLog(rows *sql.Rows, rec *eventstore.Record) error {
 	if err := rows.Scan(sc.logDest...); err != nil {
 		return err
@@ -517,8 +517,10 @@ func (sc *scanner) scanLog(rows *sql.Rows, rec *eventstore.Record) error {
 	}
 	copy(rec.ID[:], parts[0])
 	rec.Type = sc.internString(parts[1])
-	rec.Metadata.CorrelationID = parts[2]
-	rec.Metadata.CausationID = parts[3]
+	// The ids are copied: a substring would keep the whole row, data
+	// included, alive for as long as the record's ids live.
+	rec.Metadata.CorrelationID = strings.Clone(parts[2])
+	rec.Metadata.CausationID = strings.Clone(parts[3])
 	if len(parts[4]) > 0 {
 		if err := json.Unmarshal([]byte(parts[4]), &rec.Metadata.Headers); err != nil {
 			return fmt.Errorf("record at position %d: headers: %w", position, err)
