@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/cputime"
 )
 
 // The shape of the shopping-cart workload: carts that are opened, get
@@ -210,7 +211,7 @@ func BenchmarkOpenCarts(b *testing.B) {
 			ctx := context.Background()
 			var next atomic.Int64
 			b.SetParallelism(32)
-			cpu := processCPU()
+			cpu := cputime.Process()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -227,7 +228,7 @@ func BenchmarkOpenCarts(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Process()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +25,7 @@ import (
 	"github.com/eventline/eventline/command"
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/eventstore/sqlite"
+	"github.com/eventline/eventline/internal/cputime"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/query"
 	"github.com/eventline/eventline/redisurl"
@@ -235,9 +235,9 @@ func run(ctx context.Context, cfg config) (*Report, error) {
 // records the CPU time the phase took in this process and in redis-server.
 func (b *bench) phase(ctx context.Context, name string, fn func(context.Context) error) error {
 	fmt.Fprintf(b.cfg.Progress, "eventline-bench: %s (load %s)\n", name, loadAvg())
-	start, self, redisCPU := time.Now(), processCPU(), b.redisCPU()
+	start, self, redisCPU := time.Now(), cputime.Process(), b.redisCPU()
 	defer func() {
-		st := PhaseStat{Name: name, Wall: time.Since(start), SelfCPU: processCPU() - self, RedisCPU: -1, LoadAvg: loadAvg()}
+		st := PhaseStat{Name: name, Wall: time.Since(start), SelfCPU: cputime.Process() - self, RedisCPU: -1, LoadAvg: loadAvg()}
 		if r := b.redisCPU(); r >= 0 && redisCPU >= 0 {
 			st.RedisCPU = r - redisCPU
 		}
@@ -313,10 +313,10 @@ func (b *bench) httpCeilings(ctx context.Context) error {
 			if post {
 				id, what, loop = "http-post-", "trivial net/http JSON POST handler (decodes a cart item)", httpPostCeiling
 			}
-			cpu := processCPU()
+			cpu := cputime.Process()
 			res := loop(ctx, clients, b.cfg.HTTPDuration)
 			b.rep.add(Row{Group: "ceiling", ID: id + strconv.Itoa(clients), What: fmt.Sprintf("%s, %d %s", what, clients, plural(clients, "client")),
-				Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: joinNotes(cpuPerOp(processCPU()-cpu, res.ops), res.errNote())})
+				Value: res.rate(), Unit: "req/s", P50: res.p(0.5), P99: res.p(0.99), Note: joinNotes(cpuPerOp(cputime.Process()-cpu, res.ops), res.errNote())})
 		}
 	}
 	return nil
@@ -444,7 +444,7 @@ func (b *bench) sample(ctx context.Context) error {
 		}
 		err := b.phase(ctx, w.phase, func(ctx context.Context) error {
 			var res loopResult
-			cpu := processCPU()
+			cpu := cputime.Process()
 			if w.http {
 				c := newHTTPClient(w.callers)
 				res = r.drive(ctx, w.callers, r.viaHTTP(c, srv.URL))
@@ -457,7 +457,7 @@ func (b *bench) sample(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			note := fmt.Sprintf("%s carts × 7 commands; %s", thousands(int64(r.carts)), cpuPerOp(processCPU()-cpu, res.ops))
+			note := fmt.Sprintf("%s carts × 7 commands; %s", thousands(int64(r.carts)), cpuPerOp(cputime.Process()-cpu, res.ops))
 			if full := b.rep.row(strings.TrimSuffix(w.id, "-normal")); w.normal && full != nil && res.rate() > 0 {
 				full.Note = joinNotes(full.Note, fmt.Sprintf("%.2f of NORMAL", full.Value/res.rate()))
 			}
@@ -683,7 +683,7 @@ func (b *bench) queries(ctx context.Context, runs []*cartRun) error {
 		for i := range rngs {
 			rngs[i] = rand.New(rand.NewPCG(uint64(i), 11))
 		}
-		cpu := processCPU()
+		cpu := cputime.Process()
 		res := closedLoop(ctx, clients, b.cfg.HTTPDuration, func(ctx context.Context, client, _ int) error {
 			t := targets[rngs[client].IntN(len(targets))]
 			url := srv.URL + "/carts/" + t.id
@@ -694,7 +694,7 @@ func (b *bench) queries(ctx context.Context, runs []*cartRun) error {
 			return err
 		})
 		c.CloseIdleConnections()
-		note := joinNotes(cpuPerOp(processCPU()-cpu, res.ops), res.errNote())
+		note := joinNotes(cpuPerOp(cputime.Process()-cpu, res.ops), res.errNote())
 		if checkErr != nil {
 			note = joinNotes(note, checkErr.Error())
 		}
@@ -879,15 +879,6 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
-}
-
-// processCPU returns the user and system CPU time of this process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procCPU returns the user and system CPU time of process pid from

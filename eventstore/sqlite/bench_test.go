@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventline/eventline/eventstore"
 	"github.com/google/uuid"
+
+	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/cputime"
 )
 
 // The benchmarks append events shaped like the sample's: a small JSON payload
@@ -57,7 +59,7 @@ func benchEvents(n int) []eventstore.Event {
 // cpuBefore.
 func reportEvents(b *testing.B, events int, cpuBefore time.Duration) {
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
-	if cpu := processCPU(); events > 0 && cpu > 0 {
+	if cpu := cputime.Process(); events > 0 && cpu > 0 {
 		b.ReportMetric(float64(cpu-cpuBefore)/float64(time.Microsecond)/float64(events), "cpu-µs/event")
 	}
 	b.ReportMetric(0, "ns/op") // per-op time is misleading where an op is a batch
@@ -102,7 +104,7 @@ func BenchmarkAppendSingleFull(b *testing.B) { appendSingle(b, SyncFull) }
 func appendSingle(b *testing.B, mode SyncMode) {
 	s := benchStore(b, mode)
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	appendLoop(b, s, b.N, 1, streamNames(benchStreams), rand.New(rand.NewPCG(1, 2)))
 	reportEvents(b, b.N, cpu)
 }
@@ -110,7 +112,7 @@ func appendSingle(b *testing.B, mode SyncMode) {
 func BenchmarkAppendBatch(b *testing.B) {
 	s := benchStore(b)
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	appendLoop(b, s, b.N, 100, streamNames(benchStreams), rand.New(rand.NewPCG(1, 2)))
 	reportEvents(b, 100*b.N, cpu)
 }
@@ -130,7 +132,7 @@ func appendConcurrent64(b *testing.B, mode SyncMode) {
 	names := streamNames(benchStreams)
 	commits := s.w.commits.Load()
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	var wg sync.WaitGroup
 	for g := range callers {
 		var own []string
@@ -163,7 +165,7 @@ func BenchmarkReadAll(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	for range b.N {
 		n := 0
 		for _, err := range s.ReadAll(ctx, eventstore.Start) {
@@ -225,7 +227,7 @@ func rawInserts(b *testing.B, txRows int, newID func() uuid.UUID) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var position int64
 	b.ResetTimer()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	for done := 0; done < b.N; {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/eventline/eventline/eventstore"
+	"github.com/eventline/eventline/internal/cputime"
 	"github.com/eventline/eventline/internal/redistest"
 	"github.com/eventline/eventline/projection"
 	"github.com/eventline/eventline/sample/domain/cart"
@@ -70,7 +71,7 @@ func benchGetCartHTTP(b *testing.B, clients int, withAfter bool) {
 		var lat []time.Duration
 		b.SetParallelism(max(1, clients/runtime.GOMAXPROCS(0)))
 		b.ResetTimer()
-		cpu0, rcpu0 := processCPU(), redisCPU(b, h.rdb)
+		cpu0, rcpu0 := cputime.Process(), redisCPU(b, h.rdb)
 		b.RunParallel(func(pb *testing.PB) {
 			var mine []time.Duration
 			for pb.Next() {
@@ -150,7 +151,7 @@ func reportCPU(b *testing.B, rdb redis.UniversalClient, cpu0, rcpu0 time.Duratio
 		return
 	}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
-	b.ReportMetric(per(processCPU()-cpu0), "cpu-µs/op")
+	b.ReportMetric(per(cputime.Process()-cpu0), "cpu-µs/op")
 	if r := redisCPU(b, rdb); r > 0 {
 		b.ReportMetric(per(r-rcpu0), "redis-cpu-µs/op")
 	}
