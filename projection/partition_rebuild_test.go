@@ -82,11 +82,7 @@ func partitionedForceRebuild(t *testing.T, tg redisTarget) {
 	ctx := context.Background()
 	const n = 4
 	g0, g1 := query.Version(1), query.Build{Version: 1, Generation: 1}
-	cfg := func(id string) Config {
-		return Config{Store: store, Redis: rdb, Projection: pcounts("fr", n), ID: id, BatchSize: 50,
-			LeaseTTL: time.Second, RetireDelay: 50 * time.Millisecond, Logger: quietLogger(),
-			MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
-	}
+	cfg := rebuildConfig(store, rdb, pcounts("fr", n), 50, 50*time.Millisecond)
 	appendStreams(t, store, 0, 3000)
 	xa := startRunner(t, newRunner(t, cfg("a")))
 	xb := startRunner(t, newRunner(t, cfg("b")))
@@ -227,11 +223,7 @@ func partitionedRebuildCancelCrashRestart(t *testing.T, tg redisTarget) {
 	store := memory.New()
 	ctx := context.Background()
 	const n = 3
-	cfg := func(id string) Config {
-		return Config{Store: store, Redis: rdb, Projection: pcounts("cr", n), ID: id, BatchSize: 20,
-			LeaseTTL: time.Second, RetireDelay: 10 * time.Millisecond, Logger: quietLogger(),
-			MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
-	}
+	cfg := rebuildConfig(store, rdb, pcounts("cr", n), 20, 10*time.Millisecond)
 	appendStreams(t, store, 0, 4000)
 	xa := startRunner(t, newRunner(t, cfg("a")))
 	head, _ := store.Head(ctx)
@@ -357,5 +349,16 @@ func partitionedRebuildCancelCrashRestart(t *testing.T, tg redisTarget) {
 	noLeftovers(t, rdb, "cr", g1, n)
 	if vs := rdb.SMembers(ctx, VersionsKey("cr")).Val(); len(vs) != 1 || vs[0] != "1g2" {
 		t.Errorf("versions set %v, want [1g2]", vs)
+	}
+}
+
+// rebuildConfig returns the Config of the partitioned rebuild tests' runners
+// by id: a one-second lease, short back-offs and the given batch size and
+// retire delay.
+func rebuildConfig(store eventstore.Store, rdb redis.UniversalClient, p Projection, batch int, retire time.Duration) func(id string) Config {
+	return func(id string) Config {
+		return Config{Store: store, Redis: rdb, Projection: p, ID: id, BatchSize: batch,
+			LeaseTTL: time.Second, RetireDelay: retire, Logger: quietLogger(),
+			MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 	}
 }

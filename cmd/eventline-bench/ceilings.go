@@ -18,6 +18,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	_ "modernc.org/sqlite" // the raw SQLite ceiling uses the driver directly
+
+	"github.com/eventline/eventline/sample/domain/cart"
 )
 
 // rawSchema is a table comparable with the event store's: streams mapped to
@@ -212,19 +214,12 @@ func loadHandler(ctx context.Context, clients int, d time.Duration, pattern stri
 	return closedLoop(ctx, clients, d, func(ctx context.Context, _, i int) error { return request(ctx, c, srv.URL, i) })
 }
 
-// trivialItem is the body trivialPost decodes: a cart item, as the command
-// API's POST /carts/{id}/items receives it.
-type trivialItem struct {
-	ProductID      string `json:"product_id"`
-	Quantity       int    `json:"quantity"`
-	UnitPriceCents int64  `json:"unit_price_cents"`
-}
-
-// trivialPost is the ceiling of a command request: it decodes a small JSON
-// body and answers a small JSON document with a position, as a command
-// endpoint does, with nothing behind it.
+// trivialPost is the ceiling of a command request: it decodes a cart item,
+// as the command API's POST /carts/{id}/items receives it, and answers a
+// small JSON document with a position, as a command endpoint does, with
+// nothing behind it.
 func trivialPost(w http.ResponseWriter, r *http.Request) {
-	var item trivialItem
+	var item cart.AddItem
 	if err := json.NewDecoder(r.Body).Decode(&item); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

@@ -54,6 +54,8 @@ type writer struct {
 	s        *Store
 	requests chan *appendRequest
 	batch    []*appendRequest
+	// events counts the events of batch's appends.
+	events int
 	// commits counts committed transactions, for benchmarks to report the
 	// average group size.
 	commits atomic.Uint64
@@ -156,13 +158,12 @@ func (w *writer) run() {
 	// callers are appending concurrently right now.
 	callers := 0
 	groupcommit.Serve(w.requests, w.s.done, w.s.stopped, func(req *appendRequest, linger *time.Timer) {
-		w.batch = w.batch[:0]
-		events := 0
+		w.batch, w.events = w.batch[:0], 0
 		add := func(req *appendRequest) {
 			w.batch = append(w.batch, req)
-			events += len(req.events)
+			w.events += len(req.events)
 		}
-		full := func() bool { return len(w.batch) >= maxBatchAppends || events >= maxBatchEvents }
+		full := func() bool { return len(w.batch) >= maxBatchAppends || w.events >= maxBatchEvents }
 		// Callers answered by the last commit are still on their way back
 		// with their next append; waiting a moment for them keeps batches
 		// as large as the concurrency. A lone caller never waits.
@@ -172,7 +173,7 @@ func (w *writer) run() {
 		if len(w.batch) > 0 {
 			start := time.Now()
 			w.commit()
-			w.s.metrics.Committed(len(w.batch), events, time.Since(start))
+			w.s.metrics.Committed(len(w.batch), w.events, time.Since(start))
 			// Appends that queued during the commit come from callers
 			// as concurrent as this batch's: count them too, so that the
 			// next batch waits for both instead of the two halves of the
@@ -429,14 +430,10 @@ type decision struct {
 // appends events to (a missing one is taken as new), seen the event ids
 // already in the log.
 func (w *writer) decide(streams map[string]*streamState, seen map[uuid.UUID]written) *decision {
-	events := 0
-	for _, req := range w.batch {
-		events += len(req.events)
-	}
 	// Every slice is allocated at its final size at once: the writer's
 	// allocations, and the collections they cost, are a part of every
 	// commit's time.
-	d := &decision{results: make([]pending, len(w.batch)), rows: newEventRows(events)}
+	d := &decision{results: make([]pending, len(w.batch)), rows: newEventRows(w.events)}
 	rows := &d.rows
 	for i, req := range w.batch {
 		st := streams[req.stream]
@@ -514,9 +511,7 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 	// the array never moves while streams points into it).
 	states := make([]streamState, 0, len(w.batch))
 	names := make([]string, 0, len(w.batch))
-	events := 0
 	for _, req := range w.batch {
-		events += len(req.events)
 		if len(req.events) == 0 {
 			return nil, false, false, true, nil
 		}
@@ -535,7 +530,7 @@ func (w *writer) tryAssumed(ctx context.Context) (replies []appendReply, wrote, 
 	for i, name := range names {
 		assumed[i] = streams[name].version
 	}
-	d := w.decide(streams, make(map[uuid.UUID]written, events))
+	d := w.decide(streams, make(map[uuid.UUID]written, w.events))
 	rows := &d.rows
 	total := len(rows.rel)
 	upd, ins := newAssumedStreams(len(names)), newAssumedStreams(len(names))

@@ -88,7 +88,7 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		// the record's bytes as one text (id, type, correlation and
 		// causation ids, headers and data, in that order) and their
 		// lengths packed two to an integer: seven columns instead of
-		// ten, and one allocation for the six (see scanLog). SQLite's
+		// ten (see scanLog). SQLite's
 		// | and << bind alike, left to right: hence the parentheses.
 		{&r.logPage, `SELECT position, version, recorded_at, stream,
 				octet_length(type) | (coalesce(octet_length(correlation_id), 0) << 31),

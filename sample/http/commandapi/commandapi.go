@@ -401,12 +401,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	if err != nil {
 		return fmt.Errorf("commandapi: encode response: %w", err)
 	}
-	body = append(body, '\n')
-	h := w.Header()
-	httpjson.SetHeaders(h, false)
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(status)
-	// The status is sent; a failed write means the client is gone.
-	_, _ = w.Write(body)
+	httpjson.WriteBody(w, status, body, false)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 )
 
 // Body is the JSON body of every error response of the sample.
@@ -144,6 +145,19 @@ var (
 	hdrNosniff     = []string{"nosniff"}
 	hdrNoStore     = []string{"no-store"}
 )
+
+// WriteBody writes body, an encoded JSON document, as an answer with status:
+// a newline after it, the headers of SetHeaders and its Content-Length.
+// Headers of its own the caller sets before.
+func WriteBody(w http.ResponseWriter, status int, body []byte, noStore bool) {
+	body = append(body, '\n')
+	h := w.Header()
+	SetHeaders(h, noStore)
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	// The status is sent; a failed write means the client is gone.
+	_, _ = w.Write(body)
+}
 
 // SetHeaders sets the headers of a JSON answer: its content type and
 // X-Content-Type-Options: nosniff, and with noStore Cache-Control: no-store.

@@ -333,14 +333,8 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, body any, pos event
 		a.fail(w, r, fmt.Errorf("encode the answer: %w", err))
 		return
 	}
-	b = append(b, '\n')
-	h := w.Header()
-	httpjson.SetHeaders(h, true)
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	h[HeaderPosition] = []string{pos.String()}
-	w.WriteHeader(http.StatusOK)
-	// The status is sent; a failed write means the client is gone.
-	_, _ = w.Write(b)
+	w.Header()[HeaderPosition] = []string{pos.String()}
+	httpjson.WriteBody(w, http.StatusOK, b, true)
 }
 
 func malformed(msg string) *httpjson.Error {
