@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/eventline/eventline/eventstore"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
-	"github.com/redis/go-redis/v9"
 )
 
 // errWatchFailed means EXEC aborted because the lease or the active version
@@ -73,15 +73,9 @@ func (r *Runner) fence(ctx context.Context, rtx *redis.Tx) error {
 // the session ends and the next one starts from the checkpoint Redis has
 // (docs/architecture.md, "Fencing across a failover").
 func (r *Runner) checkpointMoved(stored *redis.StringCmd) error {
-	var at eventstore.Position
-	switch s, err := stored.Result(); {
-	case errors.Is(err, redis.Nil):
-	case err != nil:
+	at, err := checkpointFrom(stored, r.checkpointKey)
+	if err != nil {
 		return err
-	default:
-		if at, err = eventstore.ParsePosition(s); err != nil {
-			return fmt.Errorf("read checkpoint %s: %w", r.checkpointKey, err)
-		}
 	}
 	if want := r.Checkpoint(); at != want {
 		return fmt.Errorf("%w: checkpoint %s is at %s in Redis, but this runner last read or wrote %s there: "+

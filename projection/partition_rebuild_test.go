@@ -251,9 +251,15 @@ func partitionedRebuildCancelCrashRestart(t *testing.T, tg redisTarget) {
 
 	// crash runs a rebuilding runner of b that dies without a word once
 	// every partition has committed a batch.
-	crash := func(b query.Build) []eventstore.Position {
+	// crash runs a rebuild runner of b, with leases of ttl, until every
+	// partition has committed, and stops it without releasing its leases.
+	crash := func(b query.Build, ttl time.Duration) []eventstore.Position {
 		t.Helper()
-		c := newRunner(t, func() Config { c := cfg("crashed-" + b.String()); c.Activation = ActivateNever; return c }())
+		c := newRunner(t, func() Config {
+			c := cfg("crashed-" + b.String())
+			c.Activation, c.LeaseTTL = ActivateNever, ttl
+			return c
+		}())
 		c.pinned, c.noRelease = &b, true
 		xc := startRunner(t, c)
 		var cps []eventstore.Position
@@ -305,7 +311,7 @@ func partitionedRebuildCancelCrashRestart(t *testing.T, tg redisTarget) {
 	}
 
 	// Crashed, then resumed.
-	left := crash(g1)
+	left := crash(g1, time.Second)
 	appendStreams(t, store, 4000, 4200)
 	res, first := rebuild("resumer", RebuildOptions{})
 	if res.Generation != 1 || res.PreviousGeneration != 0 {
@@ -320,8 +326,9 @@ func partitionedRebuildCancelCrashRestart(t *testing.T, tg redisTarget) {
 	waitUntil(t, 30*time.Second, "removal of generation 0", func() bool { return partBuildKeys(t, rdb, "cr", g0, n) == 0 })
 	noLeftovers(t, rdb, "cr", g0, n)
 
-	// Crashed, then started over.
-	crash(g2)
+	// Crashed, then started over. The dead leases last long enough for the
+	// refusal below however slow the machine; then they are waited out.
+	crash(g2, 10*time.Second)
 	appendStreams(t, store, 4200, 4300)
 	if _, err := Rebuild(ctx, cfg("restarter"), RebuildOptions{Force: true, Restart: true}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Restart while the crashed leases last: %v, want ErrBusy", err)

@@ -11,11 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/internal/retry"
 	"github.com/eventline/eventline/query"
-	"github.com/redis/go-redis/v9"
 )
 
 // RemoveBatch is how many keys one step of a version's removal scans and
@@ -195,16 +196,9 @@ func Discard(ctx context.Context, rdb redis.UniversalClient, name string, b quer
 	if err := query.ValidateName(name); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	n, err := buildPartitions(ctx, rdb, name, b)
+	parts, err := buildParts(ctx, rdb, name, b)
 	if err != nil {
 		return 0, fmt.Errorf("projection: discard %s v%s: %w", name, b, err)
-	}
-	parts := []query.Partition{{}}
-	if n > 1 {
-		parts = parts[:0]
-		for i := range n {
-			parts = append(parts, query.Partition{Index: i, Count: n})
-		}
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])

@@ -8,11 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eventline/eventline/eventstore"
 	"github.com/eventline/eventline/internal/batch"
 	"github.com/eventline/eventline/internal/lease"
 	"github.com/eventline/eventline/query"
-	"github.com/redis/go-redis/v9"
 )
 
 // session is one tenure of the lease: read the checkpoint, subscribe after it,
@@ -252,7 +253,13 @@ func recordPartitions(ctx context.Context, rdb redis.Cmdable, name string, b que
 
 // readCheckpointKey reads the position of the checkpoint hash at key, Start when none.
 func readCheckpointKey(ctx context.Context, rdb redis.Cmdable, key string) (eventstore.Position, error) {
-	s, err := rdb.HGet(ctx, key, query.FieldPosition).Result()
+	return checkpointFrom(rdb.HGet(ctx, key, query.FieldPosition), key)
+}
+
+// checkpointFrom reads the answer to an HGET of the position field of
+// checkpoint key: no field is Start.
+func checkpointFrom(cmd *redis.StringCmd, key string) (eventstore.Position, error) {
+	s, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return eventstore.Start, nil
 	}

@@ -193,7 +193,8 @@ func TestSharedDecodingSharesNoSlotBetweenPositions(t *testing.T) {
 	reg := eventstore.NewRegistry()
 	eventstore.Register[other](reg, "other")
 	var got []int
-	r := NewSharedRouter(NewSharedDecoding(reg))
+	d := NewSharedDecoding(reg)
+	r := NewSharedRouter(d)
 	Handle(r, func(_ context.Context, _ *Tx, _ eventstore.Record, e other) error {
 		got = append(got, e.N)
 		return nil
@@ -208,7 +209,6 @@ func TestSharedDecodingSharesNoSlotBetweenPositions(t *testing.T) {
 		// nothing in the slot's bits: the same slot as the first two.
 		rec(3, eventstore.Position{Commit: 5, Prepare: 5 + sharedDecodings}),
 	}
-	d := NewSharedDecoding(reg)
 	for _, rc := range recs[1:] {
 		if d.slotOf(rc.Position) != d.slotOf(recs[0].Position) {
 			t.Fatalf("position %s is not in the slot of %s: the test would not test sharing", rc.Position, recs[0].Position)
